@@ -1,0 +1,39 @@
+# One task list for people and CI. `make help` lists the tasks.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+RUN := $(UV) run --frozen
+
+.DEFAULT_GOAL := help
+.PHONY: help uv install demo test test-fast lint format bench clean notebooks
+
+help: ## list the tasks
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+uv: ## make sure uv is installed (pip --user on a fresh machine)
+	@command -v uv >/dev/null 2>&1 || test -x "$(UV)" || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+install: uv ## create .venv from the lock file (CPU xgboost, dev tools)
+	$(UV) sync --frozen
+
+demo: install ## run the main job end to end on the embedded defaults
+	$(RUN) nextbest demo
+
+test: install ## run the whole test suite (PostgreSQL and Redis tests need the local servers)
+	$(RUN) pytest
+
+test-fast: install ## tests without the slow end-to-end ones
+	$(RUN) pytest -m "not slow"
+
+lint: install ## ruff lint + format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: install ## apply ruff formatting and autofixes
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+bench: install ## benchmarks: simulator, features, (see benchmarks/README)
+	$(RUN) python -m benchmarks.run
+
+clean: ## delete all generated state (.nextbest/)
+	rm -rf .nextbest

@@ -1,0 +1,51 @@
+"""The one `nextbest` command line: thin Typer commands over plain functions, one module per area.
+
+Each area registers its commands from `nextbest/commands/<area>.py`; heavy libraries are imported inside the
+command functions so `nextbest --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from nextbest.commands import demo, features, monitor, serve, simulate, train
+
+app = typer.Typer(
+    name="nextbest",
+    help="Nextbest: next-best-action experimentation and serving for retail banking.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(rich_tracebacks=False, show_path=False)],
+    )
+    for noisy in ("feast", "alembic", "urllib3", "numexpr", "bentoml", "httpx", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+for _module in (simulate, features, train, serve, monitor, demo):
+    _module.register(app)
+
+
+def main() -> None:
+    """Console entry point: known errors become a one-line message and exit status 2, not a traceback."""
+    from nextbest.console import console
+    from nextbest.errors import NextbestError
+
+    try:
+        app()
+    except NextbestError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(2) from None

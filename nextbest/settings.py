@@ -1,0 +1,150 @@
+"""Typed settings for every Nextbest job: one object, loaded from `nextbest.yaml` and `NEXTBEST_*` env vars.
+
+Precedence (highest first): explicit arguments, environment (`NEXTBEST_HOME`, `NEXTBEST_MLFLOW__TRACKING_URI`,
+... nested with `__`), the YAML file named by `NEXTBEST_CONFIG` (default `./nextbest.yaml` if present), defaults.
+All generated state (worlds, feature stores, MLflow runs, models, reports, logs) lives under `home`, which is
+git-ignored. Nothing here touches the disk at import time; `Settings.ensure_dirs()` creates folders on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorldSettings(_Section):
+    """The default simulated bank the demo and tests use."""
+
+    customers: int = Field(3_000, gt=0)
+    days: int = Field(120, gt=0)
+    seed: int = 42
+    start_date: str = "2026-01-01"
+    scenario: str | None = None
+    scenario_start_day: int | None = None
+
+
+class FeatureSettings(_Section):
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection_string: str = "127.0.0.1:6379"
+    project: str = "nextbest"
+
+
+class MlflowSettings(_Section):
+    tracking_uri: str | None = None  # None: sqlite under home
+    registry_uri: str | None = None
+    experiment_prefix: str = "nextbest"
+
+
+class TrainingSettings(_Section):
+    trials: int = Field(8, gt=0)
+    churn_horizon_days: int = Field(30, gt=0)
+    optuna_storage: str | None = None  # None: sqlite under home; postgresql+psycopg2://... in production
+    seed: int = 7
+
+
+class ServingSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 3000
+    decision_log_uri: str | None = None  # None: sqlite under home; postgresql://... in production
+    auth_enabled: bool = False
+    api_keys: dict[str, Literal["channel", "admin"]] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """All configuration for one Nextbest installation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEXTBEST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: Path = REPO_ROOT / ".nextbest"
+    profile: Literal["embedded", "production"] = "embedded"
+    world: WorldSettings = WorldSettings()
+    features: FeatureSettings = FeatureSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    training: TrainingSettings = TrainingSettings()
+    serving: ServingSettings = ServingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("NEXTBEST_CONFIG", "nextbest.yaml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    # ---- derived locations (all under home) ----
+    @property
+    def world_dir(self) -> Path:
+        return self.home / "world"
+
+    @property
+    def sources_dir(self) -> Path:
+        return self.world_dir / "sources"
+
+    @property
+    def truth_dir(self) -> Path:
+        return self.world_dir / "truth"
+
+    @property
+    def features_dir(self) -> Path:
+        """Feature tables (offline store files), Feast registry and SQLite online store."""
+        return self.home / "features"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
+    def optuna_storage(self) -> str:
+        return self.training.optuna_storage or f"sqlite:///{self.home / 'optuna.db'}"
+
+    @property
+    def decision_log_uri(self) -> str:
+        return self.serving.decision_log_uri or f"sqlite:///{self.home / 'decisions.db'}"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.home / "bench"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.world_dir, self.features_dir, self.mlflow_dir, self.reports_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings from file + environment, with explicit keyword overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]
