@@ -1,0 +1,77 @@
+"""Shipped configuration loads and validates; bad configuration fails with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from nextbest.catalogue import PRODUCTS, Catalogue, load_catalogue
+from nextbest.settings import REPO_ROOT, Settings, load_settings
+
+
+def test_shipped_catalogue_loads_and_every_action_has_a_template_per_channel() -> None:
+    catalogue = load_catalogue()
+    assert len(catalogue.actions) >= 15
+    kinds = {a.kind for a in catalogue.actions}
+    assert kinds == {"sales", "retention", "service"}
+    for action in catalogue.actions:
+        assert set(action.channels) <= set(action.templates)
+        assert action.product is None or action.product in PRODUCTS
+
+
+def test_catalogue_rejects_unknown_product_with_its_name(tmp_path: Path) -> None:
+    raw = yaml.safe_load(Path(REPO_ROOT / "nextbest/data/catalogue.yaml").read_text())
+    raw["actions"][0]["eligibility"]["excludes"] = ["spaceship"]
+    with pytest.raises(ValidationError, match="spaceship"):
+        Catalogue.model_validate(raw)
+
+
+def test_catalogue_rejects_a_channel_without_template() -> None:
+    raw = yaml.safe_load(Path(REPO_ROOT / "nextbest/data/catalogue.yaml").read_text())
+    raw["actions"][0]["templates"].pop(raw["actions"][0]["channels"][0])
+    with pytest.raises(ValidationError, match="no approved template"):
+        Catalogue.model_validate(raw)
+
+
+def test_settings_read_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "nextbest.yaml"
+    config.write_text(yaml.safe_dump({"home": str(tmp_path / "state"), "world": {"customers": 77, "days": 30}}))
+    monkeypatch.setenv("NEXTBEST_CONFIG", str(config))
+    monkeypatch.delenv("NEXTBEST_HOME", raising=False)
+    monkeypatch.setenv("NEXTBEST_WORLD__DAYS", "45")
+    settings = load_settings()
+    assert settings.home == tmp_path / "state"
+    assert settings.world.customers == 77
+    assert settings.world.days == 45  # environment wins over the file
+    assert settings.mlflow_tracking_uri.startswith("sqlite:///") and str(tmp_path) in settings.mlflow_tracking_uri
+
+
+def test_settings_reject_unknown_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "nextbest.yaml"
+    config.write_text(yaml.safe_dump({"world": {"customer": 10}}))
+    monkeypatch.setenv("NEXTBEST_CONFIG", str(config))
+    with pytest.raises(ValidationError, match="customer"):
+        load_settings()
+
+
+def test_every_shipped_yaml_config_parses() -> None:
+    shipped = [
+        p
+        for p in REPO_ROOT.rglob("*.yaml")
+        if not any(part.startswith(".") for part in p.relative_to(REPO_ROOT).parts)
+    ]
+    assert shipped, "no shipped YAML found"
+    for path in shipped:
+        with path.open() as f:
+            assert yaml.safe_load(f) is not None, path
+
+
+def test_default_state_lives_in_one_ignored_folder() -> None:
+    settings = Settings(home=REPO_ROOT / ".nextbest")
+    ignored = (REPO_ROOT / ".gitignore").read_text().split()
+    assert ".nextbest/" in ignored
+    for path in (settings.world_dir, settings.features_dir, settings.mlflow_dir, settings.reports_dir):
+        assert path.is_relative_to(settings.home)
