@@ -1,0 +1,31 @@
+"""Suite-wide isolation: no test reads a developer's nextbest.yaml or writes into the real state folder."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_state() -> Iterator[Path]:
+    """Point NEXTBEST_HOME at a per-session temp folder and ignore any local nextbest.yaml.
+
+    Tests that need their own home pass it explicitly (Settings(home=tmp_path)); this default only guards
+    against a test silently using `.nextbest/` of the checkout.
+    """
+    saved = {k: os.environ.get(k) for k in ("NEXTBEST_HOME", "NEXTBEST_CONFIG", "MLFLOW_TRACKING_URI")}
+    with tempfile.TemporaryDirectory(prefix="nextbest-test-") as home:
+        os.environ["NEXTBEST_HOME"] = home
+        os.environ["NEXTBEST_CONFIG"] = str(Path(home) / "absent-nextbest.yaml")
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        os.environ.setdefault("MPLBACKEND", "Agg")
+        yield Path(home)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
