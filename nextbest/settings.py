@@ -57,8 +57,14 @@ class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 3000
     decision_log_uri: str | None = None  # None: sqlite under home; postgresql://... in production
-    auth_enabled: bool = False
+    auth_enabled: bool = False  # always on in the production profile (see Settings.auth_required)
     api_keys: dict[str, Literal["channel", "admin"]] = Field(default_factory=dict)
+    workers: int = Field(1, gt=0)
+    policy_path: Path | None = None  # None: serving/policy.yaml
+    feature_timeout_ms: float = Field(25.0, gt=0)  # online read budget; past it the answer is the safe fallback
+    reload_interval_s: float = Field(30.0, ge=0)  # registry poll for a new champion; 0 disables
+    breaker_failures: int = Field(3, gt=0)  # consecutive online-store failures that open the circuit
+    breaker_reset_s: float = Field(5.0, gt=0)  # how long an open circuit skips the store before probing again
 
 
 class Settings(BaseSettings):

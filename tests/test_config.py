@@ -59,9 +59,7 @@ def test_settings_reject_unknown_keys(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_every_shipped_yaml_config_parses() -> None:
     shipped = [
-        p
-        for p in REPO_ROOT.rglob("*.yaml")
-        if not any(part.startswith(".") for part in p.relative_to(REPO_ROOT).parts)
+        p for p in REPO_ROOT.rglob("*.yaml") if not any(part.startswith(".") for part in p.relative_to(REPO_ROOT).parts)
     ]
     assert shipped, "no shipped YAML found"
     for path in shipped:

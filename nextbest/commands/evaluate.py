@@ -1,9 +1,165 @@
-"""CLI commands: evaluate (the evaluation ladder) and experiment run."""
+"""CLI commands: `nextbest evaluate` (the evaluation ladder against the truth) and `nextbest experiment run|list`.
+
+Thin commands over `training.evaluate` and `training.experiments`; they render tables and say where results went.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from training.evaluate import EvaluationReport
+
+experiment_app = typer.Typer(help="Declarative experiments (experiments/*.yaml): run variants, compare in MLflow.")
+
+
+def _render_frame(title: str, frame: pd.DataFrame, formats: dict[str, str] | None = None) -> None:
+    """Print a DataFrame as a rich table; `formats` maps column -> format spec (e.g. '.1f', '.1%')."""
+    import math
+
+    from rich.table import Table
+
+    from nextbest.console import console
+
+    formats = formats or {}
+    table = Table(title=title, title_justify="left")
+    for col in frame.columns:
+        numeric = frame[col].dtype.kind in "fiu"
+        table.add_column(str(col), justify="right" if numeric else "left")
+    for _, row in frame.iterrows():
+        cells = []
+        for col in frame.columns:
+            value = row[col]
+            if isinstance(value, float) and math.isnan(value):
+                cells.append("-")
+            elif col in formats and isinstance(value, int | float):
+                cells.append(format(value, formats[col]))
+            elif isinstance(value, float):
+                cells.append(f"{value:.4f}")
+            else:
+                cells.append(str(value))
+        table.add_row(*cells)
+    console.print(table)
+
+
+@experiment_app.command("list")
+def experiment_list() -> None:
+    """List the shipped experiment specs."""
+    from nextbest.console import console
+    from training.experiments import load_spec, shipped_specs
+
+    for path in shipped_specs():
+        spec = load_spec(path)
+        console.print(f"[bold]{spec.name}[/]  {spec.title}  ({spec.model}, {len(spec.variants)} variants)  {path}")
+
+
+@experiment_app.command("run")
+def experiment_run(
+    spec: str = typer.Argument(..., help="Path to a spec, or the name of one under experiments/."),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Override the trials of every variant."),
+) -> None:
+    """Train every variant of an experiment spec into one MLflow experiment and print the comparison table."""
+    from nextbest.console import console
+    from nextbest.settings import load_settings
+    from training.experiments import load_spec, run_experiment
+
+    settings = load_settings()
+    loaded = load_spec(Path(spec))
+    if trials is not None:
+        loaded = loaded.model_copy(
+            update={"trials": trials, "variants": tuple(v.model_copy(update={"trials": None}) for v in loaded.variants)}
+        )
+    console.print(f"[bold]experiment[/] {loaded.name}: {loaded.title} ({len(loaded.variants)} variants)")
+    result = run_experiment(
+        loaded, settings, on_variant=lambda v: console.print(f"  training variant [bold]{v.name}[/] ...")
+    )
+    table = result.table()
+    _render_frame(
+        f"{loaded.title} — MLflow experiment {result.experiment_name}",
+        table.drop(columns=["run_id"]),
+        {m: ".4f" for m in loaded.metrics},
+    )
+    console.print(f"runs: {', '.join(f'{r.variant}={r.run_id}' for r in result.variants)}")
+    console.print(f"see them: [bold]{result.ui_command()}[/]")
+
+
+def evaluate(
+    decisions: int = typer.Option(2000, "--decisions", "-n", min=50, help="Held-out decision points to score."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling decision points."),
+    stage3_trials: int = typer.Option(
+        2, "--stage3-trials", min=1, help="Tuning trials of the no-context model trained for stage 3."
+    ),
+    log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the report to MLflow."),
+) -> None:
+    """The evaluation ladder on held-out simulated traffic, scored by the simulator's truth."""
+    from nextbest.console import console
+    from nextbest.settings import load_settings
+    from training.evaluate import EvaluationOptions, run_evaluation
+
+    settings = load_settings()
+    with console.status("evaluating the ladder against the truth ..."):
+        report = run_evaluation(
+            settings,
+            EvaluationOptions(decisions=decisions, seed=seed, stage3_trials=stage3_trials, log_mlflow=log_mlflow),
+        )
+    render_report(report, settings.mlflow_tracking_uri)
+
+
+def render_report(report: EvaluationReport, tracking_uri: str) -> None:
+    """Print an evaluation report (ladder, off-policy estimates, model quality) and where it was logged.
+
+    Public so that `nextbest demo` prints the same tables after running `training.evaluate.run_evaluation`.
+    """
+    from nextbest.console import console
+
+    _render_frame(
+        f"Evaluation ladder: {report.decisions} held-out decisions, truth from the simulator",
+        report.ladder,
+        {
+            "offers_per_1000": ".0f",
+            "conversions_per_1000": ".1f",
+            "value_per_1000": ",.0f",
+            "share_of_oracle_value": ".1%",
+        },
+    )
+    if not report.choice_mix.empty:
+        _render_frame(
+            "What each stage shows (share of decisions by action kind)",
+            report.choice_mix,
+            {k: ".0%" for k in ("sales", "retention", "service", "nothing")},
+        )
+    _render_frame(
+        "Off-policy estimates of stage 5 from the logs alone vs its true value (EUR per 1,000 decisions)",
+        report.ope[["estimator", "estimate", "std_error", "ci95_low", "ci95_high", "truth", "truth_in_ci95"]],
+        {"estimate": ",.0f", "std_error": ",.0f", "ci95_low": ",.0f", "ci95_high": ",.0f", "truth": ",.0f"},
+    )
+    if not report.ope_by_stage.empty:
+        _render_frame(
+            "Off-policy estimates of every stage from the logs alone vs the truth (EUR per 1,000 decisions)",
+            report.ope_by_stage,
+            {"truth": ",.0f", "ips": ",.0f", "snips": ",.0f", "dr": ",.0f", "effective_sample_size": ".1f"},
+        )
+    _render_frame(
+        "Model quality beside the ceiling: ROC-AUC vs Bayes-optimal AUC of the same holdout rows",
+        report.model_quality[
+            ["model", "version", "rows", "positives", "roc_auc", "bayes_optimal_auc", "gap_to_ceiling"]
+        ],
+    )
+    for note in report.notes:
+        console.print(f"[dim]note:[/] {note}")
+    if report.run_id:
+        console.print(
+            f"logged to MLflow run [bold]{report.run_id}[/] (experiment {report.experiment_name}); "
+            f"see it: mlflow ui --backend-store-uri {tracking_uri}"
+        )
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
+    app.command("evaluate")(evaluate)
+    app.add_typer(experiment_app, name="experiment")

@@ -1,0 +1,1 @@
+"""Benchmarks: plain scripts printing measured figures (`uv run --frozen python -m benchmarks.<name>`)."""

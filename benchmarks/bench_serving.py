@@ -1,0 +1,411 @@
+"""Benchmark the decision service: where the time of one /recommend goes, and load against three servers.
+
+    uv run --frozen python -m benchmarks.bench_serving [--home PATH] [--duration 10] [--levels 1,4,16]
+                                                       [--rate 250] [--rate-seconds 20] [--redis] [--skip-naive]
+
+1. Profile: the engine in-process, per stage (feature read, churn score, contact history, policy, NBA score,
+   reason codes, log write-through, log enqueue), p50 over a few hundred decisions.
+2. Bounded load with wrk (Debian package; loopback; one client thread; fixed duration per concurrency level)
+   against, in one run: our BentoML service (`serving.service`), the same engine behind a bare Starlette/uvicorn
+   app (the floor), and a naive BentoML service (sklearn API per offer, exact SHAP, one feature read per model,
+   default BentoML config). p50 / p95 / p99, throughput and errors per level, and the ratios.
+3. Fixed rate: an open-loop asyncio client sends `--rate` requests/s on a fixed arrival schedule (latency counted
+   from the scheduled send time, so queueing is not hidden) and reports p50 / p99 -- SQLite, and Redis with
+   `--redis` (the same world materialized into Redis 127.0.0.1:6379 under its own project, removed after).
+
+The world: `--home` (needs champions and a materialized online store), else the default state folder if it has
+them, else a benchmark world built under `<home>/bench/serving-world` (simulated, features, 2 trials per model).
+Results also go to `<bench_dir>/serving.json`. Client and server share this machine's two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nextbest.settings import FeatureSettings, MlflowSettings, ServingSettings, Settings, load_settings
+
+logger = logging.getLogger("bench_serving")
+
+WRK_SCRIPT = r"""
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+function init(args)
+  n = 0
+  degraded = 0
+end
+local ids = {IDS}
+local channels = {"app", "web", "email", "app", "web"}
+request = function()
+  n = n + 1
+  local body = string.format('{"customer_id": %d, "channel": "%s", "max_actions": 3}', ids[(n % #ids) + 1],
+                             channels[(n % #channels) + 1])
+  return wrk.format("POST", "/recommend", {["Content-Type"] = "application/json"}, body)
+end
+response = function(status, headers, body)
+  if string.find(body, '"degraded":true', 1, true) then degraded = degraded + 1 end
+end
+done = function(summary, latency, requests)
+  local d = 0
+  for _, t in ipairs(threads) do d = d + t:get("degraded") end
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, "non2xx": %d, ' ..
+    '"socket_errors": %d, "degraded": %d}\n', summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(95), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout, d))
+end
+"""
+
+
+# ---------------------------------------------------------------- the world
+
+
+def has_served_world(settings: Settings) -> bool:
+    from serving.engine import DecisionEngine
+
+    if not (settings.features_dir / "registry.db").is_file():
+        return False
+    try:
+        DecisionEngine(settings).champion_versions()
+    except Exception:
+        return False
+    return True
+
+
+def build_bench_world(home: Path, customers: int, days: int) -> Settings:
+    import nextbest.features as nbf
+    from nextbest.simulator import SimulationConfig, simulate_world
+    from training.pipeline import train_model
+
+    settings = Settings(home=home)
+    settings.ensure_dirs()
+    print(f"building a benchmark world: {customers} customers x {days} days under {home} ...", flush=True)
+    simulate_world(SimulationConfig.build(customers=customers, days=days, seed=5), settings.world_dir)
+    nbf.build_feature_tables(settings)
+    nbf.apply(settings)
+    nbf.materialize(settings)
+    train_model(settings, "churn", trials=2)
+    train_model(settings, "nba", trials=2)
+    return settings
+
+
+def resolve_world(args: argparse.Namespace) -> Settings:
+    if args.home:
+        settings = Settings(home=Path(args.home))
+        if not has_served_world(settings):
+            sys.exit(f"{args.home} has no champions or no online store; train and materialize first")
+        return settings
+    default = load_settings()
+    if has_served_world(default):
+        return default
+    home = default.bench_dir / "serving-world"
+    candidate = Settings(home=home)
+    return candidate if has_served_world(candidate) else build_bench_world(home, args.customers, args.days)
+
+
+def customer_ids(settings: Settings, limit: int = 500) -> list[int]:
+    import pandas as pd
+
+    ids = pd.read_parquet(settings.sources_dir / "customers", columns=["customer_id"])["customer_id"].unique()
+    return [int(i) for i in ids[:limit]]
+
+
+def for_server(settings: Settings, name: str, **serving: Any) -> Settings:
+    """The world's settings with a decision log of its own for this server."""
+    data = settings.serving.model_dump()
+    data.update(decision_log_uri=f"sqlite:///{settings.bench_dir / f'serving-log-{name}.db'}", reload_interval_s=0)
+    data.update(serving)
+    return settings.model_copy(update={"serving": ServingSettings(**data)})
+
+
+# ---------------------------------------------------------------- profile
+
+
+def profile(settings: Settings, ids: list[int], n: int = 300) -> dict[str, Any]:
+    from serving.engine import DecisionEngine
+    from serving.schemas import RecommendRequest
+
+    engine = DecisionEngine(for_server(settings, "profile"))
+    engine.load()
+    stages: dict[str, list[float]] = {}
+    totals = []
+    try:
+        for i in range(n):
+            t: dict[str, float] = {}
+            t0 = time.perf_counter()
+            engine.recommend(RecommendRequest(customer_id=ids[i % len(ids)], channel=("app", "web")[i % 2]), timings=t)
+            totals.append(time.perf_counter() - t0)
+            for k, v in t.items():
+                stages.setdefault(k, []).append(v)
+    finally:
+        engine.close()
+    out = {k: statistics.median(v) * 1e3 for k, v in stages.items()}
+    out["total_p50"] = float(np.percentile(totals, 50) * 1e3)
+    out["total_p99"] = float(np.percentile(totals, 99) * 1e3)
+    return out
+
+
+# ---------------------------------------------------------------- load
+
+
+def run_wrk(url: str, ids: list[int], connections: int, seconds: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT.replace("{IDS}", "{" + ",".join(map(str, ids)) + "}"))
+        script = f.name
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", script, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    Path(script).unlink(missing_ok=True)
+    m = re.search(r"RESULT (\{.*\})", out.stdout)
+    if not m:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    r = json.loads(m.group(1))
+    secs = r["duration_us"] / 1e6
+    return {
+        "connections": connections,
+        "rps": r["requests"] / secs,
+        "p50_ms": r["p50_us"] / 1e3,
+        "p95_ms": r["p95_us"] / 1e3,
+        "p99_ms": r["p99_us"] / 1e3,
+        "errors": r["non2xx"] + r["socket_errors"],
+        "degraded": r["degraded"],
+        "requests": r["requests"],
+    }
+
+
+async def _fixed_rate(host: str, port: int, ids: list[int], rate: float, seconds: float) -> dict[str, float]:
+    """Open loop: request i is due at t0 + i/rate whatever happened before; latency counts from that time."""
+    n = int(rate * seconds)
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    opened = 0
+    latencies: list[float] = []
+    errors = 0
+    degraded = 0
+    rng = random.Random(1)
+
+    async def one(due: float, body: bytes) -> None:
+        nonlocal opened, errors, degraded
+        if pool.empty() and opened < 64:
+            opened += 1
+            pool.put_nowait(await asyncio.open_connection(host, port))
+        reader, writer = await pool.get()
+        try:
+            writer.write(
+                b"POST /recommend HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            payload = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - due)
+            degraded += b'"degraded":true' in payload
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors += 1
+            pool.put_nowait((reader, writer))
+        except Exception:
+            errors += 1
+            writer.close()
+            opened -= 1
+
+    t0 = time.perf_counter() + 0.05
+    tasks = []
+    for i in range(n):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        body = json.dumps({"customer_id": rng.choice(ids), "channel": rng.choice(["app", "web", "email"])}).encode()
+        tasks.append(asyncio.create_task(one(due, body)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    while not pool.empty():
+        _, w = pool.get_nowait()
+        w.close()
+    lat = np.asarray(latencies) * 1e3
+    return {
+        "rate": rate,
+        "achieved_rps": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "errors": errors,
+        "degraded": degraded,
+        "requests": n,
+    }
+
+
+def fixed_rate(port: int, ids: list[int], rate: float, seconds: float) -> dict[str, float]:
+    return asyncio.run(_fixed_rate("127.0.0.1", port, ids, rate, seconds))
+
+
+# ---------------------------------------------------------------- servers
+
+
+def server(name: str, settings: Settings, port: int) -> Any:
+    from serving.runner import ServiceProcess, service_command
+
+    log = settings.bench_dir / f"serving-{name}.log"
+    if name == "bentoml":
+        return ServiceProcess(for_server(settings, name), port=port, log_path=log)
+    if name == "starlette":
+        cmd = [sys.executable, "-m", "uvicorn", "benchmarks.serving_apps:floor_app", "--factory", "--host",
+               "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        return ServiceProcess(for_server(settings, name), port=port, log_path=log, command=cmd)
+    if name == "naive":
+        cmd = service_command("127.0.0.1", port, target="benchmarks.serving_apps:NaiveService")
+        return ServiceProcess(
+            for_server(settings, name), port=port, log_path=log, command=cmd, service_name="nextbest_naive"
+        )
+    raise ValueError(name)
+
+
+def prepare_redis(settings: Settings) -> Settings:
+    import nextbest.features as nbf
+
+    home = settings.bench_dir / "serving-redis"
+    if home.exists():
+        shutil.rmtree(home)
+    redis = Settings(
+        home=home,
+        features=FeatureSettings(online_store="redis", project="nbbenchserving"),
+        mlflow=MlflowSettings(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow.registry_uri),
+    )
+    redis.ensure_dirs()
+    shutil.copytree(settings.sources_dir, redis.sources_dir)
+    nbf.build_feature_tables(redis)
+    nbf.apply(redis)
+    nbf.materialize(redis)
+    return redis
+
+
+# ---------------------------------------------------------------- report
+
+
+def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols}
+    lines = ["  ".join(c.rjust(widths[c]) for c in cols)]
+    lines += ["  ".join(_fmt(r.get(c)).rjust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
+    return "" if v is None else str(v)
+
+
+def main() -> None:
+    from serving.runner import free_port
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--home", help="state folder with champions and a materialized online store")
+    p.add_argument("--customers", type=int, default=1500, help="size of a benchmark world built if none exists")
+    p.add_argument("--days", type=int, default=100)
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk level")
+    p.add_argument("--levels", default="1,4,16", help="wrk concurrency levels")
+    p.add_argument("--rate", type=float, default=250.0)
+    p.add_argument("--rate-seconds", type=float, default=20.0)
+    p.add_argument("--redis", action="store_true", help="also run the fixed-rate test on the Redis online store")
+    p.add_argument("--skip-naive", action="store_true")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+
+    settings = resolve_world(args)
+    settings.bench_dir.mkdir(parents=True, exist_ok=True)
+    ids = customer_ids(settings)
+    levels = [int(x) for x in args.levels.split(",")]
+    results: dict[str, Any] = {"world": str(settings.home), "levels": levels}
+
+    print("\n== where the time of one decision goes (in-process, p50 ms per stage) ==", flush=True)
+    prof = profile(settings, ids)
+    results["profile_ms"] = prof
+    for k, v in prof.items():
+        print(f"  {k:>18}: {v:7.3f}")
+
+    load: dict[str, list[dict[str, Any]]] = {}
+    rates: dict[str, dict[str, float]] = {}
+    names = ["bentoml", "starlette"] + ([] if args.skip_naive else ["naive"])
+    for name in names:
+        port = free_port()
+        print(f"\n== {name}: starting on port {port} ==", flush=True)
+        with server(name, settings, port) as svc:
+            fixed_rate(port, ids, 20, 1)  # warm-up
+            load[name] = []
+            for c in levels:
+                r = run_wrk(svc.url, ids, c, args.duration)
+                load[name].append(r)
+                print(
+                    f"  c={c:<3} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f}  p95 {r['p95_ms']:6.2f}  "
+                    f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  degraded {r['degraded']}",
+                    flush=True,
+                )
+            if name != "naive":
+                rates[name] = fixed_rate(port, ids, args.rate, args.rate_seconds)
+                print(f"  fixed {args.rate:.0f} req/s: {rates[name]}", flush=True)
+    if args.redis:
+        print("\n== bentoml on the Redis online store ==", flush=True)
+        redis = prepare_redis(settings)
+        try:
+            port = free_port()
+            with server("bentoml", redis, port) as svc:
+                fixed_rate(port, ids, 20, 1)
+                load["bentoml_redis"] = [run_wrk(svc.url, ids, c, args.duration) for c in levels]
+                rates["bentoml_redis"] = fixed_rate(port, ids, args.rate, args.rate_seconds)
+                print(f"  fixed {args.rate:.0f} req/s: {rates['bentoml_redis']}", flush=True)
+        finally:
+            import nextbest.features as nbf
+
+            nbf.get_store(redis).teardown()
+    results["load"] = load
+    results["fixed_rate"] = rates
+
+    print("\n== bounded load (wrk, one client thread, loopback) ==")
+    rows = [{"server": n, **r} for n, rs in load.items() for r in rs]
+    print(table(rows, ["server", "connections", "rps", "p50_ms", "p95_ms", "p99_ms", "errors", "degraded", "requests"]))
+    print(f"\n== fixed rate {args.rate:.0f} req/s for {args.rate_seconds:.0f} s (open loop) ==")
+    print(table([{"server": n, **r} for n, r in rates.items()],
+                ["server", "achieved_rps", "p50_ms", "p95_ms", "p99_ms", "errors", "degraded"]))  # fmt: skip
+
+    def best(name: str) -> float:
+        return max(r["rps"] for r in load[name]) if name in load else float("nan")
+
+    def p50_c1(name: str) -> float:
+        return load[name][0]["p50_ms"] if name in load else float("nan")
+
+    ratios = {
+        "bentoml/starlette max throughput": best("bentoml") / best("starlette"),
+        "bentoml/starlette p50 at c=1": p50_c1("bentoml") / p50_c1("starlette"),
+        "bentoml/naive max throughput": best("bentoml") / best("naive"),
+        "naive/bentoml p50 at c=1": p50_c1("naive") / p50_c1("bentoml"),
+    }
+    results["ratios"] = ratios
+    print("\n== ratios ==")
+    for k, v in ratios.items():
+        print(f"  {k:>34}: {v:6.2f}")
+    framework = p50_c1("bentoml") - prof["total_p50"]
+    print(f"\n  framework + HTTP overhead at c=1 (BentoML p50 - in-process p50): {framework:.2f} ms")
+    out = settings.bench_dir / "serving.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nresults: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""The onboarding configuration: how a bank's own tables map onto Nextbest, as one typed, validated YAML file.
+
+A data scientist describes, declaratively and without code:
+- `tables`: the raw files (path, format, separator, column types, date formats, missing-value markers);
+- `derived`: row-level reshaping in DuckDB SQL over those tables (joins, parsing an encoded birth number, counting
+  rows of an UNDATED table). Anything that aggregates over time must NOT go here: time aggregations are declared
+  as feature `aggregations` so the platform can enforce the point-in-time rule;
+- `entities`: what models score (a key, the table with one row per entity, when it starts to exist, and when
+  feature snapshots are taken: on a calendar, or once at the entity's own event time, e.g. a loan at its date);
+- `feature_views`: pass-through or time-relative attributes (as of the latest source row strictly before the
+  snapshot) and aggregations (count / sum / mean / min / max / std / last / days since) over windows, optionally
+  one feature per category value;
+- `models`: one Feast feature service and one registered model each, with the label (an event within a horizon
+  after the snapshot, or an outcome column of the entity's table) and the validation scheme.
+
+Why this shape: the tables a bank exports differ, but what a propensity or risk model needs from them does not
+(keys, event times, history aggregates, a label after the snapshot). Declaring aggregations instead of writing
+them lets one builder guarantee "a feature stamped t uses only rows with timestamp < t" for every bank.
+Models are frozen pydantic objects with `extra="forbid"`, so a typo in a YAML key is an error naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nextbest.errors import ConfigError
+
+ColumnType = Literal["int", "float", "str", "date", "datetime", "bool"]
+AggregationFn = Literal["count", "sum", "mean", "min", "max", "std", "last", "days_since_last", "days_since_first"]
+_NAME = r"^[a-z][a-z0-9_]*$"
+_ENV_REF = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableConfig(_Model):
+    """One raw file as the bank exports it."""
+
+    file: str = Field(description="Path relative to the project's data_dir (or absolute).")
+    format: Literal["csv", "parquet"] = "csv"
+    separator: str = ","
+    columns: dict[str, ColumnType] = Field(description="Columns to read and their types; other columns are dropped.")
+    date_formats: dict[str, str] = Field(
+        default_factory=dict, description="strptime format per date/datetime column, e.g. '%y%m%d'."
+    )
+    na_values: list[str] = Field(default_factory=list, description="Strings that mean missing, e.g. '?'.")
+
+    @model_validator(mode="after")
+    def _date_formats_name_date_columns(self) -> TableConfig:
+        for col in self.date_formats:
+            if self.columns.get(col) not in ("date", "datetime"):
+                raise ValueError(f"date_formats names {col!r}, which is not a date/datetime column of this table")
+        if not self.columns:
+            raise ValueError("a table needs at least one column")
+        return self
+
+
+class CalendarSnapshots(_Model):
+    """Feature rows for every live entity at 00:00 UTC of each period start in [start, end)."""
+
+    kind: Literal["calendar"] = "calendar"
+    start: date
+    end: date | None = Field(None, description="Exclusive; default: the project's data_end.")
+    every: Literal["week", "month", "quarter"] = "month"
+
+
+class EventSnapshots(_Model):
+    """One feature row per entity, at its own `valid_from` time (e.g. a loan at the date it was granted)."""
+
+    kind: Literal["event"] = "event"
+
+
+Snapshots = Annotated[CalendarSnapshots | EventSnapshots, Field(discriminator="kind")]
+
+
+class EntityConfig(_Model):
+    """Something a model scores: an account, a loan, a customer."""
+
+    key: str = Field(description="Join key column (int64), the Feast entity's join key.")
+    table: str = Field(description="Table or derived table with exactly one row per entity.")
+    valid_from: str | None = Field(description="Timestamp column: the entity exists from then; null = always.")
+    snapshots: Snapshots
+    description: str = ""
+
+
+class AttributeFeature(_Model):
+    """A column of the latest source row before the snapshot, as is or relative to the snapshot time."""
+
+    name: str = Field(pattern=_NAME)
+    column: str
+    transform: Literal["value", "days_since", "years_since"] = "value"
+    categories: list[str] | None = Field(None, description="One-hot: one 0/1 feature per listed value.")
+
+    @model_validator(mode="after")
+    def _categories_only_for_values(self) -> AttributeFeature:
+        if self.categories is not None and self.transform != "value":
+            raise ValueError(f"feature {self.name!r}: categories need transform 'value'")
+        return self
+
+
+class CategorySplit(_Model):
+    """One feature per listed value of a category column (other values are ignored)."""
+
+    column: str
+    values: list[str] = Field(min_length=1)
+
+
+class Aggregation(_Model):
+    """An aggregate over source rows strictly before the snapshot, within each window."""
+
+    name: str = Field(pattern=_NAME)
+    fn: AggregationFn
+    column: str | None = None
+    windows: list[int | None] = Field(default_factory=lambda: [None], description="Days; null = all history.")
+    by: CategorySplit | None = None
+
+    @model_validator(mode="after")
+    def _column_when_needed(self) -> Aggregation:
+        needs_column = self.fn in ("sum", "mean", "min", "max", "std", "last")
+        if needs_column and self.column is None:
+            raise ValueError(f"aggregation {self.name!r}: fn {self.fn!r} needs a column")
+        if not needs_column and self.column is not None:
+            raise ValueError(f"aggregation {self.name!r}: fn {self.fn!r} takes no column")
+        if any(w is not None and w <= 0 for w in self.windows) or not self.windows:
+            raise ValueError(f"aggregation {self.name!r}: windows must be positive days or null")
+        return self
+
+
+class FeatureViewConfig(_Model):
+    """A Feast feature view generated from a source table: attributes or aggregations, keyed by one entity."""
+
+    name: str = Field(pattern=_NAME)
+    entity: str
+    source: str
+    join_on: str | None = Field(
+        None, description="Column shared by the entity table and the source; default the entity key."
+    )
+    timestamp: str | None = Field(
+        description=(
+            "Source event-time column. null declares the source UNDATED: its rows count at every snapshot "
+            "(state the assumption in a comment; undated data is the commonest leak)."
+        )
+    )
+    ttl_days: int | None = Field(None, gt=0, description="Online/offline TTL; null = never expires.")
+    attributes: list[AttributeFeature] = Field(default_factory=list)
+    aggregations: list[Aggregation] = Field(default_factory=list)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FeatureViewConfig:
+        if bool(self.attributes) == bool(self.aggregations):
+            raise ValueError(f"feature view {self.name!r}: give either attributes or aggregations (exactly one)")
+        if self.timestamp is None and any(w is not None for a in self.aggregations for w in a.windows):
+            raise ValueError(f"feature view {self.name!r}: an undated source (timestamp: null) allows only window null")
+        return self
+
+
+class EventRef(_Model):
+    """Where an event happens: a table, the column that links it to the entity, and its timestamp column."""
+
+    table: str
+    key: str
+    timestamp: str
+
+
+class EventWithinLabel(_Model):
+    """1 if any listed event happens in (t, t + horizon_days], 0 otherwise; t is a calendar snapshot."""
+
+    kind: Literal["event_within"] = "event_within"
+    events: list[EventRef] = Field(min_length=1)
+    horizon_days: int = Field(gt=0)
+    exclude_prior_events: bool = Field(
+        True, description="Drop snapshots of entities that already had one of the events (first uptake only)."
+    )
+
+
+class OutcomeColumnLabel(_Model):
+    """The label is an outcome column of the entity's table, observed after the entity's event snapshot."""
+
+    kind: Literal["outcome_column"] = "outcome_column"
+    column: str
+    positive: list[str | int | bool] = Field(min_length=1)
+    negative: list[str | int | bool] | None = Field(None, description="null: every value not positive is 0.")
+
+
+Label = Annotated[EventWithinLabel | OutcomeColumnLabel, Field(discriminator="kind")]
+
+
+class ValidationConfig(_Model):
+    """How quality is estimated honestly on small data."""
+
+    method: Literal["repeated_cv", "time_split"] = "repeated_cv"
+    folds: int = Field(5, ge=2)
+    repeats: int = Field(3, ge=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="time_split: most recent share held out.")
+
+
+class ModelConfig(_Model):
+    """One model: its feature service (a Feast FeatureService) and its registered MLflow model."""
+
+    name: str = Field(pattern=_NAME, description="Registered model name, e.g. berka_default.")
+    entity: str
+    feature_service: str = Field(pattern=_NAME)
+    feature_views: list[str] = Field(min_length=1)
+    label: Label
+    train_from: date | None = Field(None, description="Only snapshots at or after this date.")
+    train_to: date | None = Field(None, description="Only snapshots before this date.")
+    validation: ValidationConfig = ValidationConfig()
+    trials: int | None = Field(None, gt=0, description="Optuna trials; default settings.training.trials.")
+    description: str = ""
+
+
+class OnboardingConfig(_Model):
+    """A bank's whole mapping: one Feast project, its feature services and models."""
+
+    project: str = Field(pattern=_NAME, description="Feast project name; also the state sub-folder.")
+    description: str = ""
+    data_dir: Path = Field(description="Folder of the raw files; ${ENV:-default} is expanded, relative to the YAML.")
+    data_end: date = Field(description="Exclusive end of the extract: nothing happens on or after it.")
+    tables: dict[str, TableConfig]
+    derived: dict[str, str] = Field(
+        default_factory=dict, description="name -> DuckDB SELECT over tables and earlier derived tables, row-level."
+    )
+    entities: dict[str, EntityConfig]
+    feature_views: list[FeatureViewConfig]
+    models: list[ModelConfig] = Field(min_length=1)
+
+    @field_validator("tables", "derived", "entities")
+    @classmethod
+    def _names_are_identifiers(cls, value: dict[str, object]) -> dict[str, object]:
+        for name in value:
+            if not re.match(_NAME, name):
+                raise ValueError(f"name {name!r} must be lower_snake_case")
+        return value
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> OnboardingConfig:
+        known_tables = set(self.tables) | set(self.derived)
+        if clash := set(self.tables) & set(self.derived):
+            raise ValueError(f"names used both as table and derived: {sorted(clash)}")
+        for name, ent in self.entities.items():
+            if ent.table not in known_tables:
+                raise ValueError(f"entity {name!r}: unknown table {ent.table!r}; known: {sorted(known_tables)}")
+        views: dict[str, FeatureViewConfig] = {}
+        for view in self.feature_views:
+            if view.name in views:
+                raise ValueError(f"feature view {view.name!r} is defined twice")
+            views[view.name] = view
+            if view.entity not in self.entities:
+                raise ValueError(f"feature view {view.name!r}: unknown entity {view.entity!r}")
+            if view.source not in known_tables:
+                raise ValueError(f"feature view {view.name!r}: unknown source {view.source!r}")
+            names = feature_names_of(view)
+            if len(set(names)) != len(names):
+                raise ValueError(f"feature view {view.name!r} produces a feature name twice")
+        services = set()
+        for model in self.models:
+            if model.feature_service in services:
+                raise ValueError(f"feature service {model.feature_service!r} is used by two models")
+            services.add(model.feature_service)
+            if model.entity not in self.entities:
+                raise ValueError(f"model {model.name!r}: unknown entity {model.entity!r}")
+            produced_by: dict[str, str] = {}
+            for v in model.feature_views:
+                if v not in views:
+                    raise ValueError(f"model {model.name!r}: unknown feature view {v!r}; known: {sorted(views)}")
+                if views[v].entity != model.entity:
+                    raise ValueError(f"model {model.name!r}: view {v!r} is keyed by {views[v].entity!r}")
+                # Feast joins a service's features by bare name, so names must be unique within one service.
+                for feature in feature_names_of(views[v]):
+                    if feature in produced_by:
+                        raise ValueError(
+                            f"model {model.name!r}: feature {feature!r} comes from both {produced_by[feature]!r} "
+                            f"and {v!r}; rename one"
+                        )
+                    produced_by[feature] = v
+            snapshots = self.entities[model.entity].snapshots
+            if isinstance(model.label, EventWithinLabel):
+                if not isinstance(snapshots, CalendarSnapshots):
+                    raise ValueError(f"model {model.name!r}: an event_within label needs calendar snapshots")
+                for ev in model.label.events:
+                    if ev.table not in known_tables:
+                        raise ValueError(f"model {model.name!r}: unknown event table {ev.table!r}")
+            elif not isinstance(snapshots, EventSnapshots):
+                raise ValueError(f"model {model.name!r}: an outcome_column label needs event snapshots")
+        return self
+
+    def view(self, name: str) -> FeatureViewConfig:
+        """The feature view called `name`."""
+        for v in self.feature_views:
+            if v.name == name:
+                return v
+        raise ConfigError(f"unknown feature view {name!r} in project {self.project!r}")
+
+    def model(self, name: str) -> ModelConfig:
+        """The model called `name` (the registered model name)."""
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(f"unknown model {name!r}; the config defines {[m.name for m in self.models]}")
+
+    def snapshot_end(self, entity: str) -> date:
+        """Exclusive end of an entity's calendar snapshots (the extract end unless set)."""
+        snaps = self.entities[entity].snapshots
+        return snaps.end if isinstance(snaps, CalendarSnapshots) and snaps.end else self.data_end
+
+
+def _sanitize(value: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_") or "blank"
+
+
+def window_suffix(window: int | None) -> str:
+    """Feature-name suffix of a window: `_90d`, or `_all` for the whole history."""
+    return "_all" if window is None else f"_{window}d"
+
+
+def aggregation_feature_names(agg: Aggregation) -> list[tuple[str, str | None, int | None]]:
+    """(feature name, category value or None, window) for every feature an aggregation produces."""
+    out: list[tuple[str, str | None, int | None]] = []
+    for window in agg.windows:
+        if agg.by is None:
+            out.append((f"{agg.name}{window_suffix(window)}", None, window))
+        else:
+            for value in agg.by.values:
+                out.append((f"{agg.name}_{_sanitize(value)}{window_suffix(window)}", value, window))
+    return out
+
+
+def attribute_feature_names(attr: AttributeFeature) -> list[tuple[str, str | None]]:
+    """(feature name, category value or None) for every feature an attribute produces."""
+    if attr.categories is None:
+        return [(attr.name, None)]
+    return [(f"{attr.name}_{_sanitize(c)}", c) for c in attr.categories]
+
+
+def feature_names_of(view: FeatureViewConfig) -> list[str]:
+    """Every feature column a view produces, in a stable order."""
+    names = [n for a in view.attributes for n, _ in attribute_feature_names(a)]
+    names += [n for a in view.aggregations for n, _, _ in aggregation_feature_names(a)]
+    return names
+
+
+def _expand_env(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group("name"))
+        if value:
+            return value
+        if m.group("default") is not None:
+            return m.group("default")
+        raise ConfigError(f"environment variable {m.group('name')} is not set and has no default")
+
+    return _ENV_REF.sub(repl, text)
+
+
+def load_config(path: str | Path) -> OnboardingConfig:
+    """Read and validate an onboarding YAML; `data_dir` is env-expanded and resolved relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"onboarding config {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    if isinstance(raw.get("data_dir"), str):
+        data_dir = Path(_expand_env(raw["data_dir"])).expanduser()
+        raw["data_dir"] = data_dir if data_dir.is_absolute() else (path.parent / data_dir).resolve()
+    try:
+        return OnboardingConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is invalid:\n{exc}") from exc

@@ -1,0 +1,65 @@
+"""A small HTTP client for the decision service (standard library only): for the demo, notebooks and smoke tests.
+
+    client = DecisionClient("http://127.0.0.1:3000", api_key=None)
+    decision = client.recommend(customer_id=42, channel="app", context={"event": "airport_checkin"})
+    client.event(customer_id=42, event_type="airport_checkin", location_type="airport")
+    client.feedback(decision["decision_id"], "accepted", action_id=decision["actions"][0]["action_id"])
+
+Errors become `DecisionServiceError` with the HTTP status and the service's message.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from nextbest.errors import NextbestError
+
+
+class DecisionServiceError(NextbestError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class DecisionClient:
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise DecisionServiceError(exc.code, exc.read().decode(errors="replace")) from None
+
+    def recommend(
+        self, customer_id: int, channel: str, context: dict[str, Any] | None = None, max_actions: int = 3
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"customer_id": customer_id, "channel": channel, "max_actions": max_actions}
+        if context:
+            body["context"] = context
+        return self._post("/recommend", body)
+
+    def event(self, customer_id: int, event_type: str, **fields: Any) -> dict[str, Any]:
+        return self._post("/events", {"customer_id": customer_id, "event_type": event_type, **fields})
+
+    def feedback(self, decision_id: str, outcome: str, action_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"decision_id": decision_id, "outcome": outcome}
+        if action_id:
+            body["action_id"] = action_id
+        return self._post("/feedback", body)
+
+    def reload(self) -> dict[str, Any]:
+        return self._post("/admin/reload", {})
+
+    def status(self) -> dict[str, Any]:
+        return self._post("/status", {})

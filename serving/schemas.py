@@ -1,0 +1,118 @@
+"""Request and response models of the decision service (pydantic; BentoML turns them into OpenAPI).
+
+Validation happens here, at the edge: a bad field becomes an HTTP 4xx whose message names the field. Channel
+names are checked against the offer catalogue (data, so a bank can add a channel without code).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from nextbest.catalogue import load_catalogue
+
+LOCATION_TYPES: tuple[str, ...] = ("airport", "dealership", "home", "branch", "store", "other")
+_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _known_channel(value: str) -> str:
+    channels = load_catalogue().channels
+    if value not in channels:
+        raise ValueError(f"unknown channel {value!r}; known: {', '.join(channels)}")
+    return value
+
+
+class RecommendContext(_Request):
+    """What the calling channel knows about this moment."""
+
+    location_type: Literal["airport", "dealership", "home", "branch", "store", "other"] | None = None
+    event: str | None = Field(None, pattern=_NAME, description="what triggered the call, e.g. airport_checkin")
+    page: str | None = Field(None, pattern=_NAME, description="app/web page the customer is on")
+
+
+class RecommendRequest(_Request):
+    customer_id: int = Field(ge=0, description="the bank's customer id")
+    channel: str = Field(description="calling channel, one of the catalogue channels (app, web, email, ...)")
+    context: RecommendContext = RecommendContext()
+    max_actions: int = Field(3, ge=0, le=10, description="at most this many actions (policy may cap lower)")
+
+    _channel = field_validator("channel")(_known_channel)
+
+
+class RecommendedAction(BaseModel):
+    rank: int
+    action_id: str
+    kind: str
+    propensity: float
+    value: float
+    priority: float
+    template_id: str
+    reason_codes: list[str]
+
+
+class RecommendResponse(BaseModel):
+    decision_id: str
+    customer_id: int
+    channel: str
+    actions: list[RecommendedAction] = Field(description="best first; empty means 'no action' (a valid answer)")
+    churn_risk: float | None
+    model_versions: dict[str, str]
+    degraded: bool = Field(description="true when the answer came from the safe fallback (features unavailable)")
+    cold_start: bool = Field(description="true for an unknown customer: profile-free defaults")
+    notes: list[str] = Field(default_factory=list)
+
+
+class EventRequest(_Request):
+    """A real-time event: context signal, app/web event or card transaction."""
+
+    customer_id: int = Field(ge=0)
+    event_type: str = Field(pattern=_NAME, description="e.g. airport_checkin, card_lost, login, page_view")
+    ts: datetime | None = Field(None, description="when it happened (UTC); default now")
+    channel: str | None = Field(None, pattern=_NAME)
+    location_type: Literal["airport", "dealership", "home", "branch", "store", "other"] | None = None
+    page: str | None = Field(None, pattern=_NAME)
+    amount: float | None = Field(None, ge=0)
+    category: str | None = Field(None, pattern=_NAME)
+    attributes: dict[str, Any] = Field(default_factory=dict, description="anything else, stored with the event")
+
+
+class EventResponse(BaseModel):
+    accepted: bool
+    pushed: bool = Field(description="the online store was updated (false: recorded durably, push failed)")
+    event_type: str
+    customer_id: int
+    detail: str = ""
+
+
+class FeedbackRequest(_Request):
+    decision_id: str = Field(min_length=8, max_length=40, pattern=r"^[0-9a-f]+$")
+    outcome: Literal["shown", "accepted", "dismissed", "ignored"]
+    action_id: str | None = Field(None, pattern=_NAME, description="the action it refers to (default: all shown)")
+    ts: datetime | None = None
+
+
+class FeedbackResponse(BaseModel):
+    decision_id: str
+    customer_id: int
+    action_id: str | None
+    outcome: str
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool
+    model_versions: dict[str, str]
+    detail: str = ""
+
+
+class StatusResponse(BaseModel):
+    ready: bool
+    model_versions: dict[str, str]
+    online_store: str
+    breaker_open: bool
+    detail: str = ""

@@ -1,0 +1,122 @@
+"""The BentoML decision service: `bentoml serve serving.service:NextbestService` (or `nextbest serve`).
+
+A thin, typed shell over `serving.engine.DecisionEngine`: the engine (models, feature store, policy, log) is built
+once per worker when BentoML instantiates the class, never at import. Handlers are `async` so BentoML calls them
+on the event loop (no thread hop per request); the only blocking part, the online read, runs in the engine's own
+pool with a timeout. Access log and metrics are off in the service config: on this machine they cost more than
+the whole decision (see benchmarks/bench_serving.py). Swagger/OpenAPI, `/livez` and `/readyz` are BentoML's;
+`/readyz` stays 503 until the champions and the store are loaded (`__is_ready__`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+
+import bentoml
+from bentoml.exceptions import BadInput, BentoMLException, NotFound, ServiceUnavailable
+
+from nextbest.errors import ConfigError, NotReadyError
+from nextbest.settings import load_settings
+from serving.auth import ApiKeyMiddleware, auth_required
+from serving.decision_log import UnknownDecisionError
+from serving.engine import DecisionEngine
+from serving.schemas import (
+    EventRequest,
+    EventResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    RecommendRequest,
+    RecommendResponse,
+    ReloadResponse,
+    StatusResponse,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@bentoml.service(
+    name="nextbest",
+    workers=1,
+    traffic={"timeout": 10},
+    logging={"access": {"enabled": False}},
+    metrics={"enabled": False},
+)
+class NextbestService:
+    """Next best action for one customer, in milliseconds; events and feedback close the loop."""
+
+    def __init__(self) -> None:
+        self.settings = load_settings()
+        if auth_required(self.settings) and not self.settings.serving.api_keys:
+            raise ConfigError(
+                "API-key auth is on (production profile or serving.auth_enabled) but serving.api_keys is empty"
+            )
+        self.engine = DecisionEngine(self.settings)
+        try:
+            self.engine.load()
+            self.engine.start_polling()
+        except Exception as exc:  # start anyway: /readyz reports not ready, loading retries in the background
+            self.engine.load_error = f"{exc.__class__.__name__}: {exc}"
+            logger.warning("decision engine not ready yet: %s", self.engine.load_error)
+            self.engine.load_in_background(retry_s=max(self.settings.serving.reload_interval_s, 5.0))
+
+    def __is_ready__(self) -> bool:
+        return self.engine.ready
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self.engine.close()
+
+    def _require_ready(self) -> None:
+        if not self.engine.ready:
+            raise ServiceUnavailable(f"models or feature store not loaded yet: {self.engine.load_error or 'loading'}")
+
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    async def recommend(self, **request: object) -> RecommendResponse:
+        """Ranked next best actions for one customer on one channel ("no action" is a valid answer)."""
+        self._require_ready()
+        req = RecommendRequest.model_construct(**request)  # already validated by BentoML against the spec
+        try:
+            return await self.engine.recommend_async(req)
+        except NotReadyError as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+
+    @bentoml.api(route="/events", input_spec=EventRequest)
+    async def events(self, **event: object) -> EventResponse:
+        """A real-time event: pushed to the online store and recorded durably for training."""
+        self._require_ready()
+        ev = EventRequest.model_construct(**event)
+        try:
+            # the push reads and writes the online store (a few ms): keep it off the event loop
+            return await asyncio.to_thread(self.engine.record_event, ev)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from exc
+
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
+    async def feedback(self, **fb: object) -> FeedbackResponse:
+        """The outcome of a decision (shown, accepted, dismissed, ignored), joined by decision id."""
+        self._require_ready()
+        req = FeedbackRequest.model_construct(**fb)
+        try:
+            return await asyncio.to_thread(self.engine.record_feedback, req)
+        except UnknownDecisionError as exc:
+            raise NotFound(str(exc)) from exc
+        except ValueError as exc:
+            raise BadInput(str(exc)) from exc
+
+    @bentoml.api(route="/status")
+    async def status(self) -> StatusResponse:
+        """Readiness details: model versions in use, online store, circuit breaker."""
+        return self.engine.status()
+
+    @bentoml.api(route="/admin/reload")
+    def reload(self, force: bool = False) -> ReloadResponse:
+        """Admin: load the registry's current champions now (the poller does this every reload_interval_s)."""
+        try:
+            return self.engine.reload_models(force=force)
+        except NotReadyError as exc:
+            raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
+
+
+NextbestService.add_asgi_middleware(ApiKeyMiddleware)

@@ -1,0 +1,81 @@
+"""`nextbest evaluate` end to end on a small trained world: the ladder against the truth, OPE, model quality."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+
+from nextbest.settings import Settings
+from tests.evaluation_fixtures import trained_world  # noqa: F401  (fixture)
+from training.evaluate import STAGE_3, STAGE_5, STAGE_LOGGED, STAGE_RANDOM, EvaluationOptions, run_evaluation
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def report(trained_world: Settings):  # noqa: F811
+    return run_evaluation(trained_world, EvaluationOptions(decisions=400, seed=1, stage3_trials=1))
+
+
+def test_ladder_scores_every_stage_and_the_oracle_is_the_ceiling(report) -> None:
+    table = report.ladder.set_index("stage")
+    assert list(report.ladder["stage"]) == [
+        STAGE_RANDOM,
+        STAGE_LOGGED,
+        "1 one offer for all",
+        "2 segment rules",
+        STAGE_3,
+        STAGE_5,
+        "oracle (knows the truth)",
+    ]
+    oracle = table.loc["oracle (knows the truth)", "value_per_1000"]
+    assert oracle > 0
+    assert (table["value_per_1000"] <= oracle + 1e-6).all()
+    assert table.loc["oracle (knows the truth)", "share_of_oracle_value"] == pytest.approx(1.0)
+    assert (table["decisions"] == report.decisions).all()
+    # Conversions per 1,000 are expectations of probabilities: never above the offers shown.
+    assert (table["conversions_per_1000"] <= table["offers_per_1000"] + 1e-9).all()
+
+
+def test_every_stage_beats_a_random_eligible_offer(report) -> None:
+    table = report.ladder.set_index("stage")["value_per_1000"]
+    for stage in ("1 one offer for all", "2 segment rules", STAGE_3, STAGE_5):
+        assert table[stage] > table[STAGE_RANDOM], stage
+
+
+def test_off_policy_estimates_sit_beside_the_true_value(report) -> None:
+    ope = report.ope.set_index("estimator")
+    assert set(ope.index) == {"ips", "snips", "dr"}
+    truth = ope["truth"].iloc[0]
+    assert np.isfinite(truth) and truth > 0
+    assert (ope["matched_logs"] > 0).all()
+    # On a few hundred logged decisions the estimates are noisy, but DR (model + correction) is in the right range.
+    assert 0.2 * truth < ope.loc["dr", "estimate"] < 5 * truth
+
+
+def test_model_quality_stays_below_the_bayes_ceiling_of_the_same_holdout(report) -> None:
+    quality = report.model_quality.set_index("model")
+    assert "nba" in quality.index
+    for _, row in quality.iterrows():
+        assert 0.5 < row["bayes_optimal_auc"] < 1.0
+        assert row["roc_auc"] < row["bayes_optimal_auc"] + 0.03  # a model cannot beat the truth (up to noise)
+
+
+def test_report_is_logged_in_the_evaluation_experiment(report, trained_world: Settings) -> None:  # noqa: F811
+    client = mlflow.MlflowClient(tracking_uri=trained_world.mlflow_tracking_uri)
+    run = client.get_run(report.run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "nextbest-evaluation"
+    assert "ladder.oracle.value_per_1000" in run.data.metrics
+    assert {a.path for a in client.list_artifacts(report.run_id, "evaluation")} >= {
+        "evaluation/ladder.csv",
+        "evaluation/ope.csv",
+        "evaluation/model_quality.csv",
+    }
+
+
+def test_the_holdout_lies_after_every_model_training_window(report) -> None:
+    assert not [n for n in report.notes if "inside the evaluation holdout" in n]
+    assert not report.choice_mix.empty
+    assert report.choice_mix[["sales", "retention", "service", "nothing"]].sum(axis=1).round(6).eq(1.0).all()

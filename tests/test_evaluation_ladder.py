@@ -1,0 +1,153 @@
+"""The ladder's policies and scoring on tiny hand-made frames (pure functions, no world needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nextbest.errors import DataError
+from training.ladder import (
+    Policy,
+    RankedListPolicy,
+    ScorePolicy,
+    acceptance_value_table,
+    age_band,
+    fit_one_offer,
+    fit_segment_rules,
+    oracle_policy,
+    pick_best,
+    run_ladder,
+    score_choices,
+)
+
+VALUES = {"a": 100.0, "b": 50.0, "c": 10.0}
+
+
+def _candidates() -> pd.DataFrame:
+    # Decision 1: a and b eligible; decision 2: b and c; decision 3: only c.
+    return pd.DataFrame(
+        {
+            "decision_id": [1, 1, 2, 2, 3],
+            "action_id": ["a", "b", "b", "c", "c"],
+            "value": [100.0, 50.0, 50.0, 10.0, 10.0],
+            "p_true": [0.01, 0.10, 0.02, 0.50, 0.20],
+            "segment": ["mass", "mass", "affluent", "affluent", "mass"],
+            "age_band": ["25-34"] * 5,
+        }
+    )
+
+
+def test_oracle_picks_highest_true_expected_value_per_decision() -> None:
+    chosen = oracle_policy().choose(_candidates())
+    assert chosen.to_dict() == {1: "b", 2: "c", 3: "c"}
+
+
+def test_score_choices_gives_expected_conversions_and_value_per_1000() -> None:
+    cands = _candidates()
+    chosen = pd.Series({1: "b", 2: "c", 3: None})
+    result = score_choices(cands, chosen, "x")
+    assert result.decisions == 3
+    assert result.conversions_per_1000 == pytest.approx(1000 * (0.10 + 0.50) / 3)
+    assert result.value_per_1000 == pytest.approx(1000 * (0.10 * 50 + 0.50 * 10) / 3)
+    assert result.offers_per_1000 == pytest.approx(2000 / 3)
+
+
+def test_choosing_an_ineligible_action_is_an_error_not_a_zero() -> None:
+    with pytest.raises(DataError, match="not eligible"):
+        score_choices(_candidates(), pd.Series({1: "c"}), "buggy")
+
+
+def test_ranked_list_falls_back_to_the_next_eligible_action() -> None:
+    policy = RankedListPolicy(name="one", default=("a", "b", "c"))
+    assert policy.choose(_candidates()).to_dict() == {1: "a", 2: "b", 3: "c"}
+
+
+def test_ranked_list_shows_nothing_when_no_listed_action_is_eligible() -> None:
+    policy = RankedListPolicy(name="one", default=("a", "b"))
+    assert policy.choose(_candidates()).to_dict() == {1: "a", 2: "b", 3: None}
+
+
+def test_group_rankings_apply_per_segment_with_default_for_unknown_groups() -> None:
+    policy = RankedListPolicy(
+        name="seg",
+        default=("a", "b", "c"),
+        group_by=("segment", "age_band"),
+        rankings={("affluent", "25-34"): ("c", "b")},
+    )
+    assert policy.choose(_candidates()).to_dict() == {1: "a", 2: "c", 3: "c"}
+
+
+def test_score_policy_threshold_turns_weak_best_offers_into_nothing() -> None:
+    cands = _candidates()
+    policy = ScorePolicy("t", priority=lambda c: (c["p_true"] * c["value"]).to_numpy(), threshold=4.0)
+    assert policy.choose(cands).to_dict() == {1: "b", 2: "c", 3: None}
+    assert isinstance(policy, Policy)
+
+
+def test_pick_best_breaks_ties_by_candidate_order_and_rejects_wrong_shapes() -> None:
+    cands = _candidates()
+    assert pick_best(cands, np.ones(len(cands))).to_dict() == {1: "a", 2: "b", 3: "c"}
+    with pytest.raises(DataError, match="shape"):
+        pick_best(cands, np.ones(2))
+
+
+def test_acceptance_table_shrinks_small_groups_toward_the_action_rate() -> None:
+    contacts = pd.DataFrame(
+        {
+            "action_id": ["a"] * 100 + ["b"] * 100 + ["b"],
+            "accepted": [True] * 5 + [False] * 95 + [True] * 20 + [False] * 80 + [True],
+            "segment": ["mass"] * 200 + ["affluent"],
+        }
+    )
+    table = acceptance_value_table(contacts, VALUES, group_by=["segment"])
+    lucky = table[(table["segment"] == "affluent") & (table["action_id"] == "b")].iloc[0]
+    # One accepted contact out of one: the raw rate is 100%, the shrunk rate stays near b's overall 21%.
+    assert 0.2 < lucky["rate"] < 0.3
+    overall = acceptance_value_table(contacts, VALUES)
+    assert list(overall["action_id"]) == ["b", "a"]  # 0.21 x 50 > 0.05 x 100
+
+
+def test_fitted_rule_policies_rank_by_acceptance_times_value() -> None:
+    rng = np.random.default_rng(0)
+    n = 3000
+    segment = rng.choice(["mass", "affluent"], n)
+    action = rng.choice(["a", "b", "c"], n)
+    # Affluent customers love a; mass customers love c (which is cheap) and b moderately.
+    rate = np.where(
+        segment == "affluent", np.select([action == "a"], [0.3], 0.02), np.select([action == "b"], [0.2], 0.05)
+    )
+    contacts = pd.DataFrame(
+        {"action_id": action, "accepted": rng.random(n) < rate, "segment": segment, "age_band": "25-34"}
+    )
+    one = fit_one_offer(contacts, VALUES)
+    assert one.default[0] == "a"
+    rules = fit_segment_rules(contacts, VALUES)
+    assert rules.rankings[("affluent", "25-34")][0] == "a"
+    assert rules.rankings[("mass", "25-34")][0] == "b"
+
+
+def test_run_ladder_reports_share_of_oracle_and_the_oracle_is_the_ceiling() -> None:
+    cands = _candidates()
+    table = run_ladder(cands, [RankedListPolicy(name="one", default=("a", "b", "c"))])
+    assert list(table["stage"]) == ["one", "oracle (knows the truth)"]
+    assert table["share_of_oracle_value"].iloc[-1] == pytest.approx(1.0)
+    assert (table["value_per_1000"] <= table["value_per_1000"].iloc[-1] + 1e-9).all()
+
+
+def test_age_band_labels() -> None:
+    assert list(age_band(np.array([18, 25, 49, 64, 90]))) == ["<25", "25-34", "35-49", "50-64", "65+"]
+
+
+def test_missing_columns_are_named_in_the_error() -> None:
+    with pytest.raises(DataError, match="p_true"):
+        score_choices(_candidates().drop(columns="p_true"), pd.Series({1: "a"}), "x")
+
+
+def test_random_choice_is_the_exact_mean_over_eligible_candidates() -> None:
+    from training.ladder import score_random_choice
+
+    result = score_random_choice(_candidates())
+    # decision 1: (1 + 5)/2, decision 2: (1 + 5)/2, decision 3: 2 -> mean 8/3 per decision
+    assert result.value_per_1000 == pytest.approx(1000 * (3 + 3 + 2) / 3)
+    assert result.conversions_per_1000 == pytest.approx(1000 * ((0.01 + 0.10) / 2 + (0.02 + 0.50) / 2 + 0.20) / 3)

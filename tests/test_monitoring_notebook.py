@@ -1,0 +1,81 @@
+"""The MLOps monitoring notebook runs top to bottom (nbclient) on a state folder with a monitoring run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from nextbest.settings import REPO_ROOT, Settings
+
+NOTEBOOK = REPO_ROOT / "notebooks" / "03_monitoring.ipynb"
+
+
+def test_notebook_is_committed_without_outputs_and_matches_its_builder() -> None:
+    import importlib.util
+
+    raw = json.loads(NOTEBOOK.read_text())
+    code = [c for c in raw["cells"] if c["cell_type"] == "code"]
+    assert code and all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    spec = importlib.util.spec_from_file_location("nb03_build", REPO_ROOT / "notebooks" / "03_monitoring_build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    built = [c.source for c in module.build().cells]
+    stored = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in raw["cells"]]
+    assert built == stored, "the .ipynb is stale: run `python notebooks/03_monitoring_build.py`"
+
+
+@pytest.mark.slow
+def test_notebook_opens_the_latest_reports_and_the_promotion_log(tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    from monitoring.pipeline import run_monitoring
+    from monitoring.sources import read_served_window
+    from tests.test_monitoring_pipeline import END, _log_traffic, _reference
+    from training.registry import PromotionDecision, promotion_log_path
+
+    settings = Settings(home=tmp_path)
+    uri = f"sqlite:///{tmp_path / 'decisions.db'}"
+    _log_traffic(uri, 400, seed=3, shift=0.6, acceptance_lift=3.0)
+    served = read_served_window(uri, window_days=30, end=END)
+    run_monitoring(settings, references={m: _reference(m, 30) for m in ("churn", "nba")}, served=served)
+    decision = PromotionDecision(
+        model="nba",
+        challenger_version="2",
+        champion_version="1",
+        promoted=True,
+        reason="challenger wins on the recent holdout",
+        challenger_metrics={"roc_auc": 0.74},
+        champion_metrics={"roc_auc": 0.70},
+        holdout={"rows": 500},
+        rule={"min_auc_gain": 0.002},
+    )
+    promotion_log_path(settings).write_text(json.dumps(decision.to_record()) + "\n")
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    old = os.environ.get("NEXTBEST_HOME")
+    os.environ["NEXTBEST_HOME"] = str(tmp_path)  # the kernel inherits the environment of the process that starts it
+    try:
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}
+        ).execute()
+    finally:
+        if old is None:
+            os.environ.pop("NEXTBEST_HOME", None)
+        else:
+            os.environ["NEXTBEST_HOME"] = old
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "\n".join(
+        str(o.get("data", {}).get("text/plain", ""))
+        + str(o.get("data", {}).get("text/html", ""))
+        + str(o.get("text", ""))
+        for o in outputs
+    )
+    assert "overall: DRIFT" in text
+    assert "evidently ui --workspace" in text
+    assert "challenger wins on the recent holdout" in text

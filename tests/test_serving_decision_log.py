@@ -1,0 +1,147 @@
+"""The durable decision log: write-through contact state, write-behind records, feedback; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from serving.decision_log import (
+    DecisionLog,
+    DecisionRecord,
+    EventRecord,
+    UnknownDecisionError,
+    new_decision_id,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def record(decision_id: str, customer_id: int = 1, ts: datetime = NOW) -> DecisionRecord:
+    return DecisionRecord(
+        decision_id=decision_id,
+        ts=ts,
+        customer_id=customer_id,
+        channel="app",
+        context={"event": "airport_checkin"},
+        features={"age": 40, "deposit_trend_30d": float("nan")},
+        feature_service="nba_v1",
+        model_versions={"churn": "1", "nba": "2"},
+        policy_version="policy-test",
+        churn_risk=0.1,
+        scores={"travel_card": 0.2},
+        chosen=[{"rank": 1, "action_id": "travel_card", "reason_codes": ["RECENT_TRAVEL_SIGNAL"]}],
+        rejected=[{"action_id": "mortgage", "rule": "eligibility.max_age", "detail": ""}],
+    )
+
+
+def exercise_log(log: DecisionLog) -> None:
+    """The behaviour both backends must show."""
+    did = new_decision_id()
+    log.record_contacts(did, 1, "app", NOW, [("travel_card", "sales"), ("card_replacement", "service")])
+    # write-through: visible at once, before any flush
+    history = log.contact_history(1, NOW - timedelta(days=7))
+    assert [(c.action_id, c.kind) for c in history] == [("travel_card", "sales"), ("card_replacement", "service")]
+    assert log.contact_history(1, NOW + timedelta(seconds=1)) == []
+    assert log.contact_history(2, NOW - timedelta(days=7)) == []
+
+    log.log_decision(record(did))
+    # feedback on a decision still in the write-behind queue joins it
+    out = log.record_feedback(did, "dismissed", action_id="travel_card", ts=NOW + timedelta(minutes=1))
+    assert out["customer_id"] == 1
+    history = {c.action_id: c for c in log.contact_history(1, NOW - timedelta(days=7))}
+    assert history["travel_card"].outcome == "dismissed"
+    assert history["travel_card"].outcome_ts == NOW + timedelta(minutes=1)
+    assert history["card_replacement"].outcome is None
+    # a later "shown" never overwrites a final outcome
+    log.record_feedback(did, "shown")
+    history = {c.action_id: c for c in log.contact_history(1, NOW - timedelta(days=7))}
+    assert history["travel_card"].outcome == "dismissed" and history["card_replacement"].outcome == "shown"
+
+    with pytest.raises(UnknownDecisionError, match="unknown decision_id"):
+        log.record_feedback("0123456789abcdef", "accepted")
+    with pytest.raises(UnknownDecisionError, match="did not deliver"):
+        log.record_feedback(did, "accepted", action_id="mortgage")
+    with pytest.raises(ValueError, match="outcome"):
+        log.record_feedback(did, "loved")
+
+    # a no-action decision (no contacts row) is joinable too, once logged
+    quiet = new_decision_id()
+    log.log_decision(record(quiet, customer_id=3))
+    assert log.record_feedback(quiet, "ignored")["customer_id"] == 3
+
+    log.flush()
+    full = log.get_decision(did)
+    assert full is not None
+    assert full["features"] == {"age": 40, "deposit_trend_30d": None}  # NaN stored as null
+    assert full["rejected"][0]["rule"] == "eligibility.max_age"
+    assert [c["action_id"] for c in full["contacts"]] == ["travel_card", "card_replacement"]
+    assert [f["outcome"] for f in full["feedback"]] == ["dismissed", "shown"]
+
+
+def test_decision_log_on_sqlite(tmp_path: Path) -> None:
+    log = DecisionLog(f"sqlite:///{tmp_path / 'decisions.db'}")
+    log.start()
+    try:
+        exercise_log(log)
+    finally:
+        log.close()
+
+
+def test_nothing_accepted_is_lost_when_closing_with_a_full_queue(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'decisions.db'}"
+    log = DecisionLog(uri, queue_size=64, batch_size=50)
+    log.start()
+    for i in range(1000):
+        log.log_decision(record(new_decision_id(), customer_id=i))
+        log.log_event(EventRecord(customer_id=i, ts=NOW, event_type="login", payload={"i": i}))
+    log.close()  # drains
+    reopened = DecisionLog(uri)
+    assert reopened.count("decisions") == 1000
+    assert reopened.count("events") == 1000
+    reopened.close()
+
+
+def test_decision_ids_are_unique_and_time_ordered() -> None:
+    ids = [new_decision_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 for i in ids)
+    assert ids[0][:12] <= ids[-1][:12]
+
+
+@pytest.fixture
+def postgres_uri() -> Iterator[str]:
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"nextbest_serving_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test")
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.postgres
+def test_decision_log_on_postgresql(postgres_uri: str) -> None:
+    log = DecisionLog(postgres_uri)
+    log.start()
+    try:
+        exercise_log(log)
+    finally:
+        log.close()
+    # a second worker opening the same database sees the same state
+    other = DecisionLog(postgres_uri)
+    try:
+        assert other.count("decisions") == 2 and other.count("decision_contacts") == 2
+    finally:
+        other.close()

@@ -1,0 +1,39 @@
+"""Shared fixtures of the training tests: quiet MLflow, a small simulated world with its Feast repo applied."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nextbest.settings import Settings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quiet_mlflow() -> Iterator[None]:
+    """No artefact progress bars or migration chatter in test output."""
+    saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    for name in ("mlflow", "alembic", "feast"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    yield
+    if saved is None:
+        os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+    else:
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
+
+
+def make_world(home: Path, customers: int = 500, days: int = 90, seed: int = 3) -> Settings:
+    """Simulate a small world under `home`, build its feature tables and apply the Feast repo."""
+    from nextbest import features
+    from nextbest.simulator import SimulationConfig, simulate_world
+
+    settings = Settings(home=home)
+    config = SimulationConfig.build(customers=customers, days=days, seed=seed)
+    simulate_world(config, settings.world_dir)
+    features.build_feature_tables(settings)
+    features.apply(settings)
+    return settings

@@ -1,0 +1,750 @@
+"""Evaluation against the truth: the ladder of DESIGN.md, off-policy estimates beside the truth, model quality
+beside the Bayes ceiling; printed by `nextbest evaluate` and logged to MLflow (experiment `<prefix>-evaluation`).
+
+Held-out traffic: the decision points are logged contacts of the most recent split of the NBA training set (the
+same time split training uses, so no model saw them): a customer at the moment a channel asked for a decision,
+with that moment's features (Feast point-in-time, `nba_v1`) and its real-time context (trigger signal, location,
+hour). Every policy chooses among the same candidates, the actions the serving policy's eligibility and
+consent/suitability rules (`serving.policy.DecisionPolicy`, applied to the customer's source profile at that time)
+allow on that channel. The simulator's `TrueWorld.p_accept` scores each candidate, so each stage's conversions and
+value per 1,000 decisions are exact expectations, not noisy outcomes. Contact caps are not applied to any stage:
+the contact history in the logs was produced by the logging policy, not by the evaluated policies, so caps
+computed from it would be counterfactual for all of them alike.
+
+Stages: 1 the best single offer on the training period, 2 the best offer per segment x age band, 3 a model trained
+WITHOUT the real-time context features (the same exclusions as `experiments/nba_realtime_context.yaml`) ranking by
+propensity x value, 5 the registered NBA champion with the full decision policy's arbitration (context weights,
+retention boosted by the churn champion's risk, service triggers, floors that make "nothing" a decision), and the
+oracle (true p_accept x value). The logging policy's own value on the same points is shown for reference.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from nextbest.catalogue import Catalogue, load_catalogue
+from nextbest.errors import DataError, NotReadyError
+from nextbest.settings import Settings
+from training import ladder
+from training.ope import estimate_all
+
+if TYPE_CHECKING:
+    from serving.policy import DecisionPolicy
+    from training.datasets import TrainingSet
+    from training.model import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+#: the request-time context features removed for stage 3 (kept in sync with experiments/nba_realtime_context.yaml)
+CONTEXT_FEATURE_PATTERNS: tuple[str, ...] = (
+    "hours_since_*",
+    "*_strength",
+    "*_intent",
+    "location_*",
+    "request_hour",
+    "business_hours",
+    "hour_of_day",  # the raw request field, should training ever use it as an input
+)
+STAGE_RANDOM = "random eligible offer"
+STAGE_LOGGED = "0 logging policy (as logged)"
+STAGE_3 = "3 batch model, no real-time context"
+STAGE_5 = "5 full model + decision policy"
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """Knobs of one evaluation: how many held-out decision points, the sampling seed, the stage-3 tuning budget,
+    whether to log to MLflow, and which registry aliases to evaluate."""
+
+    decisions: int = 2000
+    seed: int = 0
+    stage3_trials: int = 2
+    log_mlflow: bool = True
+    nba_alias: str = "champion"
+    churn_alias: str = "champion"
+
+
+@dataclass
+class EvaluationReport:
+    """Everything `nextbest evaluate` prints and logs."""
+
+    decisions: int
+    ladder: pd.DataFrame
+    ope: pd.DataFrame
+    model_quality: pd.DataFrame
+    ope_by_stage: pd.DataFrame = field(default_factory=pd.DataFrame)
+    choice_mix: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    experiment_name: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        """Flat MLflow metrics: per stage value / conversions / share, OPE estimates, model AUCs."""
+        out: dict[str, float] = {}
+        for _, row in self.ladder.iterrows():
+            key = _metric_key(str(row["stage"]))
+            out[f"{key}.value_per_1000"] = float(row["value_per_1000"])
+            out[f"{key}.conversions_per_1000"] = float(row["conversions_per_1000"])
+            if not pd.isna(row["share_of_oracle_value"]):
+                out[f"{key}.share_of_oracle"] = float(row["share_of_oracle_value"])
+        for _, row in self.ope.iterrows():
+            out[f"ope.{row['estimator']}.value_per_1000"] = float(row["estimate"])
+            out[f"ope.{row['estimator']}.abs_error_vs_truth"] = float(abs(row["estimate"] - row["truth"]))
+        for _, row in self.model_quality.iterrows():
+            out[f"quality.{row['model']}.roc_auc"] = float(row["roc_auc"])
+            out[f"quality.{row['model']}.bayes_auc"] = float(row["bayes_optimal_auc"])
+        return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def _metric_key(stage: str) -> str:
+    word = stage.split(" (")[0].replace("+", "plus").replace(",", "")
+    return "ladder." + "_".join(word.lower().split())
+
+
+# --------------------------------------------------------------------------------------------- held-out traffic
+
+
+def sample_decisions(test: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """Up to `n` held-out logged contacts as decision points (seeded), with a dense `decision_id`."""
+    if test.empty:
+        raise DataError("the held-out split holds no logged contacts")
+    take = test.sample(n=min(n, len(test)), random_state=seed) if len(test) > n else test
+    out = take.sort_values(["event_timestamp", "contact_id"]).reset_index(drop=True)
+    out.insert(0, ladder.DECISION_ID, np.arange(len(out), dtype=np.int64))
+    out["signal"] = out["trigger"].where(out["trigger"].ne("scheduled"), None) if "trigger" in out else None
+    return out
+
+
+def profiles_at(decisions: pd.DataFrame, customers: pd.DataFrame, holdings: pd.DataFrame) -> pd.DataFrame:
+    """The source profile (latest row at or before the decision time) and open holdings per decision point.
+
+    Returns decision_id, age, segment, risk_band, vulnerable, consent_<channel>..., holdings (frozenset).
+    """
+    left = decisions[[ladder.DECISION_ID, "customer_id", "event_timestamp"]].copy()
+    left["event_timestamp"] = pd.to_datetime(left["event_timestamp"], utc=True).astype("datetime64[us, UTC]")
+    right = customers.copy()
+    right["valid_from"] = pd.to_datetime(right["valid_from"], utc=True).astype("datetime64[us, UTC]")
+    merged = pd.merge_asof(
+        left.sort_values("event_timestamp"),
+        right.sort_values("valid_from"),
+        left_on="event_timestamp",
+        right_on="valid_from",
+        by="customer_id",
+        direction="backward",
+    )
+    if merged["birth_year"].isna().any():
+        # A contact before the customer's first profile row breaks the data contract.
+        raise DataError("some decision points precede the customer's first profile row (customers.valid_from)")
+    merged["age"] = merged["event_timestamp"].dt.year - merged["birth_year"].astype(int)
+    h = holdings[["customer_id", "product", "opened_at", "closed_at"]].merge(
+        left[[ladder.DECISION_ID, "customer_id", "event_timestamp"]], on="customer_id"
+    )
+    opened = pd.to_datetime(h["opened_at"], utc=True)
+    closed = pd.to_datetime(h["closed_at"], utc=True)
+    open_now = (opened <= h["event_timestamp"]) & (closed.isna() | (closed > h["event_timestamp"]))
+    held = h[open_now].groupby(ladder.DECISION_ID)["product"].agg(frozenset)
+    merged["holdings"] = merged[ladder.DECISION_ID].map(held)
+    merged["holdings"] = merged["holdings"].apply(lambda s: s if isinstance(s, frozenset) else frozenset())
+    keep = [ladder.DECISION_ID, "age", "segment", "risk_band", "vulnerable", "holdings"]
+    keep += [c for c in merged.columns if c.startswith("consent_")]
+    return merged[keep].sort_values(ladder.DECISION_ID).reset_index(drop=True)
+
+
+def screen_candidates(decisions: pd.DataFrame, profiles: pd.DataFrame, policy: DecisionPolicy) -> pd.DataFrame:
+    """One row per (decision point, action) the serving policy's eligibility and consent/suitability rules allow.
+
+    Columns: decision_id, action_id, kind, value (catalogue order within a decision). Distress rules are evaluated on
+    the decision point's features, as the service does.
+    """
+    from serving.policy import CustomerView
+
+    catalogue = policy.catalogue
+    prof = profiles.set_index(ladder.DECISION_ID)
+    feature_rows = decisions.set_index(ladder.DECISION_ID)
+    rule_features = sorted({r.feature for r in policy.config.distress_rules} & set(feature_rows.columns))
+    rows: list[tuple[int, str, str, float]] = []
+    for decision_id, channel in zip(decisions[ladder.DECISION_ID], decisions["channel"], strict=True):
+        p = prof.loc[decision_id]
+        feats = {f: feature_rows.at[decision_id, f] for f in rule_features}
+        view = CustomerView(
+            customer_id=int(feature_rows.at[decision_id, "customer_id"]),
+            known=True,
+            age=float(p["age"]),
+            segment=str(p["segment"]),
+            risk_band=str(p["risk_band"]),
+            holdings=p["holdings"],
+            # The policy names the consent flag per channel; the source profile carries flags of the same names.
+            consents={ch: bool(p.get(col, False)) for ch, col in policy.config.profile.consent.items()},
+            vulnerable=bool(p["vulnerable"]),
+            distress_reasons=tuple(r.code for r in policy.config.distress_rules if r.matches(feats)),
+        )
+        for action in catalogue.actions:
+            if policy.eligibility_rule(action, view, channel) is None and (
+                policy.suitability_rule(action, view, channel) is None
+            ):
+                rows.append((int(decision_id), action.id, action.kind, float(action.value)))
+    return pd.DataFrame(rows, columns=[ladder.DECISION_ID, ladder.ACTION_ID, "kind", "value"])
+
+
+def candidate_features(decisions: pd.DataFrame, candidates: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
+    """Candidates with the decision point's features and the candidate action's attributes (feature repo helper),
+    so any NBA model scores every candidate of a decision in one batch, exactly as the service does."""
+    from nextbest import features as nb_features
+
+    action_cols = [c for c in nb_features.ACTION_FEATURES if c in decisions.columns]
+    base = decisions.drop(columns=[*action_cols, ladder.ACTION_ID], errors="ignore")
+    frame = candidates.merge(base, on=ladder.DECISION_ID, how="left", validate="many_to_one")
+    return nb_features.add_action_features(frame, catalogue)
+
+
+def attach_truth(candidates: pd.DataFrame, world: Any) -> pd.DataFrame:
+    """`p_true` for every candidate from the simulator's truth (one vectorized call).
+
+    The decision points are logged contacts, whose triggering signal is already in the world's context signals
+    before the decision time, so no `signal` is passed: passing it again would restart its clock at the decision
+    time and overstate the context (with it omitted the truth reproduces `contact_truth` exactly).
+    """
+    query = pd.DataFrame(
+        {
+            "customer_id": candidates["customer_id"].to_numpy(),
+            "action_id": candidates[ladder.ACTION_ID].to_numpy(),
+            "channel": candidates["channel"].to_numpy(),
+            "ts": pd.to_datetime(candidates["event_timestamp"], utc=True).to_numpy(),
+            "location_type": candidates["location_type"].to_numpy(),
+        }
+    )
+    query["ts"] = pd.to_datetime(query["ts"], utc=True)
+    p = np.asarray(world.p_accept(query), dtype=float)
+    if p.shape != (len(candidates),) or np.isnan(p).any():
+        raise DataError("the truth returned no probability for some candidates")
+    out = candidates.copy()
+    out["p_true"] = p
+    return out
+
+
+# --------------------------------------------------------------------------------------------- policies
+
+
+def stage5_choices(
+    scored: pd.DataFrame,
+    decisions: pd.DataFrame,
+    policy: DecisionPolicy,
+    p_model: np.ndarray,
+    churn_risk: pd.Series | None,
+) -> pd.Series:
+    """Stage 5: the serving policy's arbitration (priority, triggers, floors) over the model's propensities."""
+    from serving.policy import DecisionContext, customer_view
+
+    catalogue = policy.catalogue
+    scored = scored.assign(_p=p_model)
+    dec = decisions.set_index(ladder.DECISION_ID)
+    chosen: dict[int, str | None] = {}
+    for decision_id, group in scored.groupby(ladder.DECISION_ID, sort=True):
+        row = dec.loc[decision_id]
+        # The same view of the customer the service builds from its online features (value at risk, distress).
+        feats = {k: (None if _is_missing(v) else v) for k, v in row.items()}
+        view = customer_view(int(row["customer_id"]), feats, policy.config)
+        context = DecisionContext(
+            location_type=_none_if_na(row.get("location_type")), event=_none_if_na(row.get("signal"))
+        )
+        actions = [catalogue.action(a) for a in group[ladder.ACTION_ID]]
+        risk = None if churn_risk is None else float(churn_risk.get(decision_id, np.nan))
+        ranked, _ = policy.arbitrate(
+            actions,
+            group["_p"].to_numpy(),
+            view,
+            str(row["channel"]),
+            context,
+            feats,
+            None if risk is None or np.isnan(risk) else risk,
+        )
+        top, _ = policy.top_k(ranked, 1)
+        chosen[int(decision_id)] = top[0].action_id if top else None
+    return pd.Series(chosen, dtype=object).reindex(decisions[ladder.DECISION_ID].to_numpy())
+
+
+def choice_mix(choices: dict[str, pd.Series], catalogue: Catalogue) -> pd.DataFrame:
+    """Per stage, the share of decisions answered with a sales, retention or service action, or with nothing, and
+    the most frequent action: what explains a stage's value (service actions earn little but can outrank sales)."""
+    kind = {a.id: a.kind for a in catalogue.actions}
+    rows = []
+    for name, chosen in choices.items():
+        kinds = chosen.map(lambda a: kind.get(a, "nothing") if a is not None else "nothing")
+        shares = kinds.value_counts(normalize=True)
+        top = chosen.dropna().value_counts()
+        rows.append(
+            {
+                "stage": name,
+                **{k: float(shares.get(k, 0.0)) for k in ("sales", "retention", "service", "nothing")},
+                "top_action": f"{top.index[0]} ({top.iloc[0] / len(chosen):.0%})" if len(top) else "-",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _q_of(q_all: pd.DataFrame, chosen: pd.Series) -> pd.Series:
+    """The reward model's expected value of each decision's chosen action (decisions showing nothing: absent)."""
+    shown = chosen.dropna()
+    picks = pd.DataFrame({ladder.DECISION_ID: shown.index.to_numpy(), ladder.ACTION_ID: shown.to_numpy()})
+    return picks.merge(q_all, on=[ladder.DECISION_ID, ladder.ACTION_ID], how="left").set_index(ladder.DECISION_ID)["_q"]
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _none_if_na(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) or pd.isna(value) else str(value)
+
+
+def _expected_value_policy(name: str, scores: np.ndarray) -> ladder.ScorePolicy:
+    values = scores
+    return ladder.ScorePolicy(name=name, priority=lambda c: values * c["value"].to_numpy())
+
+
+# --------------------------------------------------------------------------------------------- OPE and quality
+
+
+def off_policy_table(
+    decisions: pd.DataFrame,
+    chosen: pd.Series,
+    q_logged: np.ndarray,
+    q_chosen: pd.Series,
+    values: dict[str, float],
+    truth_per_1000: float,
+) -> pd.DataFrame:
+    """IPS, SNIPS and DR of the target policy's value per 1,000 decisions from the logs, beside its true value.
+
+    Reward of a logged decision: the logged action's value if accepted, else 0. The target policy is deterministic:
+    its propensity for the logged action is 1 if it would have shown the same action, else 0.
+    """
+    logged_action = decisions[ladder.ACTION_ID].to_numpy()
+    logged_value = np.array([values[a] for a in logged_action])
+    rewards = decisions["label"].to_numpy(dtype=float) * logged_value
+    target = chosen.reindex(decisions[ladder.DECISION_ID].to_numpy()).to_numpy()
+    target_prop = (target == logged_action).astype(float)
+    q_target = q_chosen.reindex(decisions[ladder.DECISION_ID].to_numpy()).fillna(0.0).to_numpy(dtype=float)
+    estimates = estimate_all(
+        rewards, decisions["logging_propensity"].to_numpy(dtype=float), target_prop, q_logged, q_target
+    )
+    rows = []
+    for name, est in estimates.items():
+        lo, hi = est.ci95()
+        rows.append(
+            {
+                "estimator": name,
+                "estimate": 1000 * est.value,
+                "std_error": 1000 * est.std_error,
+                "ci95_low": 1000 * lo,
+                "ci95_high": 1000 * hi,
+                "truth": truth_per_1000,
+                "truth_in_ci95": bool(lo * 1000 <= truth_per_1000 <= hi * 1000),
+                "matched_logs": int(target_prop.sum()),
+                "effective_sample_size": round(est.effective_sample_size, 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y, dtype=float)
+    return float(roc_auc_score(y, p)) if 0 < y.mean() < 1 else float("nan")
+
+
+def quality_row(
+    model: str, version: str | None, y: np.ndarray, p_model: np.ndarray, p_true: np.ndarray, holdout: str
+) -> dict[str, Any]:
+    auc, bayes = _auc(y, p_model), _auc(y, p_true)
+    return {
+        "model": model,
+        "version": version or "-",
+        "holdout": holdout,
+        "rows": len(y),
+        "positives": int(np.sum(y)),
+        "roc_auc": auc,
+        "bayes_optimal_auc": bayes,
+        "gap_to_ceiling": bayes - auc,
+    }
+
+
+# --------------------------------------------------------------------------------------------- the job
+
+
+def _holdout_overlap_notes(settings: Settings, models: list[LoadedModel | None], holdout_start: Any) -> list[str]:
+    """Warn when a model's training or validation data reach into the evaluation holdout (it would flatter it).
+
+    The training run records its split ranges as params (`split.valid.end`); a champion trained on more recent data
+    than this world's holdout (e.g. retrained later) is flagged rather than silently scored on what it has seen.
+    """
+    from training.tracking import mlflow_client
+
+    notes = []
+    client = mlflow_client(settings)
+    start = pd.Timestamp(holdout_start)
+    for model in models:
+        if model is None or not model.run_id:
+            continue
+        try:
+            valid_end = client.get_run(model.run_id).data.params.get("split.valid.end")
+        except Exception as exc:  # a missing run should not stop the evaluation, only the check
+            logger.warning("cannot check the training window of %s: %s", model.name, exc)
+            continue
+        if valid_end and pd.Timestamp(valid_end) >= start:
+            notes.append(
+                f"{model.name} v{model.version} was trained/validated on data up to {valid_end}, inside the "
+                f"evaluation holdout (from {start}): its stages are flattered; retrain or evaluate a newer world"
+            )
+    return notes
+
+
+def _load_truth(settings: Settings) -> Any:
+    try:
+        from nextbest.simulator.truth import TrueWorld
+    except ImportError as exc:  # pragma: no cover - the simulator ships with the package
+        raise NotReadyError("the simulator's truth API (nextbest.simulator.truth) is not available") from exc
+    if not (settings.truth_dir / "world.json").is_file():
+        raise NotReadyError(
+            f"no simulated truth under {settings.truth_dir}: the ladder needs a simulated world "
+            "(run `nextbest simulate`); a bank's own data has no oracle"
+        )
+    return TrueWorld.load(settings.world_dir)
+
+
+def _models(settings: Settings, options: EvaluationOptions) -> tuple[LoadedModel, LoadedModel | None, list[str]]:
+    from training.model import load_model
+
+    notes = []
+    nba = load_model("nba", options.nba_alias, settings)
+    try:
+        churn = load_model("churn", options.churn_alias, settings)
+    except NotReadyError:
+        churn = None
+        notes.append("no churn champion: stage 5 arbitrates retention without churn risk")
+    return nba, churn, notes
+
+
+def context_features(feature_names: list[str]) -> list[str]:
+    """The model inputs that carry real-time request context (matched by `CONTEXT_FEATURE_PATTERNS`)."""
+    return [f for f in feature_names if any(fnmatch.fnmatchcase(f, p) for p in CONTEXT_FEATURE_PATTERNS)]
+
+
+def train_stage3_model(settings: Settings, nba_set: TrainingSet, trials: int, seed: int) -> LoadedModel:
+    """Train the NBA model WITHOUT the real-time context features, on the same time split as training.
+
+    Uses the training stage functions (tuning, early stopping, calibration) in memory: this model is a yardstick
+    for the ladder, never registered, so it gets no MLflow run of its own (the evaluation run records its size).
+    """
+    from training.calibration import fit_calibrator
+    from training.datasets import time_split
+    from training.model import LoadedModel, matrix_from_frame
+    from training.tune import TuningConfig, booster_params, fit_booster, make_tuning_data, run_study
+
+    excluded = context_features(nba_set.feature_names)
+    if not excluded:
+        raise DataError("the NBA feature set has no real-time context features to remove for stage 3")
+    reduced = nba_set.without_features(excluded)
+    splits = time_split(reduced.frame)
+    names = reduced.feature_names
+    logger.info(
+        "stage 3: NBA model without %d context features, %d features, %d trials", len(excluded), len(names), trials
+    )
+    x_valid = matrix_from_frame(splits.valid, names)
+    data = make_tuning_data(
+        matrix_from_frame(splits.train, names),
+        splits.train["label"].to_numpy(),
+        x_valid,
+        splits.valid["label"].to_numpy(),
+        names,
+    )
+    # One thread: on a busy 2-core machine multithreaded XGBoost spin-waits and ran 4x slower than one thread.
+    config = TuningConfig(max_rounds=200, early_stopping_rounds=20, nthread=1)
+    study = run_study(data, trials, study_name="nextbest-stage3-no-context", storage=None, seed=seed, config=config)
+    booster = fit_booster(booster_params(study.best_params, seed=seed, nthread=1), data, config)
+    margin = booster.inplace_predict(x_valid, predict_type="margin")
+    calibrator = fit_calibrator(splits.valid["label"].to_numpy(), margin)
+    return LoadedModel(
+        name="nba_no_context",
+        version=None,
+        run_id=None,
+        booster=booster,
+        calibrator=calibrator,
+        feature_names=names,
+        info={"excluded_features": excluded},
+    )
+
+
+def run_evaluation(
+    settings: Settings,
+    options: EvaluationOptions | None = None,
+    stage3_model: Callable[[Settings, TrainingSet, int, int], LoadedModel] | None = None,
+) -> EvaluationReport:
+    """The whole evaluation: ladder, OPE beside the truth, model quality beside the ceiling; logged to MLflow."""
+    from serving.policy import DecisionPolicy, load_policy
+    from training.datasets import build_churn_training_set, build_nba_training_set, read_source, time_split
+
+    options = options or EvaluationOptions()
+    world = _load_truth(settings)
+    catalogue = load_catalogue()
+    policy = DecisionPolicy(catalogue, load_policy(settings.serving.policy_path))
+    values = {a.id: float(a.value) for a in catalogue.actions}
+    nba, churn, notes = _models(settings, options)
+
+    nba_set = build_nba_training_set(settings)
+    splits = time_split(nba_set.frame)
+    decisions = sample_decisions(splits.test, options.decisions, options.seed)
+    notes.extend(_holdout_overlap_notes(settings, [nba, churn], splits.test["event_timestamp"].min()))
+    logger.info("evaluation: %d decision points from %d held-out contacts", len(decisions), len(splits.test))
+
+    customers = read_source(settings, "customers")
+    holdings = read_source(settings, "holdings")
+    profiles = profiles_at(decisions, customers, holdings)
+    cands = screen_candidates(decisions, profiles, policy)
+    cands = candidate_features(decisions, cands, catalogue)
+    cands = attach_truth(cands, world)
+    prof = profiles.set_index(ladder.DECISION_ID)
+    cands["segment"] = cands[ladder.DECISION_ID].map(prof["segment"])
+    cands["age_band"] = cands[ladder.DECISION_ID].map(pd.Series(ladder.age_band(prof["age"]), prof.index))
+
+    # Stages 1 and 2 learn from the training period's logged contacts (the oldest split).
+    train_rows = splits.train.reset_index(drop=True).copy()
+    train_rows.insert(0, ladder.DECISION_ID, np.arange(len(train_rows)))
+    train_prof = profiles_at(train_rows, customers, holdings)
+    train_contacts = pd.DataFrame(
+        {
+            ladder.ACTION_ID: train_rows[ladder.ACTION_ID],
+            "accepted": train_rows["label"].astype(bool),
+            "segment": train_prof["segment"].to_numpy(),
+            "age_band": ladder.age_band(train_prof["age"]),
+        }
+    )
+    stage1 = ladder.fit_one_offer(train_contacts, values)
+    stage2 = ladder.fit_segment_rules(train_contacts, values)
+
+    # Stage 3: a model that never saw real-time context.
+    trainer = stage3_model or train_stage3_model
+    batch_model = trainer(settings, nba_set, options.stage3_trials, settings.training.seed)
+    p_batch = batch_model.predict_frame(cands)
+    stage3 = _expected_value_policy(STAGE_3, p_batch)
+
+    # Stage 5: the champion with the decision policy.
+    p_full = nba.predict_frame(cands)
+    churn_risk = None
+    if churn is not None:
+        missing = [f for f in churn.feature_names if f not in decisions.columns]
+        if missing:
+            notes.append(f"churn model needs {len(missing)} features absent from nba_v1: no churn risk in stage 5")
+        else:
+            churn_risk = pd.Series(churn.predict_frame(decisions), index=decisions[ladder.DECISION_ID].to_numpy())
+    chosen5 = stage5_choices(cands, decisions, policy, p_full, churn_risk)
+    oracle = ladder.oracle_policy()
+    choices = {
+        stage1.name: stage1.choose(cands),
+        stage2.name: stage2.choose(cands),
+        stage3.name: stage3.choose(cands),
+        STAGE_5: chosen5,
+        oracle.name: oracle.choose(cands),
+    }
+    table = ladder.ladder_table(cands, choices)
+    logged_truth = _logged_truth(settings, decisions, values)
+    random_row = pd.DataFrame([ladder.score_random_choice(cands, STAGE_RANDOM).as_dict()])
+    table = pd.concat([random_row, logged_truth.to_frame(table), table], ignore_index=True)
+    oracle_value = float(table["value_per_1000"].iloc[-1])
+    table["share_of_oracle_value"] = table["value_per_1000"] / oracle_value if oracle_value > 0 else np.nan
+    truth_by_stage = table.set_index("stage")["value_per_1000"]
+    mix = choice_mix(choices, catalogue)
+
+    # Off-policy estimates from the logs alone (rewards, logging propensities, the NBA champion as reward model),
+    # for stage 5 in detail and for every stage in brief, each beside the truth.
+    q_logged = nba.predict_frame(decisions) * decisions[ladder.ACTION_ID].map(values).to_numpy()
+    q_all = cands[[ladder.DECISION_ID, ladder.ACTION_ID]].assign(_q=p_full * cands["value"].to_numpy())
+    ope_tables = {
+        name: off_policy_table(decisions, chosen, q_logged, _q_of(q_all, chosen), values, float(truth_by_stage[name]))
+        for name, chosen in choices.items()
+    }
+    ope = ope_tables[STAGE_5]
+    ope_by_stage = pd.DataFrame(
+        [
+            {
+                "stage": name,
+                "truth": float(truth_by_stage[name]),
+                **{f"{r['estimator']}": r["estimate"] for _, r in t.iterrows()},
+                "matched_logs": int(t["matched_logs"].iloc[0]),
+                "effective_sample_size": float(t["effective_sample_size"].iloc[0]),
+            }
+            for name, t in ope_tables.items()
+        ]
+    )
+    # Off-policy estimates need the logging policy to have been able to take the evaluated action: where our
+    # eligible set is larger than the logger's (n_eligible), a policy's choices may lie outside its support.
+    n_cands = cands.groupby(ladder.DECISION_ID).size().reindex(decisions[ladder.DECISION_ID]).fillna(0).to_numpy()
+    if "n_eligible" in decisions:
+        support = float(np.mean(n_cands <= decisions["n_eligible"].to_numpy()))
+        notes.append(
+            f"logging support: at {support:.0%} of decision points our candidate set is no larger than the logging "
+            "policy's eligible set; elsewhere IPS-type estimates can miss value the logger could never have shown"
+        )
+
+    # Model quality on the whole holdout beside the ceiling of the same rows.
+    quality = [_nba_quality(settings, nba, splits.test)]
+    if churn is not None:
+        try:
+            churn_set = build_churn_training_set(settings)
+            quality.append(_churn_quality(churn, churn_set, world))
+        except DataError as exc:
+            notes.append(f"churn quality skipped: {exc}")
+    quality_table = pd.DataFrame(quality)
+
+    report = EvaluationReport(
+        decisions=len(decisions),
+        ladder=table,
+        ope=ope,
+        ope_by_stage=ope_by_stage,
+        choice_mix=mix,
+        model_quality=quality_table,
+        notes=notes,
+        experiment_name=f"{settings.mlflow.experiment_prefix}-evaluation",
+        params={
+            "decisions": len(decisions),
+            "seed": options.seed,
+            "heldout_contacts": len(splits.test),
+            "heldout_start": str(splits.test["event_timestamp"].min()),
+            "heldout_end": str(splits.test["event_timestamp"].max()),
+            "nba_version": nba.version,
+            "churn_version": churn.version if churn else None,
+            "stage3_trials": options.stage3_trials,
+            "stage1_offer": stage1.default[0],
+            "candidates_per_decision": round(len(cands) / max(len(decisions), 1), 2),
+        },
+    )
+    if options.log_mlflow:
+        report.run_id = log_report(settings, report)
+    return report
+
+
+@dataclass(frozen=True)
+class _LoggedTruth:
+    conversions_per_1000: float
+    value_per_1000: float
+    decisions: int
+
+    def to_frame(self, like: pd.DataFrame) -> pd.DataFrame:
+        row = {c: np.nan for c in like.columns}
+        row.update(
+            stage=STAGE_LOGGED,
+            decisions=self.decisions,
+            offers_per_1000=1000.0,
+            conversions_per_1000=self.conversions_per_1000,
+            value_per_1000=self.value_per_1000,
+        )
+        return pd.DataFrame([row])
+
+
+def _logged_truth(settings: Settings, decisions: pd.DataFrame, values: dict[str, float]) -> _LoggedTruth:
+    """True expected value of what the logging policy actually showed at the same decision points."""
+    truth = pd.read_parquet(_truth_table(settings, "contact_truth"), columns=["contact_id", "p_accept"])
+    p = decisions["contact_id"].map(truth.set_index("contact_id")["p_accept"])
+    if p.isna().any():
+        raise DataError("contact_truth lacks some held-out contacts")
+    v = decisions[ladder.ACTION_ID].map(values)
+    n = len(decisions)
+    return _LoggedTruth(1000 * float(p.sum()) / n, 1000 * float((p * v).sum()) / n, n)
+
+
+def _truth_table(settings: Settings, name: str) -> Path:
+    for candidate in (settings.truth_dir / f"{name}.parquet", settings.truth_dir / name):
+        if candidate.exists():
+            return candidate
+    raise NotReadyError(f"truth table {name!r} not found under {settings.truth_dir}")
+
+
+def _nba_quality(settings: Settings, nba: LoadedModel, test: pd.DataFrame) -> dict[str, Any]:
+    truth = pd.read_parquet(_truth_table(settings, "contact_truth"), columns=["contact_id", "p_accept"])
+    p_true = test["contact_id"].map(truth.set_index("contact_id")["p_accept"]).to_numpy(dtype=float)
+    return quality_row(
+        "nba", nba.version, test["label"].to_numpy(), nba.predict_frame(test), p_true, "held-out logged contacts"
+    )
+
+
+def _churn_quality(churn: LoadedModel, churn_set: TrainingSet, world: Any) -> dict[str, Any]:
+    from training.datasets import time_split
+
+    test = time_split(churn_set.frame).test
+    horizon = int(churn_set.lineage.get("horizon_days", 30))
+    p_true = np.zeros(len(test))
+    # The truth answers per snapshot time: one vectorized call per distinct snapshot.
+    for ts, idx in test.groupby("event_timestamp").indices.items():
+        rows = test.iloc[idx]
+        p_true[idx] = world.churn_probability(rows["customer_id"].to_numpy(), pd.Timestamp(ts), horizon)
+    return quality_row(
+        "churn",
+        churn.version,
+        test["label"].to_numpy(),
+        churn.predict_frame(test),
+        p_true,
+        f"held-out snapshots, {horizon}-day horizon",
+    )
+
+
+def log_report(settings: Settings, report: EvaluationReport) -> str:
+    """One MLflow run in `<prefix>-evaluation`: params, flat metrics, and the tables as CSV/markdown/JSON."""
+    import mlflow
+
+    from training.tracking import ensure_experiment, use_tracking
+
+    use_tracking(settings)
+    experiment_id = ensure_experiment(settings, report.experiment_name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name="ladder") as run:
+        mlflow.log_params({k: v for k, v in report.params.items() if v is not None})
+        mlflow.log_metrics(report.metrics())
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            for name, frame in (
+                ("ladder", report.ladder),
+                ("ope", report.ope),
+                ("model_quality", report.model_quality),
+            ):
+                frame.to_csv(out / f"{name}.csv", index=False)
+                (out / f"{name}.md").write_text(
+                    frame.to_markdown(index=False) if _has_tabulate() else frame.to_string()
+                )
+            (out / "report.json").write_text(
+                json.dumps(
+                    {
+                        "params": report.params,
+                        "notes": report.notes,
+                        "ladder": report.ladder.to_dict("records"),
+                        "ope": report.ope.to_dict("records"),
+                        "ope_by_stage": report.ope_by_stage.to_dict("records"),
+                        "model_quality": report.model_quality.to_dict("records"),
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
+            mlflow.log_artifacts(str(out), artifact_path="evaluation")
+        mlflow.set_tags({"nextbest.job": "evaluate", "nextbest.notes": " | ".join(report.notes)[:5000]})
+        return run.info.run_id
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,276 @@
+"""The evaluation ladder's policies and scoring: pure functions over frames of decision points and candidates.
+
+A *decision point* is a moment when a channel asks what to show a customer (customer, time, channel, real-time
+context). Its *candidates* are the actions the customer may be offered there (one row per decision point x eligible
+action). Every policy of the ladder sees the same candidates and picks at most one action per decision point
+("nothing" is a valid answer); the truth (`p_true`, the simulator's acceptance probability of that action at that
+moment) then gives each policy's expected conversions and value per 1,000 decisions, so stages are compared on the
+same traffic with no outcome noise. Design: policies only choose; scoring is one function shared by all, so no
+stage can be scored more kindly than another.
+
+Stages (DESIGN.md "Evaluation ladder"): 1 one offer for all (`fit_one_offer`), 2 segment rules
+(`fit_segment_rules`), 3 batch model without real-time context and 5 the full model with arbitration
+(`ScorePolicy` over model scores, built in `training.evaluate`), and the oracle (`ScorePolicy` over the truth).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from nextbest.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+DECISION_ID = "decision_id"
+ACTION_ID = "action_id"
+#: columns every candidates frame carries (`p_true` only where the truth is known, i.e. for scoring)
+CANDIDATE_COLUMNS = (DECISION_ID, ACTION_ID, "value")
+AGE_BANDS = (0, 25, 35, 50, 65, 200)
+AGE_BAND_LABELS = ("<25", "25-34", "35-49", "50-64", "65+")
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A ladder stage: picks at most one action per decision point from its candidates."""
+
+    name: str
+
+    def choose(self, candidates: pd.DataFrame) -> pd.Series:
+        """Return, indexed by decision_id, the chosen action_id (None where the policy shows nothing)."""
+        ...
+
+
+def _check_candidates(candidates: pd.DataFrame, extra: Sequence[str] = ()) -> None:
+    missing = [c for c in (*CANDIDATE_COLUMNS, *extra) if c not in candidates.columns]
+    if missing:
+        raise DataError(f"candidates frame lacks column(s) {missing}; has {list(candidates.columns)}")
+
+
+def age_band(age: pd.Series | np.ndarray) -> np.ndarray:
+    """Age bands used by the segment rules (stage 2), as an array of labels."""
+    return np.asarray(pd.cut(np.asarray(age), bins=AGE_BANDS, labels=AGE_BAND_LABELS, right=False).astype(str))
+
+
+def pick_best(candidates: pd.DataFrame, priority: np.ndarray, threshold: float | None = None) -> pd.Series:
+    """Per decision point, the action of highest priority (ties: first in catalogue order); None below threshold.
+
+    Decision points without any candidate get None too, so the result covers every decision_id present.
+    """
+    _check_candidates(candidates)
+    prio = np.asarray(priority, dtype=float)
+    if prio.shape != (len(candidates),):
+        raise DataError(f"priority has shape {prio.shape}; expected ({len(candidates)},)")
+    frame = pd.DataFrame(
+        {DECISION_ID: candidates[DECISION_ID].to_numpy(), ACTION_ID: candidates[ACTION_ID].to_numpy(), "p": prio}
+    )
+    frame = frame[~np.isnan(prio)]
+    # Stable sort keeps the first-listed candidate on ties, which makes choices deterministic.
+    frame = frame.sort_values([DECISION_ID, "p"], ascending=[True, False], kind="stable")
+    best = frame.drop_duplicates(DECISION_ID, keep="first").set_index(DECISION_ID)
+    chosen = best[ACTION_ID].astype(object)
+    if threshold is not None:
+        chosen[best["p"] <= threshold] = None
+    all_ids = pd.Index(candidates[DECISION_ID].unique(), name=DECISION_ID)
+    return chosen.reindex(all_ids).astype(object).where(lambda s: s.notna(), None)
+
+
+@dataclass(frozen=True)
+class ScorePolicy:
+    """Choose the candidate with the highest priority from a scoring function (models, arbitration, the oracle).
+
+    `threshold`: show nothing when the best priority is at or below it (None: always show the best).
+    """
+
+    name: str
+    priority: Callable[[pd.DataFrame], np.ndarray]
+    threshold: float | None = None
+
+    def choose(self, candidates: pd.DataFrame) -> pd.Series:
+        return pick_best(candidates, self.priority(candidates), self.threshold)
+
+
+@dataclass(frozen=True)
+class RankedListPolicy:
+    """Show the first eligible action of a fixed ranking, optionally one ranking per group (e.g. segment x age).
+
+    `rankings` maps a group key (a tuple of the `group_by` column values; `()` for one list for all) to an ordered
+    list of action ids; groups without their own list use `default`.
+    """
+
+    name: str
+    default: tuple[str, ...]
+    group_by: tuple[str, ...] = ()
+    rankings: dict[tuple, tuple[str, ...]] = field(default_factory=dict)
+
+    def choose(self, candidates: pd.DataFrame) -> pd.Series:
+        _check_candidates(candidates, self.group_by)
+        if self.group_by:
+            keys = list(zip(*(candidates[c].astype(str) for c in self.group_by), strict=True))
+        else:
+            keys = [()] * len(candidates)
+        # Rank of each candidate in its group's list; actions not listed are never shown by a rule policy.
+        ranks = np.full(len(candidates), np.nan)
+        cache: dict[tuple, dict[str, int]] = {}
+        for i, (key, action) in enumerate(zip(keys, candidates[ACTION_ID].to_numpy(), strict=True)):
+            order = cache.get(key)
+            if order is None:
+                ranking = self.rankings.get(key, self.default)
+                order = cache[key] = {a: r for r, a in enumerate(ranking)}
+            r = order.get(action)
+            if r is not None:
+                ranks[i] = r
+        return pick_best(candidates, -ranks)
+
+
+def acceptance_value_table(
+    contacts: pd.DataFrame, values: dict[str, float], group_by: Sequence[str] = (), prior_strength: float = 20.0
+) -> pd.DataFrame:
+    """Observed acceptance rate x value per action (and group) on logged contacts, shrunk toward the action's
+    overall rate so that a handful of lucky contacts in a small group does not make a rule.
+
+    Returns columns: *group_by, action_id, contacts, accepted, rate, expected_value (sorted best first per group).
+    """
+    needed = [ACTION_ID, "accepted", *group_by]
+    missing = [c for c in needed if c not in contacts.columns]
+    if missing:
+        raise DataError(f"contacts lack column(s) {missing} needed to fit a rule policy")
+    if contacts.empty:
+        raise DataError("no logged contacts in the training period to fit a rule policy on")
+    acc = contacts["accepted"].astype(float)
+    overall = contacts.assign(_a=acc).groupby(ACTION_ID)["_a"].agg(["sum", "count"])
+    overall_rate = (overall["sum"] + 1.0) / (overall["count"] + 2.0)
+    keys = [*group_by, ACTION_ID]
+    stats = contacts.assign(_a=acc).groupby(keys, observed=True)["_a"].agg(["sum", "count"]).reset_index()
+    prior = stats[ACTION_ID].map(overall_rate).to_numpy()
+    stats["rate"] = (stats["sum"] + prior_strength * prior) / (stats["count"] + prior_strength)
+    unknown = set(stats[ACTION_ID]) - set(values)
+    if unknown:
+        raise DataError(f"logged actions {sorted(unknown)} are not in the offer catalogue")
+    stats["expected_value"] = stats["rate"] * stats[ACTION_ID].map(values)
+    stats = stats.rename(columns={"sum": "accepted", "count": "contacts"})
+    order = [*group_by, "expected_value", ACTION_ID]
+    return stats.sort_values(order, ascending=[True] * len(group_by) + [False, True]).reset_index(drop=True)
+
+
+def fit_one_offer(contacts: pd.DataFrame, values: dict[str, float]) -> RankedListPolicy:
+    """Stage 1: the single action with the best acceptance x value on the training period, for everyone.
+
+    The full ranking is kept so that a customer not eligible for the top offer gets the next one (what a bank's
+    "offer of the month" campaign does), rather than nothing.
+    """
+    table = acceptance_value_table(contacts, values)
+    ranking = tuple(table[ACTION_ID])
+    logger.info("stage 1 one offer for all: %s (then %s)", ranking[0], ", ".join(ranking[1:4]))
+    return RankedListPolicy(name="1 one offer for all", default=ranking)
+
+
+def fit_segment_rules(
+    contacts: pd.DataFrame, values: dict[str, float], group_by: tuple[str, ...] = ("segment", "age_band")
+) -> RankedListPolicy:
+    """Stage 2: one ranking per segment x age band from training-period acceptance x value (shrunk)."""
+    table = acceptance_value_table(contacts, values, group_by)
+    default = tuple(acceptance_value_table(contacts, values)[ACTION_ID])
+    rankings = {
+        tuple(str(k) for k in (key if isinstance(key, tuple) else (key,))): tuple(g[ACTION_ID])
+        for key, g in table.groupby(list(group_by), observed=True, sort=True)
+    }
+    logger.info("stage 2 segment rules: %d groups", len(rankings))
+    return RankedListPolicy(name="2 segment rules", default=default, group_by=group_by, rankings=rankings)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A policy's expected outcome on the evaluation traffic, per 1,000 decision points."""
+
+    stage: str
+    decisions: int
+    offers_per_1000: float
+    conversions_per_1000: float
+    value_per_1000: float
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {
+            "stage": self.stage,
+            "decisions": self.decisions,
+            "offers_per_1000": self.offers_per_1000,
+            "conversions_per_1000": self.conversions_per_1000,
+            "value_per_1000": self.value_per_1000,
+        }
+
+
+def score_choices(candidates: pd.DataFrame, chosen: pd.Series, stage: str) -> StageResult:
+    """Expected conversions and value of the chosen actions under the truth (`p_true`), per 1,000 decisions.
+
+    A chosen action that is not among the decision's candidates is a policy bug, not a zero: it raises.
+    """
+    _check_candidates(candidates, ("p_true",))
+    n = int(candidates[DECISION_ID].nunique())
+    if n == 0:
+        raise DataError("no decision points to score")
+    shown = chosen.dropna()
+    picks = pd.DataFrame({DECISION_ID: shown.index.to_numpy(), ACTION_ID: shown.to_numpy()})
+    merged = picks.merge(
+        candidates[[DECISION_ID, ACTION_ID, "p_true", "value"]], how="left", on=[DECISION_ID, ACTION_ID]
+    )
+    if merged["p_true"].isna().any():
+        bad = merged[merged["p_true"].isna()].head(3).to_dict("records")
+        raise DataError(f"policy {stage!r} chose actions that are not eligible candidates, e.g. {bad}")
+    conversions = float(merged["p_true"].sum())
+    value = float((merged["p_true"] * merged["value"]).sum())
+    return StageResult(
+        stage=stage,
+        decisions=n,
+        offers_per_1000=1000.0 * len(merged) / n,
+        conversions_per_1000=1000.0 * conversions / n,
+        value_per_1000=1000.0 * value / n,
+    )
+
+
+def score_random_choice(candidates: pd.DataFrame, stage: str = "random eligible offer") -> StageResult:
+    """The exact expectation of showing one eligible action uniformly at random (the floor any stage must clear)."""
+    _check_candidates(candidates, ("p_true",))
+    n = int(candidates[DECISION_ID].nunique())
+    if n == 0:
+        raise DataError("no decision points to score")
+    per = candidates.assign(_ev=candidates["p_true"] * candidates["value"]).groupby(DECISION_ID)[["p_true", "_ev"]]
+    means = per.mean()
+    return StageResult(
+        stage=stage,
+        decisions=n,
+        offers_per_1000=1000.0,
+        conversions_per_1000=1000.0 * float(means["p_true"].sum()) / n,
+        value_per_1000=1000.0 * float(means["_ev"].sum()) / n,
+    )
+
+
+def oracle_policy() -> ScorePolicy:
+    """The oracle: knows the true acceptance probability, shows the action of highest true expected value."""
+    return ScorePolicy(name="oracle (knows the truth)", priority=lambda c: (c["p_true"] * c["value"]).to_numpy())
+
+
+def ladder_table(candidates: pd.DataFrame, choices: dict[str, pd.Series]) -> pd.DataFrame:
+    """Score already-made choices (stage name -> chosen action per decision); the LAST entry is the oracle.
+
+    Columns: stage, decisions, offers_per_1000, conversions_per_1000, value_per_1000, share_of_oracle_value.
+    """
+    if not choices:
+        raise DataError("no policies to score")
+    rows = [score_choices(candidates, chosen, name).as_dict() for name, chosen in choices.items()]
+    for row in rows:
+        logger.info("ladder %s: %.1f value per 1,000 decisions", row["stage"], row["value_per_1000"])
+    table = pd.DataFrame(rows)
+    oracle_value = float(table["value_per_1000"].iloc[-1])
+    table["share_of_oracle_value"] = table["value_per_1000"] / oracle_value if oracle_value > 0 else np.nan
+    return table
+
+
+def run_ladder(candidates: pd.DataFrame, policies: Sequence[Policy], oracle: Policy | None = None) -> pd.DataFrame:
+    """Score every policy and the oracle on the same candidates; one row per stage with the share of the oracle."""
+    oracle = oracle or oracle_policy()
+    return ladder_table(candidates, {p.name: p.choose(candidates) for p in [*policies, oracle]})
