@@ -13,7 +13,7 @@ uv: ## make sure uv is installed (pip --user on a fresh machine)
 	@command -v uv >/dev/null 2>&1 || test -x "$(UV)" || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 
 install: uv ## create .venv from the lock file (CPU xgboost, dev tools)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 demo: install ## run the main job end to end on the embedded defaults
 	$(RUN) nextbest demo
@@ -32,8 +32,9 @@ format: install ## apply ruff formatting and autofixes
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-bench: install ## benchmarks: simulator, features, (see benchmarks/README)
-	$(RUN) python -m benchmarks.run
+bench: install ## every benchmark, full sizes (long: 1M customers, 1M-row drift report); BENCH=--quick for small
+	@command -v wrk >/dev/null 2>&1 || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null)) || echo "wrk missing: serving load levels will be skipped"
+	$(RUN) python -m benchmarks.run $(BENCH)
 
 clean: ## delete all generated state (.nextbest/)
 	rm -rf .nextbest

@@ -257,12 +257,12 @@ def fixed_rate(port: int, ids: list[int], rate: float, seconds: float) -> dict[s
 # ---------------------------------------------------------------- servers
 
 
-def server(name: str, settings: Settings, port: int) -> Any:
+def server(name: str, settings: Settings, port: int, workers: int = 1) -> Any:
     from serving.runner import ServiceProcess, service_command
 
     log = settings.bench_dir / f"serving-{name}.log"
     if name == "bentoml":
-        return ServiceProcess(for_server(settings, name), port=port, log_path=log)
+        return ServiceProcess(for_server(settings, name), port=port, log_path=log, workers=workers)
     if name == "starlette":
         cmd = [sys.executable, "-m", "uvicorn", "benchmarks.serving_apps:floor_app", "--factory", "--host",
                "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
@@ -323,6 +323,8 @@ def main() -> None:
     p.add_argument("--rate-seconds", type=float, default=20.0)
     p.add_argument("--redis", action="store_true", help="also run the fixed-rate test on the Redis online store")
     p.add_argument("--skip-naive", action="store_true")
+    p.add_argument("--servers", default="bentoml,starlette,naive", help="which servers to load")
+    p.add_argument("--workers", type=int, default=1, help="BentoML workers for our service")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if shutil.which("wrk") is None:
@@ -342,11 +344,12 @@ def main() -> None:
 
     load: dict[str, list[dict[str, Any]]] = {}
     rates: dict[str, dict[str, float]] = {}
-    names = ["bentoml", "starlette"] + ([] if args.skip_naive else ["naive"])
+    names = [n for n in args.servers.split(",") if not (args.skip_naive and n == "naive")]
+    results["workers"] = args.workers
     for name in names:
         port = free_port()
         print(f"\n== {name}: starting on port {port} ==", flush=True)
-        with server(name, settings, port) as svc:
+        with server(name, settings, port, args.workers) as svc:
             fixed_rate(port, ids, 20, 1)  # warm-up
             load[name] = []
             for c in levels:
@@ -365,7 +368,7 @@ def main() -> None:
         redis = prepare_redis(settings)
         try:
             port = free_port()
-            with server("bentoml", redis, port) as svc:
+            with server("bentoml", redis, port, args.workers) as svc:
                 fixed_rate(port, ids, 20, 1)
                 load["bentoml_redis"] = [run_wrk(svc.url, ids, c, args.duration) for c in levels]
                 rates["bentoml_redis"] = fixed_rate(port, ids, args.rate, args.rate_seconds)

@@ -16,7 +16,7 @@ Four views, one per question MLOps asks:
 Evidently's own pass/fail tests are kept (`include_tests=True`) and results are read back BY NAME (metric type and
 column from `Snapshot.dict()`), never by list position, so a preset that adds a metric cannot shift our reading.
 Big frames are cut to a fixed-size seeded sample first (`DriftPolicy.sample_rows`): the drift scores are distances
-between distributions and a 50k-row sample estimates them well below the thresholds, while Evidently's cost (stat
+between distributions and a 20k-row sample estimates them well below the thresholds, while Evidently's cost (stat
 tests and plotly figures per column) grows with the rows.
 
 Nothing here touches the disk; `monitoring.store` saves reports to the workspace and as HTML/JSON.

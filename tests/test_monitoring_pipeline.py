@@ -211,15 +211,14 @@ def test_monitoring_with_real_champions_rebuilds_their_training_rows_and_judges_
 
     churn = load_model("churn", "champion", trained_world)
     nba = references["nba"].frame
-    recent = nba[
-        pd.to_datetime(nba["event_timestamp"], utc=True) >= pd.to_datetime(nba["event_timestamp"]).quantile(0.5)
-    ]
+    recent = nba.sort_values("event_timestamp").tail(800)
     uri = f"sqlite:///{tmp_path / 'decisions.db'}"
     log = DecisionLog(uri)
     log.start()
     customer_inputs = [c for c in references["nba"].feature_names if not c.startswith("action_")]
     churn_risk = churn.predict_frame(recent)
     now = datetime(2026, 6, 1, tzinfo=UTC)
+    feedback = []
     for i, (row, risk) in enumerate(zip(recent.itertuples(index=False), churn_risk, strict=True)):
         features = {c: getattr(row, c) for c in customer_inputs}
         decision_id = new_decision_id() + f"{i:06d}"
@@ -242,8 +241,10 @@ def test_monitoring_with_real_champions_rebuilds_their_training_rows_and_judges_
             )
         )
         log.record_contacts(decision_id, int(row.customer_id), str(row.channel), ts, [(str(row.action_id), "sales")])
-        log.flush()
-        log.record_feedback(decision_id, "accepted" if row.label else "dismissed", str(row.action_id), ts=ts)
+        feedback.append((decision_id, "accepted" if row.label else "dismissed", str(row.action_id), ts))
+    log.flush()
+    for decision_id, outcome, action_id, ts in feedback:
+        log.record_feedback(decision_id, outcome, action_id, ts=ts)
     log.close()
 
     served = read_served_window(uri, window_days=30, end=now)

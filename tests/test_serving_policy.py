@@ -121,6 +121,18 @@ def test_opted_out_customer_gets_no_marketing_action_over_many_requests(policy: 
         assert "credit_card" in opted_out and "fee_waiver" in opted_out
 
 
+def test_inbound_channels_are_not_capped_but_outbound_ones_are(policy: DecisionPolicy) -> None:
+    features = make_features()
+    history: list[ContactRecord] = []
+    for i in range(5):
+        now = NOW + timedelta(minutes=10 * i)
+        chosen, _, _ = decide(policy, features, "app", history, now=now, propensity=0.2)
+        assert chosen and chosen[0].action.kind in MARKETING_KINDS  # the customer opened the app: not a contact
+        history += contacts_from(f"app{i}", chosen, "app", now)
+    first, _, _ = decide(policy, features, "email", history, now=NOW + timedelta(hours=1), propensity=0.2)
+    assert first  # app impressions did not use up the outbound caps
+
+
 def test_inbound_channel_needs_no_marketing_consent(policy: DecisionPolicy) -> None:
     features = make_features(consent_email=0, consent_sms=0, consent_push=0, consent_app=0, consent_call=0)
     chosen, _, _ = decide(policy, features, "web", propensity=0.2)
@@ -143,7 +155,7 @@ def test_daily_channel_cap_blocks_a_second_marketing_contact_the_same_day(policy
 def test_window_cap_holds_over_weeks_of_requests(policy: DecisionPolicy) -> None:
     features = make_features()
     history: list[ContactRecord] = []
-    channels = ["email", "sms", "push", "app"]
+    channels = ["email", "sms", "push", "call_centre"]
     for i in range(28 * 6):  # every 4 hours for four weeks, rotating channels
         now = NOW + timedelta(hours=4 * i)
         channel = channels[i % len(channels)]

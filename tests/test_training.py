@@ -391,7 +391,7 @@ def test_train_command_tunes_registers_and_gates_the_churn_model(
     from nextbest.cli import app
 
     monkeypatch.setenv("NEXTBEST_HOME", str(world.home))
-    result = CliRunner().invoke(app, ["train", "churn", "--trials", "2", "--horizon-days", "21"])
+    result = CliRunner().invoke(app, ["train", "churn", "--trials", "1", "--horizon-days", "21"])
     assert result.exit_code == 0, result.output
     assert "registered churn version 1 (challenger), promoted to champion" in " ".join(result.output.split())
     assert "mlflow ui --backend-store-uri" in result.output

@@ -67,7 +67,7 @@ def test_mlflow_on_postgresql_tracks_registers_gates_and_serves_the_champion(
 
     from training.model import load_model
     from training.pipeline import fit_and_log
-    from training.registry import CHAMPION, alias_version, read_promotion_log
+    from training.registry import CHAMPION, alias_version, promote, read_promotion_log
     from training.tune import TuningConfig
 
     # Two databases: MLflow and Optuna both keep an alembic `alembic_version` table and cannot share one.
@@ -92,6 +92,11 @@ def test_mlflow_on_postgresql_tracks_registers_gates_and_serves_the_champion(
     loaded = load_model("pg_churn", settings=settings)
     assert loaded.version == "2" and loaded.predict_frame(data.frame.head(10)).shape == (10,)
     assert [r["promoted"] for r in read_promotion_log(settings, "pg_churn")] == [True, True]
+    # A manual rollback moves the alias and is audited like the gate's decisions.
+    promote(settings, "pg_churn", "1", reason="rollback drill")
+    assert alias_version(settings, "pg_churn", CHAMPION) == "1"
+    last = read_promotion_log(settings, "pg_churn")[-1]
+    assert last["reason"] == "manual: rollback drill" and last["champion_version"] == "2"
     # The Optuna studies went to PostgreSQL too.
     import optuna
 

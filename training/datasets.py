@@ -12,8 +12,10 @@ module never computes a feature itself (the NBA action attributes come from the 
 Splits are by time: train (oldest) / validation (early stopping + calibration) / test (most recent, the gate's
 holdout). Boundaries are row quantiles of the timestamp; rows sharing a timestamp never straddle a boundary, and
 an optional gap (e.g. the churn horizon) purges rows whose label window would reach into the next split. The
-default is no gap: in the default 120-day world a 30-day purge on both boundaries would discard a third of the
-churn snapshots, while feature times of the splits stay strictly ordered either way (`assert_time_ordered`).
+default is no gap: the default 120-day world has 9-10 weekly churn snapshots and a 30-day purge on both boundaries
+leaves no validation split. Feature times stay strictly ordered either way (`assert_time_ordered`), but churn
+labels of the last training snapshots overlap the validation period, which flatters validation AUC (measured on
+the 3,000 x 120 world: 0.77 validation vs 0.64 test); the test split, the gate's holdout, is the honest figure.
 """
 
 from __future__ import annotations

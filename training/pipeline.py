@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,6 +98,7 @@ def train_model(
     rule: GateRule = GateRule(),
     config: TuningConfig = TuningConfig(),
     progress: ProgressFn | None = None,
+    purge_days: int = 0,
 ) -> TrainResult:
     """Build the model's training set through Feast, then tune, log, register and gate it (`fit_and_log`)."""
     if model not in MODELS:
@@ -121,6 +123,7 @@ def train_model(
         rule=rule,
         config=config,
         progress=progress,
+        purge_days=purge_days,
     )
 
 
@@ -146,6 +149,7 @@ def fit_and_log(
     test_fraction: float = 0.2,
     progress: ProgressFn | None = None,
     holdout: pd.DataFrame | None = None,
+    purge_days: int = 0,
 ) -> TrainResult:
     """Tune, fit, calibrate, evaluate and log a model on `training_set`; register and gate it if asked.
 
@@ -154,6 +158,10 @@ def fit_and_log(
     `progress(done, total)` is called after each trial (the CLI draws a progress bar with it). `holdout` is the
     frame the gate scores challenger and champion on (default: this run's test split, the most recent data);
     pass one when the training set itself may be suspect, e.g. to show a corrupted challenger is rejected.
+    `purge_days` drops rows within that many days before each split boundary. For churn, label windows of the
+    last training snapshots reach into the validation period (a customer closing in March is positive at February
+    and March snapshots), which inflates validation AUC; a purge of the horizon removes that, at the cost of data
+    the default 120-day world cannot spare (measured there: validation AUC 0.77 vs test 0.64 without purge).
     """
     import mlflow
 
@@ -164,7 +172,9 @@ def fit_and_log(
     seed = settings.training.seed if seed is None else seed
     name = registered_name or training_set.model
     features = training_set.feature_names
-    splits = time_split(training_set.frame, training_set.timestamp, valid_fraction, test_fraction)
+    splits = time_split(
+        training_set.frame, training_set.timestamp, valid_fraction, test_fraction, gap=timedelta(days=purge_days)
+    )
     X_tr, X_va, X_te = (matrix_from_frame(part, features) for part in (splits.train, splits.valid, splits.test))
     y_tr, y_va, y_te = (part[LABEL].to_numpy(dtype=np.float32) for part in (splits.train, splits.valid, splits.test))
     data = make_tuning_data(X_tr, y_tr, X_va, y_va, features, nthread=config.nthread)
@@ -202,6 +212,7 @@ def fit_and_log(
                 "n_features": len(features),
                 "max_rounds": config.max_rounds,
                 "early_stopping_rounds": config.early_stopping_rounds,
+                "purge_days": purge_days,
                 "gate_min_auc_gain": rule.min_auc_gain,
                 "gate_max_logloss_increase": rule.max_logloss_increase,
                 **{f"data.{k}": v for k, v in _flat_lineage(training_set.lineage).items()},

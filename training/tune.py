@@ -175,19 +175,46 @@ def create_study(
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=3, n_warmup_steps=config.warmup_rounds, interval_steps=config.report_every
     )
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        direction="minimize",
+    study = _create_or_load(
+        study_name,
+        storage,
         pruner=pruner,
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials),
-        load_if_exists=True,
     )
     existing = len(study.get_trials(deepcopy=False))
     if existing:
         study.sampler = optuna.samplers.TPESampler(seed=seed + existing, n_startup_trials=n_startup_trials)
         logger.info("resuming study %s with %d existing trial(s)", study_name, existing)
     return study
+
+
+def _create_or_load(
+    study_name: str, storage: str | None, pruner: optuna.pruners.BasePruner, sampler: optuna.samplers.BaseSampler
+) -> optuna.Study:
+    """`optuna.create_study(load_if_exists=True)`, retried when workers race to create the schema.
+
+    Several workers starting at once on an EMPTY database all try to create Optuna's tables and enum types; the
+    losers fail with a duplicate-object error. The schema exists once the winner commits, so a retry succeeds.
+    """
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(4):
+        try:
+            return optuna.create_study(
+                study_name=study_name,
+                storage=storage,
+                direction="minimize",
+                pruner=pruner,
+                sampler=sampler,
+                load_if_exists=True,
+            )
+        except SQLAlchemyError as exc:
+            if attempt == 3:
+                raise
+            logger.info("study storage busy or being initialised (%s); retrying", type(exc).__name__)
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
 
 
 TrialCallback = Callable[["optuna.Study", "optuna.trial.FrozenTrial"], None]

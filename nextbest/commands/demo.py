@@ -48,7 +48,10 @@ def demo(
         ("2. Build the feature tables (the customer genome)", lambda: _run(["features", "build"])),
         ("3. Register the Feast repo (feast apply)", lambda: _run(["features", "apply"])),
         ("4. Load the online store (fast materialization)", lambda: _run(["features", "materialize"])),
-        ("5. Read one customer's online features", lambda: _run(["features", "read", "--customer-id", str(customer_id)])),
+        (
+            "5. Read one customer's online features",
+            lambda: _run(["features", "read", "--customer-id", str(customer_id)]),
+        ),
         ("6. Tune, track and register the churn model", lambda: _run(["train", "churn", *trial_args])),
         ("7. Tune, track and register the next-best-action model", lambda: _run(["train", "nba", *trial_args])),
         ("8. The evaluation ladder against the simulator's truth", lambda: _run(["evaluate"])),

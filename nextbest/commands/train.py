@@ -44,6 +44,9 @@ def train(
     register: bool = typer.Option(True, "--register/--no-register", help="Register the model as a new version."),
     promote: bool = typer.Option(True, "--gate/--no-gate", help="Run the promotion gate after registering."),
     threads: int = typer.Option(1, "--threads", min=1, help="XGBoost threads (1 is fastest on a busy shared host)."),
+    purge_days: int = typer.Option(
+        0, "--purge-days", min=0, help="Drop rows this many days before each split boundary (churn: the horizon)."
+    ),
 ) -> None:
     """Tune, train, calibrate and log a model to MLflow; register it as `challenger` and run the promotion gate."""
     from rich.table import Table
@@ -71,6 +74,7 @@ def train(
             promote=promote,
             calibration=calibration.value,
             config=TuningConfig(nthread=threads),
+            purge_days=purge_days,
             progress=lambda done, total: bar.update(task, completed=done),
         )
     table = Table(title=f"{model.value}: test split (most recent {int(result.metrics.get('test_rows', 0))} rows)")
