@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import statistics
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -28,35 +27,8 @@ from typing import Any
 
 import psutil
 
+from benchmarks.memory import PeakRss
 from nextbest.settings import Settings, load_settings
-
-
-class PeakRss:
-    """Peak resident memory of this process (sampled every 20 ms) above the level when started, in MB."""
-
-    def __init__(self) -> None:
-        self._proc = psutil.Process()
-        self._stop = threading.Event()
-        self.base = self.peak = self._proc.memory_info().rss
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def __enter__(self) -> PeakRss:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    @property
-    def delta_mb(self) -> float:
-        return (self.peak - self.base) / 1e6
 
 
 def nba_feature_count() -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from nextbest.settings import REPO_ROOT, Settings
 from tests.features_fixtures import write_sources
+from tests.notebook_runner import execute_notebook
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "01_customer_genome.ipynb"
 BUILDER = REPO_ROOT / "notebooks" / "01_customer_genome_build.py"
@@ -32,28 +32,11 @@ def test_genome_notebook_is_committed_without_outputs_and_matches_its_builder() 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_genome_notebook_builds_features_and_reads_a_customer_online(tmp_path: Path) -> None:
-    import nbformat
-    from nbclient import NotebookClient
-
     settings = Settings(home=tmp_path)
     write_sources(settings.world_dir, customers=20, days=30, seed=11)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
     env = {"NEXTBEST_HOME": str(settings.home), "NB_CUSTOMERS": "2", "PYTHONWARNINGS": "ignore"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits the environment of the process that starts it
-    try:
-        NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}
-        ).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    outputs, text = execute_notebook(NOTEBOOK, env)
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    text = "\n".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs)
     assert "world now:" in text
     assert "hours_since_airport_checkin" in text and "push @ airport" in text
     assert (settings.features_dir / "online_store.db").is_file()

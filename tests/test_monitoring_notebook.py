@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from nextbest.settings import REPO_ROOT, Settings
+from tests.notebook_runner import execute_notebook
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "03_monitoring.ipynb"
 
@@ -30,9 +30,6 @@ def test_notebook_is_committed_without_outputs_and_matches_its_builder() -> None
 
 @pytest.mark.slow
 def test_notebook_opens_the_latest_reports_and_the_promotion_log(tmp_path: Path) -> None:
-    import nbformat
-    from nbclient import NotebookClient
-
     from monitoring.pipeline import run_monitoring
     from monitoring.sources import read_served_window
     from tests.test_monitoring_pipeline import END, _log_traffic, _reference
@@ -56,26 +53,8 @@ def test_notebook_opens_the_latest_reports_and_the_promotion_log(tmp_path: Path)
     )
     promotion_log_path(settings).write_text(json.dumps(decision.to_record()) + "\n")
 
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    old = os.environ.get("NEXTBEST_HOME")
-    os.environ["NEXTBEST_HOME"] = str(tmp_path)  # the kernel inherits the environment of the process that starts it
-    try:
-        NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}
-        ).execute()
-    finally:
-        if old is None:
-            os.environ.pop("NEXTBEST_HOME", None)
-        else:
-            os.environ["NEXTBEST_HOME"] = old
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    outputs, text = execute_notebook(NOTEBOOK, {"NEXTBEST_HOME": str(tmp_path)})
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    text = "\n".join(
-        str(o.get("data", {}).get("text/plain", ""))
-        + str(o.get("data", {}).get("text/html", ""))
-        + str(o.get("text", ""))
-        for o in outputs
-    )
     assert "overall: DRIFT" in text
     assert "evidently ui --workspace" in text
     assert "challenger wins on the recent holdout" in text

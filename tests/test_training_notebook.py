@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from nextbest.settings import REPO_ROOT, Settings
 from tests.evaluation_fixtures import trained_world  # noqa: F401  (fixture)
+from tests.notebook_runner import execute_notebook
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "02_train_and_compare.ipynb"
 
@@ -32,25 +32,8 @@ def test_notebook_is_committed_without_outputs_and_matches_its_builder() -> None
 
 @pytest.mark.slow
 def test_notebook_trains_compares_runs_and_reads_the_ladder(trained_world: Settings, tmp_path: Path) -> None:  # noqa: F811
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(NOTEBOOK, as_version=4)
     env = {"NEXTBEST_HOME": str(trained_world.home), "NB_TRIALS": "1", "NB_MAX_ROUNDS": "60", "NB_DECISIONS": "200"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits the environment of the process that starts it
-    try:
-        NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}
-        ).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    outputs, text = execute_notebook(NOTEBOOK, env)
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    text = "\n".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs)
     assert "oracle (knows the truth)" in text
     assert "MLflow run:" in text
