@@ -7,7 +7,8 @@ Stages, in the order DESIGN.md fixes (each removed action keeps the rule that re
    financial distress or flagged vulnerable; cold-start customers (no profile) get nothing that needs one;
 3. contact policy -- caps per channel and window, cool-down after a dismissal of the same action; the history
    comes from the durable decision log (shared by all workers), never from process memory;
-4. arbitration   -- priority = propensity x value x context weight; retention adds churn risk x value at risk;
+4. arbitration   -- priority = propensity x value x context weight; a retention offer's value adds churn risk x
+   value at risk (earned only if accepted, so it too is weighted by the propensity);
    service triggers (card lost, complaint, distress) can outrank any sale; a floor makes "nothing" possible;
 5. top-k with reason codes from the model's per-feature contributions.
 
@@ -483,11 +484,17 @@ class DecisionPolicy:
         for action, p in zip(candidates, propensities, strict=True):
             p = float(p)
             w = self.context_weight(action, channel, context)
-            priority = p * action.value * w
+            value = action.value
             reasons: list[str] = []
             if action.kind == "retention" and churn_risk is not None:
-                priority += cfg.retention_boost * churn_risk * customer.value_at_risk * w
+                # A retention offer saves the relationship only if the customer takes it: the value at risk it
+                # protects is earned with the offer's own propensity, like its margin. Added outside the
+                # propensity (the former formula), churn risk x value at risk outranked far likelier sales even
+                # when the retention offer itself would almost surely be ignored (measured on the evaluation
+                # ladder, default world: stage 5 lost 3-5% of its value to such picks).
+                value += cfg.retention_boost * churn_risk * customer.value_at_risk
                 reasons.append(f"CHURN_RISK_{_band(churn_risk)}")
+            priority = p * value * w
             trigger = self.triggered(action, context, features) if action.kind == "service" else None
             if trigger is not None:
                 priority = max(priority, trigger.priority)

@@ -217,14 +217,29 @@ def test_service_action_outranks_sales_when_the_moment_calls_for_it(policy: Deci
 
 def test_retention_is_boosted_by_churn_risk(policy: DecisionPolicy) -> None:
     props = {"fee_waiver": 0.1, "credit_card": 0.2}
-    low, _, _ = decide(policy, make_features(), "app", churn_risk=0.01, propensity=props, max_actions=10)
-    high, _, _ = decide(policy, make_features(), "app", churn_risk=0.6, propensity=props, max_actions=10)
+    # A customer with real balances at stake (value at risk 0.02 x 23,000 = 460 EUR): the boost is worth the
+    # retention offer's propensity times churn risk times that, so it needs something at risk to tip the choice.
+    feats = make_features(savings_balance=20_000.0)
+    low, _, _ = decide(policy, feats, "app", churn_risk=0.01, propensity=props, max_actions=10)
+    high, _, _ = decide(policy, feats, "app", churn_risk=0.6, propensity=props, max_actions=10)
     pr_low = {r.action.id: r.priority for r in low}
     pr_high = {r.action.id: r.priority for r in high}
     assert pr_high["fee_waiver"] > pr_low["fee_waiver"]
     assert pr_high["credit_card"] == pytest.approx(pr_low["credit_card"])
     assert high[0].action.id == "fee_waiver" and "CHURN_RISK_HIGH" in high[0].reasons
     assert low[0].action.id == "credit_card"
+
+
+def test_retention_boost_is_earned_only_through_acceptance(policy: DecisionPolicy) -> None:
+    """The value at risk is saved only if the retention offer is taken: at a negligible propensity a high churn
+    risk must not outrank a likely sale (it did when the boost was added outside the propensity)."""
+    props = {"fee_waiver": 0.006, "credit_card": 0.2}
+    chosen, _, _ = decide(
+        policy, make_features(savings_balance=20_000.0), "app", churn_risk=0.6, propensity=props, max_actions=10
+    )
+    priority = {r.action.id: r.priority for r in chosen}
+    assert chosen[0].action.id == "credit_card"
+    assert priority["fee_waiver"] == pytest.approx(0.006 * (250.0 + 0.6 * 0.02 * 23_000.0))
 
 
 def test_context_event_weight_brings_travel_forward(policy: DecisionPolicy) -> None:

@@ -313,7 +313,7 @@ def build_churn_training_set(
     entity = churn_entity_frame(customers, closures, start, end, horizon, snapshot_every_days, warmup_days)
     store = store or nb_features.get_store(settings)
     frame = _retrieve(store, nb_features.CHURN_SERVICE, entity.drop(columns=[LABEL]))
-    frame = _attach_label(entity, frame, ["customer_id", TIMESTAMP])
+    frame = _in_key_order(_attach_label(entity, frame, ["customer_id", TIMESTAMP]), ["customer_id"])
     declared = nb_features.service_features(nb_features.CHURN_SERVICE)
     features, dropped = _feature_columns(frame, exclude={"customer_id", TIMESTAMP, LABEL}, declared=declared)
     lineage = _lineage(settings, nb_features.CHURN_SERVICE, frame, dropped)
@@ -322,6 +322,14 @@ def build_churn_training_set(
         "churn training set: %d rows, %d features, positive rate %.4f", len(frame), len(features), frame[LABEL].mean()
     )
     return TrainingSet(model="churn", frame=frame, feature_names=features, lineage=lineage)
+
+
+def _in_key_order(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows in (event time, key) order. Feast returns point-in-time joins in an order that changes from run to run;
+    every consumer downstream is order-sensitive (XGBoost row subsampling, the evaluation's seeded sample of
+    decision points), so without this the same world, seed and trials gave a different model and a different
+    ladder on each run (measured: the held-out split's row order changed between two builds of the same repo)."""
+    return frame.sort_values([TIMESTAMP, *keys], kind="stable", ignore_index=True)
 
 
 def _attach_label(entity: pd.DataFrame, retrieved: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -400,6 +408,7 @@ def build_nba_training_set(settings: Settings, warmup_days: int = 14, store: Fea
     frame = _retrieve(store, nb_features.NBA_SERVICE, entity)
     if LABEL not in frame.columns:
         frame = _attach_label(entity, frame, ["contact_id"])
+    frame = _in_key_order(frame, ["contact_id"])
     frame = nb_features.add_action_features(frame, load_catalogue())
     # Raw request fields are inputs of the on-demand view, not features: the view's outputs (one-hots, recency,
     # decayed strength) are. A raw epoch `request_ts` as a feature would only teach the model the calendar.
