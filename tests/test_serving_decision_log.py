@@ -16,6 +16,7 @@ from serving.decision_log import (
     UnknownDecisionError,
     new_decision_id,
 )
+from tests.environment import skip_unless_ci
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -119,7 +120,7 @@ def postgres_uri() -> Iterator[str]:
     try:
         admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test")
     except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
+        skip_unless_ci(f"PostgreSQL not reachable: {exc}")
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')

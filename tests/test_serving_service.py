@@ -62,7 +62,7 @@ def find_customer(engine: DecisionEngine, world: ServedWorld, **wanted: int) -> 
         f = online(engine, cid)
         if f.get("age") is not None and all(f.get(k) == v for k, v in wanted.items()):
             return cid
-    pytest.skip(f"no customer with {wanted} in the tiny world")
+    raise AssertionError(f"the seeded tiny world has no customer with {wanted}: the fixture no longer fits this test")
 
 
 # ---------------------------------------------------------------- direct calls
@@ -150,7 +150,7 @@ def test_dismissal_feedback_cools_the_action_down(engine: DecisionEngine, world:
         if first.actions and first.actions[0].kind in MARKETING_KINDS:
             break
     else:
-        pytest.skip("no marketing action recommended in the tiny world")
+        raise AssertionError("no marketing action recommended for any customer of the seeded tiny world")
     action = first.actions[0].action_id
     dismissed_at = start + timedelta(hours=1)
     engine.record_feedback(

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from nextbest.settings import REPO_ROOT, Settings
+from tests.environment import skip_unless_ci
 from tests.training_fixtures import quiet_mlflow  # noqa: F401  (autouse fixture)
 from training.synthetic import synthetic_training_set
 
@@ -41,7 +42,7 @@ def pg_databases() -> Iterator[Callable[[], str]]:
     try:
         conn = _admin()
     except Exception as exc:  # pragma: no cover - only when the server is absent
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
+        skip_unless_ci(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
     created: list[str] = []
 
     def create() -> str:
