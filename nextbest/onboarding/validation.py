@@ -104,6 +104,38 @@ def _score(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
     return float(roc_auc_score(y, p)), float(average_precision_score(y, p)), float(log_loss(y, p))
 
 
+def _evaluate_recipes(
+    recipes: list[tuple[str, dict[str, Any], int]],
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    fit: np.ndarray,
+    stop: np.ndarray,
+    test: np.ndarray,
+    early_stopping_rounds: int,
+) -> dict[str, tuple[float, float, float]]:
+    """Fit every recipe on one fold and score it on the fold's test rows.
+
+    The tuned recipe early-stops on `stop` and fits on `fit`; the plain baseline fits on all of `train`.
+    Index arguments may be integer positions or boolean masks.
+    """
+    scores = {}
+    for name, params, rounds in recipes:
+        stopping = name == "tuned"
+        p = _fit_predict(
+            params,
+            rounds,
+            X[fit if stopping else train],
+            y[fit if stopping else train],
+            X[stop] if stopping else None,
+            y[stop] if stopping else None,
+            X[test],
+            early_stopping_rounds,
+        )
+        scores[name] = _score(y[test], p)
+    return scores
+
+
 def _recipes(tuned_params: dict[str, Any] | None, seed: int, max_rounds: int) -> list[tuple[str, dict[str, Any], int]]:
     from training.tune import booster_params
 
@@ -138,19 +170,9 @@ def repeated_cv(
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     for i, (train_idx, test_idx) in enumerate(splitter.split(X, y)):
         fit_idx, stop_idx = train_test_split(train_idx, test_size=0.2, stratify=y[train_idx], random_state=seed + i)
-        for name, params, rounds in _recipes(tuned_params, seed, max_rounds):
-            stopping = name == "tuned"
-            p = _fit_predict(
-                params,
-                rounds,
-                X[fit_idx if stopping else train_idx],
-                y[fit_idx if stopping else train_idx],
-                X[stop_idx] if stopping else None,
-                y[stop_idx] if stopping else None,
-                X[test_idx],
-                early_stopping_rounds,
-            )
-            auc, pr, ll = _score(y[test_idx], p)
+        recipes = _recipes(tuned_params, seed, max_rounds)
+        scores = _evaluate_recipes(recipes, X, y, train_idx, fit_idx, stop_idx, test_idx, early_stopping_rounds)
+        for name, (auc, pr, ll) in scores.items():
             results[name].folds.append(
                 FoldScore(i % folds, i // folds, len(test_idx), int(y[test_idx].sum()), auc, pr, ll)
             )
@@ -191,19 +213,9 @@ def rolling_origin(
         stop_mask = train_mask & (ts == train_times[-1]).to_numpy()
         fit_mask = train_mask & ~stop_mask
         test_mask = (ts == test_time).to_numpy()
-        for name, params, rounds in _recipes(tuned_params, seed, max_rounds):
-            stopping = name == "tuned"
-            p = _fit_predict(
-                params,
-                rounds,
-                X[fit_mask if stopping else train_mask],
-                y[fit_mask if stopping else train_mask],
-                X[stop_mask] if stopping else None,
-                y[stop_mask] if stopping else None,
-                X[test_mask],
-                early_stopping_rounds,
-            )
-            auc, pr, ll = _score(y[test_mask], p)
+        recipes = _recipes(tuned_params, seed, max_rounds)
+        scores = _evaluate_recipes(recipes, X, y, train_mask, fit_mask, stop_mask, test_mask, early_stopping_rounds)
+        for name, (auc, pr, ll) in scores.items():
             results[name].folds.append(
                 FoldScore(i, 0, int(test_mask.sum()), int(y[test_mask].sum()), auc, pr, ll, str(test_time.date()))
             )
