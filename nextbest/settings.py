@@ -61,6 +61,7 @@ class ServingSettings(_Section):
     api_keys: dict[str, Literal["channel", "admin"]] = Field(default_factory=dict)
     workers: int = Field(1, gt=0)
     policy_path: Path | None = None  # None: serving/policy.yaml
+    project_config: Path | None = None  # an onboarding YAML with `serving:`: serve that project (docs/onboarding.md)
     feature_timeout_ms: float = Field(25.0, gt=0)  # online read budget; past it the answer is the safe fallback
     reload_interval_s: float = Field(30.0, ge=0)  # registry poll for a new champion; 0 disables
     breaker_failures: int = Field(3, gt=0)  # consecutive online-store failures that open the circuit

@@ -22,6 +22,7 @@ from nextbest.settings import load_settings
 from serving.auth import ApiKeyMiddleware, auth_required
 from serving.decision_log import UnknownDecisionError
 from serving.engine import DecisionEngine
+from serving.project_engine import ProjectEngine
 from serving.schemas import (
     EventRequest,
     EventResponse,
@@ -52,7 +53,12 @@ class NextbestService:
             raise ConfigError(
                 "API-key auth is on (production profile or serving.auth_enabled) but serving.api_keys is empty"
             )
-        self.engine = DecisionEngine(self.settings)
+        # An onboarded project (a bank's own tables) is served through the same contract by its own engine.
+        self.engine: DecisionEngine | ProjectEngine
+        if self.settings.serving.project_config is not None:
+            self.engine = ProjectEngine(self.settings)
+        else:
+            self.engine = DecisionEngine(self.settings)
         try:
             self.engine.load()
             self.engine.start_polling()

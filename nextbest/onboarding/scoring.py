@@ -10,6 +10,8 @@ onboarding config, so a service can pick the project by configuration.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -58,6 +60,10 @@ class ProjectScorer:
         self.service = self.store.get_feature_service(self.model_config.feature_service)
         self.model = model or load_model(model_name, alias=alias, settings=settings, nthread=1)
 
+    @property
+    def version(self) -> str:
+        return str(self.model.version)
+
     def features(self, keys: list[int]) -> pd.DataFrame:
         """Online features of `keys` in the model's feature order (missing entities read as all-NaN rows)."""
         if not keys:
@@ -69,7 +75,16 @@ class ProjectScorer:
     def score(self, keys: list[int], reasons: int = 3) -> list[EntityScore]:
         """Calibrated probabilities and the top positive contributions as reason codes, per entity."""
         frame = self.features(keys)
-        X = self.model.frame_to_matrix(frame)
+        return self.score_matrix(self.model.frame_to_matrix(frame), keys, reasons)
+
+    def matrix(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
+        """The model's input matrix from feature dicts (e.g. one online read of several views); None -> NaN."""
+        return np.array(
+            [[_number(row.get(f)) for f in self.model.feature_names] for row in rows], dtype=np.float32
+        ).reshape(len(rows), len(self.model.feature_names))
+
+    def score_matrix(self, X: np.ndarray, keys: Sequence[int], reasons: int = 3) -> list[EntityScore]:
+        """Score rows already in the model's feature order (the service reads once and scores several models)."""
         proba = self.model.predict_proba(X)
         known = ~np.isnan(X).all(axis=1)
         contrib = self.model.contributions(X, approx=True)[:, :-1] if reasons else None
@@ -77,7 +92,16 @@ class ProjectScorer:
         for i, k in enumerate(keys):
             codes: list[str] = []
             if contrib is not None:
-                order = np.argsort(-contrib[i])[:reasons]
+                order = np.argsort(-contrib[i], kind="stable")[:reasons]
                 codes = [self.model.feature_names[j] for j in order if contrib[i, j] > 0]
             out.append(EntityScore(int(k), float(proba[i]), bool(known[i]), codes))
         return out
+
+
+def _number(value: object) -> float:
+    if value is None or isinstance(value, str):
+        return math.nan
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
