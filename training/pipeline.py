@@ -31,7 +31,7 @@ import pandas as pd
 from nextbest.errors import ConfigError, DataError
 from nextbest.settings import Settings
 from training.calibration import CalibrationMethod, fit_calibrator
-from training.datasets import LABEL, Splits, TrainingSet, build_training_set, time_split
+from training.datasets import LABEL, SplitMethod, Splits, TrainingSet, build_training_set, split_training_frame
 from training.metrics import binary_metrics
 from training.model import LoadedModel, matrix_from_frame
 from training.registry import GateRule, PromotionDecision, promote_if_better, register_version
@@ -150,6 +150,7 @@ def fit_and_log(
     progress: ProgressFn | None = None,
     holdout: pd.DataFrame | None = None,
     purge_days: int = 0,
+    split: SplitMethod = "time",
 ) -> TrainResult:
     """Tune, fit, calibrate, evaluate and log a model on `training_set`; register and gate it if asked.
 
@@ -162,6 +163,8 @@ def fit_and_log(
     last training snapshots reach into the validation period (a customer closing in March is positive at February
     and March snapshots), which inflates validation AUC; a purge of the horizon removes that, at the cost of data
     the default 120-day world cannot spare (measured there: validation AUC 0.77 vs test 0.64 without purge).
+    `split="stratified"` replaces the time split by a seeded stratified one (`datasets.stratified_split`), for
+    small sets of independent outcome-labelled entities whose time split leaves too few positives to validate on.
     """
     import mlflow
 
@@ -172,8 +175,14 @@ def fit_and_log(
     seed = settings.training.seed if seed is None else seed
     name = registered_name or training_set.model
     features = training_set.feature_names
-    splits = time_split(
-        training_set.frame, training_set.timestamp, valid_fraction, test_fraction, gap=timedelta(days=purge_days)
+    splits = split_training_frame(
+        training_set.frame,
+        training_set.timestamp,
+        valid_fraction,
+        test_fraction,
+        method=split,
+        seed=seed,
+        gap=timedelta(days=purge_days),
     )
     X_tr, X_va, X_te = (matrix_from_frame(part, features) for part in (splits.train, splits.valid, splits.test))
     y_tr, y_va, y_te = (part[LABEL].to_numpy(dtype=np.float32) for part in (splits.train, splits.valid, splits.test))
@@ -213,6 +222,7 @@ def fit_and_log(
                 "max_rounds": config.max_rounds,
                 "early_stopping_rounds": config.early_stopping_rounds,
                 "purge_days": purge_days,
+                "split": split,
                 "gate_min_auc_gain": rule.min_auc_gain,
                 "gate_max_logloss_increase": rule.max_logloss_increase,
                 **{f"data.{k}": v for k, v in _flat_lineage(training_set.lineage).items()},

@@ -215,6 +215,13 @@ class ModelConfig(_Model):
     train_from: date | None = Field(None, description="Only snapshots at or after this date.")
     train_to: date | None = Field(None, description="Only snapshots before this date.")
     validation: ValidationConfig = ValidationConfig()
+    split: Literal["time", "stratified"] = Field(
+        "time",
+        description=(
+            "The shared trainer's train/validation/test split (early stopping, calibration, the gate's holdout): "
+            "by time, or stratified at random for small sets of independent outcome-labelled entities."
+        ),
+    )
     trials: int | None = Field(None, gt=0, description="Optuna trials; default settings.training.trials.")
     description: str = ""
 

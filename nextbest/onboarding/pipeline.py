@@ -1,7 +1,8 @@
 """The onboarding job, step by step: build feature tables -> apply the Feast project -> materialize -> train.
 
 Training uses the shared training code unchanged: the model's point-in-time training set becomes a
-`training.datasets.TrainingSet` and goes through `training.pipeline.fit_and_log` (time split, seeded Optuna study,
+`training.datasets.TrainingSet` and goes through `training.pipeline.fit_and_log` (time split, or the stratified
+split a config asks for with `split: stratified`; seeded Optuna study,
 early stopping, calibration, MLflow parent + nested trial runs, model logged with signature, registered as the
 config's model name with alias `challenger`, promotion gate to `champion`). On top, because bank data is often
 small, the config's validation scheme (repeated stratified CV or rolling-origin time splits) estimates quality
@@ -139,7 +140,7 @@ def train(
     timeout: float | None = None,
 ) -> OnboardTrainResult:
     """Train, tune, track, register and gate one onboarded model with the shared trainer, then validate it."""
-    from training.datasets import time_split
+    from training.datasets import split_training_frame
     from training.pipeline import fit_and_log
     from training.tune import TuningConfig
 
@@ -159,6 +160,7 @@ def train(
         experiment_name=f"{settings.mlflow.experiment_prefix}-{config.project}-{model.name}",
         tags={"nextbest.project": config.project, "nextbest.onboarded": "true"},
         test_fraction=test_fraction,
+        split=model.split,
         config=TuningConfig(nthread=1 if len(training_set.frame) < SINGLE_THREAD_ROWS else None),
     )
     cv: list[CVResult] = []
@@ -167,7 +169,9 @@ def train(
         _log_validation(settings, result.run_id, cv)
     frame = training_set.frame
     # The shared trainer's test split (same deterministic split): its size says how far its metrics can be trusted.
-    holdout = time_split(frame, training_set.timestamp, test_fraction=test_fraction).test
+    holdout = split_training_frame(
+        frame, training_set.timestamp, test_fraction=test_fraction, method=model.split, seed=seed
+    ).test
     out = OnboardTrainResult(
         model=model.name,
         train=result,
