@@ -84,7 +84,8 @@ def main() -> int:
             rows.append(row)
             print(
                 f"{split:<11} {seed:>4}  {row['train_rows']:>6} ({row['train_positives']:>2}) "
-                f"{row['valid_rows']:>6} ({row['valid_positives']:>2}) {row['test_rows']:>5} ({row['test_positives']:>2})"
+                f"{row['valid_rows']:>6} ({row['valid_positives']:>2}) "
+                f"{row['test_rows']:>5} ({row['test_positives']:>2})"
                 f"  {row['valid_roc_auc']:>9.3f} {row['test_roc_auc']:>8.3f} {row['best_iteration']:>6.0f}"
                 f"  {row['cv_tuned_auc_mean']:.3f} +- {row['cv_tuned_auc_std']:.3f}",
                 flush=True,

@@ -191,3 +191,43 @@ def test_flat_table_onboards_end_to_end_through_the_cli_and_shared_trainer(tmp_p
     p = model.predict_proba(model.frame_to_matrix(frame))
     assert p.shape == (1,) and 0.0 < float(p[0]) < 1.0
     assert np.isfinite(p).all()
+
+
+BERKA = REPO_ROOT / "configs/berka.yaml"
+
+
+def _serving_variant(edit: str) -> dict:
+    raw = _raw(BERKA)
+    raw["data_dir"] = str(FLAT.parent)
+    serving = raw["serving"]
+    if edit == "rule_blocks_unknown_action":
+        serving["suitability"][0]["blocks"] = ["offer_mortgage"]
+    elif edit == "rule_key_not_read":
+        serving["suitability"][0]["key_feature"] = "loan_amount"  # a loan's feature, not the account's
+    elif edit == "rule_on_other_entity_without_key":
+        serving["suitability"][0]["key_feature"] = None
+    elif edit == "action_model_of_other_entity":
+        serving["actions"][0]["model"] = "berka_default"
+    elif edit == "eligibility_feature_not_read":
+        serving["actions"][0]["eligible_if"] = [{"feature": "trans_all", "max": 0}]
+    elif edit == "unknown_cold_start_action":
+        serving["cold_start_actions"] = ["free_lunch"]
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("rule_blocks_unknown_action", "offer_mortgage"),
+        ("rule_key_not_read", "key_feature 'loan_amount' is not read"),
+        ("rule_on_other_entity_without_key", "give key_feature"),
+        ("action_model_of_other_entity", "keyed by 'loan'"),
+        ("eligibility_feature_not_read", "trans_all"),
+        ("unknown_cold_start_action", "free_lunch"),
+    ],
+)
+def test_a_serving_section_that_does_not_resolve_is_an_error_naming_what(
+    tmp_path: Path, edit: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, _serving_variant(edit)))
