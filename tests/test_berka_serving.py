@@ -173,6 +173,26 @@ def test_unknown_account_gets_a_cold_start_answer_and_a_dead_store_a_degraded_on
         engine.close()
 
 
+def test_configured_cold_start_actions_are_scored_on_the_profile_free_row(served: ServedBerka, tmp_path: Path) -> None:
+    from serving.project_engine import ProjectEngine
+
+    serving = served.config.serving
+    assert serving is not None
+    config = served.config.model_copy(
+        update={"serving": serving.model_copy(update={"cold_start_actions": ["offer_credit_card"]})}
+    )
+    engine = ProjectEngine(served.settings, config=config, decision_log=DecisionLog(f"sqlite:///{tmp_path / 'd.db'}"))
+    engine.load()
+    try:
+        r = engine.recommend(RecommendRequest(customer_id=10**9, channel="app"))
+        assert r.cold_start and [a.action_id for a in r.actions] == ["offer_credit_card"]
+        scorer = engine.models.scorers["berka_propensity"]
+        prior = float(scorer.model.predict_proba(scorer.matrix([{}]))[0])
+        assert r.actions[0].propensity == pytest.approx(prior, abs=1e-6)
+    finally:
+        engine.close()
+
+
 def test_events_are_recorded_but_move_no_feature_and_feedback_joins(served: ServedBerka, tmp_path: Path) -> None:
     engine = _engine(served, tmp_path)
     try:
