@@ -49,3 +49,7 @@ def main() -> None:
     except NextbestError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":  # python -m nextbest.cli
+    main()

@@ -42,6 +42,7 @@ def service_env(settings: Settings, workers: int, service_name: str = SERVICE_NA
     env["NEXTBEST_CONFIG"] = str(config)
     env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {service_name: {"workers": workers}}})
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in the service log
     # One scoring thread per worker: parallelism comes from workers; OpenMP spinning hurts on 2 shared cores.
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
@@ -53,17 +54,36 @@ def service_command(host: str, port: int, target: str = SERVICE_TARGET) -> list[
 
 
 def run_service(settings: Settings, host: str, port: int, workers: int = 1) -> int:
-    """Run the server in the foreground until it exits or Ctrl-C; returns its exit status."""
+    """Run the server in the foreground until it exits, Ctrl-C or SIGTERM; returns its exit status.
+
+    SIGINT and SIGTERM to this process are forwarded to the server as SIGTERM (its graceful stop: the decision
+    log drains), installed explicitly because a shell starts background jobs with SIGINT ignored, and a
+    supervisor (systemd, a container runtime) stops services with SIGTERM, which would otherwise orphan the server.
+    """
     proc = subprocess.Popen(service_command(host, port), cwd=REPO_ROOT, env=service_env(settings, workers))
+    stop_deadline: float | None = None
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stop_deadline
+        if proc.poll() is None:
+            logger.info("signal %s: stopping the decision service (pid %s)", signum, proc.pid)
+            proc.send_signal(signal.SIGTERM)
+        if stop_deadline is None:
+            stop_deadline = time.monotonic() + 30.0
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
+        while True:
+            try:
+                return proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if stop_deadline is not None and time.monotonic() > stop_deadline:
+                    logger.warning("the decision service did not stop within 30 s of SIGTERM; killing it")
+                    proc.kill()
+                    return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class ServiceProcess:
