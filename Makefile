@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen
+# `bentoml build` (and its test) calls uv by name: keep the pip --user install of uv reachable
+export PATH := $(HOME)/.local/bin:$(PATH)
 
 .DEFAULT_GOAL := help
 .PHONY: help uv install demo test test-fast lint format bench clean notebooks
