@@ -107,9 +107,14 @@ class FeedbackRequest(_Request):
 
 class FeedbackResponse(BaseModel):
     decision_id: str
-    customer_id: int
+    customer_id: int | None = Field(description="the decision's customer; null until an early feedback is joined")
     action_id: str | None
     outcome: str
+    joined: bool = Field(
+        True,
+        description="false: the decision (made an instant ago, by another worker) is not written yet; the feedback "
+        "is recorded and joins it when it lands",
+    )
 
 
 class ReloadResponse(BaseModel):
