@@ -91,14 +91,18 @@ def test_recommend_ranks_actions_with_templates_reasons_and_versions(engine: Dec
 def test_lean_online_read_returns_what_feast_get_online_features_returns(
     engine: DecisionEngine, world: ServedWorld
 ) -> None:
+    engine.record_event(EventRequest(customer_id=world.customer_ids[1], event_type="property_search"))
+    assert_lean_read_matches_sdk(engine, [*world.customer_ids[:5], 10**9])
+
+
+def assert_lean_read_matches_sdk(engine: DecisionEngine, customer_ids: list[int]) -> None:
     import math
 
     import nextbest.features as nbf
 
     reader = engine._reader
-    assert reader is not None and reader._lean
-    engine.record_event(EventRequest(customer_id=world.customer_ids[1], event_type="property_search"))
-    for cid in [*world.customer_ids[:5], 10**9]:
+    assert reader is not None and reader._lean and reader._one_trip is not None
+    for cid in customer_ids:
         row = {"customer_id": cid, **nbf.request_context("app", location_type="airport")}
         lean, sdk = reader._read(row), reader.read_with_sdk(row)
         assert set(sdk) <= set(lean)
@@ -513,6 +517,7 @@ def test_recommend_and_events_on_the_redis_online_store(world: ServedWorld, tmp_
         resp = eng.recommend(RecommendRequest(customer_id=3, channel="web"))
         assert not resp.degraded and not resp.cold_start and resp.churn_risk is not None
         # Feast's Redis read appends to the field list it is given: reads must not grow with the request count
+        assert_lean_read_matches_sdk(eng, [*world.customer_ids[:5], 10**9])
         first = online(eng, 3)
         for _ in range(20):
             again = online(eng, 3)
