@@ -145,9 +145,16 @@ def customer_ids(settings: Settings, limit: int = 500) -> list[int]:
 
 
 def for_server(settings: Settings, name: str, **serving: Any) -> Settings:
-    """The world's settings with a decision log of its own for this server."""
+    """The world's settings with a new, empty decision log of its own for this server.
+
+    Empty on purpose: contact history is read on every decision, so a log left by earlier runs (tens of thousands
+    of contacts for the same 500 customers) would make each rerun slower than the last.
+    """
+    log = settings.bench_dir / f"serving-log-{name}.db"
+    for leftover in (log, log.with_name(log.name + "-wal"), log.with_name(log.name + "-shm")):
+        leftover.unlink(missing_ok=True)
     data = settings.serving.model_dump()
-    data.update(decision_log_uri=f"sqlite:///{settings.bench_dir / f'serving-log-{name}.db'}", reload_interval_s=0)
+    data.update(decision_log_uri=f"sqlite:///{log}", reload_interval_s=0)
     data.update(serving)
     return settings.model_copy(update={"serving": ServingSettings(**data)})
 
