@@ -481,7 +481,7 @@ def main() -> None:
         floor_key = key.replace("bentoml", "starlette")
         floor = rates.get(floor_key)
         floor_txt = (
-            f" | floor (Starlette, same engine): p50 {floor['p50_ms']:.2f} p95 {floor['p95_ms']:.2f} "
+            f" | floor (Starlette, same engine, 1 process): p50 {floor['p50_ms']:.2f} p95 {floor['p95_ms']:.2f} "
             f"p99 {floor['p99_ms']:.2f} ms, {floor['achieved_rps']:.0f} req/s, {'MET' if verdict(floor) else 'NOT MET'}"
             if floor
             else ""
