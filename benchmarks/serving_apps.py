@@ -20,7 +20,7 @@ import bentoml
 import numpy as np
 
 from nextbest.settings import load_settings
-from serving.engine import DecisionEngine, ModelBundle
+from serving.engine import DecisionEngine, ModelBundle, freeze_heap
 from serving.policy import DecisionContext
 from serving.schemas import RecommendRequest, RecommendResponse
 
@@ -42,6 +42,7 @@ def floor_app() -> Any:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
         engine.load()
+        freeze_heap()  # as the service does
         yield
         engine.close()
 

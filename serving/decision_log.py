@@ -16,7 +16,12 @@ Two write paths, chosen by what the data is for:
   retries is spooled to a JSON-lines file next to the state so nothing accepted is lost.
 
 Feedback joins a decision by id: if the decision is still queued in this process the queue is flushed first;
-a decision written by another worker is found in the database (its contacts rows are write-through).
+a decision written by another worker is found in the database (its contacts rows are write-through). A decision
+that delivered no action has no write-through row, so feedback reaching another worker before that worker's writer
+ran (~50 ms) finds nothing: if the id is a well-formed decision id minted in the last `PENDING_JOIN_WINDOW_S`, the
+feedback is accepted and committed with `customer_id` NULL (`joined: false`), and the join completes when the
+decision row lands (the writer fills it in after each batch, and the feedback path re-checks after its commit, so
+whichever runs second sees the other). Ids that are malformed or old, or that name an action, are still refused.
 """
 
 from __future__ import annotations
@@ -153,9 +158,30 @@ class _Flush:
     done: threading.Event
 
 
+#: SQLite: how often the writer thread checkpoints the WAL (requests never do; see make_engine).
+CHECKPOINT_INTERVAL_S = 1.0
+#: How long after a decision feedback may arrive before its record is written (queue backlog, retries), and still
+#: be accepted for a later join. Past it, an id the log does not know is unknown.
+PENDING_JOIN_WINDOW_S = 300.0
+#: Tolerated clock difference between the worker or replica that minted an id and the one receiving feedback.
+CLOCK_SKEW_S = 5.0
+
+
 def new_decision_id() -> str:
     """A unique decision id, time-ordered by its millisecond prefix (helps range scans and humans)."""
     return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"
+
+
+def minted_recently(decision_id: str, now: float | None = None) -> bool:
+    """True if `decision_id` has the shape `new_decision_id` gives and was minted within the join window."""
+    if len(decision_id) != 32:
+        return False
+    try:
+        int(decision_id, 16)
+    except ValueError:
+        return False
+    age_s = (now if now is not None else time.time()) - int(decision_id[:12], 16) / 1000.0
+    return -CLOCK_SKEW_S <= age_s <= PENDING_JOIN_WINDOW_S
 
 
 def _utc(ts: datetime | None) -> datetime | None:
@@ -195,6 +221,9 @@ def make_engine(uri: str) -> Engine:
             # WAL + NORMAL: commits survive a process crash; only an OS crash may lose the last transactions.
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=10000")
+            # No automatic checkpoint: it runs inside whichever commit crosses 1,000 WAL pages -- often a request's
+            # write-through, which then waits several ms copying pages. The writer thread checkpoints instead.
+            cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine
@@ -230,6 +259,7 @@ class DecisionLog:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._next_checkpoint = 0.0
         self.create_schema()
 
     # ---------------------------------------------------------------- lifecycle
@@ -335,6 +365,8 @@ class DecisionLog:
             self.flush()
         found = self._find_decision(decision_id)
         if found is None:
+            if action_id is None and minted_recently(decision_id):
+                return self._record_pending_feedback(decision_id, outcome, ts)
             raise UnknownDecisionError(f"unknown decision_id {decision_id!r}")
         customer_id, delivered = found
         if action_id is not None and action_id not in delivered:
@@ -360,7 +392,58 @@ class DecisionLog:
             if outcome == "shown":
                 upd = upd.where(c.outcome.is_(None))
             conn.execute(upd.values(outcome=outcome, outcome_ts=ts))
-        return {"decision_id": decision_id, "customer_id": customer_id, "action_id": action_id, "outcome": outcome}
+        return {
+            "decision_id": decision_id,
+            "customer_id": customer_id,
+            "action_id": action_id,
+            "outcome": outcome,
+            "joined": True,
+        }
+
+    def _record_pending_feedback(self, decision_id: str, outcome: str, ts: datetime) -> dict[str, Any]:
+        """Commit feedback for a decision whose record another worker has not written yet; join when it lands.
+
+        Only a decision that delivered nothing can be missing here (delivered actions are write-through), so there
+        are no contact outcomes to update: the join is the feedback row's customer_id.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                feedback.insert(),
+                {"decision_id": decision_id, "customer_id": None, "action_id": None, "outcome": outcome, "ts": ts},
+            )
+        # The writer fills customer_id after its batch commits; if that ran before our commit, do it ourselves.
+        joined = self._join_pending_feedback([decision_id]) > 0
+        found = self._find_decision(decision_id) if joined else None
+        logger.info("feedback for decision %s accepted before its record was written (joined: %s)", decision_id, joined)
+        return {
+            "decision_id": decision_id,
+            "customer_id": found[0] if found else None,
+            "action_id": None,
+            "outcome": outcome,
+            "joined": joined,
+        }
+
+    def _join_pending_feedback(self, decision_ids: Sequence[str]) -> int:
+        """Fill customer_id of feedback rows that arrived before their decision row; returns rows joined.
+
+        A read first (no write lock taken: this runs after every batch, and early feedback is rare).
+        """
+        d, f = decisions.c, feedback.c
+        with self.engine.connect() as conn:
+            waiting = conn.execute(
+                sa.select(f.decision_id).where(f.decision_id.in_(list(decision_ids)), f.customer_id.is_(None)).limit(1)
+            ).first()
+        if waiting is None:
+            return 0
+        owner = sa.select(d.customer_id).where(d.decision_id == f.decision_id).scalar_subquery()
+        stmt = (
+            sa.update(feedback)
+            .where(f.decision_id.in_(list(decision_ids)), f.customer_id.is_(None))
+            .where(sa.exists().where(d.decision_id == f.decision_id))
+            .values(customer_id=owner)
+        )
+        with self.engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount or 0)
 
     def _find_decision(self, decision_id: str) -> tuple[int, set[str]] | None:
         c = decision_contacts.c
@@ -428,6 +511,21 @@ class DecisionLog:
                 if isinstance(b, _Flush):
                     b.done.set()
 
+    def _checkpoint(self) -> None:
+        """SQLite: fold the WAL back into the database from the writer, at most once a second.
+
+        PASSIVE never waits for readers or writers (other workers' checkpoints or commits); what it cannot copy now
+        is copied next time. Without it the WAL would grow without bound (autocheckpoint is off, see make_engine).
+        """
+        if self.engine.dialect.name != "sqlite" or time.monotonic() < self._next_checkpoint:
+            return
+        self._next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL_S
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except sa.exc.SQLAlchemyError as exc:
+            logger.warning("decision log checkpoint failed (%s); retrying later", exc.__class__.__name__)
+
     def _write_batch(self, items: Iterable[object]) -> None:
         decision_rows: list[dict[str, Any]] = []
         event_rows: list[dict[str, Any]] = []
@@ -466,6 +564,7 @@ class DecisionLog:
                         "received_at": item.received_at,
                     }
                 )
+        written = False
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
@@ -473,6 +572,7 @@ class DecisionLog:
                         conn.execute(decisions.insert(), decision_rows)
                     if event_rows:
                         conn.execute(events.insert(), event_rows)
+                written = True
                 break
             except sa.exc.SQLAlchemyError as exc:
                 if attempt < 2:
@@ -481,8 +581,14 @@ class DecisionLog:
                     continue
                 logger.exception("decision log write failed after retries; spooling %d rows", len(decision_rows))
                 self._spool(decision_rows, event_rows)
+        if written and ids:
+            try:
+                self._join_pending_feedback(ids)
+            except sa.exc.SQLAlchemyError:  # the feedback rows are kept; they join by decision_id at read time too
+                logger.warning("could not join early feedback to %d written decisions", len(ids), exc_info=True)
         with self._lock:
             self._pending.difference_update(ids)
+        self._checkpoint()
 
     def _spool(self, decision_rows: list[dict[str, Any]], event_rows: list[dict[str, Any]]) -> None:
         if self._spool_path is None:

@@ -337,7 +337,9 @@ class ProjectEngine:
 
     def _read_entity(self, entity_id: int) -> dict[str, Any]:
         assert self._store is not None
-        resp = self._store.get_online_features(features=self.feature_refs, entity_rows=[{self.key: int(entity_id)}])
+        # a fresh list: Feast's Redis read appends to the list it is given (reads grew with every request)
+        refs = list(self.feature_refs)
+        resp = self._store.get_online_features(features=refs, entity_rows=[{self.key: int(entity_id)}])
         return {k: v[0] for k, v in resp.to_dict().items()}
 
     def read_features(self, entity_id: int) -> dict[str, Any]:

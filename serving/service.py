@@ -21,7 +21,7 @@ from nextbest.errors import ConfigError, NotReadyError
 from nextbest.settings import load_settings
 from serving.auth import ApiKeyMiddleware, auth_required
 from serving.decision_log import UnknownDecisionError
-from serving.engine import DecisionEngine
+from serving.engine import DecisionEngine, freeze_heap
 from serving.project_engine import ProjectEngine
 from serving.schemas import (
     EventRequest,
@@ -62,6 +62,7 @@ class NextbestService:
         try:
             self.engine.load()
             self.engine.start_polling()
+            freeze_heap()  # full GC passes over the loaded heap stalled requests ~200 ms (see freeze_heap)
         except Exception as exc:  # start anyway: /readyz reports not ready, loading retries in the background
             self.engine.load_error = f"{exc.__class__.__name__}: {exc}"
             logger.warning("decision engine not ready yet: %s", self.engine.load_error)

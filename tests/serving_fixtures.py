@@ -54,3 +54,17 @@ def build_served_world(home: Path, customers: int = CUSTOMERS, days: int = DAYS,
         for i in pd.read_parquet(settings.sources_dir / "customers", columns=["customer_id"])["customer_id"].unique()
     )
     return ServedWorld(settings=settings, customer_ids=ids, seconds=seconds)
+
+
+def push_in_step(settings: Settings, signal: str, customer_ids: list[int], barrier: object, ts: str) -> None:
+    """Child process body: for each customer, wait for the other pusher at the barrier, then push one `signal`.
+
+    Two of these in separate processes push different signals for the same customers at the same instant, as two
+    service workers handling two events of one customer would (tests/test_serving_service.py checks none is lost).
+    """
+    import nextbest.features as nbf
+
+    store = nbf.get_store(settings)
+    for customer_id in customer_ids:
+        barrier.wait(timeout=60)  # type: ignore[attr-defined]
+        nbf.push_event(store, {"customer_id": customer_id, "ts": ts, "signal": signal})

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from serving_fixtures import ServedWorld, build_served_world
+from serving_fixtures import ServedWorld, build_served_world, push_in_step
 
 from nextbest.catalogue import load_catalogue
 from nextbest.settings import FeatureSettings, MlflowSettings, ServingSettings, Settings
@@ -91,14 +91,18 @@ def test_recommend_ranks_actions_with_templates_reasons_and_versions(engine: Dec
 def test_lean_online_read_returns_what_feast_get_online_features_returns(
     engine: DecisionEngine, world: ServedWorld
 ) -> None:
+    engine.record_event(EventRequest(customer_id=world.customer_ids[1], event_type="property_search"))
+    assert_lean_read_matches_sdk(engine, [*world.customer_ids[:5], 10**9])
+
+
+def assert_lean_read_matches_sdk(engine: DecisionEngine, customer_ids: list[int]) -> None:
     import math
 
     import nextbest.features as nbf
 
     reader = engine._reader
-    assert reader is not None and reader._lean
-    engine.record_event(EventRequest(customer_id=world.customer_ids[1], event_type="property_search"))
-    for cid in [*world.customer_ids[:5], 10**9]:
+    assert reader is not None and reader._lean and reader._one_trip is not None
+    for cid in customer_ids:
         row = {"customer_id": cid, **nbf.request_context("app", location_type="airport")}
         lean, sdk = reader._read(row), reader.read_with_sdk(row)
         assert set(sdk) <= set(lean)
@@ -250,6 +254,96 @@ def test_online_store_unavailable_still_answers_within_50ms_flagged_degraded(
     finally:
         eng.close()
         hole.close()
+
+
+def test_feedback_for_a_decision_another_worker_has_not_written_yet_is_kept_and_joined(
+    world: ServedWorld, tmp_path: Path
+) -> None:
+    from serving.decision_log import DecisionLog, new_decision_id
+
+    uri = f"sqlite:///{tmp_path / 'decisions.db'}"
+    settings = with_serving(world.settings, decision_log_uri=uri, **RELAXED)
+    # Worker A's writer holds its batch open (flushes only on close), so A's record is not written yet.
+    worker_a = DecisionEngine(settings, decision_log=DecisionLog(uri, flush_interval_s=600.0))
+    worker_b = DecisionEngine(settings)
+    try:
+        worker_a.load()
+        worker_b.load()
+        made = worker_a.recommend(RecommendRequest(customer_id=3, channel="app", max_actions=0))
+        assert made.actions == []  # nothing delivered: no write-through row either
+        assert worker_b.decision_log.get_decision(made.decision_id) is None
+        early = worker_b.record_feedback(FeedbackRequest(decision_id=made.decision_id, outcome="shown"))
+        assert early.joined is False and early.customer_id is None
+        # still refused: an id that is not a decision id, an old one, one naming an action it cannot have delivered
+        for bad in ("0123456789abcdef", "0" * 32):
+            with pytest.raises(UnknownDecisionError):
+                worker_b.record_feedback(FeedbackRequest(decision_id=bad, outcome="shown"))
+        with pytest.raises(UnknownDecisionError):
+            worker_b.record_feedback(
+                FeedbackRequest(decision_id=new_decision_id(), outcome="accepted", action_id="card_replacement")
+            )
+    finally:
+        worker_a.close()  # the writer drains: the decision lands and the early feedback joins it
+    try:
+        logged = worker_b.decision_log.get_decision(made.decision_id)
+        assert logged is not None and logged["customer_id"] == 3
+        assert [(f["outcome"], f["customer_id"]) for f in logged["feedback"]] == [("shown", 3)]
+        later = worker_b.record_feedback(FeedbackRequest(decision_id=made.decision_id, outcome="ignored"))
+        assert later.joined and later.customer_id == 3
+    finally:
+        worker_b.close()
+
+
+def _simultaneous_pushes_all_land(settings: Settings, base_id: int) -> None:
+    """Two processes push two different signals for the same 12 customers at the same instants; both must land."""
+    import multiprocessing as mp
+
+    import nextbest.features as nbf
+    from feature_repo.specs import SIGNAL_COLUMNS
+    from nextbest.features.realtime import current_state
+
+    ctx = mp.get_context("spawn")
+    customers = [base_id + i for i in range(12)]
+    barrier = ctx.Barrier(2)
+    ts = "2026-01-05T10:00:00+00:00"
+    procs = [
+        ctx.Process(target=push_in_step, args=(settings, signal, customers, barrier, ts))
+        for signal in ("airport_checkin", "card_lost")
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0, 0]
+    state = current_state(nbf.get_store(settings), customers).set_index("customer_id")
+    expected = datetime.fromisoformat(ts).timestamp()
+    for column in (SIGNAL_COLUMNS["airport_checkin"], SIGNAL_COLUMNS["card_lost"]):
+        lost = [c for c in customers if c not in state.index or state.loc[c, column] != expected]
+        assert not lost, f"{column} lost for customers {lost} (a simultaneous push overwrote it)"
+
+
+def test_simultaneous_pushes_for_one_customer_from_two_workers_both_land(world: ServedWorld) -> None:
+    # customers unknown to the world: their real-time rows exist only through these pushes
+    _simultaneous_pushes_all_land(world.settings, base_id=7_000_000 + int(time.time()) % 100_000 * 20)
+
+
+@pytest.mark.redis
+def test_simultaneous_pushes_land_on_the_redis_online_store_too(world: ServedWorld, tmp_path: Path) -> None:
+    import nextbest.features as nbf
+
+    settings = Settings(
+        home=tmp_path / "home",
+        features=FeatureSettings(
+            online_store="redis", redis_connection_string="127.0.0.1:6379", project=f"nbpush{uuid.uuid4().hex[:8]}"
+        ),
+    )
+    settings.ensure_dirs()
+    shutil.copytree(world.settings.features_dir / "offline", settings.features_dir / "offline")
+    nbf.apply(settings)
+    try:
+        _simultaneous_pushes_all_land(settings, base_id=7_000_000)
+    finally:
+        nbf.get_store(settings).teardown()
 
 
 # ---------------------------------------------------------------- HTTP through BentoML's ASGI app
@@ -422,6 +516,12 @@ def test_recommend_and_events_on_the_redis_online_store(world: ServedWorld, tmp_
         eng.load()
         resp = eng.recommend(RecommendRequest(customer_id=3, channel="web"))
         assert not resp.degraded and not resp.cold_start and resp.churn_risk is not None
+        # Feast's Redis read appends to the field list it is given: reads must not grow with the request count
+        assert_lean_read_matches_sdk(eng, [*world.customer_ids[:5], 10**9])
+        first = online(eng, 3)
+        for _ in range(20):
+            again = online(eng, 3)
+        assert set(again) == set(first) and not [k for k in again if k.startswith("_ts:")]
         assert eng.record_event(EventRequest(customer_id=3, event_type="card_lost")).pushed
         after = eng.recommend(RecommendRequest(customer_id=3, channel="app"))
         assert after.actions and after.actions[0].action_id == "card_replacement"
