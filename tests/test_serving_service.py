@@ -533,12 +533,17 @@ def test_recommend_and_events_on_the_redis_online_store(world: ServedWorld, tmp_
 
 def test_bentoml_build_produces_a_bento_from_the_bentofile(tmp_path: Path) -> None:
     import os
+    import shutil
     import subprocess
     import sys
 
     from nextbest.settings import REPO_ROOT
 
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
+    # `bentoml build` locks the bento's requirements with uv, called by name: uv's pip --user install counts too
+    user_bin = Path.home() / ".local" / "bin"
+    if shutil.which("uv") is None and (user_bin / "uv").exists():
+        env["PATH"] = f"{user_bin}{os.pathsep}{env.get('PATH', '')}"
     out = subprocess.run(
         [sys.executable, "-m", "bentoml", "build", "--output", "tag"],
         cwd=REPO_ROOT,
