@@ -60,18 +60,30 @@ class LoopConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    customers: int = Field(1_500, gt=0)
-    days: int = Field(112, gt=0)
+    customers: int = Field(2_000, gt=0)
+    days: int = Field(147, gt=0)
     seed: int = 42
     scenario: str = "rate_shock"
-    loop_start_day: int = Field(70, gt=0)  # champions know the world before this day
-    drift_day: int = Field(84, gt=0)  # the scenario starts here
+    # The loop starts after the 90-day feature windows have filled (earlier, every window-based input trends
+    # upward on its own and the verdict would flag that, not the scenario).
+    loop_start_day: int = Field(112, gt=0)  # champions know the world before this day
+    drift_day: int = Field(119, gt=0)  # the scenario starts here
     decisions_per_day: int = Field(60, gt=0)
     max_actions: int = Field(1, ge=1, le=3)
-    monitor_every_days: int = Field(2, gt=0)
+    monitor_every_days: int = Field(3, gt=0)
     window_days: float = Field(7.0, gt=0)
+    # Monitored (Evidently) on each run and watched for the retrain trigger. NBA is the model whose labels the
+    # served feedback provides; add "churn" to also report churn drift (about doubles the monitoring time).
+    monitored: tuple[str, ...] = ("nba",)
     trials: int = Field(2, gt=0)
-    max_retrains: int = Field(1, ge=0)
+    max_retrains: int = Field(2, ge=0)
+    # The retrain's gate holds out exactly the last `gate_days` (the most recent, drifted data); the challenger
+    # learns from everything before, served decisions included. `retrain_window_days` optionally keeps only the
+    # recent past (measured: a 21-day window gave a far weaker challenger, AUC 0.63-0.79 vs the champion's
+    # 0.77-0.89 on the same holdout, so the default keeps the whole history).
+    gate_days: float = Field(4.0, gt=0)
+    retrain_window_days: float | None = Field(None, gt=0)
+    retrain_cooldown_days: int = Field(6, ge=0)
     churn_horizon_days: int = Field(14, gt=0)
     outcome_seed: int = 7
 
@@ -84,6 +96,9 @@ class LoopConfig(BaseModel):
             )
         if self.loop_start_day < 45:
             raise ConfigError("loop_start_day must be >= 45: the champions need history to train on")
+        unknown = [m for m in self.monitored if m not in ("churn", "nba")]
+        if unknown or "nba" not in self.monitored:
+            raise ConfigError(f"monitored must include 'nba' and name only churn/nba, got {list(self.monitored)}")
 
 
 @dataclass
@@ -271,6 +286,7 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
     retrains: list[dict[str, Any]] = []
     detected_day: int | None = None
     promoted_day: int | None = None
+    false_alarms = 0
     rows: list[dict[str, Any]] = []
 
     port = free_port()
@@ -323,7 +339,7 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
                     client.feedback(r.decision_id, outcome, action_id=r.action_id, ts=when)
                 rows.extend(frame.to_dict("records"))
             elapsed = day + 1 - config.loop_start_day
-            if elapsed >= config.window_days and elapsed % config.monitor_every_days == 0:
+            if elapsed >= config.window_days and (elapsed - config.window_days) % config.monitor_every_days == 0:
                 result = _monitor(settings, config, day_end, references, champion_reference, run_monitoring)
                 record = {"day": day + 1, **result}
                 monitoring.append(record)
@@ -331,12 +347,16 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
                     f"day {day + 1}: monitoring over days {day + 1 - config.window_days:.0f}..{day + 1}: "
                     + ("DRIFT (" + "; ".join(result["reasons"])[:200] + ")" if result["drifted"] else "no drift")
                 )
-                if result["drifted"] and detected_day is None and day + 1 >= config.drift_day:
+                nba_drift = result["models"].get("nba", False)
+                if nba_drift and day + 1 < config.drift_day:
+                    false_alarms += 1
+                if nba_drift and detected_day is None and day + 1 >= config.drift_day:
                     detected_day = day + 1
                 if (
-                    result["drifted"]
+                    nba_drift
                     and len(retrains) < config.max_retrains
-                    and day - last_retrain_day >= config.window_days
+                    and promoted_day is None
+                    and day - last_retrain_day >= config.retrain_cooldown_days
                 ):
                     last_retrain_day = day
                     say(f"day {day + 1}: retraining nba as of day {day + 1} with the served decisions")
@@ -345,6 +365,8 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
                         ["nba"],
                         trials=config.trials,
                         as_of=day_end.to_pydatetime(),
+                        window_days=config.retrain_window_days,
+                        gate_days=config.gate_days,
                         trigger=result["verdict_file"],
                     )
                     for o in outcomes:
@@ -369,6 +391,8 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
         bounds += [("drift", drift, end)]
     phases = [phase_numbers(served, name, a, b) for name, a, b in bounds]
     notes = []
+    if false_alarms:
+        notes.append(f"{false_alarms} NBA drift verdict(s) before the scenario started (false alarms)")
     if detected_day is None:
         notes.append("the drift was not detected within the loop")
     elif promoted_day is None:
@@ -407,11 +431,15 @@ def _monitor(
     champion_reference: Callable[..., Any],
     run_monitoring: Callable[..., Any],
 ) -> dict[str, Any]:
-    for model in ("churn", "nba"):
+    for model in config.monitored:
         if model not in references:
             references[model] = champion_reference(settings, model)
     result = run_monitoring(
-        settings, window_days=config.window_days, end=end.to_pydatetime(), references=dict(references)
+        settings,
+        window_days=config.window_days,
+        end=end.to_pydatetime(),
+        references=dict(references),
+        models=config.monitored,
     )
     reasons = [f"{name}: {r}" for name, m in result.models.items() for r in m.verdict.reasons]
     return {

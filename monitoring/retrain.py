@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -107,12 +107,19 @@ def retrain_models(
     feedback_timeout_days: float = 7.0,
     trigger: str | None = None,
     reload: bool = True,
+    gate_days: float | None = None,
 ) -> list[RetrainOutcome]:
     """Retrain each model on logged + served data (tune, log, register as challenger, gate); reload the service.
 
     `trigger` names what caused the retrain (e.g. the verdict file) for the record; `as_of` (default now) cuts the
-    data at a point in time (a simulation replaying past days passes its simulated day).
+    data at a point in time (a simulation replaying past days passes its simulated day). `gate_days`: the gate's
+    holdout is exactly the last `gate_days` before `as_of` and the model learns from everything before it (after a
+    drift, the default time split -- the last 20% of rows as holdout -- would hold every drifted row out of
+    training for weeks); without it, the run's own test split is the holdout.
     """
+    import pandas as pd
+
+    from training.datasets import TIMESTAMP
     from training.pipeline import MODELS, fit_and_log
     from training.served import build_retraining_set
 
@@ -131,7 +138,16 @@ def retrain_models(
             window_days=window_days,
         )
         tags = {"nextbest.kind": "retrain", **({"nextbest.trigger": trigger} if trigger else {})}
-        result = fit_and_log(settings, training_set, trials or settings.training.trials, tags=tags)
+        extra: dict[str, Any] = {}
+        if gate_days is not None:
+            frame = training_set.frame
+            ts = pd.to_datetime(frame[TIMESTAMP], utc=True)
+            cut = pd.Timestamp(as_of or datetime.now(UTC)) - pd.Timedelta(days=gate_days)
+            holdout = frame[ts >= cut]
+            lineage = {**training_set.lineage, "gate_holdout_from": str(cut), "gate_holdout_rows": len(holdout)}
+            training_set = replace(training_set, frame=frame[ts < cut], lineage=lineage)
+            extra = {"holdout": holdout, "valid_fraction": 0.15, "test_fraction": 0.1}
+        result = fit_and_log(settings, training_set, trials or settings.training.trials, tags=tags, **extra)
         decision = result.decision
         gate = {}
         if decision is not None:

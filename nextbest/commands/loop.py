@@ -65,16 +65,19 @@ def print_loop_result(result: object) -> None:
 
 
 def loop(
-    customers: int = typer.Option(1_500, "--customers", min=100, help="Customers in the loop's world."),
-    days: int = typer.Option(112, "--days", min=60, help="Days simulated (the loop replays the later part)."),
-    scenario: str = typer.Option(
-        "rate_shock", "--scenario", help="Drift scenario (rate_shock|fee_change|digital_cohort)."
+    customers: int | None = typer.Option(None, "--customers", min=100, help="Customers in the loop's world [2000]."),
+    days: int | None = typer.Option(
+        None, "--days", min=60, help="Days simulated; the loop replays the later part [147]."
     ),
-    loop_start_day: int = typer.Option(70, "--loop-start-day", help="Champions know the world before this day."),
-    drift_day: int = typer.Option(84, "--drift-day", help="The scenario starts on this day."),
-    decisions_per_day: int = typer.Option(60, "--decisions-per-day", min=1, help="Decision moments replayed per day."),
-    trials: int = typer.Option(2, "--trials", min=1, help="Optuna trials per training."),
-    seed: int = typer.Option(42, "--seed", help="World seed."),
+    scenario: str | None = typer.Option(None, "--scenario", help="rate_shock (default) | fee_change | digital_cohort."),
+    loop_start_day: int | None = typer.Option(
+        None, "--loop-start-day", help="Champions know the world before it [112]."
+    ),
+    drift_day: int | None = typer.Option(None, "--drift-day", help="The scenario starts on this day [119]."),
+    decisions_per_day: int | None = typer.Option(None, "--decisions-per-day", min=1, help="Decisions a day [60]."),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials per training [2]."),
+    seed: int | None = typer.Option(None, "--seed", help="World seed [42]."),
+    monitor_churn: bool = typer.Option(False, "--monitor-churn", help="Also monitor the churn model (slower)."),
 ) -> None:
     """Closed loop: simulated customers hit the running service, drift starts, monitoring detects, retrain recovers."""
     from monitoring.loop import LoopConfig, run_loop
@@ -82,15 +85,19 @@ def loop(
     from nextbest.settings import load_settings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    given = {
+        "customers": customers,
+        "days": days,
+        "scenario": scenario,
+        "loop_start_day": loop_start_day,
+        "drift_day": drift_day,
+        "decisions_per_day": decisions_per_day,
+        "trials": trials,
+        "seed": seed,
+    }
     config = LoopConfig(
-        customers=customers,
-        days=days,
-        scenario=scenario,
-        loop_start_day=loop_start_day,
-        drift_day=drift_day,
-        decisions_per_day=decisions_per_day,
-        trials=trials,
-        seed=seed,
+        **{k: v for k, v in given.items() if v is not None},
+        monitored=("churn", "nba") if monitor_churn else ("nba",),
     )
     result = run_loop(load_settings(), config, progress=lambda message: console.print(f"[cyan]loop[/] {message}"))
     print_loop_result(result)
