@@ -53,6 +53,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str], None]
+# Inputs that follow the calendar, not the world: a 7-day window sees one phase of the monthly pay cycle, so
+# against a reference spanning months `days_since_salary` "moves far" in every window (measured on the loop's
+# first, drift-free window: normed Wasserstein 0.32-0.46, over 3x its threshold, an alarm on its own). The loop
+# leaves them out of the input-drift check; `nextbest monitor` has the same weakness with short windows (a
+# reference matched on the calendar phase would be the fix), see docs/monitoring.md.
+CALENDAR_CYCLE_INPUTS: tuple[str, ...] = ("days_since_salary",)
 
 
 class LoopConfig(BaseModel):
@@ -61,14 +67,17 @@ class LoopConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     customers: int = Field(2_000, gt=0)
-    days: int = Field(147, gt=0)
+    days: int = Field(140, gt=0)
     seed: int = 42
     scenario: str = "rate_shock"
     # The loop starts after the 90-day feature windows have filled (earlier, every window-based input trends
     # upward on its own and the verdict would flag that, not the scenario).
     loop_start_day: int = Field(112, gt=0)  # champions know the world before this day
     drift_day: int = Field(119, gt=0)  # the scenario starts here
-    decisions_per_day: int = Field(60, gt=0)
+    # Enough traffic for the outcome check: measured at 60 a day, served acceptance fell from 5.9% to 2.4% after
+    # the rate shock (the champion predicted 5.1%), but a 7-day window held too few acceptances for the check's
+    # family-wise 95% interval to exclude zero, and no input moved enough: no alarm within 12 days.
+    decisions_per_day: int = Field(120, gt=0)
     max_actions: int = Field(1, ge=1, le=3)
     monitor_every_days: int = Field(3, gt=0)
     window_days: float = Field(7.0, gt=0)
@@ -83,7 +92,7 @@ class LoopConfig(BaseModel):
     # 0.77-0.89 on the same holdout, so the default keeps the whole history).
     gate_days: float = Field(4.0, gt=0)
     retrain_window_days: float | None = Field(None, gt=0)
-    retrain_cooldown_days: int = Field(6, ge=0)
+    retrain_cooldown_days: int = Field(5, ge=0)
     churn_horizon_days: int = Field(14, gt=0)
     outcome_seed: int = 7
 
@@ -238,6 +247,7 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
     from monitoring.sources import champion_reference
     from nextbest import features as nb_features
     from nextbest.catalogue import load_catalogue
+    from nextbest.errors import NextbestError
     from nextbest.simulator import SimulationConfig, simulate_world
     from nextbest.simulator.truth import TrueWorld
     from serving.client import DecisionClient
@@ -360,15 +370,20 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
                 ):
                     last_retrain_day = day
                     say(f"day {day + 1}: retraining nba as of day {day + 1} with the served decisions")
-                    outcomes = retrain_models(
-                        live,
-                        ["nba"],
-                        trials=config.trials,
-                        as_of=day_end.to_pydatetime(),
-                        window_days=config.retrain_window_days,
-                        gate_days=config.gate_days,
-                        trigger=result["verdict_file"],
-                    )
+                    try:
+                        outcomes = retrain_models(
+                            live,
+                            ["nba"],
+                            trials=config.trials,
+                            as_of=day_end.to_pydatetime(),
+                            window_days=config.retrain_window_days,
+                            gate_days=config.gate_days,
+                            trigger=result["verdict_file"],
+                        )
+                    except NextbestError as exc:  # e.g. too few outcomes for a split: the champion stays
+                        say(f"  retrain failed: {exc}")
+                        retrains.append({"day": day + 1, "error": str(exc)})
+                        outcomes = []
                     for o in outcomes:
                         retrains.append({"day": day + 1, **asdict(o)})
                         say(
@@ -433,7 +448,9 @@ def _monitor(
 ) -> dict[str, Any]:
     for model in config.monitored:
         if model not in references:
-            references[model] = champion_reference(settings, model)
+            reference = champion_reference(settings, model)
+            reference.feature_names = [f for f in reference.feature_names if f not in CALENDAR_CYCLE_INPUTS]
+            references[model] = reference
     result = run_monitoring(
         settings,
         window_days=config.window_days,

@@ -41,6 +41,9 @@ def print_loop_result(result: object) -> None:
             f"[bold]{result.detection_days} days of traffic[/] after it started (day {result.drift_day})"
         )
     for r in result.retrains:
+        if "error" in r:
+            console.print(f"retrain day {r['day']}: [red]failed[/] ({r['error']})")
+            continue
         gate = r.get("gate") or {}
         ch, champ = gate.get("challenger") or {}, gate.get("champion") or {}
         console.print(
@@ -67,14 +70,14 @@ def print_loop_result(result: object) -> None:
 def loop(
     customers: int | None = typer.Option(None, "--customers", min=100, help="Customers in the loop's world [2000]."),
     days: int | None = typer.Option(
-        None, "--days", min=60, help="Days simulated; the loop replays the later part [147]."
+        None, "--days", min=60, help="Days simulated; the loop replays the later part [140]."
     ),
     scenario: str | None = typer.Option(None, "--scenario", help="rate_shock (default) | fee_change | digital_cohort."),
     loop_start_day: int | None = typer.Option(
         None, "--loop-start-day", help="Champions know the world before it [112]."
     ),
     drift_day: int | None = typer.Option(None, "--drift-day", help="The scenario starts on this day [119]."),
-    decisions_per_day: int | None = typer.Option(None, "--decisions-per-day", min=1, help="Decisions a day [60]."),
+    decisions_per_day: int | None = typer.Option(None, "--decisions-per-day", min=1, help="Decisions a day [120]."),
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials per training [2]."),
     seed: int | None = typer.Option(None, "--seed", help="World seed [42]."),
     monitor_churn: bool = typer.Option(False, "--monitor-churn", help="Also monitor the churn model (slower)."),
