@@ -70,7 +70,7 @@ def print_loop_result(result: object) -> None:
 def loop(
     customers: int | None = typer.Option(None, "--customers", min=100, help="Customers in the loop's world [2000]."),
     days: int | None = typer.Option(
-        None, "--days", min=60, help="Days simulated; the loop replays the later part [140]."
+        None, "--days", min=60, help="Days simulated; the loop replays the later part [144]."
     ),
     scenario: str | None = typer.Option(None, "--scenario", help="rate_shock (default) | fee_change | digital_cohort."),
     loop_start_day: int | None = typer.Option(
