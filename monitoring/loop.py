@@ -84,9 +84,8 @@ class LoopConfig(BaseModel):
     # Monitored (Evidently) on each run and watched for the retrain trigger. NBA is the model whose labels the
     # served feedback provides; add "churn" to also report churn drift (about doubles the monitoring time).
     monitored: tuple[str, ...] = ("nba",)
-    # Evidently compares a seeded sample of this many rows per side (the drift benchmark shows the sampled verdict
-    # equals the full one); the whole 15k-row reference made each monitoring run 15-45 s on this busy machine.
-    sample_rows: int = Field(5_000, ge=1_000)
+    # Evidently compares a seeded sample of at most this many rows per side (the monitoring default).
+    sample_rows: int = Field(20_000, ge=1_000)
     trials: int = Field(2, gt=0)
     max_retrains: int = Field(2, ge=0)
     # The retrain's gate holds out exactly the last `gate_days` (the most recent, drifted data); the challenger
