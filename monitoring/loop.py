@@ -100,7 +100,9 @@ class LoopConfig(BaseModel):
 
     def check(self) -> None:
         from nextbest.errors import ConfigError
+        from nextbest.simulator.scenarios import get_scenario
 
+        get_scenario(self.scenario)  # ConfigError naming the known scenarios
         if not self.loop_start_day < self.drift_day < self.days:
             raise ConfigError(
                 f"need loop_start_day < drift_day < days, got {self.loop_start_day}, {self.drift_day}, {self.days}"
