@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +66,12 @@ class ServingSettings(_Section):
     reload_interval_s: float = Field(30.0, ge=0)  # registry poll for a new champion; 0 disables
     breaker_failures: int = Field(3, gt=0)  # consecutive online-store failures that open the circuit
     breaker_reset_s: float = Field(5.0, gt=0)  # how long an open circuit skips the store before probing again
+    # A running service that `nextbest retrain` tells to reload after a promotion (POST /admin/reload with the
+    # admin key of api_keys); None: retrain relies on the service's registry poll (reload_interval_s).
+    url: str | None = None
+    # Simulation only: /recommend accepts a `ts` field (the decision's simulated time, which the decision log and
+    # the monitoring windows use). Off by default and refused in the production profile (Settings validation).
+    simulated_time: bool = False
 
 
 class Settings(BaseSettings):
@@ -85,6 +91,14 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = MlflowSettings()
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
+
+    @model_validator(mode="after")
+    def _no_simulated_time_in_production(self) -> Settings:
+        if self.profile == "production" and self.serving.simulated_time:
+            raise ValueError(
+                "serving.simulated_time is for simulations only; it cannot be on in the production profile"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -106,6 +106,34 @@ CELLS = [
         "else:\n"
         "    print('no promotion decisions yet: run `nextbest train` or `nextbest retrain`')"
     ),
+    new_markdown_cell(
+        "## Retrains and the closed loop\n`retrains.jsonl`: one line per retrained model -- the verdict that "
+        "triggered it, the MLflow run, how many training rows were logged contacts and how many served decisions, "
+        "the gate's numbers, and whether the running service reloaded the new champion. `nextbest loop` writes its "
+        "own state under `<home>/loop`, with the before/after figures in `reports/loop_summary.json`."
+    ),
+    new_code_cell(
+        "def read_jsonl(path):\n"
+        "    lines = path.read_text().splitlines() if path.is_file() else []\n"
+        "    return [json.loads(line) for line in lines if line.strip()]\n"
+        "\n"
+        "retrains = read_jsonl(settings.reports_dir / 'retrains.jsonl')\n"
+        "if retrains:\n"
+        "    cols = ['ts', 'model', 'version', 'promoted', 'reason', 'sources.logged', 'sources.served', "
+        "'reload.mode', 'reload.ok', 'trigger']\n"
+        "    frame = pd.json_normalize(retrains)\n"
+        "    display(frame[[c for c in cols if c in frame.columns]].tail(10))\n"
+        "else:\n"
+        "    print('no retrain yet: `nextbest retrain` or `nextbest monitor --retrain` adds one')\n"
+        "loop_summary = settings.home / 'loop' / 'reports' / 'loop_summary.json'\n"
+        "if loop_summary.is_file():\n"
+        "    loop = json.loads(loop_summary.read_text())\n"
+        "    print(f\"closed loop: {loop['scenario']} from day {loop['drift_day']}, detected after \"\n"
+        "          f\"{loop['detection_days']} day(s) of traffic, promoted on day {loop['promoted_day']}\")\n"
+        "    display(pd.DataFrame(loop['phases']))\n"
+        "else:\n"
+        "    print('no closed-loop run yet: `nextbest loop` (or the end of `make demo`)')"
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import datetime
 from typing import Any
 
 from nextbest.errors import NextbestError
@@ -42,20 +43,32 @@ class DecisionClient:
             raise DecisionServiceError(exc.code, exc.read().decode(errors="replace")) from None
 
     def recommend(
-        self, customer_id: int, channel: str, context: dict[str, Any] | None = None, max_actions: int = 3
+        self,
+        customer_id: int,
+        channel: str,
+        context: dict[str, Any] | None = None,
+        max_actions: int = 3,
+        ts: datetime | None = None,
     ) -> dict[str, Any]:
+        """`ts` (simulated decision time) only for a service started with serving.simulated_time."""
         body: dict[str, Any] = {"customer_id": customer_id, "channel": channel, "max_actions": max_actions}
         if context:
             body["context"] = context
+        if ts is not None:
+            body["ts"] = ts.isoformat()
         return self._post("/recommend", body)
 
     def event(self, customer_id: int, event_type: str, **fields: Any) -> dict[str, Any]:
         return self._post("/events", {"customer_id": customer_id, "event_type": event_type, **fields})
 
-    def feedback(self, decision_id: str, outcome: str, action_id: str | None = None) -> dict[str, Any]:
+    def feedback(
+        self, decision_id: str, outcome: str, action_id: str | None = None, ts: datetime | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"decision_id": decision_id, "outcome": outcome}
         if action_id:
             body["action_id"] = action_id
+        if ts is not None:
+            body["ts"] = ts.isoformat()
         return self._post("/feedback", body)
 
     def reload(self) -> dict[str, Any]:

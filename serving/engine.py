@@ -584,7 +584,7 @@ class DecisionEngine:
         `timings`, if given, receives seconds per stage (for profiling; see benchmarks/bench_serving.py).
         """
         t0 = time.perf_counter()
-        now = now or datetime.now(UTC)
+        now = now or self.decision_time(req)
         ctx = _context(req)
         if self._reader is None or self._bundle is None:
             raise NotReadyError("decision engine not loaded")
@@ -595,6 +595,19 @@ class DecisionEngine:
         if timings is not None:
             timings["feature_read"] = time.perf_counter() - t0
         return self._decide(req, ctx, now, got, t0, timings)
+
+    def decision_time(self, req: RecommendRequest) -> datetime:
+        """Now, or the request's `ts` when the settings allow simulated time (closed-loop simulation only).
+
+        The decision log's `ts` is what contact caps and monitoring windows use, so a simulation replaying past
+        days must stamp decisions with simulated time; a real channel must never move the clock (ValueError).
+        """
+        ts = getattr(req, "ts", None)
+        if ts is None:
+            return datetime.now(UTC)
+        if not self.settings.serving.simulated_time:
+            raise ValueError("ts: a decision time is accepted only when serving.simulated_time is on (simulations)")
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
     async def recommend_async(self, req: RecommendRequest, now: datetime | None = None) -> RecommendResponse:
         """One decision from an event loop, computed on the loop thread.

@@ -49,6 +49,10 @@ class RecommendRequest(_Request):
     channel: str = Field(description="calling channel, one of the catalogue channels (app, web, email, ...)")
     context: RecommendContext = RecommendContext()
     max_actions: int = Field(3, ge=0, le=10, description="at most this many actions (policy may cap lower)")
+    ts: datetime | None = Field(
+        None,
+        description="simulation only: the decision's (simulated) time, UTC; refused unless serving.simulated_time",
+    )
 
     _channel = field_validator("channel")(_known_channel)
 

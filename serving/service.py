@@ -88,6 +88,8 @@ class NextbestService:
             return await self.engine.recommend_async(req)
         except NotReadyError as exc:
             raise ServiceUnavailable(str(exc)) from exc
+        except ValueError as exc:  # e.g. a simulated `ts` sent to a service that does not allow one
+            raise BadInput(str(exc)) from exc
 
     @bentoml.api(route="/events", input_spec=EventRequest)
     async def events(self, **event: object) -> EventResponse:

@@ -146,6 +146,16 @@ def test_flags_and_categories_are_compared_as_categorical() -> None:
     assert kinds == {"f0": "numeric", "has_card": "categorical", "segment": "categorical", "logins_30d": "numeric"}
 
 
+def test_a_flag_read_as_int_on_one_side_and_float_on_the_other_is_not_drift() -> None:
+    """Training rows hold flags as int64, the decision log's JSON snapshots as float64: same categories."""
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame({"has_card": (rng.random(3_000) < 0.3).astype("int64"), "channel_atm": 0})
+    current = pd.DataFrame({"has_card": (rng.random(800) < 0.3).astype("float64"), "channel_atm": 0.0})
+    report = build_drift_report(reference, current, ["has_card", "channel_atm"], policy=DriftPolicy())
+    assert {c.column: c.drifted for c in report.columns} == {"has_card": False, "channel_atm": False}
+    assert max(c.score for c in report.columns) < 0.05
+
+
 def test_seeded_sample_is_fixed_size_and_reproducible() -> None:
     frame = pd.DataFrame({"x": np.arange(10_000)})
     a, b = sample_rows(frame, 1_000, seed=5), sample_rows(frame, 1_000, seed=5)

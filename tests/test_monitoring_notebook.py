@@ -52,9 +52,21 @@ def test_notebook_opens_the_latest_reports_and_the_promotion_log(tmp_path: Path)
         rule={"min_auc_gain": 0.002},
     )
     promotion_log_path(settings).write_text(json.dumps(decision.to_record()) + "\n")
+    retrain = {
+        "ts": "2026-05-01T00:00:00+00:00",
+        "model": "nba",
+        "version": "2",
+        "promoted": True,
+        "reason": "better: AUC 0.74 vs 0.70",
+        "sources": {"logged": 900, "served": 321},
+        "reload": {"mode": "admin_reload", "ok": True},
+        "trigger": "reports/x/verdict.json",
+    }
+    (settings.reports_dir / "retrains.jsonl").write_text(json.dumps(retrain) + "\n")
 
     outputs, text = execute_notebook(NOTEBOOK, {"NEXTBEST_HOME": str(tmp_path)})
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert "overall: DRIFT" in text
     assert "evidently ui --workspace" in text
     assert "challenger wins on the recent holdout" in text
+    assert "admin_reload" in text and "321" in text  # the retrain record: served rows, service reload

@@ -26,8 +26,9 @@ def demo(
     days: int | None = typer.Option(None, "--days", help="Days simulated (default: settings.world.days)."),
     trials: int | None = typer.Option(None, "--trials", help="Optuna trials per model (default: settings)."),
     skip_serve: bool = typer.Option(False, "--skip-serve", help="Stop before starting the decision service."),
+    skip_loop: bool = typer.Option(False, "--skip-loop", help="Skip the closed-loop simulation at the end."),
 ) -> None:
-    """Simulate a bank, build its genome, train and register models, evaluate, serve a few decisions."""
+    """Simulate a bank, build its genome, train and register models, evaluate, serve decisions, close the loop."""
     from rich.rule import Rule
 
     from nextbest.console import console
@@ -60,6 +61,13 @@ def demo(
         from serving.demo import run_serving_demo
 
         steps.append(("9. Serve decisions (BentoML), push an event, send feedback", lambda: run_serving_demo(settings)))
+        if not skip_loop:
+            steps.append(
+                (
+                    "10. The closed loop: served traffic, drift, monitoring, retrain, reload (its own world)",
+                    lambda: _run(["loop"]),
+                )
+            )
 
     started = time.perf_counter()
     for title, step in steps:
@@ -78,6 +86,17 @@ def demo(
     )
     console.print(f"  decision log             {settings.decision_log_uri}")
     console.print(f"  promotion log            {settings.home / 'promotions.jsonl'}")
+    loop_home = settings.home / "loop"
+    if loop_home.is_dir():
+        console.print(f"  closed loop (its world)  {loop_home}  (summary: reports/loop_summary.json)")
+        console.print(f"    Evidently UI           uv run evidently ui --workspace {loop_home / 'evidently'}")
+        mlflow_db = loop_home / "mlflow" / "mlflow.db"
+        console.print(f"    MLflow UI              uv run mlflow ui --backend-store-uri sqlite:///{mlflow_db}")
+        console.print(f"    promotion log          {loop_home / 'promotions.jsonl'}")
+        console.print(f"    retrains, verdicts     {loop_home / 'reports'}/retrains.jsonl, verdicts.jsonl")
+    console.print(
+        "  notebook                 notebooks/03_monitoring.ipynb (latest reports, promotions, retrains, loop)"
+    )
 
 
 def register(app: typer.Typer) -> None:

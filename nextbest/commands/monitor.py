@@ -84,22 +84,32 @@ def monitor(
         )
     _print_result(result)
     if result.drifted and retrain_on_drift:
-        _retrain([name for name, m in result.models.items() if m.verdict.drifted], trials)
+        drifted = [name for name, m in result.models.items() if m.verdict.drifted]
+        _retrain(drifted, trials, trigger=str(result.folder / "verdict.json"))
     # The status reports the verdict even after --retrain: schedulers alert on drift either way.
     raise typer.Exit(result.exit_code)
 
 
-def _retrain(models: list[str], trials: int | None) -> None:
+def _retrain(models: list[str], trials: int | None, trigger: str | None = None, served: bool = True) -> None:
     from monitoring.retrain import retrain_models
     from nextbest.console import console
     from nextbest.settings import load_settings
 
     settings = load_settings()
-    for outcome in retrain_models(settings, models, trials=trials):
+    with console.status(f"retraining {', '.join(models)} (served decisions included: {served})..."):
+        outcomes = retrain_models(settings, models, trials=trials, trigger=trigger, include_served=served)
+    for outcome in outcomes:
         status = "[bold green]promoted[/]" if outcome.promoted else "kept champion"
         console.print(
-            f"{outcome.model}: challenger v{outcome.version} {status} ({outcome.reason}); run {outcome.run_id}"
+            f"{outcome.model}: challenger v{outcome.version} {status} ({outcome.reason}); run {outcome.run_id}; "
+            f"rows logged {outcome.sources.get('logged', 0)}, served {outcome.sources.get('served', 0)}"
         )
+    reload = next((o.reload for o in outcomes if o.reload is not None), None)
+    if reload is not None:
+        console.print(f"service: {reload.mode} -> {'ok' if reload.ok else '[red]not confirmed[/]'} ({reload.detail})")
+    console.print(
+        f"records: {settings.reports_dir / 'retrains.jsonl'}, promotion log {settings.home / 'promotions.jsonl'}"
+    )
 
 
 def retrain(
@@ -107,10 +117,13 @@ def retrain(
         [ModelChoice.churn, ModelChoice.nba], "--model", "-m", help="Model(s) to retrain (repeatable)."
     ),
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials (default: settings)."),
+    served: bool = typer.Option(
+        True, "--served/--no-served", help="Fold the served decisions and their feedback into the NBA training set."
+    ),
 ) -> None:
-    """Retrain on the latest data, register a challenger and move `champion` only if it wins the gate."""
+    """Retrain on logged + served data, register a challenger, move `champion` only if it wins, reload the service."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    _retrain([m.value for m in model], trials)
+    _retrain([m.value for m in model], trials, served=served)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,269 @@
+"""Served traffic as training data: the decisions the service delivered, labelled by their feedback.
+
+Retraining after drift must learn from what the service did in the drifted world, not only from the historical
+contact log. One NBA row per delivered action of the decision log (`decision_contacts`, the actions the service
+actually delivered) joined with its feedback outcome:
+
+- label: `accepted` = 1; `dismissed` / `ignored` = 0; `shown` = 0 only once `feedback_timeout_days` have passed
+  since the decision without a final outcome (before that it may still turn into an acceptance); no feedback at
+  all = excluded (not yet known). An outcome recorded after `as_of` is not known at `as_of` and is excluded too,
+  so a retrain "as of" a past day sees exactly what it could have seen then.
+- features: the same `nba_v1` feature service through Feast point-in-time retrieval at the decision time (the
+  decision's `ts` is the join key and the request timestamp, as for logged contacts), plus the catalogue's action
+  attributes: no feature logic here, and no feature value from after the decision can enter the row.
+- meta (never features): `source` = "served" (logged contacts get "logged"), `decision_id`, and `contact_id` =
+  minus the decision_contacts row id (served rows never collide with the simulator's contact ids).
+- `logging_propensity`: the serving policy is a deterministic top-k, so the delivered action had choice
+  probability 1 given the features and every other action 0. We log 1.0 and say so: served rows support
+  supervised training and the direct method, but inverse-propensity estimates of a *different* policy need the
+  randomized logging policy's contacts (their known probabilities), not these rows.
+
+`build_retraining_set` is what `nextbest retrain` trains on: the model's usual training set (logged contacts or
+churn snapshots), cut at `as_of` (rows whose label was known by then), optionally restricted to a recent window,
+plus the served rows for NBA; the lineage records how many rows came from each source.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from nextbest.errors import DataError
+from nextbest.settings import Settings
+from training.datasets import (
+    LABEL,
+    TIMESTAMP,
+    ModelName,
+    TrainingSet,
+    _attach_label,
+    _in_key_order,
+    _retrieve,
+    build_training_set,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "source"
+LOGGED, SERVED = "logged", "served"
+DECISION_ID = "decision_id"
+FINAL_NEGATIVE = ("dismissed", "ignored")
+SERVED_COLUMNS = [
+    "contact_id",
+    DECISION_ID,
+    "customer_id",
+    "ts",
+    "channel",
+    "action_id",
+    "rank",
+    "location_type",
+    "outcome",
+    "outcome_ts",
+    "n_eligible",
+    LABEL,
+]
+
+
+def _utc(value: Any) -> pd.Series:
+    return pd.to_datetime(value, utc=True)
+
+
+def label_served(contacts: pd.DataFrame, as_of: datetime, feedback_timeout_days: float = 7.0) -> pd.DataFrame:
+    """Labels for delivered actions known at `as_of` (pure). Rows without a known outcome are dropped.
+
+    `contacts` needs ts, outcome, outcome_ts. See the module docstring for the rules.
+    """
+    if contacts.empty:
+        return contacts.assign(**{LABEL: pd.Series(dtype="int8")})
+    as_of_ts = pd.Timestamp(as_of).tz_convert("UTC") if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of, tz="UTC")
+    ts = _utc(contacts["ts"])
+    outcome_ts = _utc(contacts["outcome_ts"])
+    outcome = contacts["outcome"]
+    known = outcome.notna() & outcome_ts.notna() & (outcome_ts <= as_of_ts) & (ts < as_of_ts)
+    timed_out = ts <= as_of_ts - pd.Timedelta(days=feedback_timeout_days)
+    positive = outcome == "accepted"
+    negative = outcome.isin(FINAL_NEGATIVE) | ((outcome == "shown") & timed_out)
+    keep = known & (positive | negative)
+    out = contacts.loc[keep].copy()
+    out[LABEL] = positive[keep].astype("int8").to_numpy()
+    return out
+
+
+def read_served_contacts(uri: str, as_of: datetime | None = None) -> pd.DataFrame:
+    """Delivered actions (decision_contacts) with their outcome and their decision's context, before `as_of`."""
+    import sqlalchemy as sa
+
+    from serving.decision_log import decision_contacts, decisions, make_engine
+
+    engine = make_engine(uri)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("decision_contacts"):
+                return pd.DataFrame(columns=[c for c in SERVED_COLUMNS if c != LABEL])
+            c, d = decision_contacts.c, decisions.c
+            stmt = sa.select(
+                c.id, c.decision_id, c.customer_id, c.ts, c.channel, c.action_id, c.rank, c.outcome, c.outcome_ts,
+                d.context, d.scores,
+            ).select_from(decision_contacts.outerjoin(decisions, c.decision_id == d.decision_id))  # fmt: skip
+            if as_of is not None:
+                stmt = stmt.where(c.ts < as_of)
+            rows = conn.execute(stmt.order_by(c.ts, c.id)).mappings().all()
+    finally:
+        engine.dispose()
+    records = []
+    for r in rows:
+        context = r["context"] if not isinstance(r["context"], str) else json.loads(r["context"])
+        scores = r["scores"] if not isinstance(r["scores"], str) else json.loads(r["scores"])
+        records.append(
+            {
+                "contact_id": -int(r["id"]),
+                DECISION_ID: r["decision_id"],
+                "customer_id": int(r["customer_id"]),
+                "ts": r["ts"],
+                "channel": r["channel"],
+                "action_id": r["action_id"],
+                "rank": int(r["rank"]),
+                "location_type": (context or {}).get("location_type"),
+                "outcome": r["outcome"],
+                "outcome_ts": r["outcome_ts"],
+                "n_eligible": len(scores) if scores else np.nan,
+            }
+        )
+    frame = pd.DataFrame.from_records(records, columns=[c for c in SERVED_COLUMNS if c != LABEL])
+    for col in ("ts", "outcome_ts"):
+        frame[col] = _utc(frame[col])
+    return frame
+
+
+def build_served_nba_rows(
+    settings: Settings,
+    as_of: datetime,
+    feedback_timeout_days: float = 7.0,
+    store: FeatureStore | None = None,
+    uri: str | None = None,
+) -> pd.DataFrame:
+    """NBA rows for the served, delivered actions labelled by `as_of`: Feast point-in-time features at decision time."""
+    from nextbest import features as nb_features
+    from nextbest.catalogue import load_catalogue
+
+    labelled = label_served(read_served_contacts(uri or settings.decision_log_uri, as_of), as_of, feedback_timeout_days)
+    if labelled.empty:
+        return labelled
+    labelled = labelled.reset_index(drop=True)
+    entity = nb_features.request_frame(labelled, ts_column="ts")
+    for col in ("contact_id", DECISION_ID, "action_id", "channel", "location_type", "n_eligible"):
+        if col not in entity.columns:
+            entity[col] = labelled[col].to_numpy()
+    entity["logging_propensity"] = 1.0  # deterministic top-k: the delivered action had probability 1
+    entity[LABEL] = labelled[LABEL].to_numpy()
+    store = store or nb_features.get_store(settings)
+    frame = _retrieve(store, nb_features.NBA_SERVICE, entity)
+    if LABEL not in frame.columns:
+        frame = _attach_label(entity, frame, ["contact_id"])
+    frame = _in_key_order(frame, ["contact_id"])
+    frame = nb_features.add_action_features(frame, load_catalogue())
+    frame[SOURCE] = SERVED
+    logger.info(
+        "served rows: %d delivered actions with known outcomes (acceptance %.4f)", len(frame), frame[LABEL].mean()
+    )
+    return frame
+
+
+def _cut(training_set: TrainingSet, as_of: datetime | None, window_days: float | None) -> pd.DataFrame:
+    """Rows whose label was known at `as_of` (churn: the whole horizon elapsed), within the recent window."""
+    frame = training_set.frame
+    ts = _utc(frame[TIMESTAMP])
+    keep = pd.Series(True, index=frame.index)
+    if as_of is not None:
+        label_known = ts
+        if training_set.model == "churn":
+            label_known = ts + pd.Timedelta(days=int(training_set.lineage.get("horizon_days") or 0))
+        keep &= label_known <= pd.Timestamp(as_of)
+    if window_days is not None:
+        end = pd.Timestamp(as_of) if as_of is not None else ts.max()
+        keep &= ts >= end - pd.Timedelta(days=window_days)
+    return frame.loc[keep]
+
+
+def build_retraining_set(
+    settings: Settings,
+    model: ModelName,
+    *,
+    as_of: datetime | None = None,
+    include_served: bool = True,
+    feedback_timeout_days: float = 7.0,
+    window_days: float | None = None,
+    horizon_days: int | None = None,
+) -> TrainingSet:
+    """The training set a retrain uses: the usual rows cut at `as_of` (+ recent window) and, for NBA, served rows.
+
+    `as_of` defaults to now (a live retrain); a simulation passes its simulated day so no row from its future
+    enters. Lineage gains `as_of`, `rows_logged`, `rows_served`, the feedback timeout and the decision log read.
+    """
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    base = build_training_set(settings, model, horizon_days=horizon_days)
+    frame = _cut(base, as_of, window_days).copy()
+    frame[SOURCE] = LOGGED
+    served = pd.DataFrame()
+    if model == "nba" and include_served:
+        served = build_served_nba_rows(settings, as_of, feedback_timeout_days)
+        if window_days is not None and len(served):
+            served = served[_utc(served[TIMESTAMP]) >= pd.Timestamp(as_of) - pd.Timedelta(days=window_days)]
+    if len(served):
+        missing = [f for f in base.feature_names if f not in served.columns]
+        if missing:
+            raise DataError(f"served rows lack feature(s) {missing[:10]} of the logged rows: feature repo changed?")
+        columns = [c for c in frame.columns if c in served.columns] + [DECISION_ID]
+        frame = pd.concat([frame, served[columns]], ignore_index=True)
+        frame = frame.sort_values([TIMESTAMP, "contact_id"], kind="stable", ignore_index=True)
+    if frame.empty:
+        raise DataError(f"no {model} training rows before {as_of:%Y-%m-%d %H:%M} UTC")
+    counts = frame[SOURCE].value_counts()
+    lineage = {
+        **base.lineage,
+        "snapshot_start": str(frame[TIMESTAMP].min()),
+        "snapshot_end": str(frame[TIMESTAMP].max()),
+        "rows": len(frame),
+        "positives": int(frame[LABEL].sum()),
+        "as_of": as_of.isoformat(),
+        "window_days": window_days,
+        "rows_logged": int(counts.get(LOGGED, 0)),
+        "rows_served": int(counts.get(SERVED, 0)),
+        "served_acceptance": float(served[LABEL].mean()) if len(served) else None,
+        "feedback_timeout_days": feedback_timeout_days if model == "nba" and include_served else None,
+        "served_decision_log": _redact(settings.decision_log_uri) if model == "nba" and include_served else None,
+        "served_logging_propensity": "1.0 (deterministic top-k; see training/served.py)" if len(served) else None,
+    }
+    logger.info(
+        "%s retraining set as of %s: %d logged + %d served rows", model, as_of, lineage["rows_logged"], len(served)
+    )
+    return replace(base, frame=frame, lineage=lineage)
+
+
+def _redact(uri: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(uri).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL: nothing to hide
+        return uri
+
+
+__all__ = [
+    "DECISION_ID",
+    "LOGGED",
+    "SERVED",
+    "SOURCE",
+    "build_retraining_set",
+    "build_served_nba_rows",
+    "label_served",
+    "read_served_contacts",
+]
