@@ -597,17 +597,7 @@ class DecisionEngine:
         return self._decide(req, ctx, now, got, t0, timings)
 
     def decision_time(self, req: RecommendRequest) -> datetime:
-        """Now, or the request's `ts` when the settings allow simulated time (closed-loop simulation only).
-
-        The decision log's `ts` is what contact caps and monitoring windows use, so a simulation replaying past
-        days must stamp decisions with simulated time; a real channel must never move the clock (ValueError).
-        """
-        ts = getattr(req, "ts", None)
-        if ts is None:
-            return datetime.now(UTC)
-        if not self.settings.serving.simulated_time:
-            raise ValueError("ts: a decision time is accepted only when serving.simulated_time is on (simulations)")
-        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+        return decision_time(self.settings, req)
 
     async def recommend_async(self, req: RecommendRequest, now: datetime | None = None) -> RecommendResponse:
         """One decision from an event loop, computed on the loop thread.
@@ -789,6 +779,21 @@ class DecisionEngine:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def decision_time(settings: Settings, req: RecommendRequest) -> datetime:
+    """Now, or the request's `ts` when the settings allow simulated time (closed-loop simulation only).
+
+    The decision log's `ts` is what contact caps and monitoring windows use, so a simulation replaying past
+    days must stamp decisions with simulated time; a real channel must never move the clock (ValueError -> 400).
+    Shared by every engine type, so an onboarded project treats `ts` exactly like the simulated bank.
+    """
+    ts = getattr(req, "ts", None)
+    if ts is None:
+        return datetime.now(UTC)
+    if not settings.serving.simulated_time:
+        raise ValueError("ts: a decision time is accepted only when serving.simulated_time is on (simulations)")
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def feature_event(ev: EventRequest, ts: datetime) -> dict[str, Any] | None:

@@ -49,7 +49,7 @@ from nextbest.onboarding.config import (
 )
 from nextbest.settings import Settings, load_settings
 from serving.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
-from serving.engine import FeatureStoreUnavailable
+from serving.engine import FeatureStoreUnavailable, decision_time
 from serving.policy import reason_code
 from serving.schemas import (
     EventRequest,
@@ -350,7 +350,7 @@ class ProjectEngine:
     def recommend(self, req: RecommendRequest, now: datetime | None = None) -> RecommendResponse:
         """One decision for the entity `req.customer_id` on `req.channel` ("no action" is a valid answer)."""
         t0 = time.perf_counter()
-        now = now or datetime.now(UTC)
+        now = now or decision_time(self.settings, req)
         models = self.models  # one reference for the whole request: a reload never mixes versions
         log = self.decision_log
         decision_id = new_decision_id()

@@ -275,6 +275,8 @@ def test_real_service_serves_berka_through_the_same_endpoint_contract(served: Se
             ({"customer_id": served.fresh, "channel": "fax"}, "channel"),
             ({"customer_id": -1, "channel": "app"}, "customer_id"),
             ({"channel": "app"}, "customer_id"),
+            # a channel cannot move the decision clock (only simulations, with serving.simulated_time)
+            ({"customer_id": served.fresh, "channel": "app", "ts": "2026-04-01T09:30:00Z"}, "ts"),
         ):
             status, bad = _post(svc.url + "/recommend", body, key)
             assert 400 <= status < 500 and field in json.dumps(bad)

@@ -399,6 +399,7 @@ def test_http_recommend_validates_and_answers(http) -> None:  # type: ignore[no-
         ({"customer_id": 1, "channel": "app", "max_actions": 99}, "max_actions"),
         ({"customer_id": 1, "channel": "app", "context": {"location_type": "moon"}}, "location_type"),
         ({"customer_id": 1, "channel": "app", "colour": "blue"}, "colour"),
+        ({"customer_id": 1, "channel": "app", "ts": "2026-04-01T09:30:00Z"}, "ts"),  # simulations only
     ],
 )
 def test_http_bad_input_is_a_4xx_naming_the_field(http, payload: dict, field: str) -> None:  # type: ignore[no-untyped-def]
