@@ -15,7 +15,12 @@ Stages: 1 the best single offer on the training period, 2 the best offer per seg
 WITHOUT the real-time context features (the same exclusions as `experiments/nba_realtime_context.yaml`) ranking by
 propensity x value, 5 the registered NBA champion with the full decision policy's arbitration (context weights,
 retention boosted by the churn champion's risk, service triggers, floors that make "nothing" a decision), and the
-oracle (true p_accept x value). The logging policy's own value on the same points is shown for reference.
+oracle (true p_accept x credited value). For reference: a random eligible offer, the logging policy's own value
+on the same points, and stage 5's decision policy fed the true propensities (`STAGE_POLICY_CEILING`), which splits
+stage 5's gap to the oracle into what the model misses and what the policy's rules cost.
+
+Every acceptance is credited with its catalogue value plus the churn loss it prevents under the truth
+(`attach_churn_value`, `ladder.credited_value`), the same function for every stage and the oracle.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ STAGE_RANDOM = "random eligible offer"
 STAGE_LOGGED = "0 logging policy (as logged)"
 STAGE_3 = "3 batch model, no real-time context"
 STAGE_5 = "5 full model + decision policy"
+#: reference row: stage 5's decision policy fed the TRUE propensities (what the policy is worth with a perfect model)
+STAGE_POLICY_CEILING = "5 policy with true propensities (ceiling)"
 
 
 @dataclass(frozen=True)
@@ -230,6 +237,43 @@ def attach_truth(candidates: pd.DataFrame, world: Any) -> pd.DataFrame:
         raise DataError("the truth returned no probability for some candidates")
     out = candidates.copy()
     out["p_true"] = p
+    return out
+
+
+def relationship_values(decisions: pd.DataFrame, policy: DecisionPolicy) -> pd.Series:
+    """Per decision point, what the bank loses if the customer leaves: the decision policy's value at risk (a share
+    of the balances at decision time, capped), built from the same features the service reads."""
+    from serving.policy import customer_view
+
+    out = {}
+    for _, row in decisions.iterrows():
+        feats = {k: (None if _is_missing(v) else v) for k, v in row.items()}
+        out[int(row[ladder.DECISION_ID])] = customer_view(int(row["customer_id"]), feats, policy.config).value_at_risk
+    return pd.Series(out, dtype=float)
+
+
+def attach_churn_value(
+    candidates: pd.DataFrame, decisions: pd.DataFrame, world: Any, policy: DecisionPolicy
+) -> pd.DataFrame:
+    """`churn_value` per candidate: the truth's prevented churn after an acceptance x the relationship's value.
+
+    The ladder credits it to every stage and the oracle alike (`ladder.credited_value`); see the ladder's docstring.
+    """
+    query = pd.DataFrame(
+        {
+            "customer_id": candidates["customer_id"].to_numpy(),
+            "action_id": candidates[ladder.ACTION_ID].to_numpy(),
+            "ts": pd.to_datetime(candidates["event_timestamp"], utc=True).to_numpy(),
+        }
+    )
+    query["ts"] = pd.to_datetime(query["ts"], utc=True)
+    prevented = np.asarray(world.churn_prevented(query), dtype=float)
+    worth = candidates[ladder.DECISION_ID].map(relationship_values(decisions, policy)).to_numpy(dtype=float)
+    if np.isnan(worth).any() or prevented.shape != (len(candidates),):
+        raise DataError("no relationship value or prevented churn for some candidates")
+    out = candidates.copy()
+    out["churn_prevented"] = prevented
+    out[ladder.CHURN_VALUE] = prevented * worth
     return out
 
 
@@ -454,6 +498,7 @@ def train_stage3_model(settings: Settings, nba_set: TrainingSet, trials: int, se
     from training.datasets import time_split
     from training.model import LoadedModel, matrix_from_frame
     from training.tune import TuningConfig, booster_params, fit_booster, make_tuning_data, run_study
+    from training.weighting import nba_weights
 
     excluded = context_features(nba_set.feature_names)
     if not excluded:
@@ -465,19 +510,24 @@ def train_stage3_model(settings: Settings, nba_set: TrainingSet, trials: int, se
         "stage 3: NBA model without %d context features, %d features, %d trials", len(excluded), len(names), trials
     )
     x_valid = matrix_from_frame(splits.valid, names)
+    # The same IPS weighting as the champion's training (pipeline.fit_and_log): stage 3 differs only by context.
+    w_train = nba_weights(splits.train, settings.training.nba_ips_clip)
+    w_valid = nba_weights(splits.valid, settings.training.nba_ips_clip)
     data = make_tuning_data(
         matrix_from_frame(splits.train, names),
         splits.train["label"].to_numpy(),
         x_valid,
         splits.valid["label"].to_numpy(),
         names,
+        w_train=w_train,
+        w_valid=w_valid,
     )
     # One thread: on a busy 2-core machine multithreaded XGBoost spin-waits and ran 4x slower than one thread.
     config = TuningConfig(max_rounds=200, early_stopping_rounds=20, nthread=1)
     study = run_study(data, trials, study_name="nextbest-stage3-no-context", storage=None, seed=seed, config=config)
     booster = fit_booster(booster_params(study.best_params, seed=seed, nthread=1), data, config)
     margin = booster.inplace_predict(x_valid, predict_type="margin")
-    calibrator = fit_calibrator(splits.valid["label"].to_numpy(), margin)
+    calibrator = fit_calibrator(splits.valid["label"].to_numpy(), margin, sample_weight=w_valid)
     return LoadedModel(
         name="nba_no_context",
         version=None,
@@ -517,6 +567,7 @@ def run_evaluation(
     cands = screen_candidates(decisions, profiles, policy)
     cands = candidate_features(decisions, cands, catalogue)
     cands = attach_truth(cands, world)
+    cands = attach_churn_value(cands, decisions, world, policy)
     prof = profiles.set_index(ladder.DECISION_ID)
     cands["segment"] = cands[ladder.DECISION_ID].map(prof["segment"])
     cands["age_band"] = cands[ladder.DECISION_ID].map(pd.Series(ladder.age_band(prof["age"]), prof.index))
@@ -561,6 +612,10 @@ def run_evaluation(
         oracle.name: oracle.choose(cands),
     }
     table = ladder.ladder_table(cands, choices)
+    # Splits stage 5's gap to the oracle into the model's part and the policy's part (floors, triggers, boosts).
+    ceiling = stage5_choices(cands, decisions, policy, cands["p_true"].to_numpy(dtype=float), churn_risk)
+    ceiling_row = pd.DataFrame([ladder.score_choices(cands, ceiling, STAGE_POLICY_CEILING).as_dict()])
+    table = pd.concat([table.iloc[:-1], ceiling_row, table.iloc[-1:]], ignore_index=True)
     logged_truth = _logged_truth(settings, decisions, values)
     random_row = pd.DataFrame([ladder.score_random_choice(cands, STAGE_RANDOM).as_dict()])
     table = pd.concat([random_row, logged_truth.to_frame(table), table], ignore_index=True)
