@@ -16,7 +16,9 @@ from training.ladder import (
     credited_value,
     fit_one_offer,
     fit_segment_rules,
+    ladder_table,
     oracle_policy,
+    paired_difference,
     pick_best,
     run_ladder,
     score_choices,
@@ -173,3 +175,16 @@ def test_retention_is_credited_with_the_churn_loss_it_prevents_for_every_stage_a
     assert table["value_per_1000"].tolist() == pytest.approx([1000 * 0.10 * 100.0, 1000 * 0.30 * 170.0])
     with pytest.raises(DataError, match="churn_value"):
         credited_value(cands.assign(churn_value=[0.0, -1.0]))
+
+
+def test_paired_difference_is_the_mean_per_decision_gap_with_its_standard_error() -> None:
+    cands = _candidates()
+    choices = {"x": pd.Series({1: "b", 2: "c", 3: "c"}), "y": pd.Series({1: "a", 2: "b", 3: None})}
+    per_x = np.array([0.10 * 50, 0.50 * 10, 0.20 * 10])
+    per_y = np.array([0.01 * 100, 0.02 * 50, 0.0])
+    diff = paired_difference(cands, choices, "x", "y")
+    assert diff.diff_per_1000 == pytest.approx(1000 * (per_x - per_y).mean())
+    assert diff.std_error_per_1000 == pytest.approx(1000 * (per_x - per_y).std(ddof=1) / np.sqrt(3))
+    # the same difference as the two stages' ladder values
+    table = ladder_table(cands, {**choices, "oracle": oracle_policy().choose(cands)}).set_index("stage")
+    assert diff.diff_per_1000 == pytest.approx(table.loc["x", "value_per_1000"] - table.loc["y", "value_per_1000"])

@@ -52,3 +52,33 @@ def test_weighted_calibration_matches_the_population_the_weights_stand_for() -> 
     w = np.where(y == 1, 3.0, 1.0)
     assert fit_calibrator(y, z).apply(np.zeros(1))[0] == pytest.approx(0.5, abs=1e-3)
     assert fit_calibrator(y, z, sample_weight=w).apply(np.zeros(1))[0] == pytest.approx(0.75, abs=1e-3)
+
+
+def test_nba_training_applies_the_ips_weights_when_enabled(tmp_path) -> None:
+    """The logger showed half the rows to likely acceptors (propensity 0.9, 20% accept) and explored the rest
+    (propensity 0.05, 4% accept), with nothing in the features to tell them apart: the unweighted model learns the
+    logged rate (~12%), the weighted one the rate of the population the weights stand for (~7%)."""
+    from nextbest.settings import Settings, TrainingSettings
+    from training.pipeline import fit_and_log
+    from training.synthetic import synthetic_training_set
+    from training.tune import TuningConfig
+
+    base = synthetic_training_set(rows=4_000, features=6, seed=4, model="nba")
+    rng = np.random.default_rng(4)
+    favoured = rng.random(len(base.frame)) < 0.5
+    frame = base.frame.assign(
+        logging_propensity=np.where(favoured, 0.9, 0.05),
+        label=(rng.random(len(base.frame)) < np.where(favoured, 0.20, 0.04)).astype(np.int8),
+    )
+    ts = type(base)(model="nba", frame=frame, feature_names=base.feature_names, lineage=base.lineage)
+    config = TuningConfig(max_rounds=60, early_stopping_rounds=10)
+    means = {}
+    for clip in (1.0, 5.0):
+        settings = Settings(home=tmp_path / f"clip{clip}", training=TrainingSettings(nba_ips_clip=clip))
+        result = fit_and_log(settings, ts, 2, register=False, config=config, seed=1)
+        means[clip] = result.metrics["test_mean_prediction"]
+    w = np.minimum(1 / frame["logging_propensity"], 5.0)
+    weighted_rate = float(np.average(frame["label"], weights=w))
+    assert means[1.0] == pytest.approx(frame["label"].mean(), abs=0.02)
+    assert means[5.0] == pytest.approx(weighted_rate, abs=0.02)
+    assert means[5.0] < means[1.0] - 0.03

@@ -91,6 +91,7 @@ class EvaluationReport:
     model_quality: pd.DataFrame
     ope_by_stage: pd.DataFrame = field(default_factory=pd.DataFrame)
     choice_mix: pd.DataFrame = field(default_factory=pd.DataFrame)
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
     experiment_name: str = ""
@@ -108,6 +109,10 @@ class EvaluationReport:
         for _, row in self.ope.iterrows():
             out[f"ope.{row['estimator']}.value_per_1000"] = float(row["estimate"])
             out[f"ope.{row['estimator']}.abs_error_vs_truth"] = float(abs(row["estimate"] - row["truth"]))
+        for _, row in self.differences.iterrows():
+            key = f"diff.{_metric_key(str(row['stage']))[7:]}_minus_{_metric_key(str(row['minus']))[7:]}"
+            out[f"{key}.per_1000"] = float(row["diff_per_1000"])
+            out[f"{key}.std_error"] = float(row["std_error"])
         for _, row in self.model_quality.iterrows():
             out[f"quality.{row['model']}.roc_auc"] = float(row["roc_auc"])
             out[f"quality.{row['model']}.bayes_auc"] = float(row["bayes_optimal_auc"])
@@ -623,6 +628,9 @@ def run_evaluation(
     table["share_of_oracle_value"] = table["value_per_1000"] / oracle_value if oracle_value > 0 else np.nan
     truth_by_stage = table.set_index("stage")["value_per_1000"]
     mix = choice_mix(choices, catalogue)
+    # The margins between stages beside their noise (paired on the same decision points).
+    pairs = [(STAGE_5, STAGE_3), (STAGE_5, stage1.name), (STAGE_5, stage2.name), (STAGE_3, stage1.name)]
+    differences = pd.DataFrame([ladder.paired_difference(cands, choices, a, b).as_dict() for a, b in pairs])
 
     # Off-policy estimates from the logs alone (rewards, logging propensities, the NBA champion as reward model),
     # for stage 5 in detail and for every stage in brief, each beside the truth.
@@ -671,6 +679,7 @@ def run_evaluation(
         ope=ope,
         ope_by_stage=ope_by_stage,
         choice_mix=mix,
+        differences=differences,
         model_quality=quality_table,
         notes=notes,
         experiment_name=f"{settings.mlflow.experiment_prefix}-evaluation",
@@ -773,6 +782,7 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
                 ("ladder", report.ladder),
                 ("ope", report.ope),
                 ("model_quality", report.model_quality),
+                ("differences", report.differences),
             ):
                 frame.to_csv(out / f"{name}.csv", index=False)
                 (out / f"{name}.md").write_text(

@@ -303,3 +303,49 @@ def run_ladder(candidates: pd.DataFrame, policies: Sequence[Policy], oracle: Pol
     """Score every policy and the oracle on the same candidates; one row per stage with the share of the oracle."""
     oracle = oracle or oracle_policy()
     return ladder_table(candidates, {p.name: p.choose(candidates) for p in [*policies, oracle]})
+
+
+@dataclass(frozen=True)
+class StageDifference:
+    """Paired difference of two stages' value per 1,000 decisions on the same decision points, with its standard
+    error (decisions are independent draws; the truth is exact, so the only noise is which decisions were drawn)."""
+
+    better: str
+    worse: str
+    diff_per_1000: float
+    std_error_per_1000: float
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {
+            "stage": self.better,
+            "minus": self.worse,
+            "diff_per_1000": self.diff_per_1000,
+            "std_error": self.std_error_per_1000,
+            "z": self.diff_per_1000 / self.std_error_per_1000 if self.std_error_per_1000 > 0 else float("nan"),
+        }
+
+
+def decision_values(candidates: pd.DataFrame, chosen: pd.Series) -> np.ndarray:
+    """True expected (credited) value of each decision point's chosen action; 0 where nothing is shown."""
+    _check_candidates(candidates, ("p_true",))
+    ids = pd.Index(candidates[DECISION_ID].unique())
+    ev = pd.Series(
+        candidates["p_true"].to_numpy(dtype=float) * credited_value(candidates),
+        index=pd.MultiIndex.from_arrays([candidates[DECISION_ID], candidates[ACTION_ID]]),
+    )
+    shown = chosen.reindex(ids).dropna()
+    picked = ev.reindex(pd.MultiIndex.from_arrays([shown.index, shown.to_numpy()]))
+    if picked.isna().any():
+        raise DataError("a policy chose actions that are not eligible candidates")
+    out = pd.Series(0.0, index=ids)
+    out[shown.index] = picked.to_numpy()
+    return out.to_numpy()
+
+
+def paired_difference(
+    candidates: pd.DataFrame, choices: dict[str, pd.Series], better: str, worse: str
+) -> StageDifference:
+    """Stage `better` minus stage `worse` per 1,000 decisions, paired per decision point, with its standard error."""
+    d = decision_values(candidates, choices[better]) - decision_values(candidates, choices[worse])
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return StageDifference(better, worse, 1000.0 * float(d.mean()), 1000.0 * se)
