@@ -797,6 +797,7 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
                         "ope": report.ope.to_dict("records"),
                         "ope_by_stage": report.ope_by_stage.to_dict("records"),
                         "model_quality": report.model_quality.to_dict("records"),
+                        "differences": report.differences.to_dict("records"),
                     },
                     indent=2,
                     default=str,
