@@ -621,12 +621,17 @@ def run_evaluation(
     ceiling = stage5_choices(cands, decisions, policy, cands["p_true"].to_numpy(dtype=float), churn_risk)
     ceiling_row = pd.DataFrame([ladder.score_choices(cands, ceiling, STAGE_POLICY_CEILING).as_dict()])
     table = pd.concat([table.iloc[:-1], ceiling_row, table.iloc[-1:]], ignore_index=True)
-    logged_truth = _logged_truth(settings, decisions, values)
+    logged_churn = attach_churn_value(decisions, decisions, world, policy)[ladder.CHURN_VALUE]
+    logged_truth = _logged_truth(settings, decisions, values, logged_churn.to_numpy(dtype=float))
     random_row = pd.DataFrame([ladder.score_random_choice(cands, STAGE_RANDOM).as_dict()])
     table = pd.concat([random_row, logged_truth.to_frame(table), table], ignore_index=True)
     oracle_value = float(table["value_per_1000"].iloc[-1])
     table["share_of_oracle_value"] = table["value_per_1000"] / oracle_value if oracle_value > 0 else np.nan
-    truth_by_stage = table.set_index("stage")["value_per_1000"]
+    # Off-policy estimates see only logged rewards (catalogue value when accepted), never the churn a retention
+    # offer prevented, so they are set beside the truth of that same reward: catalogue value only.
+    truth_by_stage = ladder.ladder_table(cands.drop(columns=[ladder.CHURN_VALUE]), choices).set_index("stage")[
+        "value_per_1000"
+    ]
     mix = choice_mix(choices, catalogue)
     # The margins between stages beside their noise (paired on the same decision points).
     pairs = [(STAGE_5, STAGE_3), (STAGE_5, stage1.name), (STAGE_5, stage2.name), (STAGE_3, stage1.name)]
@@ -719,13 +724,16 @@ class _LoggedTruth:
         return pd.DataFrame([row])
 
 
-def _logged_truth(settings: Settings, decisions: pd.DataFrame, values: dict[str, float]) -> _LoggedTruth:
-    """True expected value of what the logging policy actually showed at the same decision points."""
+def _logged_truth(
+    settings: Settings, decisions: pd.DataFrame, values: dict[str, float], churn_value: np.ndarray
+) -> _LoggedTruth:
+    """True expected value of what the logging policy actually showed at the same decision points, credited like
+    every stage (catalogue value + `churn_value`, the prevented churn loss of each logged action)."""
     truth = pd.read_parquet(_truth_table(settings, "contact_truth"), columns=["contact_id", "p_accept"])
     p = decisions["contact_id"].map(truth.set_index("contact_id")["p_accept"])
     if p.isna().any():
         raise DataError("contact_truth lacks some held-out contacts")
-    v = decisions[ladder.ACTION_ID].map(values)
+    v = decisions[ladder.ACTION_ID].map(values) + churn_value
     n = len(decisions)
     return _LoggedTruth(1000 * float(p.sum()) / n, 1000 * float((p * v).sum()) / n, n)
 
