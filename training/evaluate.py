@@ -282,6 +282,40 @@ def attach_churn_value(
     return out
 
 
+def heldout_candidates(
+    settings: Settings, decisions: pd.DataFrame, train: pd.DataFrame, world: Any, policy: DecisionPolicy
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ladder's candidates (eligible actions per decision point, with features, `p_true`, `churn_value`,
+    segment and age band) and the training period's logged contacts stages 1 and 2 learn from."""
+    from training.datasets import read_source
+
+    catalogue = policy.catalogue
+    customers = read_source(settings, "customers")
+    holdings = read_source(settings, "holdings")
+    profiles = profiles_at(decisions, customers, holdings)
+    cands = screen_candidates(decisions, profiles, policy)
+    cands = candidate_features(decisions, cands, catalogue)
+    cands = attach_truth(cands, world)
+    cands = attach_churn_value(cands, decisions, world, policy)
+    prof = profiles.set_index(ladder.DECISION_ID)
+    cands["segment"] = cands[ladder.DECISION_ID].map(prof["segment"])
+    cands["age_band"] = cands[ladder.DECISION_ID].map(pd.Series(ladder.age_band(prof["age"]), prof.index))
+
+    # Stages 1 and 2 learn from the training period's logged contacts (the oldest split).
+    train_rows = train.reset_index(drop=True).copy()
+    train_rows.insert(0, ladder.DECISION_ID, np.arange(len(train_rows)))
+    train_prof = profiles_at(train_rows, customers, holdings)
+    train_contacts = pd.DataFrame(
+        {
+            ladder.ACTION_ID: train_rows[ladder.ACTION_ID],
+            "accepted": train_rows["label"].astype(bool),
+            "segment": train_prof["segment"].to_numpy(),
+            "age_band": ladder.age_band(train_prof["age"]),
+        }
+    )
+    return cands, train_contacts
+
+
 # --------------------------------------------------------------------------------------------- policies
 
 
@@ -494,10 +528,30 @@ def context_features(feature_names: list[str]) -> list[str]:
 
 
 def train_stage3_model(settings: Settings, nba_set: TrainingSet, trials: int, seed: int) -> LoadedModel:
-    """Train the NBA model WITHOUT the real-time context features, on the same time split as training.
+    """Train the NBA model WITHOUT the real-time context features, on the same time split as training."""
+    excluded = context_features(nba_set.feature_names)
+    if not excluded:
+        raise DataError("the NBA feature set has no real-time context features to remove for stage 3")
+    reduced = nba_set.without_features(excluded)
+    logger.info(
+        "stage 3: NBA model without %d context features, %d features, %d trials",
+        len(excluded),
+        len(reduced.feature_names),
+        trials,
+    )
+    model = fit_nba_in_memory(settings, reduced, trials, seed, name="nba_no_context")
+    model.info["excluded_features"] = excluded
+    return model
 
-    Uses the training stage functions (tuning, early stopping, calibration) in memory: this model is a yardstick
-    for the ladder, never registered, so it gets no MLflow run of its own (the evaluation run records its size).
+
+def fit_nba_in_memory(
+    settings: Settings, nba_set: TrainingSet, trials: int, seed: int, name: str = "nba_yardstick"
+) -> LoadedModel:
+    """Tune, fit and calibrate an NBA model on the training time split, in memory, with the training settings' IPS
+    weighting (the same recipe as `pipeline.fit_and_log`, smaller round budget).
+
+    A yardstick for the ladder and its ablations (`benchmarks/ladder_ablations.py`), never registered, so it gets
+    no MLflow run of its own (the evaluation run records its size).
     """
     from training.calibration import fit_calibrator
     from training.datasets import time_split
@@ -505,17 +559,9 @@ def train_stage3_model(settings: Settings, nba_set: TrainingSet, trials: int, se
     from training.tune import TuningConfig, booster_params, fit_booster, make_tuning_data, run_study
     from training.weighting import nba_weights
 
-    excluded = context_features(nba_set.feature_names)
-    if not excluded:
-        raise DataError("the NBA feature set has no real-time context features to remove for stage 3")
-    reduced = nba_set.without_features(excluded)
-    splits = time_split(reduced.frame)
-    names = reduced.feature_names
-    logger.info(
-        "stage 3: NBA model without %d context features, %d features, %d trials", len(excluded), len(names), trials
-    )
+    splits = time_split(nba_set.frame)
+    names = nba_set.feature_names
     x_valid = matrix_from_frame(splits.valid, names)
-    # The same IPS weighting as the champion's training (pipeline.fit_and_log): stage 3 differs only by context.
     w_train = nba_weights(splits.train, settings.training.nba_ips_clip)
     w_valid = nba_weights(splits.valid, settings.training.nba_ips_clip)
     data = make_tuning_data(
@@ -529,18 +575,12 @@ def train_stage3_model(settings: Settings, nba_set: TrainingSet, trials: int, se
     )
     # One thread: on a busy 2-core machine multithreaded XGBoost spin-waits and ran 4x slower than one thread.
     config = TuningConfig(max_rounds=200, early_stopping_rounds=20, nthread=1)
-    study = run_study(data, trials, study_name="nextbest-stage3-no-context", storage=None, seed=seed, config=config)
+    study = run_study(data, trials, study_name=f"nextbest-{name}", storage=None, seed=seed, config=config)
     booster = fit_booster(booster_params(study.best_params, seed=seed, nthread=1), data, config)
     margin = booster.inplace_predict(x_valid, predict_type="margin")
     calibrator = fit_calibrator(splits.valid["label"].to_numpy(), margin, sample_weight=w_valid)
     return LoadedModel(
-        name="nba_no_context",
-        version=None,
-        run_id=None,
-        booster=booster,
-        calibrator=calibrator,
-        feature_names=names,
-        info={"excluded_features": excluded},
+        name=name, version=None, run_id=None, booster=booster, calibrator=calibrator, feature_names=names, info={}
     )
 
 
@@ -551,7 +591,7 @@ def run_evaluation(
 ) -> EvaluationReport:
     """The whole evaluation: ladder, OPE beside the truth, model quality beside the ceiling; logged to MLflow."""
     from serving.policy import DecisionPolicy, load_policy
-    from training.datasets import build_churn_training_set, build_nba_training_set, read_source, time_split
+    from training.datasets import build_churn_training_set, build_nba_training_set, time_split
 
     options = options or EvaluationOptions()
     world = _load_truth(settings)
@@ -566,29 +606,7 @@ def run_evaluation(
     notes.extend(_holdout_overlap_notes(settings, [nba, churn], splits.test["event_timestamp"].min()))
     logger.info("evaluation: %d decision points from %d held-out contacts", len(decisions), len(splits.test))
 
-    customers = read_source(settings, "customers")
-    holdings = read_source(settings, "holdings")
-    profiles = profiles_at(decisions, customers, holdings)
-    cands = screen_candidates(decisions, profiles, policy)
-    cands = candidate_features(decisions, cands, catalogue)
-    cands = attach_truth(cands, world)
-    cands = attach_churn_value(cands, decisions, world, policy)
-    prof = profiles.set_index(ladder.DECISION_ID)
-    cands["segment"] = cands[ladder.DECISION_ID].map(prof["segment"])
-    cands["age_band"] = cands[ladder.DECISION_ID].map(pd.Series(ladder.age_band(prof["age"]), prof.index))
-
-    # Stages 1 and 2 learn from the training period's logged contacts (the oldest split).
-    train_rows = splits.train.reset_index(drop=True).copy()
-    train_rows.insert(0, ladder.DECISION_ID, np.arange(len(train_rows)))
-    train_prof = profiles_at(train_rows, customers, holdings)
-    train_contacts = pd.DataFrame(
-        {
-            ladder.ACTION_ID: train_rows[ladder.ACTION_ID],
-            "accepted": train_rows["label"].astype(bool),
-            "segment": train_prof["segment"].to_numpy(),
-            "age_band": ladder.age_band(train_prof["age"]),
-        }
-    )
+    cands, train_contacts = heldout_candidates(settings, decisions, splits.train, world, policy)
     stage1 = ladder.fit_one_offer(train_contacts, values)
     stage2 = ladder.fit_segment_rules(train_contacts, values)
 
