@@ -51,6 +51,10 @@ class TrainingSettings(_Section):
     churn_horizon_days: int = Field(30, gt=0)
     optuna_storage: str | None = None  # None: sqlite under home; postgresql+psycopg2://... in production
     seed: int = 7
+    # NBA rows weighted by min(1 / logging propensity, clip) (training/weighting.py); 1 = off, the default: on four
+    # worlds clip 5 cut the per-action over-prediction but moved stage 5's ladder value by -2.6..+1.8 points of the
+    # oracle, i.e. within noise (docs/evaluation.md).
+    nba_ips_clip: float = Field(1.0, ge=1.0)
 
 
 class ServingSettings(_Section):

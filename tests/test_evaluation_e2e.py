@@ -8,7 +8,15 @@ import pytest
 
 from nextbest.settings import Settings
 from tests.evaluation_fixtures import trained_world  # noqa: F401  (fixture)
-from training.evaluate import STAGE_3, STAGE_5, STAGE_LOGGED, STAGE_RANDOM, EvaluationOptions, run_evaluation
+from training.evaluate import (
+    STAGE_3,
+    STAGE_5,
+    STAGE_LOGGED,
+    STAGE_POLICY_CEILING,
+    STAGE_RANDOM,
+    EvaluationOptions,
+    run_evaluation,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +35,7 @@ def test_ladder_scores_every_stage_and_the_oracle_is_the_ceiling(report) -> None
         "2 segment rules",
         STAGE_3,
         STAGE_5,
+        STAGE_POLICY_CEILING,
         "oracle (knows the truth)",
     ]
     oracle = table.loc["oracle (knows the truth)", "value_per_1000"]

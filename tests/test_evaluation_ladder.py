@@ -13,9 +13,12 @@ from training.ladder import (
     ScorePolicy,
     acceptance_value_table,
     age_band,
+    credited_value,
     fit_one_offer,
     fit_segment_rules,
+    ladder_table,
     oracle_policy,
+    paired_difference,
     pick_best,
     run_ladder,
     score_choices,
@@ -151,3 +154,37 @@ def test_random_choice_is_the_exact_mean_over_eligible_candidates() -> None:
     # decision 1: (1 + 5)/2, decision 2: (1 + 5)/2, decision 3: 2 -> mean 8/3 per decision
     assert result.value_per_1000 == pytest.approx(1000 * (3 + 3 + 2) / 3)
     assert result.conversions_per_1000 == pytest.approx(1000 * ((0.01 + 0.10) / 2 + (0.02 + 0.50) / 2 + 0.20) / 3)
+
+
+def test_retention_is_credited_with_the_churn_loss_it_prevents_for_every_stage_and_the_oracle() -> None:
+    # Decision 1: a sale (value 100, p 0.10) vs a retention offer (value 20, p 0.30) that prevents 0.5 x 300 EUR.
+    cands = pd.DataFrame(
+        {
+            "decision_id": [1, 1],
+            "action_id": ["sale", "keep"],
+            "value": [100.0, 20.0],
+            "p_true": [0.10, 0.30],
+            "churn_value": [0.0, 0.5 * 300.0],
+        }
+    )
+    np.testing.assert_allclose(credited_value(cands), [100.0, 170.0])
+    # Without the churn credit the oracle would pick the sale (10 > 6); with it the retention offer (51 > 10).
+    assert oracle_policy().choose(cands.drop(columns="churn_value")).to_dict() == {1: "sale"}
+    assert oracle_policy().choose(cands).to_dict() == {1: "keep"}
+    table = run_ladder(cands, [RankedListPolicy(name="sale first", default=("sale", "keep"))])
+    assert table["value_per_1000"].tolist() == pytest.approx([1000 * 0.10 * 100.0, 1000 * 0.30 * 170.0])
+    with pytest.raises(DataError, match="churn_value"):
+        credited_value(cands.assign(churn_value=[0.0, -1.0]))
+
+
+def test_paired_difference_is_the_mean_per_decision_gap_with_its_standard_error() -> None:
+    cands = _candidates()
+    choices = {"x": pd.Series({1: "b", 2: "c", 3: "c"}), "y": pd.Series({1: "a", 2: "b", 3: None})}
+    per_x = np.array([0.10 * 50, 0.50 * 10, 0.20 * 10])
+    per_y = np.array([0.01 * 100, 0.02 * 50, 0.0])
+    diff = paired_difference(cands, choices, "x", "y")
+    assert diff.diff_per_1000 == pytest.approx(1000 * (per_x - per_y).mean())
+    assert diff.std_error_per_1000 == pytest.approx(1000 * (per_x - per_y).std(ddof=1) / np.sqrt(3))
+    # the same difference as the two stages' ladder values
+    table = ladder_table(cands, {**choices, "oracle": oracle_policy().choose(cands)}).set_index("stage")
+    assert diff.diff_per_1000 == pytest.approx(table.loc["x", "value_per_1000"] - table.loc["y", "value_per_1000"])

@@ -365,6 +365,38 @@ def test_churn_probability_follows_the_true_hazard_and_is_zero_once_closed(truth
     assert truth.churn_probability([c["customer_id"]], c["closed_at"] + pd.Timedelta(days=1), 30)[0] == 0.0
 
 
+def test_churn_prevented_replays_the_simulators_effect_of_an_acceptance(truth: TrueWorld, world: Path) -> None:
+    hz = _read(world, "churn_hazard")
+    day = pd.Timestamp("2026-02-01", tz=UTC)
+    snap = hz[(hz["date"] == day) & (hz["hazard"] > 0)].head(50)
+    ts = day + pd.Timedelta(hours=10)
+    frame = lambda action: pd.DataFrame(  # noqa: E731
+        {"customer_id": snap["customer_id"].to_numpy(), "action_id": action, "ts": ts}
+    )
+    retention = truth.churn_prevented(frame("fee_waiver"), horizon_days=180)
+    service = truth.churn_prevented(frame("card_replacement"), horizon_days=180)
+    sale = truth.churn_prevented(frame("credit_card"), horizon_days=180)
+    # By hand for one customer: survival with the fading retention effect minus survival without it.
+    h = float(snap["hazard"].iloc[0])
+    z = np.log(h / (1 - h)) + P.CHURN_RETENTION_GAIN * np.exp(-np.arange(180) / P.CHURN_RETENTION_TAU_DAYS)
+    expected = np.prod(1 - 1 / (1 + np.exp(-z))) - (1 - h) ** 180
+    assert retention[0] == pytest.approx(expected, rel=1e-9)
+    # Retention (-1.6 fading over 60 d) saves most; a sale's extra product (-0.18 for the whole horizon) more than a
+    # service action (-0.6 fading over 30 d); riskier customers gain more.
+    assert (retention > sale).all() and (sale > service).all() and (service > 0).all()
+    order = np.argsort(snap["hazard"].to_numpy())
+    assert retention[order[-1]] > retention[order[0]]
+    closures = _read(world, "closures").iloc[0]
+    gone = pd.DataFrame(
+        {
+            "customer_id": [closures["customer_id"]],
+            "action_id": ["fee_waiver"],
+            "ts": [closures["closed_at"] + pd.Timedelta(days=1)],
+        }
+    )
+    assert truth.churn_prevented(gone)[0] == 0.0
+
+
 # ---- logging policy
 
 

@@ -101,13 +101,24 @@ class Calibrator:
 
 
 def fit_calibrator(
-    y_true: np.ndarray, margin: np.ndarray, method: CalibrationMethod = "platt", max_knots: int = 200
+    y_true: np.ndarray,
+    margin: np.ndarray,
+    method: CalibrationMethod = "platt",
+    max_knots: int = 200,
+    sample_weight: np.ndarray | None = None,
 ) -> Calibrator:
-    """Fit a calibrator on validation labels and the booster's raw margins (log-odds)."""
+    """Fit a calibrator on validation labels and the booster's raw margins (log-odds).
+
+    `sample_weight`: the same weights the booster was trained with (IPS for the NBA model), so probabilities are
+    calibrated for the population the weights stand for, not for the logging policy's choices.
+    """
     y = np.asarray(y_true, dtype=np.float64).ravel()
     z = np.asarray(margin, dtype=np.float64).ravel()
     if y.shape != z.shape or y.size == 0:
         raise DataError("calibration needs non-empty labels and margins of equal length")
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).ravel()
+    if w is not None and w.shape != y.shape:
+        raise DataError("calibration sample weights must have one value per label")
     if method == "none":
         return Calibrator(method="none")
     if not 0.0 < y.mean() < 1.0:
@@ -117,14 +128,14 @@ def fit_calibrator(
 
         # Nearly unregularised: the one feature is the margin itself, so shrinkage would only bias the slope.
         lr = LogisticRegression(C=1e6, solver="lbfgs", max_iter=1000)
-        lr.fit(z.reshape(-1, 1), y)
+        lr.fit(z.reshape(-1, 1), y, sample_weight=w)
         return Calibrator(method="platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 
         p = _sigmoid(z)
         iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6)
-        iso.fit(p, y)
+        iso.fit(p, y, sample_weight=w)
         xs, ys = np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_)
         if xs.size > max_knots:  # keep the JSON small; the map is piecewise linear anyway
             keep = np.unique(np.linspace(0, xs.size - 1, max_knots).round().astype(int))

@@ -15,7 +15,12 @@ Stages: 1 the best single offer on the training period, 2 the best offer per seg
 WITHOUT the real-time context features (the same exclusions as `experiments/nba_realtime_context.yaml`) ranking by
 propensity x value, 5 the registered NBA champion with the full decision policy's arbitration (context weights,
 retention boosted by the churn champion's risk, service triggers, floors that make "nothing" a decision), and the
-oracle (true p_accept x value). The logging policy's own value on the same points is shown for reference.
+oracle (true p_accept x credited value). For reference: a random eligible offer, the logging policy's own value
+on the same points, and stage 5's decision policy fed the true propensities (`STAGE_POLICY_CEILING`), which splits
+stage 5's gap to the oracle into what the model misses and what the policy's rules cost.
+
+Every acceptance is credited with its catalogue value plus the churn loss it prevents under the truth
+(`attach_churn_value`, `ladder.credited_value`), the same function for every stage and the oracle.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ STAGE_RANDOM = "random eligible offer"
 STAGE_LOGGED = "0 logging policy (as logged)"
 STAGE_3 = "3 batch model, no real-time context"
 STAGE_5 = "5 full model + decision policy"
+#: reference row: stage 5's decision policy fed the TRUE propensities (what the policy is worth with a perfect model)
+STAGE_POLICY_CEILING = "5 policy with true propensities (ceiling)"
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class EvaluationReport:
     model_quality: pd.DataFrame
     ope_by_stage: pd.DataFrame = field(default_factory=pd.DataFrame)
     choice_mix: pd.DataFrame = field(default_factory=pd.DataFrame)
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
     experiment_name: str = ""
@@ -101,6 +109,10 @@ class EvaluationReport:
         for _, row in self.ope.iterrows():
             out[f"ope.{row['estimator']}.value_per_1000"] = float(row["estimate"])
             out[f"ope.{row['estimator']}.abs_error_vs_truth"] = float(abs(row["estimate"] - row["truth"]))
+        for _, row in self.differences.iterrows():
+            key = f"diff.{_metric_key(str(row['stage']))[7:]}_minus_{_metric_key(str(row['minus']))[7:]}"
+            out[f"{key}.per_1000"] = float(row["diff_per_1000"])
+            out[f"{key}.std_error"] = float(row["std_error"])
         for _, row in self.model_quality.iterrows():
             out[f"quality.{row['model']}.roc_auc"] = float(row["roc_auc"])
             out[f"quality.{row['model']}.bayes_auc"] = float(row["bayes_optimal_auc"])
@@ -231,6 +243,77 @@ def attach_truth(candidates: pd.DataFrame, world: Any) -> pd.DataFrame:
     out = candidates.copy()
     out["p_true"] = p
     return out
+
+
+def relationship_values(decisions: pd.DataFrame, policy: DecisionPolicy) -> pd.Series:
+    """Per decision point, what the bank loses if the customer leaves: the decision policy's value at risk (a share
+    of the balances at decision time, capped), built from the same features the service reads."""
+    from serving.policy import customer_view
+
+    out = {}
+    for _, row in decisions.iterrows():
+        feats = {k: (None if _is_missing(v) else v) for k, v in row.items()}
+        out[int(row[ladder.DECISION_ID])] = customer_view(int(row["customer_id"]), feats, policy.config).value_at_risk
+    return pd.Series(out, dtype=float)
+
+
+def attach_churn_value(
+    candidates: pd.DataFrame, decisions: pd.DataFrame, world: Any, policy: DecisionPolicy
+) -> pd.DataFrame:
+    """`churn_value` per candidate: the truth's prevented churn after an acceptance x the relationship's value.
+
+    The ladder credits it to every stage and the oracle alike (`ladder.credited_value`); see the ladder's docstring.
+    """
+    query = pd.DataFrame(
+        {
+            "customer_id": candidates["customer_id"].to_numpy(),
+            "action_id": candidates[ladder.ACTION_ID].to_numpy(),
+            "ts": pd.to_datetime(candidates["event_timestamp"], utc=True).to_numpy(),
+        }
+    )
+    query["ts"] = pd.to_datetime(query["ts"], utc=True)
+    prevented = np.asarray(world.churn_prevented(query), dtype=float)
+    worth = candidates[ladder.DECISION_ID].map(relationship_values(decisions, policy)).to_numpy(dtype=float)
+    if np.isnan(worth).any() or prevented.shape != (len(candidates),):
+        raise DataError("no relationship value or prevented churn for some candidates")
+    out = candidates.copy()
+    out["churn_prevented"] = prevented
+    out[ladder.CHURN_VALUE] = prevented * worth
+    return out
+
+
+def heldout_candidates(
+    settings: Settings, decisions: pd.DataFrame, train: pd.DataFrame, world: Any, policy: DecisionPolicy
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ladder's candidates (eligible actions per decision point, with features, `p_true`, `churn_value`,
+    segment and age band) and the training period's logged contacts stages 1 and 2 learn from."""
+    from training.datasets import read_source
+
+    catalogue = policy.catalogue
+    customers = read_source(settings, "customers")
+    holdings = read_source(settings, "holdings")
+    profiles = profiles_at(decisions, customers, holdings)
+    cands = screen_candidates(decisions, profiles, policy)
+    cands = candidate_features(decisions, cands, catalogue)
+    cands = attach_truth(cands, world)
+    cands = attach_churn_value(cands, decisions, world, policy)
+    prof = profiles.set_index(ladder.DECISION_ID)
+    cands["segment"] = cands[ladder.DECISION_ID].map(prof["segment"])
+    cands["age_band"] = cands[ladder.DECISION_ID].map(pd.Series(ladder.age_band(prof["age"]), prof.index))
+
+    # Stages 1 and 2 learn from the training period's logged contacts (the oldest split).
+    train_rows = train.reset_index(drop=True).copy()
+    train_rows.insert(0, ladder.DECISION_ID, np.arange(len(train_rows)))
+    train_prof = profiles_at(train_rows, customers, holdings)
+    train_contacts = pd.DataFrame(
+        {
+            ladder.ACTION_ID: train_rows[ladder.ACTION_ID],
+            "accepted": train_rows["label"].astype(bool),
+            "segment": train_prof["segment"].to_numpy(),
+            "age_band": ladder.age_band(train_prof["age"]),
+        }
+    )
+    return cands, train_contacts
 
 
 # --------------------------------------------------------------------------------------------- policies
@@ -445,47 +528,59 @@ def context_features(feature_names: list[str]) -> list[str]:
 
 
 def train_stage3_model(settings: Settings, nba_set: TrainingSet, trials: int, seed: int) -> LoadedModel:
-    """Train the NBA model WITHOUT the real-time context features, on the same time split as training.
+    """Train the NBA model WITHOUT the real-time context features, on the same time split as training."""
+    excluded = context_features(nba_set.feature_names)
+    if not excluded:
+        raise DataError("the NBA feature set has no real-time context features to remove for stage 3")
+    reduced = nba_set.without_features(excluded)
+    logger.info(
+        "stage 3: NBA model without %d context features, %d features, %d trials",
+        len(excluded),
+        len(reduced.feature_names),
+        trials,
+    )
+    model = fit_nba_in_memory(settings, reduced, trials, seed, name="nba_no_context")
+    model.info["excluded_features"] = excluded
+    return model
 
-    Uses the training stage functions (tuning, early stopping, calibration) in memory: this model is a yardstick
-    for the ladder, never registered, so it gets no MLflow run of its own (the evaluation run records its size).
+
+def fit_nba_in_memory(
+    settings: Settings, nba_set: TrainingSet, trials: int, seed: int, name: str = "nba_yardstick"
+) -> LoadedModel:
+    """Tune, fit and calibrate an NBA model on the training time split, in memory, with the training settings' IPS
+    weighting (the same recipe as `pipeline.fit_and_log`, smaller round budget).
+
+    A yardstick for the ladder and its ablations (`benchmarks/ladder_ablations.py`), never registered, so it gets
+    no MLflow run of its own (the evaluation run records its size).
     """
     from training.calibration import fit_calibrator
     from training.datasets import time_split
     from training.model import LoadedModel, matrix_from_frame
     from training.tune import TuningConfig, booster_params, fit_booster, make_tuning_data, run_study
+    from training.weighting import nba_weights
 
-    excluded = context_features(nba_set.feature_names)
-    if not excluded:
-        raise DataError("the NBA feature set has no real-time context features to remove for stage 3")
-    reduced = nba_set.without_features(excluded)
-    splits = time_split(reduced.frame)
-    names = reduced.feature_names
-    logger.info(
-        "stage 3: NBA model without %d context features, %d features, %d trials", len(excluded), len(names), trials
-    )
+    splits = time_split(nba_set.frame)
+    names = nba_set.feature_names
     x_valid = matrix_from_frame(splits.valid, names)
+    w_train = nba_weights(splits.train, settings.training.nba_ips_clip)
+    w_valid = nba_weights(splits.valid, settings.training.nba_ips_clip)
     data = make_tuning_data(
         matrix_from_frame(splits.train, names),
         splits.train["label"].to_numpy(),
         x_valid,
         splits.valid["label"].to_numpy(),
         names,
+        w_train=w_train,
+        w_valid=w_valid,
     )
     # One thread: on a busy 2-core machine multithreaded XGBoost spin-waits and ran 4x slower than one thread.
     config = TuningConfig(max_rounds=200, early_stopping_rounds=20, nthread=1)
-    study = run_study(data, trials, study_name="nextbest-stage3-no-context", storage=None, seed=seed, config=config)
+    study = run_study(data, trials, study_name=f"nextbest-{name}", storage=None, seed=seed, config=config)
     booster = fit_booster(booster_params(study.best_params, seed=seed, nthread=1), data, config)
     margin = booster.inplace_predict(x_valid, predict_type="margin")
-    calibrator = fit_calibrator(splits.valid["label"].to_numpy(), margin)
+    calibrator = fit_calibrator(splits.valid["label"].to_numpy(), margin, sample_weight=w_valid)
     return LoadedModel(
-        name="nba_no_context",
-        version=None,
-        run_id=None,
-        booster=booster,
-        calibrator=calibrator,
-        feature_names=names,
-        info={"excluded_features": excluded},
+        name=name, version=None, run_id=None, booster=booster, calibrator=calibrator, feature_names=names, info={}
     )
 
 
@@ -496,7 +591,7 @@ def run_evaluation(
 ) -> EvaluationReport:
     """The whole evaluation: ladder, OPE beside the truth, model quality beside the ceiling; logged to MLflow."""
     from serving.policy import DecisionPolicy, load_policy
-    from training.datasets import build_churn_training_set, build_nba_training_set, read_source, time_split
+    from training.datasets import build_churn_training_set, build_nba_training_set, time_split
 
     options = options or EvaluationOptions()
     world = _load_truth(settings)
@@ -511,28 +606,7 @@ def run_evaluation(
     notes.extend(_holdout_overlap_notes(settings, [nba, churn], splits.test["event_timestamp"].min()))
     logger.info("evaluation: %d decision points from %d held-out contacts", len(decisions), len(splits.test))
 
-    customers = read_source(settings, "customers")
-    holdings = read_source(settings, "holdings")
-    profiles = profiles_at(decisions, customers, holdings)
-    cands = screen_candidates(decisions, profiles, policy)
-    cands = candidate_features(decisions, cands, catalogue)
-    cands = attach_truth(cands, world)
-    prof = profiles.set_index(ladder.DECISION_ID)
-    cands["segment"] = cands[ladder.DECISION_ID].map(prof["segment"])
-    cands["age_band"] = cands[ladder.DECISION_ID].map(pd.Series(ladder.age_band(prof["age"]), prof.index))
-
-    # Stages 1 and 2 learn from the training period's logged contacts (the oldest split).
-    train_rows = splits.train.reset_index(drop=True).copy()
-    train_rows.insert(0, ladder.DECISION_ID, np.arange(len(train_rows)))
-    train_prof = profiles_at(train_rows, customers, holdings)
-    train_contacts = pd.DataFrame(
-        {
-            ladder.ACTION_ID: train_rows[ladder.ACTION_ID],
-            "accepted": train_rows["label"].astype(bool),
-            "segment": train_prof["segment"].to_numpy(),
-            "age_band": ladder.age_band(train_prof["age"]),
-        }
-    )
+    cands, train_contacts = heldout_candidates(settings, decisions, splits.train, world, policy)
     stage1 = ladder.fit_one_offer(train_contacts, values)
     stage2 = ladder.fit_segment_rules(train_contacts, values)
 
@@ -561,13 +635,25 @@ def run_evaluation(
         oracle.name: oracle.choose(cands),
     }
     table = ladder.ladder_table(cands, choices)
-    logged_truth = _logged_truth(settings, decisions, values)
+    # Splits stage 5's gap to the oracle into the model's part and the policy's part (floors, triggers, boosts).
+    ceiling = stage5_choices(cands, decisions, policy, cands["p_true"].to_numpy(dtype=float), churn_risk)
+    ceiling_row = pd.DataFrame([ladder.score_choices(cands, ceiling, STAGE_POLICY_CEILING).as_dict()])
+    table = pd.concat([table.iloc[:-1], ceiling_row, table.iloc[-1:]], ignore_index=True)
+    logged_churn = attach_churn_value(decisions, decisions, world, policy)[ladder.CHURN_VALUE]
+    logged_truth = _logged_truth(settings, decisions, values, logged_churn.to_numpy(dtype=float))
     random_row = pd.DataFrame([ladder.score_random_choice(cands, STAGE_RANDOM).as_dict()])
     table = pd.concat([random_row, logged_truth.to_frame(table), table], ignore_index=True)
     oracle_value = float(table["value_per_1000"].iloc[-1])
     table["share_of_oracle_value"] = table["value_per_1000"] / oracle_value if oracle_value > 0 else np.nan
-    truth_by_stage = table.set_index("stage")["value_per_1000"]
+    # Off-policy estimates see only logged rewards (catalogue value when accepted), never the churn a retention
+    # offer prevented, so they are set beside the truth of that same reward: catalogue value only.
+    truth_by_stage = ladder.ladder_table(cands.drop(columns=[ladder.CHURN_VALUE]), choices).set_index("stage")[
+        "value_per_1000"
+    ]
     mix = choice_mix(choices, catalogue)
+    # The margins between stages beside their noise (paired on the same decision points).
+    pairs = [(STAGE_5, STAGE_3), (STAGE_5, stage1.name), (STAGE_5, stage2.name), (STAGE_3, stage1.name)]
+    differences = pd.DataFrame([ladder.paired_difference(cands, choices, a, b).as_dict() for a, b in pairs])
 
     # Off-policy estimates from the logs alone (rewards, logging propensities, the NBA champion as reward model),
     # for stage 5 in detail and for every stage in brief, each beside the truth.
@@ -616,6 +702,7 @@ def run_evaluation(
         ope=ope,
         ope_by_stage=ope_by_stage,
         choice_mix=mix,
+        differences=differences,
         model_quality=quality_table,
         notes=notes,
         experiment_name=f"{settings.mlflow.experiment_prefix}-evaluation",
@@ -655,13 +742,16 @@ class _LoggedTruth:
         return pd.DataFrame([row])
 
 
-def _logged_truth(settings: Settings, decisions: pd.DataFrame, values: dict[str, float]) -> _LoggedTruth:
-    """True expected value of what the logging policy actually showed at the same decision points."""
+def _logged_truth(
+    settings: Settings, decisions: pd.DataFrame, values: dict[str, float], churn_value: np.ndarray
+) -> _LoggedTruth:
+    """True expected value of what the logging policy actually showed at the same decision points, credited like
+    every stage (catalogue value + `churn_value`, the prevented churn loss of each logged action)."""
     truth = pd.read_parquet(_truth_table(settings, "contact_truth"), columns=["contact_id", "p_accept"])
     p = decisions["contact_id"].map(truth.set_index("contact_id")["p_accept"])
     if p.isna().any():
         raise DataError("contact_truth lacks some held-out contacts")
-    v = decisions[ladder.ACTION_ID].map(values)
+    v = decisions[ladder.ACTION_ID].map(values) + churn_value
     n = len(decisions)
     return _LoggedTruth(1000 * float(p.sum()) / n, 1000 * float((p * v).sum()) / n, n)
 
@@ -718,6 +808,7 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
                 ("ladder", report.ladder),
                 ("ope", report.ope),
                 ("model_quality", report.model_quality),
+                ("differences", report.differences),
             ):
                 frame.to_csv(out / f"{name}.csv", index=False)
                 (out / f"{name}.md").write_text(
@@ -732,6 +823,7 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
                         "ope": report.ope.to_dict("records"),
                         "ope_by_stage": report.ope_by_stage.to_dict("records"),
                         "model_quality": report.model_quality.to_dict("records"),
+                        "differences": report.differences.to_dict("records"),
                     },
                     indent=2,
                     default=str,

@@ -8,6 +8,18 @@ moment) then gives each policy's expected conversions and value per 1,000 decisi
 same traffic with no outcome noise. Design: policies only choose; scoring is one function shared by all, so no
 stage can be scored more kindly than another.
 
+What an acceptance is worth (`credited_value`, used for every stage and the oracle alike):
+
+    credit = value + churn_value,    churn_value = prevented x relationship value
+
+`value` is the catalogue's margin of one acceptance. `churn_value` (optional column; 0 when absent) is the churn
+loss the acceptance prevents under the truth: `prevented` is the simulator's true drop in the probability of
+closing within the horizon after the acceptance (`TrueWorld.churn_prevented`: retention actions cut the churn
+log-hazard by 1.6 fading over 60 days, service actions by 0.6 over 30 days, a sale adds a product), and the
+relationship value is what the bank loses when the customer leaves (the decision policy's value at risk, a
+business valuation of the balances, not a model output). Without it a retention offer earned only its catalogue
+margin, although the simulator rewards it mostly by keeping the customer.
+
 Stages (DESIGN.md "Evaluation ladder"): 1 one offer for all (`fit_one_offer`), 2 segment rules
 (`fit_segment_rules`), 3 batch model without real-time context and 5 the full model with arbitration
 (`ScorePolicy` over model scores, built in `training.evaluate`), and the oracle (`ScorePolicy` over the truth).
@@ -31,6 +43,8 @@ DECISION_ID = "decision_id"
 ACTION_ID = "action_id"
 #: columns every candidates frame carries (`p_true` only where the truth is known, i.e. for scoring)
 CANDIDATE_COLUMNS = (DECISION_ID, ACTION_ID, "value")
+#: optional candidates column: EUR of churn loss an acceptance prevents under the truth (see module docstring)
+CHURN_VALUE = "churn_value"
 AGE_BANDS = (0, 25, 35, 50, 65, 200)
 AGE_BAND_LABELS = ("<25", "25-34", "35-49", "50-64", "65+")
 
@@ -204,8 +218,20 @@ class StageResult:
         }
 
 
+def credited_value(candidates: pd.DataFrame) -> np.ndarray:
+    """What one acceptance of each candidate is worth under the truth: catalogue value + prevented churn loss."""
+    value = candidates["value"].to_numpy(dtype=float)
+    if CHURN_VALUE in candidates.columns:
+        churn = candidates[CHURN_VALUE].to_numpy(dtype=float)
+        if np.isnan(churn).any() or (churn < 0).any():
+            raise DataError(f"{CHURN_VALUE} must be a non-negative number for every candidate")
+        value = value + churn
+    return value
+
+
 def score_choices(candidates: pd.DataFrame, chosen: pd.Series, stage: str) -> StageResult:
-    """Expected conversions and value of the chosen actions under the truth (`p_true`), per 1,000 decisions.
+    """Expected conversions and value of the chosen actions under the truth (`p_true` x `credited_value`), per
+    1,000 decisions.
 
     A chosen action that is not among the decision's candidates is a policy bug, not a zero: it raises.
     """
@@ -215,9 +241,8 @@ def score_choices(candidates: pd.DataFrame, chosen: pd.Series, stage: str) -> St
         raise DataError("no decision points to score")
     shown = chosen.dropna()
     picks = pd.DataFrame({DECISION_ID: shown.index.to_numpy(), ACTION_ID: shown.to_numpy()})
-    merged = picks.merge(
-        candidates[[DECISION_ID, ACTION_ID, "p_true", "value"]], how="left", on=[DECISION_ID, ACTION_ID]
-    )
+    truth = candidates[[DECISION_ID, ACTION_ID, "p_true"]].assign(value=credited_value(candidates))
+    merged = picks.merge(truth, how="left", on=[DECISION_ID, ACTION_ID])
     if merged["p_true"].isna().any():
         bad = merged[merged["p_true"].isna()].head(3).to_dict("records")
         raise DataError(f"policy {stage!r} chose actions that are not eligible candidates, e.g. {bad}")
@@ -238,7 +263,9 @@ def score_random_choice(candidates: pd.DataFrame, stage: str = "random eligible 
     n = int(candidates[DECISION_ID].nunique())
     if n == 0:
         raise DataError("no decision points to score")
-    per = candidates.assign(_ev=candidates["p_true"] * candidates["value"]).groupby(DECISION_ID)[["p_true", "_ev"]]
+    per = candidates.assign(_ev=candidates["p_true"] * credited_value(candidates)).groupby(DECISION_ID)[
+        ["p_true", "_ev"]
+    ]
     means = per.mean()
     return StageResult(
         stage=stage,
@@ -250,8 +277,10 @@ def score_random_choice(candidates: pd.DataFrame, stage: str = "random eligible 
 
 
 def oracle_policy() -> ScorePolicy:
-    """The oracle: knows the true acceptance probability, shows the action of highest true expected value."""
-    return ScorePolicy(name="oracle (knows the truth)", priority=lambda c: (c["p_true"] * c["value"]).to_numpy())
+    """The oracle: knows the truth, shows the action of highest true expected value (p_true x credited value)."""
+    return ScorePolicy(
+        name="oracle (knows the truth)", priority=lambda c: c["p_true"].to_numpy(dtype=float) * credited_value(c)
+    )
 
 
 def ladder_table(candidates: pd.DataFrame, choices: dict[str, pd.Series]) -> pd.DataFrame:
@@ -274,3 +303,49 @@ def run_ladder(candidates: pd.DataFrame, policies: Sequence[Policy], oracle: Pol
     """Score every policy and the oracle on the same candidates; one row per stage with the share of the oracle."""
     oracle = oracle or oracle_policy()
     return ladder_table(candidates, {p.name: p.choose(candidates) for p in [*policies, oracle]})
+
+
+@dataclass(frozen=True)
+class StageDifference:
+    """Paired difference of two stages' value per 1,000 decisions on the same decision points, with its standard
+    error (decisions are independent draws; the truth is exact, so the only noise is which decisions were drawn)."""
+
+    better: str
+    worse: str
+    diff_per_1000: float
+    std_error_per_1000: float
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {
+            "stage": self.better,
+            "minus": self.worse,
+            "diff_per_1000": self.diff_per_1000,
+            "std_error": self.std_error_per_1000,
+            "z": self.diff_per_1000 / self.std_error_per_1000 if self.std_error_per_1000 > 0 else float("nan"),
+        }
+
+
+def decision_values(candidates: pd.DataFrame, chosen: pd.Series) -> np.ndarray:
+    """True expected (credited) value of each decision point's chosen action; 0 where nothing is shown."""
+    _check_candidates(candidates, ("p_true",))
+    ids = pd.Index(candidates[DECISION_ID].unique())
+    ev = pd.Series(
+        candidates["p_true"].to_numpy(dtype=float) * credited_value(candidates),
+        index=pd.MultiIndex.from_arrays([candidates[DECISION_ID], candidates[ACTION_ID]]),
+    )
+    shown = chosen.reindex(ids).dropna()
+    picked = ev.reindex(pd.MultiIndex.from_arrays([shown.index, shown.to_numpy()]))
+    if picked.isna().any():
+        raise DataError("a policy chose actions that are not eligible candidates")
+    out = pd.Series(0.0, index=ids)
+    out[shown.index] = picked.to_numpy()
+    return out.to_numpy()
+
+
+def paired_difference(
+    candidates: pd.DataFrame, choices: dict[str, pd.Series], better: str, worse: str
+) -> StageDifference:
+    """Stage `better` minus stage `worse` per 1,000 decisions, paired per decision point, with its standard error."""
+    d = decision_values(candidates, choices[better]) - decision_values(candidates, choices[worse])
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return StageDifference(better, worse, 1000.0 * float(d.mean()), 1000.0 * se)

@@ -36,6 +36,7 @@ from training.metrics import binary_metrics
 from training.model import LoadedModel, matrix_from_frame
 from training.registry import GateRule, PromotionDecision, promote_if_better, register_version
 from training.tune import TuningConfig, booster_params, fit_booster, make_tuning_data, run_study, study_summary
+from training.weighting import nba_weights
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,10 @@ def fit_and_log(
     )
     X_tr, X_va, X_te = (matrix_from_frame(part, features) for part in (splits.train, splits.valid, splits.test))
     y_tr, y_va, y_te = (part[LABEL].to_numpy(dtype=np.float32) for part in (splits.train, splits.valid, splits.test))
-    data = make_tuning_data(X_tr, y_tr, X_va, y_va, features, nthread=config.nthread)
+    # NBA: clipped inverse-propensity weights undo the logging policy's choices (training/weighting.py).
+    clip = settings.training.nba_ips_clip if training_set.model == "nba" else 1.0
+    w_tr, w_va = nba_weights(splits.train, clip), nba_weights(splits.valid, clip)
+    data = make_tuning_data(X_tr, y_tr, X_va, y_va, features, nthread=config.nthread, w_train=w_tr, w_valid=w_va)
 
     study_name = study_name or f"{name}-{_fingerprint(training_set, splits, seed, config)}"
     storage_uri = storage or settings.optuna_storage
@@ -218,6 +222,7 @@ def fit_and_log(
                 "study_name": study_name,
                 "optuna_storage": _redact(storage_uri),
                 "calibration": calibration,
+                "ips_clip": clip if w_tr is not None else None,
                 "n_features": len(features),
                 "max_rounds": config.max_rounds,
                 "early_stopping_rounds": config.early_stopping_rounds,
@@ -242,7 +247,9 @@ def fit_and_log(
         # Refit the best parameters: deterministic for a fixed seed, and the best trial may come from another
         # worker process or an earlier session of a resumed study, so its booster is not in this process.
         booster = fit_booster(booster_params(best_params, seed, config.nthread), data, config)
-        calibrator = fit_calibrator(y_va, booster.inplace_predict(X_va, predict_type="margin"), calibration)
+        calibrator = fit_calibrator(
+            y_va, booster.inplace_predict(X_va, predict_type="margin"), calibration, sample_weight=w_va
+        )
         fitted = LoadedModel(name, None, parent_id, booster, calibrator, list(features))
         p_te, raw_te, p_va = fitted.predict_proba(X_te), fitted.predict_raw(X_te), fitted.predict_proba(X_va)
         metrics = {f"test_{k}": v for k, v in binary_metrics(y_te, p_te).items()}

@@ -78,8 +78,14 @@ def make_tuning_data(
     feature_names: Sequence[str],
     max_bin: int = BASE_PARAMS["max_bin"],
     nthread: int | None = 1,
+    w_train: np.ndarray | None = None,
+    w_valid: np.ndarray | None = None,
 ) -> TuningData:
-    """Quantised training matrix (cuts computed once) and the validation matrix on the same cuts."""
+    """Quantised training matrix (cuts computed once) and the validation matrix on the same cuts.
+
+    `w_train` / `w_valid`: optional sample weights (e.g. IPS weights of the NBA set), so that early stopping and the
+    study's objective judge the same weighted loss the trees are fitted to.
+    """
     import xgboost as xgb
 
     if X_train.shape[1] != len(feature_names) or X_valid.shape[1] != len(feature_names):
@@ -88,8 +94,15 @@ def make_tuning_data(
         raise DataError("training labels hold one class only")
     names = list(feature_names)
     nthread = nthread or os.cpu_count() or 1
-    dtrain = xgb.QuantileDMatrix(X_train, label=y_train, feature_names=names, max_bin=max_bin, nthread=nthread)
-    dvalid = xgb.QuantileDMatrix(X_valid, label=y_valid, feature_names=names, ref=dtrain, nthread=nthread)
+    for w, x, what in ((w_train, X_train, "w_train"), (w_valid, X_valid, "w_valid")):
+        if w is not None and np.shape(w) != (len(x),):
+            raise DataError(f"{what} has shape {np.shape(w)}; expected ({len(x)},)")
+    dtrain = xgb.QuantileDMatrix(
+        X_train, label=y_train, weight=w_train, feature_names=names, max_bin=max_bin, nthread=nthread
+    )
+    dvalid = xgb.QuantileDMatrix(
+        X_valid, label=y_valid, weight=w_valid, feature_names=names, ref=dtrain, nthread=nthread
+    )
     return TuningData(dtrain=dtrain, dvalid=dvalid, feature_names=names)
 
 

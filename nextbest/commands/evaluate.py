@@ -127,6 +127,12 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
             "share_of_oracle_value": ".1%",
         },
     )
+    if not report.differences.empty:
+        _render_frame(
+            "Margins between stages, paired on the same decisions (EUR per 1,000; z = difference / standard error)",
+            report.differences,
+            {"diff_per_1000": ",.0f", "std_error": ",.0f", "z": ".1f"},
+        )
     if not report.choice_mix.empty:
         _render_frame(
             "What each stage shows (share of decisions by action kind)",

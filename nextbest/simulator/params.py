@@ -273,6 +273,9 @@ CHURN_RETENTION_GAIN = -1.6  # per accepted retention action, decayed
 CHURN_RETENTION_TAU_DAYS = 60.0
 CHURN_SERVICE_GAIN = -0.6  # per accepted service action (complaint resolved, card replaced), decayed
 CHURN_SERVICE_TAU_DAYS = 30.0
+# Horizon over which the evaluation credits churn an accepted action prevents (truth.churn_prevented): ~3 time
+# constants of the retention effect, so nearly all of what the simulator does after an acceptance is counted.
+CHURN_PREVENTION_HORIZON_DAYS = 180
 
 # ---- logging policy
 SCHEDULED_CONTACT_RATE = 0.07  # probability per customer-day of a scheduled campaign decision

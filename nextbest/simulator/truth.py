@@ -255,6 +255,50 @@ class TrueWorld:
         p = 1.0 - np.power(1.0 - np.nan_to_num(h, nan=0.0), horizon_days)
         return np.where(active, p, 0.0)
 
+    def churn_prevented(self, frame: pd.DataFrame, horizon_days: int = P.CHURN_PREVENTION_HORIZON_DAYS) -> np.ndarray:
+        """True drop in the probability of closing within `horizon_days` if the customer ACCEPTS the action at `ts`.
+
+        What the simulator does after an acceptance, replayed on the day's true hazard h (held constant, as in
+        `churn_probability`): a retention action adds `CHURN_RETENTION_GAIN` to the daily churn logit, fading with
+        `CHURN_RETENTION_TAU_DAYS`; a service action `CHURN_SERVICE_GAIN` with `CHURN_SERVICE_TAU_DAYS`; a sale opens
+        a product, `CHURN_PRODUCTS_GAIN` for as long as it is held (the horizon). With g_d the effect on day d,
+
+            prevented = prod_{d<H} (1 - sigmoid(logit(h) + g_d)) - (1 - h)^H
+
+        `frame` columns: customer_id, action_id, ts (tz-aware UTC). Inactive customers get 0.
+        """
+        if horizon_days <= 0:
+            raise DataError(f"horizon_days must be positive, got {horizon_days}")
+        missing = {"customer_id", "action_id", "ts"} - set(frame.columns)
+        if missing:
+            raise DataError(f"churn_prevented frame is missing column(s) {sorted(missing)}")
+        if len(frame) == 0:
+            return np.empty(0)
+        act = self._codes(frame["action_id"], self._action_index, "action_id")
+        h = self.churn_probability(frame["customer_id"].to_numpy(np.int64), frame["ts"].reset_index(drop=True), 1)
+        kind = self.table.kind[act]
+        gain = np.where(
+            kind == "retention",
+            P.CHURN_RETENTION_GAIN,
+            np.where(
+                kind == "service",
+                P.CHURN_SERVICE_GAIN,
+                np.where(self.table.product[act] >= 0, P.CHURN_PRODUCTS_GAIN, 0.0),
+            ),
+        )
+        tau = np.where(
+            kind == "retention",
+            P.CHURN_RETENTION_TAU_DAYS,
+            np.where(kind == "service", P.CHURN_SERVICE_TAU_DAYS, np.inf),
+        )
+        days = np.arange(horizon_days, dtype=np.float64)
+        effect = gain[:, None] * np.exp(-days[None, :] / tau[:, None])  # (m, H); tau=inf -> constant
+        hc = np.clip(h, 1e-12, 1 - 1e-12)
+        logit = np.log(hc / (1.0 - hc))
+        kept = np.exp(np.sum(np.log1p(-1.0 / (1.0 + np.exp(-(logit[:, None] + effect)))), axis=1))
+        base = np.power(1.0 - h, horizon_days)
+        return np.where(h > 0, np.clip(kept - base, 0.0, 1.0), 0.0)
+
     def intent_levels(self, customer_ids: np.ndarray | list[int], ts: pd.Timestamp) -> pd.DataFrame:
         """The latent intents' decayed strength per customer at `ts` (one column per intent), for exploration."""
         cid = np.asarray(customer_ids, dtype=np.int64)
