@@ -173,8 +173,16 @@ def loop_settings(base: Settings, config: LoopConfig) -> Settings:
             "scenario_start_day": config.drift_day,
         }
     )
+    # A generous online-read budget: the loop is a simulation, not a latency test; with the production 25 ms a
+    # loaded machine answered some decisions degraded, so two runs of one seed served different rows.
     serving = base.serving.model_copy(
-        update={"simulated_time": True, "reload_interval_s": 0.0, "url": None, "decision_log_uri": None}
+        update={
+            "simulated_time": True,
+            "reload_interval_s": 0.0,
+            "url": None,
+            "decision_log_uri": None,
+            "feature_timeout_ms": max(base.serving.feature_timeout_ms, 1000.0),
+        }
     )
     mlflow = base.mlflow.model_copy(update={"tracking_uri": None, "registry_uri": None})
     # A 14-day churn horizon: churn labels must be known before the loop starts (the champion may not see the
