@@ -363,6 +363,8 @@ def _fmt(v: Any) -> str:
 def main() -> None:
     from serving.runner import free_port
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars between the figures
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--home", help="state folder with champions and a materialized online store")
     p.add_argument("--customers", type=int, default=1500, help="size of a benchmark world built if none exists")
