@@ -76,6 +76,10 @@ class ServingSettings(_Section):
     # Simulation only: /recommend accepts a `ts` field (the decision's simulated time, which the decision log and
     # the monitoring windows use). Off by default and refused in the production profile (Settings validation).
     simulated_time: bool = False
+    # OpenTelemetry spans for the API routes (BentoML's tracing; an exporter is configured in BentoML's own config).
+    # Off: the routes are excluded from BentoML's tracing middleware, which otherwise opens a span and wraps every
+    # ASGI send of every request, exported or not (docs/benchmarks.md measures it).
+    tracing: bool = False
 
 
 class Settings(BaseSettings):

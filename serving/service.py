@@ -4,8 +4,10 @@ A thin, typed shell over `serving.engine.DecisionEngine`: the engine (models, fe
 once per worker when BentoML instantiates the class, never at import. Handlers are `async` so BentoML calls them
 on the event loop (no thread hop per request); the only blocking part, the online read, runs in the engine's own
 pool with a timeout. Access log and metrics are off in the service config: on this machine they cost more than
-the whole decision (see benchmarks/bench_serving.py). Swagger/OpenAPI, `/livez` and `/readyz` are BentoML's;
-`/readyz` stays 503 until the champions and the store are loaded (`__is_ready__`).
+the whole decision (see benchmarks/bench_serving.py); the API routes are left out of BentoML's OpenTelemetry
+tracing unless `serving.tracing` is on (+8-12% throughput, Redis p99 at 250 req/s halved: docs/benchmarks.md).
+Swagger/OpenAPI, `/livez` and `/readyz` are BentoML's; `/readyz` stays 503 until the champions and the store
+are loaded (`__is_ready__`).
 """
 
 from __future__ import annotations
@@ -37,12 +39,22 @@ from serving.schemas import (
 logger = logging.getLogger(__name__)
 
 
+#: the API routes; with `serving.tracing` off they are excluded from BentoML's OpenTelemetry middleware
+API_ROUTES = ("/recommend", "/events", "/feedback", "/status", "/admin/reload")
+
+
+def _tracing_config() -> dict[str, list[str]]:
+    # Read when BentoML imports the service (the settings file is what `nextbest serve` hands the workers).
+    return {} if load_settings().serving.tracing else {"excluded_urls": list(API_ROUTES)}
+
+
 @bentoml.service(
     name="nextbest",
     workers=1,
     traffic={"timeout": 10},
     logging={"access": {"enabled": False}},
     metrics={"enabled": False},
+    tracing=_tracing_config(),
 )
 class NextbestService:
     """Next best action for one customer, in milliseconds; events and feedback close the loop."""
