@@ -163,7 +163,8 @@ def for_server(settings: Settings, name: str, **serving: Any) -> Settings:
 
 
 def profile(settings: Settings, ids: list[int], n: int = 300) -> dict[str, Any]:
-    from serving.engine import DecisionEngine, freeze_heap
+    from serving.engine import DecisionEngine
+    from serving.lifecycle import freeze_heap
     from serving.schemas import RecommendRequest
 
     engine = DecisionEngine(for_server(settings, "profile"))

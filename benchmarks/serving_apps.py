@@ -20,7 +20,8 @@ import bentoml
 import numpy as np
 
 from nextbest.settings import load_settings
-from serving.engine import DecisionEngine, ModelBundle, freeze_heap
+from serving.engine import DecisionEngine, ModelBundle
+from serving.lifecycle import freeze_heap
 from serving.policy import DecisionContext
 from serving.schemas import RecommendRequest, RecommendResponse
 

@@ -21,7 +21,6 @@ the reload thread replaces that reference when the registry's `champion` alias m
 from __future__ import annotations
 
 import concurrent.futures as cf
-import gc
 import hashlib
 import logging
 import math
@@ -38,6 +37,7 @@ from nextbest.catalogue import Catalogue, load_catalogue
 from nextbest.errors import ConfigError, NotReadyError
 from nextbest.settings import Settings, load_settings
 from serving.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
+from serving.lifecycle import ChampionLifecycle
 from serving.policy import (
     CustomerView,
     DecisionContext,
@@ -56,7 +56,6 @@ from serving.schemas import (
     RecommendedAction,
     RecommendRequest,
     RecommendResponse,
-    ReloadResponse,
     StatusResponse,
 )
 
@@ -167,21 +166,6 @@ def approx_contributions(model: LoadedModel, X: np.ndarray) -> np.ndarray:
     # No feature names on the DMatrix: setting them validates every name (~0.5 ms); columns are already in order.
     dm = xgb.DMatrix(np.ascontiguousarray(X, dtype=np.float32), nthread=1)
     return np.asarray(model.booster.predict(dm, pred_contribs=True, approx_contribs=True, validate_features=False))
-
-
-def freeze_heap() -> int:
-    """Take everything alive now (modules, models, feature registry, pydantic schemas) out of the cyclic GC.
-
-    A loaded service holds ~420,000 container objects; a full (generation 2) collection walks them all and took
-    ~200 ms here, with every request on the worker waiting behind it. Under load, the objects requests leave
-    behind trigger such a collection every few thousand requests: at 250 req/s that was the p99 of hundreds of
-    ms. After `gc.freeze()` a full collection walks only what was allocated since (well under 1 ms). Frozen
-    objects are still freed by reference counting; only cycles among them are never collected, so collect first.
-    Call once per process, after loading (the service and the benchmark's floor app do). Returns the frozen count.
-    """
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
 
 
 # ---------------------------------------------------------------- online reads with a timeout
@@ -389,7 +373,7 @@ class _Decision:
     notes: list[str] = field(default_factory=list)
 
 
-class DecisionEngine:
+class DecisionEngine(ChampionLifecycle):
     """Everything a decision needs, loaded once; thread-safe; `load()` before use, `close()` after."""
 
     def __init__(
@@ -414,17 +398,9 @@ class DecisionEngine:
         self._action_table: Any = None
         self._push_event: Callable[..., Any] | None = None
         self._action_index = {a: i for i, a in enumerate(self.catalogue.action_ids)}
-        self._reload_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._poller: threading.Thread | None = None
-        self._ready = threading.Event()
-        self.load_error: str | None = None
+        self._init_lifecycle()
 
     # ---------------------------------------------------------------- lifecycle
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set()
-
     @property
     def decision_log(self) -> DecisionLog:
         if self._log is None:
@@ -463,45 +439,9 @@ class DecisionEngine:
         self.load_error = None
         logger.info("decision engine ready: models %s, online store %s", self._bundle.versions, self.online_store)
 
-    def load_in_background(self, retry_s: float = 5.0) -> threading.Thread:
-        """Load without blocking startup; retry until it works (readiness stays false meanwhile)."""
-
-        def run() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.load()
-                    self.start_polling()
-                    freeze_heap()  # as the service does after a load at startup (see freeze_heap)
-                    return
-                except Exception as exc:  # keep the process alive and report through readiness
-                    self.load_error = f"{exc.__class__.__name__}: {exc}"
-                    logger.warning("decision engine not ready: %s (retrying in %.0f s)", self.load_error, retry_s)
-                    self._stop.wait(retry_s)
-
-        t = threading.Thread(target=run, name="engine-load", daemon=True)
-        t.start()
-        return t
-
-    def start_polling(self) -> None:
-        interval = self.settings.serving.reload_interval_s
-        if interval <= 0 or self._poller is not None:
-            return
-
-        def poll() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    if self._store is not None:
-                        self._store.refresh_registry()
-                    self.reload_models()
-                except Exception:
-                    logger.exception("registry poll failed; keeping the current models and feature registry")
-
-        self._poller = threading.Thread(target=poll, name="champion-poll", daemon=True)
-        self._poller.start()
-
     def close(self) -> None:
         """Stop background threads and drain the decision log (nothing accepted is lost)."""
-        self._stop.set()
+        self._stop_background()
         if self._reader is not None:
             self._reader.close()
         if self._log is not None:
@@ -532,28 +472,17 @@ class DecisionEngine:
             nba_layout=build_layout(nba.feature_names, self.catalogue, self._action_table),
         )
 
-    def champion_versions(self) -> dict[str, str]:
-        """The registry's current champion versions (cheap metadata call, no download)."""
-        from training.tracking import mlflow_client
+    @property
+    def model_names(self) -> tuple[str, str]:
+        return (CHURN_MODEL, NBA_MODEL)
 
-        client = mlflow_client(self.settings)
-        return {
-            name: str(client.get_model_version_by_alias(name, "champion").version) for name in (CHURN_MODEL, NBA_MODEL)
-        }
+    def current_versions(self) -> dict[str, str]:
+        return self._bundle.versions if self._bundle is not None else {}
 
-    def reload_models(self, force: bool = False) -> ReloadResponse:
-        """Swap in newly promoted champions atomically; in-flight requests keep the bundle they started with."""
-        if not self.ready:
-            raise NotReadyError(f"decision engine not loaded yet: {self.load_error or 'loading'}")
-        with self._reload_lock:
-            current = self._bundle.versions if self._bundle is not None else {}
-            latest = self.champion_versions()
-            if latest == current and not force:
-                return ReloadResponse(reloaded=False, model_versions=current, detail="champions unchanged")
-            bundle = self._load_bundle(latest)
-            self._bundle = bundle  # a single reference assignment: atomic for readers
-            logger.info("champion models reloaded: %s -> %s", current, bundle.versions)
-            return ReloadResponse(reloaded=True, model_versions=bundle.versions, detail=f"was {current}")
+    def _swap_models(self, versions: Mapping[str, str]) -> dict[str, str]:
+        bundle = self._load_bundle(versions)
+        self._bundle = bundle  # a single reference assignment: atomic for readers
+        return bundle.versions
 
     def status(self) -> StatusResponse:
         return StatusResponse(

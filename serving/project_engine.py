@@ -50,6 +50,7 @@ from nextbest.onboarding.config import (
 from nextbest.settings import Settings, load_settings
 from serving.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
 from serving.engine import FeatureStoreUnavailable, decision_time
+from serving.lifecycle import ChampionLifecycle
 from serving.policy import reason_code
 from serving.schemas import (
     EventRequest,
@@ -59,7 +60,6 @@ from serving.schemas import (
     RecommendedAction,
     RecommendRequest,
     RecommendResponse,
-    ReloadResponse,
     StatusResponse,
 )
 
@@ -93,8 +93,10 @@ class _Screened:
     degraded: bool = False
 
 
-class ProjectEngine:
+class ProjectEngine(ChampionLifecycle):
     """Serves an onboarded project's models; thread-safe; `load()` before use, `close()` after."""
+
+    engine_label = "project engine"
 
     def __init__(
         self,
@@ -120,7 +122,7 @@ class ProjectEngine:
         self.key = config.entities[self.serving.entity].key
         self.policy_version = "project-" + hashlib.sha256(self.serving.model_dump_json().encode()).hexdigest()[:12]
         served_models = list(dict.fromkeys(a.model for a in self.serving.actions))
-        self.model_names = list(dict.fromkeys([*served_models, *(r.model for r in self.serving.suitability)]))
+        self._model_names = tuple(dict.fromkeys([*served_models, *(r.model for r in self.serving.suitability)]))
         views = list(
             dict.fromkeys(
                 [*(v for m in served_models for v in config.model(m).feature_views), *self.serving.feature_views]
@@ -139,11 +141,7 @@ class ProjectEngine:
         self._failures = 0
         self._open_until = 0.0
         self._lock = threading.Lock()
-        self._reload_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._poller: threading.Thread | None = None
-        self._ready = threading.Event()
-        self.load_error: str | None = None
+        self._init_lifecycle()
 
     def _check_channels(self) -> None:
         # Requests are validated against the catalogue's channels (one schema for every project).
@@ -158,10 +156,6 @@ class ProjectEngine:
                 )
 
     # ---------------------------------------------------------------- lifecycle
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set()
-
     @property
     def decision_log(self) -> DecisionLog:
         if self._log is None:
@@ -211,44 +205,9 @@ class ProjectEngine:
             self.online_store,
         )
 
-    def load_in_background(self, retry_s: float = 5.0) -> threading.Thread:
-        """Load without blocking startup; retry until it works (readiness stays false meanwhile)."""
-
-        def run() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.load()
-                    self.start_polling()
-                    return
-                except Exception as exc:  # keep the process alive and report through readiness
-                    self.load_error = f"{exc.__class__.__name__}: {exc}"
-                    logger.warning("project engine not ready: %s (retrying in %.0f s)", self.load_error, retry_s)
-                    self._stop.wait(retry_s)
-
-        t = threading.Thread(target=run, name="project-engine-load", daemon=True)
-        t.start()
-        return t
-
-    def start_polling(self) -> None:
-        interval = self.settings.serving.reload_interval_s
-        if interval <= 0 or self._poller is not None:
-            return
-
-        def poll() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    if self._store is not None:
-                        self._store.refresh_registry()
-                    self.reload_models()
-                except Exception:
-                    logger.exception("registry poll failed; keeping the current models and feature registry")
-
-        self._poller = threading.Thread(target=poll, name="project-champion-poll", daemon=True)
-        self._poller.start()
-
     def close(self) -> None:
         """Stop background threads and drain the decision log (nothing accepted is lost)."""
-        self._stop.set()
+        self._stop_background()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._log is not None:
             self._log.close()
@@ -271,25 +230,17 @@ class ProjectEngine:
             scorers[name] = scorer
         return ProjectModels(scorers=scorers)
 
-    def champion_versions(self) -> dict[str, str]:
-        """The registry's current champion versions (cheap metadata call, no download)."""
-        from training.tracking import mlflow_client
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return self._model_names
 
-        client = mlflow_client(self.settings)
-        return {name: str(client.get_model_version_by_alias(name, "champion").version) for name in self.model_names}
+    def current_versions(self) -> dict[str, str]:
+        return self._models.versions if self._models is not None else {}
 
-    def reload_models(self, force: bool = False) -> ReloadResponse:
-        """Swap in newly promoted champions atomically; in-flight requests keep the set they started with."""
-        if not self.ready:
-            raise NotReadyError(f"project engine not loaded yet: {self.load_error or 'loading'}")
-        with self._reload_lock:
-            current = self.models.versions
-            latest = self.champion_versions()
-            if latest == current and not force:
-                return ReloadResponse(reloaded=False, model_versions=current, detail="champions unchanged")
-            self._models = self._load_models(latest)
-            logger.info("project champions reloaded: %s -> %s", current, self._models.versions)
-            return ReloadResponse(reloaded=True, model_versions=self._models.versions, detail=f"was {current}")
+    def _swap_models(self, versions: Mapping[str, str]) -> dict[str, str]:
+        models = self._load_models(versions)
+        self._models = models  # a single reference assignment: atomic for readers
+        return models.versions
 
     def status(self) -> StatusResponse:
         return StatusResponse(

@@ -23,7 +23,8 @@ from nextbest.errors import ConfigError, NotReadyError
 from nextbest.settings import load_settings
 from serving.auth import ApiKeyMiddleware, auth_required
 from serving.decision_log import UnknownDecisionError
-from serving.engine import DecisionEngine, freeze_heap
+from serving.engine import DecisionEngine
+from serving.lifecycle import freeze_heap
 from serving.project_engine import ProjectEngine
 from serving.schemas import (
     EventRequest,
