@@ -104,7 +104,19 @@ class DriftPolicy(_Frozen):
     trend_factor: float = Field(2.0, ge=0)
     # Rule 5: one input moving very far (score >= severe_factor x its threshold, past the guards) is drift alone.
     severe_factor: float = Field(3.0, gt=1)
+    # Inputs that follow the calendar (the pay cycle) move with where a window falls in the month: a served window
+    # shorter than `calendar_cycle_days`, compared with a reference spanning months, drifts on them with nothing
+    # changed (measured in the closed loop: alarms on drift-free 7-day windows). On such windows they are left out of
+    # the input check (named in the verdict's skipped columns); windows of a full cycle or longer judge them.
+    calendar_cycle_features: tuple[str, ...] = ("days_since_salary", "salary_credit_strength")
+    calendar_cycle_days: float = Field(28.0, gt=0)  # a month (the shortest): a window this long sees every phase
     seed: int = 0
+
+    def calendar_skipped(self, inputs: Sequence[str], window_days: float) -> list[str]:
+        """The inputs to leave out of a window of `window_days`: calendar-cycle ones, if the window is shorter."""
+        if window_days >= self.calendar_cycle_days:
+            return []
+        return [f for f in inputs if f in self.calendar_cycle_features]
 
     def method_for(self, kind: ColumnKind) -> str:
         return self.numeric_method if kind == "numeric" else self.categorical_method

@@ -53,12 +53,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str], None]
-# Inputs that follow the calendar, not the world: a 7-day window sees one phase of the monthly pay cycle, so
-# against a reference spanning months they "move far" in windows without any drift (measured on the loop's
-# drift-free windows: days_since_salary normed Wasserstein 0.32-0.46, salary_credit_strength 0.47, each over 3x
-# its threshold, an alarm on its own). The loop leaves them out of the input-drift check; `nextbest monitor` has
-# the same weakness with short windows (a reference matched on the calendar phase would be the fix).
-CALENDAR_CYCLE_INPUTS: tuple[str, ...] = ("days_since_salary", "salary_credit_strength")
 
 
 class LoopConfig(BaseModel):
@@ -461,7 +455,6 @@ def _monitor(
     for model in config.monitored:
         if model not in references:
             reference = champion_reference(settings, model)
-            reference.feature_names = [f for f in reference.feature_names if f not in CALENDAR_CYCLE_INPUTS]
             references[model] = reference
     from monitoring.drift import DriftPolicy
 

@@ -130,6 +130,11 @@ def monitor_model(
     policy = policy.model_copy(update={"key_features": tuple(policy.key_features or reference.key_features)})
     inputs = [f for f in reference.feature_names if model != "nba" or f not in set(ACTION_FEATURES)]
     present, missing = _columns(inputs, served.decisions)
+    window_days = (served.end - served.start).total_seconds() / 86_400
+    calendar = policy.calendar_skipped(present, window_days)
+    if calendar:
+        logger.info("%s: calendar-cycle input(s) %s left out of a %.1f-day window", model, calendar, window_days)
+        present = [f for f in present if f not in calendar]
     if not present:
         raise DataError(f"no {model} model input is in the served feature snapshots: cannot monitor input drift")
     meta = {"model": model, "model_version": str(reference.version), "window_start": served.start.isoformat()}
@@ -183,7 +188,7 @@ def monitor_model(
         outcomes,
         reference_rows=len(reference.frame),
         current_rows=len(served.decisions),
-        skipped_columns=[*drift.skipped_columns, *missing],
+        skipped_columns=[*drift.skipped_columns, *missing, *calendar],
     )
     extra = {"verdict": verdict.summary()}
     reports = [

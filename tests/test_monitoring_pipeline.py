@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -254,3 +255,42 @@ def test_monitoring_with_real_champions_rebuilds_their_training_rows_and_judges_
     nba_verdict = result.models["nba"].verdict
     assert not any(o.drifted for o in nba_verdict.outcomes), nba_verdict.reasons  # champion scores its own rows
     assert len(result.models["nba"].monitored_columns) == len(customer_inputs)
+
+
+def test_calendar_cycle_inputs_are_left_out_of_windows_shorter_than_the_cycle(tmp_path: Path) -> None:
+    """A week sees one phase of the pay cycle: against a months-long reference that is not drift (DriftPolicy)."""
+    from monitoring.pipeline import monitor_model
+    from monitoring.sources import ServedWindow
+    from monitoring.store import open_workspace
+
+    rng = np.random.default_rng(5)
+    reference = _reference("churn", 12)
+    n = len(reference.frame)
+    reference.frame["days_since_salary"] = rng.integers(0, 31, n).astype(float)  # every phase of the month
+    reference.feature_names = [*INPUTS, "days_since_salary"]
+    current = _customers(800, rng)
+    current["days_since_salary"] = rng.integers(0, 7, 800).astype(float)  # one week: one phase
+    current["churn_risk"] = rng.beta(1, 25, 800)
+    empty = pd.DataFrame()
+    policy = DriftPolicy(noise_resamples=0, trend_factor=0)
+
+    def run(days: float) -> Any:
+        served = ServedWindow(END - timedelta(days=days), END, current, empty, empty)
+        return monitor_model(
+            "churn",
+            reference,
+            served,
+            policy,
+            workspace=open_workspace(tmp_path / f"ws{days}"),
+            reports_dir=tmp_path / f"r{days}",
+            stamp=END,
+        )
+
+    week = run(7)
+    assert "days_since_salary" not in week.monitored_columns
+    assert "days_since_salary" in week.verdict.skipped_columns
+    assert not week.verdict.drifted, week.verdict.summary()
+    # a window of a whole cycle judges the input, and the same one-phase sample is then drift
+    month = run(31)
+    assert "days_since_salary" in month.monitored_columns
+    assert month.verdict.drifted, month.verdict.summary()
