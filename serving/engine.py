@@ -23,7 +23,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ import numpy as np
 
 from nextbest.catalogue import Catalogue, load_catalogue
 from nextbest.errors import ConfigError, NotReadyError
+from nextbest.features.store import online_number
 from nextbest.settings import Settings, load_settings
 from serving.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
 from serving.lifecycle import ChampionLifecycle
@@ -131,18 +131,11 @@ def build_layout(feature_names: Sequence[str], catalogue: Catalogue, action_tabl
     )
 
 
-def _num(value: object) -> float:
-    if value is None or isinstance(value, str):
-        return math.nan
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def customer_row(features: Mapping[str, object], layout: ModelLayout) -> np.ndarray:
     return np.fromiter(
-        (_num(features.get(n)) for n in layout.customer_names), dtype=np.float32, count=len(layout.customer_names)
+        (online_number(features.get(n)) for n in layout.customer_names),
+        dtype=np.float32,
+        count=len(layout.customer_names),
     )
 
 

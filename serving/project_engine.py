@@ -27,7 +27,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from nextbest.errors import ConfigError, NotReadyError
+from nextbest.features.store import online_number
 from nextbest.onboarding.config import (
     OnboardingConfig,
     ProjectServingConfig,
@@ -313,7 +313,7 @@ class ProjectEngine(ChampionLifecycle):
         except FeatureStoreUnavailable as exc:
             degraded = True
             notes.append(f"degraded: {exc}")
-        known = any(_number(v) == _number(v) for k, v in features.items() if k != self.key)
+        known = any(online_number(v) == online_number(v) for k, v in features.items() if k != self.key)
         cold_start = not known and not degraded
         if cold_start:
             notes.append("cold_start: unknown entity, profile-free defaults")
@@ -466,7 +466,7 @@ class ProjectEngine(ChampionLifecycle):
             p = float(scorer.model.predict_proba(scorer.matrix([features]))[0])
             subject = f"{self.serving.entity} {features.get(self.key)}"
         else:
-            key = _number(features.get(rule.key_feature))
+            key = online_number(features.get(rule.key_feature))
             if key != key:  # nothing of that entity to assess (e.g. the account holds no loan)
                 return False, "", False
             try:
@@ -527,17 +527,8 @@ class ProjectEngine(ChampionLifecycle):
 # ---------------------------------------------------------------- helpers
 
 
-def _number(value: object) -> float:
-    if value is None or isinstance(value, str):
-        return math.nan
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _holds(low: float | None, high: float | None, value: object) -> bool:
-    x = _number(value)
+    x = online_number(value)
     if x != x:  # missing: the condition cannot be shown to hold
         return False
     return (low is None or x >= low) and (high is None or x <= high)

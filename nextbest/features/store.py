@@ -17,6 +17,7 @@ Materialization has two methods that land the same values:
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -48,6 +49,21 @@ if TYPE_CHECKING:
     from feature_repo.definitions import Definitions
 
 logger = logging.getLogger(__name__)
+
+
+def online_number(value: object) -> float:
+    """An online-store value as a model input: numbers as float; missing, text and unparsable values as NaN.
+
+    XGBoost treats NaN as missing (its learned default direction), which is what an absent feature is; one rule for
+    every engine and scorer, so the simulated bank and an onboarded one read values the same way.
+    """
+    if value is None or isinstance(value, str):
+        return math.nan
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
 
 MaterializeMethod = Literal["fast", "feast"]
 ProgressFn = Callable[[str, int, int], None]

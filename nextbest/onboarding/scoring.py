@@ -10,7 +10,6 @@ onboarding config, so a service can pick the project by configuration.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nextbest.errors import DataError
+from nextbest.features.store import online_number
 from nextbest.onboarding.config import OnboardingConfig
 from nextbest.settings import Settings
 
@@ -80,7 +80,7 @@ class ProjectScorer:
     def matrix(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
         """The model's input matrix from feature dicts (e.g. one online read of several views); None -> NaN."""
         return np.array(
-            [[_number(row.get(f)) for f in self.model.feature_names] for row in rows], dtype=np.float32
+            [[online_number(row.get(f)) for f in self.model.feature_names] for row in rows], dtype=np.float32
         ).reshape(len(rows), len(self.model.feature_names))
 
     def score_matrix(self, X: np.ndarray, keys: Sequence[int], reasons: int = 3) -> list[EntityScore]:
@@ -96,12 +96,3 @@ class ProjectScorer:
                 codes = [self.model.feature_names[j] for j in order if contrib[i, j] > 0]
             out.append(EntityScore(int(k), float(proba[i]), bool(known[i]), codes))
         return out
-
-
-def _number(value: object) -> float:
-    if value is None or isinstance(value, str):
-        return math.nan
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
