@@ -451,6 +451,20 @@ def nba_entity_frame(contacts: pd.DataFrame) -> pd.DataFrame:
     return entity.sort_values([TIMESTAMP, "contact_id"], ignore_index=True)
 
 
+def nba_feature_rows(store: FeatureStore, entity: pd.DataFrame) -> pd.DataFrame:
+    """NBA rows for an entity frame of contacts (one per `contact_id`, with label): Feast point-in-time features of
+    the `nba_v1` service at each contact's time, in contact order, plus the action's catalogue features. Shared by
+    the logged contacts and the served decisions (`training.served`), so both get their features the same way."""
+    from nextbest import features as nb_features
+    from nextbest.catalogue import load_catalogue
+
+    frame = _retrieve(store, nb_features.NBA_SERVICE, entity)
+    if LABEL not in frame.columns:
+        frame = _attach_label(entity, frame, ["contact_id"])
+    frame = _in_key_order(frame, ["contact_id"])
+    return nb_features.add_action_features(frame, load_catalogue())
+
+
 def build_nba_training_set(settings: Settings, warmup_days: int = 14, store: FeatureStore | None = None) -> TrainingSet:
     """NBA training set: logged contacts + features from Feast's `nba_v1` service + catalogue action attributes.
 
@@ -458,19 +472,13 @@ def build_nba_training_set(settings: Settings, warmup_days: int = 14, store: Fea
     serving never sees, and the model would spend capacity on it.
     """
     from nextbest import features as nb_features
-    from nextbest.catalogue import load_catalogue
 
     start, _ = world_window(settings)
     contacts = read_source(settings, "contacts")
     contacts = contacts[pd.to_datetime(contacts["ts"], utc=True) >= start + pd.Timedelta(days=warmup_days)]
     request_fields = list(nb_features.REQUEST_FIELDS)
     entity = nba_entity_frame(contacts)
-    store = store or nb_features.get_store(settings)
-    frame = _retrieve(store, nb_features.NBA_SERVICE, entity)
-    if LABEL not in frame.columns:
-        frame = _attach_label(entity, frame, ["contact_id"])
-    frame = _in_key_order(frame, ["contact_id"])
-    frame = nb_features.add_action_features(frame, load_catalogue())
+    frame = nba_feature_rows(store or nb_features.get_store(settings), entity)
     # Raw request fields are inputs of the on-demand view, not features: the view's outputs (one-hots, recency,
     # decayed strength) are. A raw epoch `request_ts` as a feature would only teach the model the calendar.
     not_features = {"customer_id", TIMESTAMP, LABEL, *NBA_META, *request_fields}

@@ -41,10 +41,8 @@ from training.datasets import (
     TIMESTAMP,
     ModelName,
     TrainingSet,
-    _attach_label,
-    _in_key_order,
-    _retrieve,
     build_training_set,
+    nba_feature_rows,
 )
 
 if TYPE_CHECKING:
@@ -152,7 +150,6 @@ def build_served_nba_rows(
 ) -> pd.DataFrame:
     """NBA rows for the served, delivered actions labelled by `as_of`: Feast point-in-time features at decision time."""
     from nextbest import features as nb_features
-    from nextbest.catalogue import load_catalogue
 
     labelled = label_served(read_served_contacts(uri or settings.decision_log_uri, as_of), as_of, feedback_timeout_days)
     if labelled.empty:
@@ -164,12 +161,7 @@ def build_served_nba_rows(
             entity[col] = labelled[col].to_numpy()
     entity["logging_propensity"] = 1.0  # deterministic top-k: the delivered action had probability 1
     entity[LABEL] = labelled[LABEL].to_numpy()
-    store = store or nb_features.get_store(settings)
-    frame = _retrieve(store, nb_features.NBA_SERVICE, entity)
-    if LABEL not in frame.columns:
-        frame = _attach_label(entity, frame, ["contact_id"])
-    frame = _in_key_order(frame, ["contact_id"])
-    frame = nb_features.add_action_features(frame, load_catalogue())
+    frame = nba_feature_rows(store or nb_features.get_store(settings), entity)
     frame[SOURCE] = SERVED
     logger.info(
         "served rows: %d delivered actions with known outcomes (acceptance %.4f)", len(frame), frame[LABEL].mean()
