@@ -5,7 +5,7 @@
 The default model's rows are 354 independent loans labelled by their final status (30 bad). The trainer's time
 split keeps the most recent loans for validation and test -- the 1998 loans, which had the least time to go bad --
 so early stopping, calibration and the promotion gate saw one or two bad loans. This runs the same training
-(`nextbest.onboarding.pipeline.train`, the same Optuna trials, no registration) with `split: time` and
+(`nextbest.jobs.onboard.train`, the same Optuna trials, no registration) with `split: time` and
 `split: stratified` for each seed, and prints per run: the split sizes and positives, the trainer's validation and
 test ROC-AUC, and the tuned recipe's repeated-CV AUC (the config's honest estimate: the study's best parameters
 refit on 5-fold x 3). Writes `<home>/bench/onboarding_split.json`.

@@ -41,8 +41,8 @@ def bench_tuning(
     rows: int, features: int, trials: int, threads: int, storage_dir: Path, with_sqlite: bool
 ) -> dict[str, Any]:
     """Trials per minute of the real study loop at `rows` training rows (+25% validation rows)."""
+    from nextbest.models.artefact import matrix_from_frame
     from training.datasets import LABEL, time_split
-    from training.model import matrix_from_frame
     from training.synthetic import synthetic_training_set
     from training.tune import TuningConfig, make_tuning_data, run_study
 
@@ -97,8 +97,8 @@ def bench_scoring(features: int, repeats: int = 2_000) -> dict[str, Any]:
     import numpy as np
     import xgboost as xgb
 
-    from training.calibration import Calibrator
-    from training.model import LoadedModel
+    from nextbest.models.artefact import LoadedModel
+    from nextbest.models.calibration import Calibrator
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20_000, features)).astype(np.float32)

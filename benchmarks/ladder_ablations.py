@@ -46,12 +46,12 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from nextbest.catalogue import load_catalogue
+    from nextbest.models.artefact import load_model
+    from nextbest.policy import DecisionPolicy, load_policy
     from nextbest.settings import load_settings
-    from serving.policy import DecisionPolicy, load_policy
     from training import evaluate as ev
     from training import ladder
     from training.datasets import build_nba_training_set, time_split
-    from training.model import load_model
 
     settings = load_settings()
     world = ev._load_truth(settings)

@@ -19,10 +19,10 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from nextbest.policy import DecisionContext
 from nextbest.settings import load_settings
 from serving.engine import DecisionEngine, ModelBundle
 from serving.lifecycle import freeze_heap
-from serving.policy import DecisionContext
 from serving.schemas import RecommendRequest, RecommendResponse
 
 logger = logging.getLogger(__name__)

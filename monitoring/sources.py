@@ -26,15 +26,15 @@ import pandas as pd
 from nextbest.errors import DataError, NotReadyError
 
 if TYPE_CHECKING:
+    from nextbest.models.artefact import LoadedModel
     from nextbest.settings import Settings
-    from training.model import LoadedModel
 
 logger = logging.getLogger(__name__)
 
 SCORE = "score"
 CHURN_RISK = "churn_risk"
 NBA_PROPENSITY = "propensity"
-# A rejection rule naming a contact cap (serving.policy: contact_policy.daily_channel_cap / window_cap).
+# A rejection rule naming a contact cap (nextbest.policy: contact_policy.daily_channel_cap / window_cap).
 CAP_RULE_MARK = "_cap"
 
 
@@ -74,8 +74,8 @@ def top_features(model: LoadedModel, k: int = 10) -> list[str]:
 
 def champion_reference(settings: Settings, model: str, loaded: LoadedModel | None = None) -> ReferenceData:
     """Rebuild the champion's training rows (its recorded snapshot range) and score them with the champion."""
+    from nextbest.models.artefact import load_model
     from training.datasets import TIMESTAMP, build_training_set
-    from training.model import load_model
 
     loaded = loaded or load_model(model, "champion", settings)
     lineage = dict(loaded.info.get("lineage") or {})
@@ -125,7 +125,7 @@ def read_served_window(
     """
     import sqlalchemy as sa
 
-    from serving.decision_log import decision_contacts, decisions, make_engine
+    from nextbest.decision_log import decision_contacts, decisions, make_engine
 
     if window_days <= 0:
         raise DataError(f"window_days must be > 0, got {window_days}")

@@ -64,7 +64,7 @@ class ServingSettings(_Section):
     auth_enabled: bool = False  # always on in the production profile (see Settings.auth_required)
     api_keys: dict[str, Literal["channel", "admin"]] = Field(default_factory=dict)
     workers: int = Field(1, gt=0)
-    policy_path: Path | None = None  # None: serving/policy.yaml
+    policy_path: Path | None = None  # None: nextbest/data/policy.yaml
     project_config: Path | None = None  # an onboarding YAML with `serving:`: serve that project (docs/onboarding.md)
     feature_timeout_ms: float = Field(25.0, gt=0)  # online read budget; past it the answer is the safe fallback
     reload_interval_s: float = Field(30.0, ge=0)  # registry poll for a new champion; 0 disables

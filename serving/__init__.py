@@ -1,7 +1,7 @@
-"""Serving: the real-time decision service (BentoML) and everything it is made of.
+"""Serving: the real-time decision service (BentoML) and the engine behind it.
 
-`policy` (the decision policy, plain Python, configured by `policy.yaml`), `decision_log` (durable decisions,
-contacts, events, feedback), `engine` (one decision: online read, models, policy, log; framework-free), `schemas`
-(the HTTP models), `auth` (API keys), `service` (the `@bentoml.service`), `runner` (start/stop the real server),
-`client` and `demo`. Nothing is imported here, so `import serving.policy` stays cheap.
+`engine` (one decision: online read, models, the floor's policy, the decision log; framework-free), `lifecycle`
+(readiness, registry poll, atomic champion swap), `schemas` (the HTTP models), `auth` (API keys), `service` (the
+`@bentoml.service`), `runner` (start/stop the real server) and `client` (a small HTTP client). The decision policy
+and the decision log live on the floor (`nextbest.policy`, `nextbest.decision_log`); serving never imports training.
 """

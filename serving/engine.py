@@ -33,12 +33,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nextbest.catalogue import Catalogue, load_catalogue
+from nextbest.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
 from nextbest.errors import ConfigError, NotReadyError
 from nextbest.features.store import online_number
-from nextbest.settings import Settings, load_settings
-from serving.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
-from serving.lifecycle import ChampionLifecycle
-from serving.policy import (
+from nextbest.policy import (
     CustomerView,
     DecisionContext,
     DecisionPolicy,
@@ -48,6 +46,8 @@ from serving.policy import (
     customer_view,
     load_policy,
 )
+from nextbest.settings import Settings, load_settings
+from serving.lifecycle import ChampionLifecycle
 from serving.schemas import (
     EventRequest,
     EventResponse,
@@ -62,7 +62,7 @@ from serving.schemas import (
 if TYPE_CHECKING:
     import feast
 
-    from training.model import LoadedModel
+    from nextbest.models.artefact import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -446,7 +446,7 @@ class DecisionEngine(ChampionLifecycle):
 
     # ---------------------------------------------------------------- models
     def _load_bundle(self, versions: Mapping[str, str] | None = None) -> ModelBundle:
-        from training.model import load_model
+        from nextbest.models.artefact import load_model
 
         def get(name: str) -> LoadedModel:
             v = versions.get(name) if versions else None

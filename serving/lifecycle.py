@@ -124,7 +124,7 @@ class ChampionLifecycle(ABC):
 
     def champion_versions(self) -> dict[str, str]:
         """The registry's current champion versions (cheap metadata call, no download)."""
-        from training.tracking import mlflow_client
+        from nextbest.models.registry import mlflow_client
 
         client = mlflow_client(self.settings)
         return {name: str(client.get_model_version_by_alias(name, "champion").version) for name in self.model_names}

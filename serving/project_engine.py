@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from nextbest.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
 from nextbest.errors import ConfigError, NotReadyError
 from nextbest.features.store import online_number
 from nextbest.onboarding.config import (
@@ -47,11 +48,10 @@ from nextbest.onboarding.config import (
     feature_names_of,
     load_config,
 )
+from nextbest.policy import reason_code
 from nextbest.settings import Settings, load_settings
-from serving.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
 from serving.engine import FeatureStoreUnavailable, decision_time
 from serving.lifecycle import ChampionLifecycle
-from serving.policy import reason_code
 from serving.schemas import (
     EventRequest,
     EventResponse,
@@ -218,8 +218,8 @@ class ProjectEngine(ChampionLifecycle):
 
     # ---------------------------------------------------------------- models
     def _load_models(self, versions: Mapping[str, str] | None = None) -> ProjectModels:
+        from nextbest.models.artefact import load_model
         from nextbest.onboarding.scoring import ProjectScorer
-        from training.model import load_model
 
         scorers = {}
         for name in self.model_names:

@@ -19,10 +19,10 @@ from http import HTTPStatus
 import bentoml
 from bentoml.exceptions import BadInput, BentoMLException, NotFound, ServiceUnavailable
 
+from nextbest.decision_log import UnknownDecisionError
 from nextbest.errors import ConfigError, NotReadyError
 from nextbest.settings import load_settings
 from serving.auth import ApiKeyMiddleware, auth_required
-from serving.decision_log import UnknownDecisionError
 from serving.engine import DecisionEngine
 from serving.lifecycle import freeze_heap
 from serving.project_engine import ProjectEngine

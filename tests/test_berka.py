@@ -177,10 +177,10 @@ def test_propensity_features_never_read_the_loan_accounts_transactions(config: O
 def test_default_model_trains_registers_serves_and_has_a_sane_cross_validated_auc(
     config: OnboardingConfig, tmp_path: Path
 ) -> None:
+    from nextbest.models.artefact import load_model
+    from nextbest.models.registry import mlflow_client
     from nextbest.onboarding import pipeline
     from nextbest.onboarding.scoring import ProjectScorer
-    from training.model import load_model
-    from training.tracking import mlflow_client
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     settings = Settings(home=tmp_path / "home")

@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nextbest.decision_log import DecisionLog
 from nextbest.errors import ConfigError
 from nextbest.onboarding.config import OnboardingConfig, load_config
 from nextbest.settings import REPO_ROOT, ServingSettings, Settings
-from serving.decision_log import DecisionLog
 from serving.schemas import EventRequest, FeedbackRequest, RecommendRequest
 
 BERKA_DIR = Path(os.environ.get("NEXTBEST_BERKA_DIR") or REPO_ROOT.parent / "shared/data/berka")

@@ -110,7 +110,7 @@ def test_profiles_at_uses_the_profile_and_holdings_valid_at_decision_time() -> N
 
 
 def test_screening_applies_consent_eligibility_and_suitability_from_the_serving_policy() -> None:
-    from serving.policy import DecisionPolicy, load_policy
+    from nextbest.policy import DecisionPolicy, load_policy
 
     policy = DecisionPolicy(load_catalogue(), load_policy())
     decisions = _decisions()

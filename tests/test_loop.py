@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from monitoring.loop import LoopConfig, decision_moments
+from nextbest.jobs.loop import LoopConfig, decision_moments
 from nextbest.settings import Settings
 from serving.schemas import RecommendRequest
 from tests.training_fixtures import quiet_mlflow  # noqa: F401  (autouse fixture)
@@ -36,7 +36,7 @@ def test_the_production_profile_refuses_simulated_time(tmp_path: Path) -> None:
 
 
 def test_retrain_without_a_service_url_says_it_relies_on_the_registry_poll(tmp_path: Path) -> None:
-    from monitoring.retrain import reload_service
+    from nextbest.jobs.retrain import reload_service
 
     polled = reload_service(Settings(home=tmp_path))
     assert polled.mode == "poller" and "registry poll (every 30 s)" in polled.detail
@@ -62,8 +62,8 @@ def test_the_closed_loop_serves_in_simulated_time_feeds_back_truth_and_monitors(
     """A tiny loop against the real service (one subprocess): every step leaves its record."""
     import sqlalchemy as sa
 
-    from monitoring.loop import run_loop
-    from serving.decision_log import decision_contacts, decisions, feedback, make_engine
+    from nextbest.decision_log import decision_contacts, decisions, feedback, make_engine
+    from nextbest.jobs.loop import run_loop
 
     config = LoopConfig(
         customers=500,

@@ -384,7 +384,7 @@ def test_many_groups_do_not_raise_a_false_outcome_alarm_by_chance() -> None:
 
 def test_retrain_and_monitoring_refuse_unknown_models(tmp_path: Path) -> None:
     from monitoring.pipeline import run_monitoring
-    from monitoring.retrain import retrain_models
+    from nextbest.jobs.retrain import retrain_models
     from nextbest.settings import Settings
 
     settings = Settings(home=tmp_path)

@@ -38,7 +38,7 @@ def _customers(n: int, rng: np.random.Generator, shift: float = 0.0) -> pd.DataF
 
 def _log_traffic(uri: str, n: int, seed: int, shift: float, acceptance_lift: float) -> None:
     """Write `n` decisions through the service's own DecisionLog, with feedback for most delivered actions."""
-    from serving.decision_log import DecisionLog, DecisionRecord, new_decision_id
+    from nextbest.decision_log import DecisionLog, DecisionRecord, new_decision_id
 
     rng = np.random.default_rng(seed)
     feats = _customers(n, rng, shift)
@@ -199,8 +199,8 @@ def test_monitoring_with_real_champions_rebuilds_their_training_rows_and_judges_
     builders for the champion's recorded training range and scored by the champion; served traffic replays the
     world's most recent feature rows through the decision log, scored by the same champions: no alarm."""
     from monitoring.sources import champion_reference
-    from serving.decision_log import DecisionLog, DecisionRecord, new_decision_id
-    from training.model import load_model
+    from nextbest.decision_log import DecisionLog, DecisionRecord, new_decision_id
+    from nextbest.models.artefact import load_model
 
     references = {m: champion_reference(trained_world, m) for m in ("churn", "nba")}
     for model, ref in references.items():

@@ -150,10 +150,10 @@ def test_flat_table_onboards_end_to_end_through_the_cli_and_shared_trainer(tmp_p
     from typer.testing import CliRunner
 
     from nextbest.commands import onboard
+    from nextbest.models.artefact import load_model
     from nextbest.onboarding import pipeline
     from nextbest.onboarding.feast_repo import get_project_store
     from nextbest.onboarding.features import project_paths
-    from training.model import load_model
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     settings = Settings(home=tmp_path / "home")

@@ -57,7 +57,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 def _serve_logged_moments(settings: Settings, n: int = 40) -> tuple[pd.DataFrame, datetime]:
     """Log `n` decisions at the times of logged contacts (same customer, channel, context) with known feedback."""
-    from serving.decision_log import DecisionLog, DecisionRecord
+    from nextbest.decision_log import DecisionLog, DecisionRecord
     from training.datasets import read_source
 
     contacts = read_source(settings, "contacts")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.decision_log import (
+from nextbest.decision_log import (
     DecisionLog,
     DecisionRecord,
     EventRecord,

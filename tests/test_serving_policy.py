@@ -10,7 +10,7 @@ import pytest
 
 from nextbest.catalogue import PRODUCTS, load_catalogue
 from nextbest.errors import ConfigError
-from serving.policy import (
+from nextbest.policy import (
     MARKETING_KINDS,
     ContactRecord,
     DecisionContext,

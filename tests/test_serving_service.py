@@ -17,10 +17,10 @@ import pytest
 from serving_fixtures import ServedWorld, build_served_world, push_in_step
 
 from nextbest.catalogue import load_catalogue
+from nextbest.decision_log import UnknownDecisionError
+from nextbest.policy import MARKETING_KINDS
 from nextbest.settings import FeatureSettings, MlflowSettings, ServingSettings, Settings
-from serving.decision_log import UnknownDecisionError
 from serving.engine import DecisionEngine
-from serving.policy import MARKETING_KINDS
 from serving.schemas import EventRequest, FeedbackRequest, RecommendRequest
 
 CATALOGUE = load_catalogue()
@@ -184,7 +184,7 @@ def test_feedback_on_unknown_decision_is_refused(engine: DecisionEngine) -> None
 
 
 def test_hot_reload_swaps_in_a_new_champion_without_failing_requests(engine: DecisionEngine) -> None:
-    from training.tracking import mlflow_client
+    from nextbest.models.registry import mlflow_client
 
     client = mlflow_client(engine.settings)
     errors: list[BaseException] = []
@@ -259,7 +259,7 @@ def test_online_store_unavailable_still_answers_within_50ms_flagged_degraded(
 def test_feedback_for_a_decision_another_worker_has_not_written_yet_is_kept_and_joined(
     world: ServedWorld, tmp_path: Path
 ) -> None:
-    from serving.decision_log import DecisionLog, new_decision_id
+    from nextbest.decision_log import DecisionLog, new_decision_id
 
     uri = f"sqlite:///{tmp_path / 'decisions.db'}"
     settings = with_serving(world.settings, decision_log_uri=uri, **RELAXED)
@@ -451,7 +451,7 @@ def _post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]
 def test_real_bentoml_server_serves_every_endpoint_and_stops_cleanly(world: ServedWorld, tmp_path: Path) -> None:
     import urllib.request
 
-    from serving.decision_log import DecisionLog
+    from nextbest.decision_log import DecisionLog
     from serving.runner import ServiceProcess, free_port
 
     log_uri = f"sqlite:///{tmp_path / 'decisions.db'}"

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from nextbest.errors import DataError, NotReadyError
+from nextbest.models.calibration import Calibrator, fit_calibrator
 from nextbest.settings import Settings
 from tests.training_fixtures import make_world, quiet_mlflow  # noqa: F401  (autouse fixture)
-from training.calibration import Calibrator, fit_calibrator
 from training.datasets import LABEL, TIMESTAMP, Splits, assert_time_ordered, churn_entity_frame, time_split
 from training.metrics import binary_metrics, expected_calibration_error, lift_at_fraction
 from training.synthetic import synthetic_training_set
@@ -114,8 +114,8 @@ def test_platt_calibration_fixes_inflated_scores_without_changing_ranking_and_ro
 
 
 def _tuning_data(seed: int = 0):
+    from nextbest.models.artefact import matrix_from_frame
     from training.datasets import time_split as split
-    from training.model import matrix_from_frame
     from training.tune import make_tuning_data
 
     ts = synthetic_training_set(rows=4_000, features=10, seed=seed)
@@ -204,8 +204,8 @@ def test_better_challenger_is_promoted_and_aliases_move(gated: dict) -> None:
 
 
 def test_promotion_log_records_every_decision_with_who_why_and_both_metrics(gated: dict) -> None:
+    from nextbest.models.registry import mlflow_client
     from training.registry import read_promotion_log
-    from training.tracking import mlflow_client
 
     settings = gated["settings"]
     log = read_promotion_log(settings, REGISTERED)
@@ -222,7 +222,7 @@ def test_promotion_log_records_every_decision_with_who_why_and_both_metrics(gate
 
 
 def test_loaded_champion_gives_calibrated_probabilities_and_contributions(gated: dict) -> None:
-    from training.model import load_model
+    from nextbest.models.artefact import load_model
 
     settings, full = gated["settings"], gated["full"]
     model = load_model(REGISTERED, settings=settings)
@@ -246,7 +246,7 @@ def test_loaded_champion_gives_calibrated_probabilities_and_contributions(gated:
 def test_run_holds_nested_trials_plots_lineage_and_a_model_with_signature(gated: dict) -> None:
     import mlflow
 
-    from training.tracking import mlflow_client
+    from nextbest.models.registry import mlflow_client
 
     settings, better = gated["settings"], gated["better"]
     client = mlflow_client(settings)
@@ -266,7 +266,7 @@ def test_run_holds_nested_trials_plots_lineage_and_a_model_with_signature(gated:
 
 
 def test_loading_a_model_that_was_never_registered_says_what_to_do(gated: dict) -> None:
-    from training.model import load_model
+    from nextbest.models.artefact import load_model
 
     with pytest.raises(NotReadyError, match="nextbest train nba"):
         load_model("nba", settings=gated["settings"])
@@ -340,8 +340,8 @@ def test_travel_card_propensity_is_higher_right_after_an_airport_checkin(world: 
     from feature_repo.context import context_features
     from nextbest.catalogue import load_catalogue
     from nextbest.features import add_action_features
+    from nextbest.models.artefact import load_model
     from training.datasets import build_nba_training_set
-    from training.model import load_model
 
     model = load_model("nba", settings=world)
     rows = build_nba_training_set(world).frame.tail(300).copy()

@@ -66,7 +66,7 @@ def test_mlflow_on_postgresql_tracks_registers_gates_and_serves_the_champion(
 ) -> None:
     from mlflow import MlflowClient
 
-    from training.model import load_model
+    from nextbest.models.artefact import load_model
     from training.pipeline import fit_and_log
     from training.registry import CHAMPION, alias_version, promote, read_promotion_log
     from training.tune import TuningConfig
@@ -109,7 +109,7 @@ _WORKER = textwrap.dedent(
     """
     import json, sys, time
     from training.datasets import LABEL, time_split
-    from training.model import matrix_from_frame
+    from nextbest.models.artefact import matrix_from_frame
     from training.synthetic import synthetic_training_set
     from training.tune import TuningConfig, make_tuning_data, run_study
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from nextbest.errors import DataError
-from training.calibration import fit_calibrator
+from nextbest.models.calibration import fit_calibrator
 from training.tune import make_tuning_data
 from training.weighting import ips_weights, nba_weights
 

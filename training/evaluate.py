@@ -5,7 +5,7 @@ Held-out traffic: the decision points are logged contacts of the most recent spl
 same time split training uses, so no model saw them): a customer at the moment a channel asked for a decision,
 with that moment's features (Feast point-in-time, `nba_v1`) and its real-time context (trigger signal, location,
 hour). Every policy chooses among the same candidates, the actions the serving policy's eligibility and
-consent/suitability rules (`serving.policy.DecisionPolicy`, applied to the customer's source profile at that time)
+consent/suitability rules (`nextbest.policy.DecisionPolicy`, applied to the customer's source profile at that time)
 allow on that channel. The simulator's `TrueWorld.p_accept` scores each candidate, so each stage's conversions and
 value per 1,000 decisions are exact expectations, not noisy outcomes. Contact caps are not applied to any stage:
 the contact history in the logs was produced by the logging policy, not by the evaluated policies, so caps
@@ -44,9 +44,9 @@ from training import ladder
 from training.ope import estimate_all
 
 if TYPE_CHECKING:
-    from serving.policy import DecisionPolicy
+    from nextbest.models.artefact import LoadedModel
+    from nextbest.policy import DecisionPolicy
     from training.datasets import TrainingSet
-    from training.model import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def screen_candidates(decisions: pd.DataFrame, profiles: pd.DataFrame, policy: D
     Columns: decision_id, action_id, kind, value (catalogue order within a decision). Distress rules are evaluated on
     the decision point's features, as the service does.
     """
-    from serving.policy import CustomerView
+    from nextbest.policy import CustomerView
 
     catalogue = policy.catalogue
     prof = profiles.set_index(ladder.DECISION_ID)
@@ -248,7 +248,7 @@ def attach_truth(candidates: pd.DataFrame, world: Any) -> pd.DataFrame:
 def relationship_values(decisions: pd.DataFrame, policy: DecisionPolicy) -> pd.Series:
     """Per decision point, what the bank loses if the customer leaves: the decision policy's value at risk (a share
     of the balances at decision time, capped), built from the same features the service reads."""
-    from serving.policy import customer_view
+    from nextbest.policy import customer_view
 
     out = {}
     for _, row in decisions.iterrows():
@@ -327,7 +327,7 @@ def stage5_choices(
     churn_risk: pd.Series | None,
 ) -> pd.Series:
     """Stage 5: the serving policy's arbitration (priority, triggers, floors) over the model's propensities."""
-    from serving.policy import DecisionContext, customer_view
+    from nextbest.policy import DecisionContext, customer_view
 
     catalogue = policy.catalogue
     scored = scored.assign(_p=p_model)
@@ -475,7 +475,7 @@ def _holdout_overlap_notes(settings: Settings, models: list[LoadedModel | None],
     The training run records its split ranges as params (`split.valid.end`); a champion trained on more recent data
     than this world's holdout (e.g. retrained later) is flagged rather than silently scored on what it has seen.
     """
-    from training.tracking import mlflow_client
+    from nextbest.models.registry import mlflow_client
 
     notes = []
     client = mlflow_client(settings)
@@ -510,7 +510,7 @@ def _load_truth(settings: Settings) -> Any:
 
 
 def _models(settings: Settings, options: EvaluationOptions) -> tuple[LoadedModel, LoadedModel | None, list[str]]:
-    from training.model import load_model
+    from nextbest.models.artefact import load_model
 
     notes = []
     nba = load_model("nba", options.nba_alias, settings)
@@ -553,9 +553,9 @@ def fit_nba_in_memory(
     A yardstick for the ladder and its ablations (`benchmarks/ladder_ablations.py`), never registered, so it gets
     no MLflow run of its own (the evaluation run records its size).
     """
-    from training.calibration import fit_calibrator
+    from nextbest.models.artefact import LoadedModel, matrix_from_frame
+    from nextbest.models.calibration import fit_calibrator
     from training.datasets import time_split
-    from training.model import LoadedModel, matrix_from_frame
     from training.tune import TuningConfig, booster_params, fit_booster, make_tuning_data, run_study
     from training.weighting import nba_weights
 
@@ -590,7 +590,7 @@ def run_evaluation(
     stage3_model: Callable[[Settings, TrainingSet, int, int], LoadedModel] | None = None,
 ) -> EvaluationReport:
     """The whole evaluation: ladder, OPE beside the truth, model quality beside the ceiling; logged to MLflow."""
-    from serving.policy import DecisionPolicy, load_policy
+    from nextbest.policy import DecisionPolicy, load_policy
     from training.datasets import build_churn_training_set, build_nba_training_set, time_split
 
     options = options or EvaluationOptions()
@@ -795,7 +795,8 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
     """One MLflow run in `<prefix>-evaluation`: params, flat metrics, and the tables as CSV/markdown/JSON."""
     import mlflow
 
-    from training.tracking import ensure_experiment, use_tracking
+    from nextbest.models.registry import use_tracking
+    from training.tracking import ensure_experiment
 
     use_tracking(settings)
     experiment_id = ensure_experiment(settings, report.experiment_name)

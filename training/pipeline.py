@@ -29,11 +29,12 @@ import numpy as np
 import pandas as pd
 
 from nextbest.errors import ConfigError, DataError
+from nextbest.models.artefact import LoadedModel, matrix_from_frame
+from nextbest.models.calibration import CalibrationMethod, fit_calibrator
+from nextbest.models.registry import mlflow_client
 from nextbest.settings import Settings
-from training.calibration import CalibrationMethod, fit_calibrator
 from training.datasets import LABEL, SplitMethod, Splits, TrainingSet, build_training_set, split_training_frame
 from training.metrics import binary_metrics
-from training.model import LoadedModel, matrix_from_frame
 from training.registry import GateRule, PromotionDecision, promote_if_better, register_version
 from training.tune import TuningConfig, booster_params, fit_booster, make_tuning_data, run_study, study_summary
 from training.weighting import nba_weights
@@ -196,7 +197,7 @@ def fit_and_log(
     storage_uri = storage or settings.optuna_storage
     exp_name = experiment_name or tracking.experiment_name(settings, training_set.model)
     experiment_id = tracking.ensure_experiment(settings, exp_name)
-    client = tracking.mlflow_client(settings)
+    client = mlflow_client(settings)
     run_tags = {
         "nextbest.kind": "study",
         "nextbest.model": training_set.model,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from nextbest.catalogue import Catalogue
-    from training.model import LoadedModel
+    from nextbest.models.artefact import LoadedModel
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nextbest.errors import DataError, NotReadyError
+from nextbest.models.registry import mlflow_client
 from nextbest.settings import Settings
 from training.metrics import binary_metrics
-from training.tracking import mlflow_client, who
+from training.tracking import who
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,7 +133,7 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
 
 
 def _score(settings: Settings, name: str, version: str, holdout: pd.DataFrame, label: str) -> dict[str, float]:
-    from training.model import load_model
+    from nextbest.models.artefact import load_model
 
     model = load_model(name, settings=settings, version=version)
     p = model.predict_proba(model.frame_to_matrix(holdout))

@@ -99,7 +99,7 @@ def read_served_contacts(uri: str, as_of: datetime | None = None) -> pd.DataFram
     """Delivered actions (decision_contacts) with their outcome and their decision's context, before `as_of`."""
     import sqlalchemy as sa
 
-    from serving.decision_log import decision_contacts, decisions, make_engine
+    from nextbest.decision_log import decision_contacts, decisions, make_engine
 
     engine = make_engine(uri)
     try:

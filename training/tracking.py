@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nextbest.models.artefact import CALIBRATOR_FILE, MODEL_INFO_FILE
+from nextbest.models.registry import mlflow_client
 from nextbest.settings import Settings
-from training.model import CALIBRATOR_FILE, MODEL_INFO_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
     import xgboost as xgb
     from mlflow import MlflowClient
 
-    from training.calibration import Calibrator
+    from nextbest.models.calibration import Calibrator
 
 logger = logging.getLogger(__name__)
 
@@ -36,46 +37,6 @@ MODEL_ARTIFACT_NAME = "model"
 def experiment_name(settings: Settings, model: str) -> str:
     """`nextbest-churn`, `nextbest-nba` (prefix from settings)."""
     return f"{settings.mlflow.experiment_prefix}-{model}"
-
-
-def database_uri(uri: str) -> str:
-    """`postgresql://...` -> `postgresql+psycopg2://...` unless psycopg 3 is installed.
-
-    SQLAlchemy 2.1 made psycopg 3 the default PostgreSQL driver; this project ships psycopg2, so the plain URI
-    that MLflow and Optuna docs show would fail with "No module named 'psycopg'".
-    """
-    if uri.startswith(("postgresql://", "postgres://")):
-        import importlib.util
-
-        if importlib.util.find_spec("psycopg") is None:
-            return "postgresql+psycopg2://" + uri.split("://", 1)[1]
-    return uri
-
-
-def tracking_uri(settings: Settings) -> str:
-    return database_uri(settings.mlflow_tracking_uri)
-
-
-def registry_uri(settings: Settings) -> str:
-    return database_uri(settings.mlflow.registry_uri or settings.mlflow_tracking_uri)
-
-
-def use_tracking(settings: Settings) -> None:
-    """Point the fluent MLflow API at this installation's tracking and registry stores (call inside jobs)."""
-    import mlflow
-
-    if settings.mlflow.tracking_uri is None:
-        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri(settings))
-    mlflow.set_registry_uri(registry_uri(settings))
-
-
-def mlflow_client(settings: Settings) -> MlflowClient:
-    """A client bound to this installation's stores (also sets the fluent API's URIs, see `use_tracking`)."""
-    from mlflow import MlflowClient
-
-    use_tracking(settings)
-    return MlflowClient(tracking_uri=tracking_uri(settings), registry_uri=registry_uri(settings))
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:

@@ -182,7 +182,7 @@ def create_study(
     """Create or load (resume) a study; the sampler seed is offset by the trials it already holds."""
     import optuna
 
-    from training.tracking import database_uri
+    from nextbest.models.registry import database_uri
 
     storage = database_uri(storage) if storage else None
     pruner = optuna.pruners.MedianPruner(

@@ -58,7 +58,7 @@ def demo(
         ("8. The evaluation ladder against the simulator's truth", lambda: _run(["evaluate"])),
     ]
     if not skip_serve:
-        from serving.demo import run_serving_demo
+        from nextbest.jobs.demo import run_serving_demo
 
         steps.append(("9. Serve decisions (BentoML), push an event, send feedback", lambda: run_serving_demo(settings)))
         if not skip_loop:

@@ -1,6 +1,6 @@
 """CLI command: loop, the closed-loop simulation (served traffic -> monitoring -> retrain -> reload), shown.
 
-A thin shell over `monitoring.loop.run_loop`; the design and what the loop does not model are in that module's
+A thin shell over `nextbest.jobs.loop.run_loop`; the design and what the loop does not model are in that module's
 docstring and in docs/monitoring.md.
 """
 
@@ -15,8 +15,8 @@ def print_loop_result(result: object) -> None:
     """The before/after table, detection time and where every record went."""
     from rich.table import Table
 
-    from monitoring.loop import LoopResult
     from nextbest.console import console
+    from nextbest.jobs.loop import LoopResult
 
     assert isinstance(result, LoopResult)
     table = Table(title=f"Closed loop: {result.scenario} from day {result.drift_day}, {result.decisions} decisions")
@@ -83,8 +83,8 @@ def loop(
     monitor_churn: bool = typer.Option(False, "--monitor-churn", help="Also monitor the churn model (slower)."),
 ) -> None:
     """Closed loop: simulated customers hit the running service, drift starts, monitoring detects, retrain recovers."""
-    from monitoring.loop import LoopConfig, run_loop
     from nextbest.console import console
+    from nextbest.jobs.loop import LoopConfig, run_loop
     from nextbest.settings import load_settings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

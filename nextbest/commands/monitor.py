@@ -91,8 +91,8 @@ def monitor(
 
 
 def _retrain(models: list[str], trials: int | None, trigger: str | None = None, served: bool = True) -> None:
-    from monitoring.retrain import retrain_models
     from nextbest.console import console
+    from nextbest.jobs.retrain import retrain_models
     from nextbest.settings import load_settings
 
     settings = load_settings()

@@ -1,6 +1,6 @@
 """CLI commands: onboard a bank's own tables by configuration (`nextbest onboard build|apply|materialize|train`).
 
-Thin commands over `nextbest.onboarding.pipeline`; every step prints where its results went. `all` runs the four
+Thin commands over `nextbest.jobs.onboard`; every step prints where its results went. `all` runs the four
 steps in order (what a first onboarding wants).
 """
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
 
-    from training.model import LoadedModel
+    from nextbest.models.artefact import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ class ProjectScorer:
         store: FeatureStore | None = None,
         model: LoadedModel | None = None,
     ) -> None:
+        from nextbest.models.artefact import load_model
         from nextbest.onboarding.feast_repo import get_project_store
-        from training.model import load_model
 
         self.config = config
         self.model_config = config.model(model_name)

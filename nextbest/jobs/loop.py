@@ -15,7 +15,7 @@ Design (`nextbest loop`):
    returned through `POST /feedback` (accepted, else ignored);
 4. every `monitor_every_days` (once a full window of served traffic exists), `run_monitoring` over the last
    `window_days` of served traffic (Evidently reports, verdict); on a drift verdict the NBA model is retrained as
-   of that day with the served decisions (`monitoring.retrain.retrain_models`), gated, and, if it wins, the
+   of that day with the served decisions (`nextbest.jobs.retrain.retrain_models`), gated, and, if it wins, the
    service is told to reload (`POST /admin/reload`, checked through `/status`);
 5. the summary: per phase (before drift / drift with the old champion / after the retrain) acceptance, observed
    value and the truth's expected value per 1,000 decisions, AUC of the served propensities against the outcomes,
@@ -249,11 +249,11 @@ def phase_numbers(served: pd.DataFrame, phase: str, start: pd.Timestamp, end: pd
 def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: ProgressFn | None = None) -> LoopResult:
     """Run the closed loop end to end (see the module docstring); everything lands under `<home>/loop`."""
     from monitoring.pipeline import run_monitoring
-    from monitoring.retrain import retrain_models
     from monitoring.sources import champion_reference
     from nextbest import features as nb_features
     from nextbest.catalogue import load_catalogue
     from nextbest.errors import NextbestError
+    from nextbest.jobs.retrain import retrain_models
     from nextbest.simulator import SimulationConfig, simulate_world
     from nextbest.simulator.truth import TrueWorld
     from serving.client import DecisionClient

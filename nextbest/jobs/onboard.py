@@ -109,7 +109,7 @@ def validate(
 
 
 def _log_validation(settings: Settings, run_id: str, results: list[CVResult]) -> None:
-    from training.tracking import mlflow_client
+    from nextbest.models.registry import mlflow_client
 
     client = mlflow_client(settings)
     for cv in results:

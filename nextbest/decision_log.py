@@ -43,7 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from nextbest.errors import NextbestError
-from serving.policy import ContactRecord
+from nextbest.policy import ContactRecord
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ Stages, in the order DESIGN.md fixes (each removed action keeps the rule that re
 
 The service scores only the actions that survive stages 1-3 (one batch), so the policy is split into
 `DecisionPolicy.screen` (before scoring) and `DecisionPolicy.arbitrate` (after). Every parameter lives in
-`serving/policy.yaml`, validated by `PolicyConfig` (unknown keys rejected), so compliance or marketing can change
+`nextbest/data/policy.yaml`, validated by `PolicyConfig` (unknown keys rejected), so compliance or marketing can change
 caps, weights and thresholds without code. The mapping from feature names to profile facts lives there too, so a
 renamed feature is a config change, not a code change.
 """
@@ -38,7 +38,7 @@ from nextbest.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_POLICY_PATH = Path(__file__).parent / "policy.yaml"
+DEFAULT_POLICY_PATH = Path(__file__).parent / "data" / "policy.yaml"
 MARKETING_KINDS: frozenset[str] = frozenset({"sales", "retention"})
 # Deterministic tie-break: at equal priority a service action wins over retention, retention over a sale.
 _KIND_ORDER = {"service": 0, "retention": 1, "sales": 2}
@@ -136,7 +136,7 @@ class ReasonConfig(_Frozen):
 
 
 class PolicyConfig(_Frozen):
-    """Every tunable of the decision policy. Loaded from `serving/policy.yaml`; unknown keys are errors."""
+    """Every tunable of the decision policy. Loaded from `nextbest/data/policy.yaml`; unknown keys are errors."""
 
     schema_version: int = 1
     profile: ProfileMapping = ProfileMapping()
@@ -191,7 +191,7 @@ class PolicyConfig(_Frozen):
 
 
 def load_policy(path: str | Path | None = None) -> PolicyConfig:
-    """Load and validate the policy YAML (default: `serving/policy.yaml`)."""
+    """Load and validate the policy YAML (default: `nextbest/data/policy.yaml`)."""
     resolved = Path(path) if path else DEFAULT_POLICY_PATH
     if not resolved.is_file():
         raise ConfigError(f"decision policy file not found: {resolved}")

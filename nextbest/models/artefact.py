@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nextbest.errors import DataError, NotReadyError
+from nextbest.models.calibration import Calibrator
 from nextbest.settings import Settings, load_settings
-from training.calibration import Calibrator
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -148,7 +148,7 @@ def load_model(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from training.tracking import mlflow_client, registry_uri, tracking_uri
+    from nextbest.models.registry import mlflow_client, registry_uri, tracking_uri
 
     settings = settings or load_settings()
     client = mlflow_client(settings)

@@ -85,8 +85,8 @@ def _rank(decision: dict[str, Any], actions: tuple[str, ...]) -> int | None:
 def run_serving_demo(settings: Settings, port: int | None = None) -> dict[str, Any]:
     """Start the service, run the airport story and a cold start, stop the service; returns what happened."""
     from nextbest.console import console
+    from nextbest.decision_log import DecisionLog
     from serving.client import DecisionClient
-    from serving.decision_log import DecisionLog
     from serving.runner import ServiceProcess, free_port
 
     customer = pick_customer(settings)
