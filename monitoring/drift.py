@@ -44,8 +44,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from nextbest.base import Frozen
 from nextbest.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -55,11 +56,7 @@ ColumnKind = Literal["numeric", "categorical"]
 DistanceMethod = Literal["wasserstein", "psi", "jensenshannon", "hellinger", "kl_div"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DriftPolicy(_Frozen):
+class DriftPolicy(Frozen):
     """Which drift counts: methods and thresholds per column kind, and the rules that make a verdict."""
 
     numeric_method: DistanceMethod = "wasserstein"
@@ -143,7 +140,7 @@ def load_drift_policy(path: str | Path | None = None, **overrides: object) -> Dr
         raise ConfigError(f"invalid drift policy: {exc}") from exc
 
 
-class ColumnDrift(_Frozen):
+class ColumnDrift(Frozen):
     """The measured drift of one column (input feature or score) between reference and current."""
 
     column: str
@@ -156,7 +153,7 @@ class ColumnDrift(_Frozen):
     trend: float = 0.0  # drift between the reference's own older and newer halves (0 when not estimated)
 
 
-class OutcomeShift(_Frozen):
+class OutcomeShift(Frozen):
     """The change of a binary outcome rate (acceptance, churn) in one group between reference and current."""
 
     group: str
@@ -170,7 +167,7 @@ class OutcomeShift(_Frozen):
     drifted: bool
 
 
-class DriftVerdict(_Frozen):
+class DriftVerdict(Frozen):
     """The answer of the drift policy: drifted or not, why, and the scores it was based on."""
 
     drifted: bool

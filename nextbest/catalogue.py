@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from nextbest.base import Frozen
 
 DEFAULT_CATALOGUE = Path(__file__).parent / "data" / "catalogue.yaml"
 
@@ -39,11 +41,7 @@ RISK_BANDS: tuple[str, ...] = ("low", "medium", "high")
 ActionKind = Literal["sales", "retention", "service"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Eligibility(_Frozen):
+class Eligibility(Frozen):
     min_age: int | None = None
     max_age: int | None = None
     segments: tuple[str, ...] | None = None
@@ -62,7 +60,7 @@ class Eligibility(_Frozen):
         return self
 
 
-class Action(_Frozen):
+class Action(Frozen):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     kind: ActionKind
     product: str | None
@@ -82,7 +80,7 @@ class Action(_Frozen):
         return self
 
 
-class Catalogue(_Frozen):
+class Catalogue(Frozen):
     schema_version: int = 1
     channels: tuple[str, ...]
     actions: tuple[Action, ...]

@@ -31,8 +31,9 @@ from typing import Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from nextbest.base import Frozen
 from nextbest.catalogue import PRODUCTS, RISK_BANDS, Action, Catalogue
 from nextbest.errors import ConfigError
 
@@ -47,11 +48,7 @@ _KIND_ORDER = {"service": 0, "retention": 1, "sales": 2}
 # ---------------------------------------------------------------- configuration
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FeatureRule(_Frozen):
+class FeatureRule(Frozen):
     """A threshold on one feature; a missing (None/NaN) value never matches."""
 
     feature: str
@@ -76,7 +73,7 @@ class FeatureRule(_Frozen):
         return f"{self.feature}_{self.op}_{self.value:g}"
 
 
-class ProfileMapping(_Frozen):
+class ProfileMapping(Frozen):
     """Which online features carry the profile facts the rules need (names follow the feature repo)."""
 
     age: str = "age"
@@ -105,7 +102,7 @@ class ProfileMapping(_Frozen):
     identity_features: tuple[str, ...] = ("age", "tenure_days")
 
 
-class ContactCaps(_Frozen):
+class ContactCaps(Frozen):
     """Marketing contact caps. A contact is one decision that delivered at least one sales/retention action."""
 
     window_days: int = Field(7, gt=0)
@@ -116,7 +113,7 @@ class ContactCaps(_Frozen):
     dismissal_cooldown_days: int = Field(14, ge=0)
 
 
-class ServiceTrigger(_Frozen):
+class ServiceTrigger(Frozen):
     """A reason to show a service action now: a request event or a feature rule. Any match triggers."""
 
     action: str
@@ -126,7 +123,7 @@ class ServiceTrigger(_Frozen):
     reason: str
 
 
-class ReasonConfig(_Frozen):
+class ReasonConfig(Frozen):
     top_n: int = Field(3, ge=0)
     # feature name or prefix -> readable reason code; the longest matching prefix wins.
     codes: dict[str, str] = Field(default_factory=dict)
@@ -135,7 +132,7 @@ class ReasonConfig(_Frozen):
     min_contribution: float = 0.0
 
 
-class PolicyConfig(_Frozen):
+class PolicyConfig(Frozen):
     """Every tunable of the decision policy. Loaded from `nextbest/data/policy.yaml`; unknown keys are errors."""
 
     schema_version: int = 1

@@ -12,18 +12,16 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from nextbest.base import Frozen
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WorldSettings(_Section):
+class WorldSettings(Frozen):
     """The default simulated bank the demo and tests use."""
 
     customers: int = Field(3_000, gt=0)
@@ -34,19 +32,19 @@ class WorldSettings(_Section):
     scenario_start_day: int | None = None
 
 
-class FeatureSettings(_Section):
+class FeatureSettings(Frozen):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection_string: str = "127.0.0.1:6379"
     project: str = "nextbest"
 
 
-class MlflowSettings(_Section):
+class MlflowSettings(Frozen):
     tracking_uri: str | None = None  # None: sqlite under home
     registry_uri: str | None = None
     experiment_prefix: str = "nextbest"
 
 
-class TrainingSettings(_Section):
+class TrainingSettings(Frozen):
     trials: int = Field(8, gt=0)
     churn_horizon_days: int = Field(30, gt=0)
     optuna_storage: str | None = None  # None: sqlite under home; postgresql+psycopg2://... in production
@@ -57,7 +55,7 @@ class TrainingSettings(_Section):
     nba_ips_clip: float = Field(1.0, ge=1.0)
 
 
-class ServingSettings(_Section):
+class ServingSettings(Frozen):
     host: str = "127.0.0.1"
     port: int = 3000
     decision_log_uri: str | None = None  # None: sqlite under home; postgresql://... in production

@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from nextbest.base import Frozen
 from nextbest.errors import ConfigError
 from nextbest.settings import REPO_ROOT, Settings
 
@@ -34,11 +35,7 @@ DEFAULT_METRICS: tuple[str, ...] = ("roc_auc", "pr_auc", "log_loss", "ece", "lif
 _NAME = r"^[a-z][a-z0-9_]*$"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VariantSpec(_Frozen):
+class VariantSpec(Frozen):
     """One arm of an experiment. Unset fields inherit the experiment's defaults."""
 
     name: str = Field(pattern=_NAME)
@@ -51,7 +48,7 @@ class VariantSpec(_Frozen):
     horizon_days: int | None = Field(None, gt=0, le=365)
 
 
-class ExperimentSpec(_Frozen):
+class ExperimentSpec(Frozen):
     """An experiment: one model, several variants, one MLflow experiment, one comparison table."""
 
     name: str = Field(pattern=_NAME)

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from nextbest.base import Frozen
 from nextbest.errors import ConfigError
 
 ColumnType = Literal["int", "float", "str", "date", "datetime", "bool"]
@@ -38,11 +39,7 @@ _NAME = r"^[a-z][a-z0-9_]*$"
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TableConfig(_Model):
+class TableConfig(Frozen):
     """One raw file as the bank exports it."""
 
     file: str = Field(description="Path relative to the project's data_dir (or absolute).")
@@ -64,7 +61,7 @@ class TableConfig(_Model):
         return self
 
 
-class CalendarSnapshots(_Model):
+class CalendarSnapshots(Frozen):
     """Feature rows for every live entity at 00:00 UTC of each period start in [start, end)."""
 
     kind: Literal["calendar"] = "calendar"
@@ -73,7 +70,7 @@ class CalendarSnapshots(_Model):
     every: Literal["week", "month", "quarter"] = "month"
 
 
-class EventSnapshots(_Model):
+class EventSnapshots(Frozen):
     """One feature row per entity, at its own `valid_from` time (e.g. a loan at the date it was granted)."""
 
     kind: Literal["event"] = "event"
@@ -82,7 +79,7 @@ class EventSnapshots(_Model):
 Snapshots = Annotated[CalendarSnapshots | EventSnapshots, Field(discriminator="kind")]
 
 
-class EntityConfig(_Model):
+class EntityConfig(Frozen):
     """Something a model scores: an account, a loan, a customer."""
 
     key: str = Field(description="Join key column (int64), the Feast entity's join key.")
@@ -92,7 +89,7 @@ class EntityConfig(_Model):
     description: str = ""
 
 
-class AttributeFeature(_Model):
+class AttributeFeature(Frozen):
     """A column of the latest source row before the snapshot, as is or relative to the snapshot time."""
 
     name: str = Field(pattern=_NAME)
@@ -107,14 +104,14 @@ class AttributeFeature(_Model):
         return self
 
 
-class CategorySplit(_Model):
+class CategorySplit(Frozen):
     """One feature per listed value of a category column (other values are ignored)."""
 
     column: str
     values: list[str] = Field(min_length=1)
 
 
-class Aggregation(_Model):
+class Aggregation(Frozen):
     """An aggregate over source rows strictly before the snapshot, within each window."""
 
     name: str = Field(pattern=_NAME)
@@ -135,7 +132,7 @@ class Aggregation(_Model):
         return self
 
 
-class FeatureViewConfig(_Model):
+class FeatureViewConfig(Frozen):
     """A Feast feature view generated from a source table: attributes or aggregations, keyed by one entity."""
 
     name: str = Field(pattern=_NAME)
@@ -164,7 +161,7 @@ class FeatureViewConfig(_Model):
         return self
 
 
-class EventRef(_Model):
+class EventRef(Frozen):
     """Where an event happens: a table, the column that links it to the entity, and its timestamp column."""
 
     table: str
@@ -172,7 +169,7 @@ class EventRef(_Model):
     timestamp: str
 
 
-class EventWithinLabel(_Model):
+class EventWithinLabel(Frozen):
     """1 if any listed event happens in (t, t + horizon_days], 0 otherwise; t is a calendar snapshot."""
 
     kind: Literal["event_within"] = "event_within"
@@ -183,7 +180,7 @@ class EventWithinLabel(_Model):
     )
 
 
-class OutcomeColumnLabel(_Model):
+class OutcomeColumnLabel(Frozen):
     """The label is an outcome column of the entity's table, observed after the entity's event snapshot."""
 
     kind: Literal["outcome_column"] = "outcome_column"
@@ -195,7 +192,7 @@ class OutcomeColumnLabel(_Model):
 Label = Annotated[EventWithinLabel | OutcomeColumnLabel, Field(discriminator="kind")]
 
 
-class ValidationConfig(_Model):
+class ValidationConfig(Frozen):
     """How quality is estimated honestly on small data."""
 
     method: Literal["repeated_cv", "time_split"] = "repeated_cv"
@@ -204,7 +201,7 @@ class ValidationConfig(_Model):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="time_split: most recent share held out.")
 
 
-class ModelConfig(_Model):
+class ModelConfig(Frozen):
     """One model: its feature service (a Feast FeatureService) and its registered MLflow model."""
 
     name: str = Field(pattern=_NAME, description="Registered model name, e.g. berka_default.")
@@ -226,7 +223,7 @@ class ModelConfig(_Model):
     description: str = ""
 
 
-class FeatureCondition(_Model):
+class FeatureCondition(Frozen):
     """An eligibility condition on one online feature of the served entity: min <= value <= max."""
 
     feature: str
@@ -240,7 +237,7 @@ class FeatureCondition(_Model):
         return self
 
 
-class ServedAction(_Model):
+class ServedAction(Frozen):
     """An action the service may offer: scored by one of the project's models, valued, with a template per channel."""
 
     id: str = Field(pattern=_NAME)
@@ -255,7 +252,7 @@ class ServedAction(_Model):
     )
 
 
-class SuitabilityRule(_Model):
+class SuitabilityRule(Frozen):
     """Compliance: withhold actions when another model's risk for the entity is at or above a threshold.
 
     The rule's model may be keyed by another entity (e.g. a loan): `key_feature` names the served entity's online
@@ -270,7 +267,7 @@ class SuitabilityRule(_Model):
     reason: str = Field(pattern=r"^[a-z][a-z0-9_.]*$", description="Rejection code logged and returned in notes.")
 
 
-class ProjectServingConfig(_Model):
+class ProjectServingConfig(Frozen):
     """How the decision service serves this project through its usual contract (POST /recommend etc.).
 
     `customer_id` of a request is the served entity's key (Berka: account_id). Channels must be catalogue
@@ -298,7 +295,7 @@ class ProjectServingConfig(_Model):
     )
 
 
-class OnboardingConfig(_Model):
+class OnboardingConfig(Frozen):
     """A bank's whole mapping: one Feast project, its feature services and models."""
 
     project: str = Field(pattern=_NAME, description="Feast project name; also the state sub-folder.")
