@@ -235,8 +235,17 @@ def _build_profile(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def _build_activity(con: duckdb.DuckDBPyConnection) -> str:
-    cats = list(TXN_CATEGORY_WINDOWS)
-    cat_daily = ", ".join(f"sum(amount) FILTER (WHERE category = '{c}') AS amt_{c}" for c in cats)
+    """The activity view's query: daily buckets of events, windowed over the grid, joined to the latest balances."""
+    _bucket_transactions(con)
+    _bucket_digital_events(con)
+    _bucket_signals(con)
+    _window_activity(con)
+    return _activity_select()
+
+
+def _bucket_transactions(con: duckdb.DuckDBPyConnection) -> None:
+    """`tx_daily`: per customer and UTC day, counts, in/outflows, salary credits and amounts per category."""
+    cat_daily = ", ".join(f"sum(amount) FILTER (WHERE category = '{c}') AS amt_{c}" for c in TXN_CATEGORY_WINDOWS)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE tx_daily AS
@@ -249,6 +258,10 @@ def _build_activity(con: duckdb.DuckDBPyConnection) -> str:
         FROM src_transactions GROUP BY ALL
         """
     )
+
+
+def _bucket_digital_events(con: duckdb.DuckDBPyConnection) -> None:
+    """`dig_daily`: per customer and UTC day, logins (and the last one) and views of each tracked page."""
     page_daily = ", ".join(
         f"count(*) FILTER (WHERE event_type = 'page_view' AND page = '{p}') AS pv_{p}" for p in PAGE_VIEW_PAGES
     )
@@ -262,6 +275,10 @@ def _build_activity(con: duckdb.DuckDBPyConnection) -> str:
         FROM src_digital_events GROUP BY ALL
         """
     )
+
+
+def _bucket_signals(con: duckdb.DuckDBPyConnection) -> None:
+    """`sig_daily`: per customer and UTC day, complaints and lost cards."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE sig_daily AS
@@ -271,6 +288,11 @@ def _build_activity(con: duckdb.DuckDBPyConnection) -> str:
         FROM src_context_signals GROUP BY ALL
         """
     )
+
+
+def _window_activity(con: duckdb.DuckDBPyConnection) -> None:
+    """`act`: the daily buckets on the dense grid, summed over the windows before each midnight."""
+    cats = list(TXN_CATEGORY_WINDOWS)
     dense_cols = [
         "tx.n",
         "tx.inflow",
@@ -318,6 +340,10 @@ def _build_activity(con: duckdb.DuckDBPyConnection) -> str:
         {_window_sql(_WINDOWS)}
         """
     )
+
+
+def _activity_select() -> str:
+    """The activity rows we emit (live snapshots), with balances as of before the midnight and 30 days earlier."""
     balances = ", ".join(f"b.{c} AS {c}" for c in BALANCE_COLUMNS)
     rest = ", ".join(f"a.{c}" for c in ACTIVITY_FIELDS if c not in BALANCE_COLUMNS and c != "deposit_trend_30d")
     return f"""

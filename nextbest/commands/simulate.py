@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from nextbest.settings import Settings
+    from nextbest.simulator import SimulationConfig, WorldSummary
 
 
 def register(app: typer.Typer) -> None:
@@ -31,25 +36,57 @@ def simulate(
     list_scenarios: bool = typer.Option(False, "--list-scenarios", help="List the drift scenarios and exit."),
 ) -> None:
     """Simulate the bank world: parquet sources (data contract) and the truth, apart, in truth/."""
-    import datetime as dt
-
-    from rich.table import Table
-
     from nextbest.console import console, progress
-    from nextbest.errors import ConfigError
     from nextbest.settings import load_settings
-    from nextbest.simulator import SCENARIOS, SimulationConfig, simulate_world
+    from nextbest.simulator import simulate_world
 
     if list_scenarios:
-        t = Table(title="Drift scenarios")
-        t.add_column("name", style="bold")
-        t.add_column("what changes from --scenario-start-day")
-        for s in SCENARIOS.values():
-            t.add_row(s.name, s.description)
-        console.print(t)
+        _print_scenarios()
         return
-
     settings = load_settings()
+    config = _world_config(settings, customers, days, seed, scenario, scenario_start_day, start_date, chunk_size)
+    out_dir = out or settings.world_dir
+    console.print(
+        f"Simulating [bold]{config.customers:,}[/] customers x [bold]{config.days}[/] days, seed {config.seed}"
+        + (f", scenario [bold]{config.scenario}[/] from day {config.scenario_start_day}" if config.scenario else "")
+    )
+    with progress() as bar:
+        task = bar.add_task("simulate", total=config.n_chunks * config.days)
+        summary = simulate_world(config, out_dir, on_progress=lambda k: bar.advance(task, k), workers=workers)
+    _print_summary(summary, out_dir)
+
+
+def _print_scenarios() -> None:
+    """The drift scenarios, one row each."""
+    from rich.table import Table
+
+    from nextbest.console import console
+    from nextbest.simulator import SCENARIOS
+
+    t = Table(title="Drift scenarios")
+    t.add_column("name", style="bold")
+    t.add_column("what changes from --scenario-start-day")
+    for s in SCENARIOS.values():
+        t.add_row(s.name, s.description)
+    console.print(t)
+
+
+def _world_config(
+    settings: Settings,
+    customers: int | None,
+    days: int | None,
+    seed: int | None,
+    scenario: str | None,
+    scenario_start_day: int | None,
+    start_date: str | None,
+    chunk_size: int,
+) -> SimulationConfig:
+    """The simulation config: options given on the command line, else the world settings."""
+    import datetime as dt
+
+    from nextbest.errors import ConfigError
+    from nextbest.simulator import SimulationConfig
+
     w = settings.world
     scenario = scenario if scenario is not None else w.scenario
     if scenario_start_day is None and scenario is not None:
@@ -61,7 +98,7 @@ def simulate(
         start = dt.date.fromisoformat(start_date or w.start_date)
     except ValueError:
         raise ConfigError(f"--start-date must be YYYY-MM-DD, got {start_date!r}") from None
-    config = SimulationConfig.build(
+    return SimulationConfig.build(
         customers=w.customers if customers is None else customers,
         days=n_days,
         seed=w.seed if seed is None else seed,
@@ -70,14 +107,13 @@ def simulate(
         scenario_start_day=scenario_start_day,
         chunk_size=chunk_size,
     )
-    out_dir = out or settings.world_dir
-    console.print(
-        f"Simulating [bold]{config.customers:,}[/] customers x [bold]{config.days}[/] days, seed {config.seed}"
-        + (f", scenario [bold]{config.scenario}[/] from day {config.scenario_start_day}" if config.scenario else "")
-    )
-    with progress() as bar:
-        task = bar.add_task("simulate", total=config.n_chunks * config.days)
-        summary = simulate_world(config, out_dir, on_progress=lambda k: bar.advance(task, k), workers=workers)
+
+
+def _print_summary(summary: WorldSummary, out_dir: Path) -> None:
+    """Rows written per table, the world's truth measures and where the sources and truth are."""
+    from rich.table import Table
+
+    from nextbest.console import console
 
     t = Table(title=f"World written in {summary.seconds:.1f}s")
     t.add_column("table")

@@ -183,6 +183,16 @@ def _choice_rows(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
     return np.minimum((cum < u[:, None]).sum(axis=1), weights.shape[1] - 1)
 
 
+# one day's transactions from one stage: (rows, ts, amount, direction, category, channel, country)
+_Tx = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _transfer_rows(r: np.ndarray, ts: np.ndarray, amt: np.ndarray, direction: int, category: str) -> _Tx:
+    """Transaction rows for account transfers (channel `transfer`, home country)."""
+    zeros = np.zeros(len(r), np.int64)
+    return (r, ts, amt, zeros + direction, zeros + _TC[category], zeros + 3, zeros)
+
+
 @dataclass
 class _Today:
     """What the stages of one day share: the day, the active customers and what happened to them so far."""
@@ -206,6 +216,25 @@ class _Today:
     @property
     def day_end(self) -> int:
         return self.t0 + P.DAY_END_SECOND
+
+
+@dataclass
+class _Contacts:
+    """Today's contacts, one row each, as the logging policy decided them (before their outcomes)."""
+
+    rows: np.ndarray  # customer rows
+    pos: np.ndarray  # positions in the day's active customers (`_Today.idx`)
+    sec: np.ndarray  # second of the day of the decision
+    trig: np.ndarray  # bool: triggered by a signal (else scheduled)
+    trigger: np.ndarray  # the triggering signal, -1 when scheduled
+    action: np.ndarray
+    channel: np.ndarray
+    propensity: np.ndarray
+    n_eligible: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
 
 
 class _ChunkSimulation:
@@ -385,33 +414,43 @@ class _ChunkSimulation:
 
     def _money(self, day: _Today) -> None:
         """2b. Transactions and balances: salary and pay-day debits, fees, competitor transfers, spending."""
-        pop, rng, idx, m, t0 = self.pop, self.rng, day.idx, day.m, day.t0
-        held, cur, sav, card = self.held, self.cur, self.sav, self.card
-        sig_today, pk = day.sig_today, day.payday
-        tx: list[tuple[np.ndarray, ...]] = []  # (rows, ts, amount, direction, category, channel, country)
+        # in this order: each stage draws from the RNG, and the transactions keep the stages' order
+        tx = [
+            self._payday_money(day),
+            self._fees(day),
+            self._competitor_transfers(day),
+            self._transfers_in(day),
+            self._spending(day),
+        ]
+        self._log_transactions([t for t in tx if t is not None])
+        self.inv[day.idx] *= 1.0 + self.rng.normal(0.0002, 0.008, day.m)
 
-        def transfers(r: np.ndarray, ts: np.ndarray, amt: np.ndarray, direction: int, category: str) -> None:
-            zeros = np.zeros(len(r), np.int64)
-            tx.append((r, ts, amt, zeros + direction, zeros + _TC[category], zeros + 3, zeros))
+    def _payday_money(self, day: _Today) -> _Tx | None:
+        """Salary in on pay day; the card bill, the savings standing order and loan instalments go out."""
+        pop, held, cur, sav, card = self.pop, self.held, self.cur, self.sav, self.card
+        pk = day.payday
+        if not len(pk):
+            return None
+        r = day.idx[pk]
+        salary = _transfer_rows(r, day.t0 + day.sig_today[pk, _S["salary_credit"]], pop.income[r], 1, "salary")
+        cur[r] += pop.income[r]
+        pay = np.minimum(card[r], np.maximum(cur[r], 0))
+        card[r] -= pay
+        cur[r] -= pay
+        srate = self.save_rate[r] * (1.6 if self.rate_shock and day.after_k else 1.0)
+        to_sav = np.where(held[r, _PR["savings"]] | held[r, _PR["term_deposit"]], srate * pop.income[r], 0.0)
+        sav[r] += to_sav
+        cur[r] -= to_sav
+        loan_inst = np.minimum(self.loan[r], self.loan[r] / 36 + 1)
+        mort_inst = np.minimum(self.mort[r], self.mort[r] / 240 + 1)
+        self.loan[r] -= loan_inst
+        self.mort[r] -= mort_inst
+        cur[r] -= loan_inst + mort_inst
+        return salary
 
-        if len(pk):
-            r = idx[pk]
-            transfers(r, t0 + sig_today[pk, _S["salary_credit"]], pop.income[r], 1, "salary")
-            cur[r] += pop.income[r]
-            # card bill, savings standing order and loan instalments on pay day
-            pay = np.minimum(card[r], np.maximum(cur[r], 0))
-            card[r] -= pay
-            cur[r] -= pay
-            srate = self.save_rate[r] * (1.6 if self.rate_shock and day.after_k else 1.0)
-            to_sav = np.where(held[r, _PR["savings"]] | held[r, _PR["term_deposit"]], srate * pop.income[r], 0.0)
-            sav[r] += to_sav
-            cur[r] -= to_sav
-            loan_inst = np.minimum(self.loan[r], self.loan[r] / 36 + 1)
-            mort_inst = np.minimum(self.mort[r], self.mort[r] / 240 + 1)
-            self.loan[r] -= loan_inst
-            self.mort[r] -= mort_inst
-            cur[r] -= loan_inst + mort_inst
-        # monthly account fee on the 1st, overdraft fees when overdrawn
+    def _fees(self, day: _Today) -> _Tx | None:
+        """Monthly account fee on the 1st, overdraft fees when overdrawn."""
+        pop, rng, idx, m, cur = self.pop, self.rng, day.idx, day.m, self.cur
         fee_mult = P.FEE_CHANGE_MULTIPLIER if self.fee_change and day.after_k else 1.0
         fee_amt = np.zeros(m)
         if day.date.day == 1:
@@ -419,74 +458,92 @@ class _ChunkSimulation:
         overdrawn = (cur[idx] < 0) & (rng.random(m) < 0.25)
         fee_amt += np.where(overdrawn, 12.0 * fee_mult, 0.0)
         fk = np.nonzero(fee_amt > 0)[0]
-        if len(fk):
-            r = idx[fk]
-            transfers(r, t0 + rng.integers(2 * 3600, 5 * 3600, len(r)), np.round(fee_amt[fk], 2), 0, "fees")
-            cur[r] -= fee_amt[fk]
-            self.fee_mem[r] += fee_amt[fk] / 10.0
-        # competitor transfers: money leaving for another bank
-        ck = np.nonzero(sig_today[:, _S["competitor_transfer"]] >= 0)[0]
-        if len(ck):
-            r = idx[ck]
-            amt = np.round(
-                np.maximum(cur[r], 0) * rng.uniform(0.3, 0.7, len(r)) + sav[r] * rng.uniform(0, 0.4, len(r)), 2
-            )
-            amt = np.maximum(amt, 50.0)
-            transfers(r, t0 + sig_today[ck, _S["competitor_transfer"]], amt, 0, "competitor_transfer")
-            from_sav = np.minimum(sav[r], amt * 0.5)
-            sav[r] -= from_sav
-            cur[r] -= amt - from_sav
-        # incoming transfers
-        tin = np.nonzero(rng.random(m) < 0.03)[0]
-        if len(tin):
-            r = idx[tin]
-            amt = np.round(rng.lognormal(np.log(200), 1.0, len(r)), 2)
-            transfers(r, t0 + rng.integers(7 * 3600, 22 * 3600, len(r)), amt, 1, "transfer_in")
-            cur[r] += amt
-        # everyday spending, mix shifted by intents and trips
+        if not len(fk):
+            return None
+        r = idx[fk]
+        fees = _transfer_rows(r, day.t0 + rng.integers(2 * 3600, 5 * 3600, len(r)), np.round(fee_amt[fk], 2), 0, "fees")
+        cur[r] -= fee_amt[fk]
+        self.fee_mem[r] += fee_amt[fk] / 10.0
+        return fees
+
+    def _competitor_transfers(self, day: _Today) -> _Tx | None:
+        """Competitor transfers: money leaving for another bank, on the day of the signal."""
+        rng, cur, sav = self.rng, self.cur, self.sav
+        ck = np.nonzero(day.sig_today[:, _S["competitor_transfer"]] >= 0)[0]
+        if not len(ck):
+            return None
+        r = day.idx[ck]
+        amt = np.round(np.maximum(cur[r], 0) * rng.uniform(0.3, 0.7, len(r)) + sav[r] * rng.uniform(0, 0.4, len(r)), 2)
+        amt = np.maximum(amt, 50.0)
+        out = _transfer_rows(r, day.t0 + day.sig_today[ck, _S["competitor_transfer"]], amt, 0, "competitor_transfer")
+        from_sav = np.minimum(sav[r], amt * 0.5)
+        sav[r] -= from_sav
+        cur[r] -= amt - from_sav
+        return out
+
+    def _transfers_in(self, day: _Today) -> _Tx | None:
+        """Incoming transfers."""
+        rng = self.rng
+        tin = np.nonzero(rng.random(day.m) < 0.03)[0]
+        if not len(tin):
+            return None
+        r = day.idx[tin]
+        amt = np.round(rng.lognormal(np.log(200), 1.0, len(r)), 2)
+        incoming = _transfer_rows(r, day.t0 + rng.integers(7 * 3600, 22 * 3600, len(r)), amt, 1, "transfer_in")
+        self.cur[r] += amt
+        return incoming
+
+    def _spending(self, day: _Today) -> _Tx | None:
+        """Everyday spending, the mix shifted by intents and trips; card purchases go on the card balance."""
+        pop, rng, idx, m, held, cur, card = self.pop, self.rng, day.idx, day.m, self.held, self.cur, self.card
         abroad = self.abroad_until[idx] >= day.d
         cnt = rng.poisson(0.75 * pop.spend_level[idx] * np.where(abroad, 1.6, 1.0))
         sp = np.repeat(np.arange(m), cnt)
-        if len(sp):
-            pick = np.minimum(np.searchsorted(_SPEND_CUM, rng.random(len(sp))), len(_SPEND_W) - 1)
-            ab = abroad[sp]
-            shifted = day.lvl[:, _SPEND_INTENTS].max(axis=1) > 0.02
-            special = np.nonzero(ab | shifted[sp])[0]
-            if len(special):
-                ss = sp[special]
-                w = np.repeat(_SPEND_W[None, :], len(ss), axis=0)
-                for intent, (col, g) in _INTENT_SPEND.items():
-                    w[:, col] += g * np.minimum(day.lvl[ss, _I[intent]], 1.5)
-                w[ab[special], 1] += 0.25
-                w[ab[special], 2] += 0.1
-                pick[special] = _choice_rows(rng, w)
-            r = idx[sp]
-            # spending scales with income (so a typical customer lives within it) and with the spending habit
-            scale = np.sqrt(pop.spend_level[r]) * np.power(pop.income[r] / 3_000.0, 0.8)
-            amt = np.maximum(np.round(_SPEND_MED[pick] * rng.lognormal(0.0, 0.6, len(sp)) * scale, 2), 0.5)
-            chn = _SPEND_CH[pick]
-            cty = np.where(ab & (chn != 1) & (chn != 3), self.trip_country[r], 0)
-            ts = t0 + rng.integers(7 * 3600, 23 * 3600, len(sp))
-            tx.append((r, ts, amt, np.zeros(len(sp), np.int64), _SPEND_CAT[pick], chn, cty))
-            has_card = held[r, _PR["credit_card"]] | held[r, _PR["travel_card"]]
-            on_card = has_card & (chn <= 1) & (rng.random(len(sp)) < 0.6)
-            card += np.bincount(r[on_card], weights=amt[on_card], minlength=self.n)
-            cur -= np.bincount(r[~on_card], weights=amt[~on_card], minlength=self.n)
-        if tx:
-            rows, ts, amount, direction, category, channel, country = (np.concatenate(c) for c in zip(*tx, strict=True))
-            nt = len(rows)
-            self.t_tx.add(
-                transaction_id=self.chunk * 10_000_000_000 + self.tx_seq + np.arange(1, nt + 1, dtype=np.int64),
-                row=rows,
-                ts=ts,
-                amount=amount,
-                direction=direction,
-                category=category,
-                channel=channel,
-                country=country,
-            )
-            self.tx_seq += nt
-        self.inv[idx] *= 1.0 + rng.normal(0.0002, 0.008, m)
+        if not len(sp):
+            return None
+        pick = np.minimum(np.searchsorted(_SPEND_CUM, rng.random(len(sp))), len(_SPEND_W) - 1)
+        ab = abroad[sp]
+        shifted = day.lvl[:, _SPEND_INTENTS].max(axis=1) > 0.02
+        special = np.nonzero(ab | shifted[sp])[0]
+        if len(special):
+            ss = sp[special]
+            w = np.repeat(_SPEND_W[None, :], len(ss), axis=0)
+            for intent, (col, g) in _INTENT_SPEND.items():
+                w[:, col] += g * np.minimum(day.lvl[ss, _I[intent]], 1.5)
+            w[ab[special], 1] += 0.25
+            w[ab[special], 2] += 0.1
+            pick[special] = _choice_rows(rng, w)
+        r = idx[sp]
+        # spending scales with income (so a typical customer lives within it) and with the spending habit
+        scale = np.sqrt(pop.spend_level[r]) * np.power(pop.income[r] / 3_000.0, 0.8)
+        amt = np.maximum(np.round(_SPEND_MED[pick] * rng.lognormal(0.0, 0.6, len(sp)) * scale, 2), 0.5)
+        chn = _SPEND_CH[pick]
+        cty = np.where(ab & (chn != 1) & (chn != 3), self.trip_country[r], 0)
+        ts = day.t0 + rng.integers(7 * 3600, 23 * 3600, len(sp))
+        spent = (r, ts, amt, np.zeros(len(sp), np.int64), _SPEND_CAT[pick], chn, cty)
+        has_card = held[r, _PR["credit_card"]] | held[r, _PR["travel_card"]]
+        on_card = has_card & (chn <= 1) & (rng.random(len(sp)) < 0.6)
+        card += np.bincount(r[on_card], weights=amt[on_card], minlength=self.n)
+        cur -= np.bincount(r[~on_card], weights=amt[~on_card], minlength=self.n)
+        return spent
+
+    def _log_transactions(self, tx: list[_Tx]) -> None:
+        """Append the day's transactions (in the order the stages made them) with fresh transaction ids."""
+        if not tx:
+            return
+        rows, ts, amount, direction, category, channel, country = (np.concatenate(c) for c in zip(*tx, strict=True))
+        nt = len(rows)
+        self.t_tx.add(
+            transaction_id=self.chunk * 10_000_000_000 + self.tx_seq + np.arange(1, nt + 1, dtype=np.int64),
+            row=rows,
+            ts=ts,
+            amount=amount,
+            direction=direction,
+            category=category,
+            channel=channel,
+            country=country,
+        )
+        self.tx_seq += nt
 
     def _digital(self, day: _Today) -> None:
         """2c. App / web events: logins, general page views, and the pages a live intent sends customers to."""
@@ -535,11 +592,21 @@ class _ChunkSimulation:
 
     def _contacts(self, day: _Today) -> None:
         """3. The logging policy decides (on a signal, or scheduled); outcomes are drawn from the true p_accept."""
-        pop, rng, table, idx, m, t0 = self.pop, self.rng, self.table, day.idx, day.m, day.t0
+        trig_sig, trig_ts = self._triggers(day)
+        c = self._decide_contacts(day, trig_sig, trig_ts)
+        if c is None:
+            return
+        p_acc = accept_probability(self.table, self._accept_state(day, c.rows, c.pos, c.sec, c.action, c.channel))
+        accepted, dismissed, out_ts = self._outcomes(day, c, p_acc)
+        self._log_contacts(day, c, p_acc, accepted, dismissed, out_ts)
+        self._contact_effects(c, accepted, dismissed, out_ts)
+
+    def _triggers(self, day: _Today) -> tuple[np.ndarray, np.ndarray]:
+        """Per active customer, the earliest of today's signals that triggers a decision: (signal or -1, second)."""
         fr, fj, sig_today = day.fired_row, day.fired_sig, day.sig_today
-        trig_sig = np.full(m, -1, dtype=np.int64)
-        trig_ts = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
-        cand = rng.random(len(fr)) < _TRIGGER_P[fj]
+        trig_sig = np.full(day.m, -1, dtype=np.int64)
+        trig_ts = np.full(day.m, np.iinfo(np.int64).max, dtype=np.int64)
+        cand = self.rng.random(len(fr)) < _TRIGGER_P[fj]
         if cand.any():
             cr, cj = fr[cand], fj[cand]
             cts = sig_today[cr, cj]
@@ -547,12 +614,17 @@ class _ChunkSimulation:
             sel = o[np.unique(cr[o], return_index=True)[1]]
             trig_sig[cr[sel]] = cj[sel]
             trig_ts[cr[sel]] = cts[sel]
+        return trig_sig, trig_ts
+
+    def _decide_contacts(self, day: _Today, trig_sig: np.ndarray, trig_ts: np.ndarray) -> _Contacts | None:
+        """Triggered and scheduled decisions; the logging policy picks action and channel (None: no contact today)."""
+        pop, rng, table, m = self.pop, self.rng, self.table, day.m
         is_trig = trig_sig >= 0
         is_sched = ~is_trig & (rng.random(m) < P.SCHEDULED_CONTACT_RATE)
         dec = np.nonzero(is_trig | is_sched)[0]
         if not len(dec):
-            return
-        rows = idx[dec]
+            return None
+        rows = day.idx[dec]
         trig = is_trig[dec]
         sec = np.where(
             trig, trig_ts[dec] + rng.integers(60, 1800, len(dec)), rng.integers(8 * 3600, 20 * 3600, len(dec))
@@ -572,48 +644,74 @@ class _ChunkSimulation:
         )
         ok = choice.action >= 0
         if not ok.any():
-            return
-        rows, trig, sec = rows[ok], trig[ok], sec[ok]
-        ts = t0 + sec
-        act, chn = choice.action[ok], choice.channel[ok]
-        dsig = np.where(trig, trig_sig[dec][ok], -1)
-        nc = len(rows)
-        p_acc = accept_probability(table, self._accept_state(day, rows, dec[ok], sec, act, chn))
+            return None
+        trig = trig[ok]
+        return _Contacts(
+            rows=rows[ok],
+            pos=dec[ok],
+            sec=sec[ok],
+            trig=trig,
+            trigger=np.where(trig, trig_sig[dec][ok], -1),
+            action=choice.action[ok],
+            channel=choice.channel[ok],
+            propensity=choice.propensity[ok],
+            n_eligible=choice.n_eligible[ok],
+        )
+
+    def _outcomes(self, day: _Today, c: _Contacts, p_acc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Accepted (from the true p_accept), else dismissed or ignored, and when: (accepted, dismissed, outcome_ts)."""
+        rng, nc = self.rng, c.n
         accepted = rng.random(nc) < p_acc
-        interactive = np.isin(chn, [self.ch_index[c] for c in _INTERACTIVE if c in self.ch_index])
+        interactive = np.isin(c.channel, [self.ch_index[ch] for ch in _INTERACTIVE if ch in self.ch_index])
         dismissed = ~accepted & (rng.random(nc) < np.where(interactive, 0.5, 0.15))
-        outcome = np.where(accepted, 0, np.where(dismissed, 1, 2))
         lag = np.where(
             accepted,
             np.minimum(rng.lognormal(np.log(1200), 1.0, nc), 3 * 3600),
             np.where(dismissed, rng.uniform(5, 600, nc), 4 * 3600),
         ).astype(np.int64)
-        out_ts = np.minimum(ts + lag, day.day_end)
+        out_ts = np.minimum(day.t0 + c.sec + lag, day.day_end)
+        return accepted, dismissed, out_ts
+
+    def _log_contacts(
+        self,
+        day: _Today,
+        c: _Contacts,
+        p_acc: np.ndarray,
+        accepted: np.ndarray,
+        dismissed: np.ndarray,
+        out_ts: np.ndarray,
+    ) -> None:
+        """Contact rows (with fresh contact ids), their true p_accept, and today's contact and dismissal counts."""
+        nc = c.n
+        outcome = np.where(accepted, 0, np.where(dismissed, 1, 2))
         cids = self.chunk * 1_000_000_000 + self.contact_seq + np.arange(1, nc + 1, dtype=np.int64)
         self.contact_seq += nc
-        scheduled_loc = np.where(chn == self.ch_index.get("atm", -9), _LOC["other"], _LOC["home"])
+        scheduled_loc = np.where(c.channel == self.ch_index.get("atm", -9), _LOC["other"], _LOC["home"])
         self.t_con.add(
             contact_id=cids,
-            row=rows,
-            ts=ts,
-            action=act,
-            channel=chn,
-            trigger=dsig,
-            location=np.where(trig, _SIG_LOC[np.maximum(dsig, 0)], scheduled_loc),
-            hour=(sec // 3600).astype(np.int64),
-            propensity=choice.propensity[ok],
-            n_eligible=choice.n_eligible[ok],
+            row=c.rows,
+            ts=day.t0 + c.sec,
+            action=c.action,
+            channel=c.channel,
+            trigger=c.trigger,
+            location=np.where(c.trig, _SIG_LOC[np.maximum(c.trigger, 0)], scheduled_loc),
+            hour=(c.sec // 3600).astype(np.int64),
+            propensity=c.propensity,
+            n_eligible=c.n_eligible,
             outcome=outcome,
             outcome_ts=out_ts,
         )
         self.t_ct.add(contact_id=cids, p_accept=p_acc)
         self.acc_p.append(p_acc)
         self.acc_y.append(accepted)
-        self.contacts_prev[rows] += 1
-        self.dismiss_prev[rows] += dismissed
-        # effects of accepted actions
-        prod = table.product[act]
-        kind = table.kind[act]
+        self.contacts_prev[c.rows] += 1
+        self.dismiss_prev[c.rows] += dismissed
+
+    def _contact_effects(self, c: _Contacts, accepted: np.ndarray, dismissed: np.ndarray, out_ts: np.ndarray) -> None:
+        """Accepted sales open the product, retention and service offers are remembered; dismissals may opt out."""
+        rng, table, rows = self.rng, self.table, c.rows
+        prod = table.product[c.action]
+        kind = table.kind[c.action]
         sale = accepted & (prod >= 0)
         if sale.any():
             sr, sp = rows[sale], prod[sale]
@@ -623,8 +721,8 @@ class _ChunkSimulation:
         self.retention_mem[rows[accepted & (kind == "retention")]] += 1.0
         self.service_mem[rows[accepted & (kind == "service")]] += 1.0
         # a dismissal sometimes ends in an opt-out of that channel
-        cc = self.consent_col_of_channel[chn]
-        opt = dismissed & (cc >= 0) & (rng.random(nc) < P.OPT_OUT_AFTER_DISMISS)
+        cc = self.consent_col_of_channel[c.channel]
+        opt = dismissed & (cc >= 0) & (rng.random(c.n) < P.OPT_OUT_AFTER_DISMISS)
         if opt.any():
             orow = rows[opt]
             self.consent[orow, cc[opt]] = False

@@ -63,11 +63,45 @@ def generate_population(
     signup_s: np.ndarray | None = None,
     digital_cohort: bool = False,
 ) -> Population:
-    """Draw `len(customer_ids)` customers. `digital_cohort` draws the young, app-first joiners of that scenario."""
-    n = len(customer_ids)
-    age = np.clip(rng.normal(29, 6, n), 18, 60) if digital_cohort else np.clip(rng.normal(46, 16, n), 18, 92)
-    birth_year = (start_year - np.floor(age)).astype(np.int64)
+    """Draw `len(customer_ids)` customers. `digital_cohort` draws the young, app-first joiners of that scenario.
 
+    The steps draw from `rng` in a fixed order (the order is part of the world): demographics, engagement,
+    preferred channel, consent, signup, latent traits, starting products, region.
+    """
+    n = len(customer_ids)
+    age, segment, income, credit_score, vulnerable = _demographics(rng, n, digital_cohort)
+    engagement = _engagement(rng, age, digital_cohort)
+    digital_first = engagement > 0.68
+    preferred_channel = _preferred_channel(rng, digital_first, channels)
+    consent = _consent(rng, digital_first, engagement)
+    if signup_s is None:
+        signup_s = _signup_times(rng, age)
+    traits = _latent_traits(rng, segment, digital_first, channels)
+    held, start_holdings = _starting_products(rng, segment, age, traits["affinity"], signup_s, digital_cohort)
+    return Population(
+        customer_id=np.asarray(customer_ids, dtype=np.int64),
+        birth_year=(start_year - np.floor(age)).astype(np.int64),
+        region=rng.choice(len(P.REGIONS), n, p=[0.3, 0.2, 0.2, 0.15, 0.15]),
+        segment=segment,
+        income=income,
+        credit_score=credit_score,
+        vulnerable=vulnerable,
+        digital_first=digital_first,
+        engagement=engagement,
+        preferred_channel=preferred_channel.astype(np.int64),
+        consent=consent,
+        signup_s=signup_s,
+        **traits,
+        held=held,
+        start_holdings=start_holdings,
+    )
+
+
+def _demographics(
+    rng: np.random.Generator, n: int, digital_cohort: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Age, segment, monthly income, credit score and vulnerability, each following the ones before."""
+    age = np.clip(rng.normal(29, 6, n), 18, 60) if digital_cohort else np.clip(rng.normal(46, 16, n), 18, 92)
     u = rng.random(n)
     p_sb = 0.04 if digital_cohort else 0.10
     p_aff = 0.08 if digital_cohort else np.clip(0.08 + 0.004 * (age - 25), 0.05, 0.30)
@@ -79,23 +113,32 @@ def generate_population(
         np.round(rng.normal(690, 65, n) + 40 * np.log(income / 3_000.0) + 0.8 * (age - 45)), 300, 850
     ).astype(np.int64)
     vulnerable = (rng.random(n) < 0.03 + 0.12 * (age > 78) + 0.05 * (credit_score < 560)).astype(bool)
+    return age, segment, income, credit_score, vulnerable
 
+
+def _engagement(rng: np.random.Generator, age: np.ndarray, digital_cohort: bool) -> np.ndarray:
+    """0-1 use of app and web: high in the digital cohort, else falling with age."""
+    n = len(age)
     if digital_cohort:
-        engagement = rng.beta(6, 1.5, n)
-    else:
-        engagement = rng.beta(2.2, 2.2, n) * np.clip(1.25 - (age - 18) / 80, 0.25, 1.0)
-    digital_first = engagement > 0.68
+        return rng.beta(6, 1.5, n)
+    return rng.beta(2.2, 2.2, n) * np.clip(1.25 - (age - 18) / 80, 0.25, 1.0)
 
+
+def _preferred_channel(rng: np.random.Generator, digital_first: np.ndarray, channels: tuple[str, ...]) -> np.ndarray:
+    """Preferred channel (index into the catalogue's channels): mostly app for the digital-first."""
     ch = {c: i for i, c in enumerate(channels)}
     pref_choices = np.array([ch.get(c, 0) for c in ("app", "web", "email", "sms", "call_centre")])
     w_digital = np.array([0.7, 0.2, 0.08, 0.01, 0.01])
     w_other = np.array([0.2, 0.15, 0.35, 0.1, 0.2])
     cum_d, cum_o = np.cumsum(w_digital), np.cumsum(w_other)
-    r = rng.random(n)
+    r = rng.random(len(digital_first))
     pick = np.where(digital_first, np.searchsorted(cum_d, r * cum_d[-1]), np.searchsorted(cum_o, r * cum_o[-1]))
-    preferred_channel = pref_choices[np.minimum(pick, len(pref_choices) - 1)]
+    return pref_choices[np.minimum(pick, len(pref_choices) - 1)]
 
-    # consent per channel in CONSENT_COLUMNS order: email, sms, push, app, call
+
+def _consent(rng: np.random.Generator, digital_first: np.ndarray, engagement: np.ndarray) -> np.ndarray:
+    """(n, 5) marketing consent per channel in CONSENT_COLUMNS order: email, sms, push, app, call."""
+    n = len(engagement)
     consent_p = np.stack(
         [
             np.full(n, 0.82),
@@ -106,13 +149,23 @@ def generate_population(
         ],
         axis=1,
     )
-    consent = rng.random((n, len(P.CONSENT_COLUMNS))) < consent_p
+    return rng.random((n, len(P.CONSENT_COLUMNS))) < consent_p
 
-    if signup_s is None:
-        max_tenure_days = np.maximum((age - 18) * 365.25, 30)
-        tenure_days = np.minimum(rng.exponential(8 * 365.25, n) + rng.uniform(7, 60, n), max_tenure_days)
-        signup_s = -np.round(tenure_days * P.SECONDS_PER_DAY).astype(np.int64)
 
+def _signup_times(rng: np.random.Generator, age: np.ndarray) -> np.ndarray:
+    """Signup second (negative: before the world starts) of customers already with the bank, tenure capped by age."""
+    n = len(age)
+    max_tenure_days = np.maximum((age - 18) * 365.25, 30)
+    tenure_days = np.minimum(rng.exponential(8 * 365.25, n) + rng.uniform(7, 60, n), max_tenure_days)
+    return -np.round(tenure_days * P.SECONDS_PER_DAY).astype(np.int64)
+
+
+def _latent_traits(
+    rng: np.random.Generator, segment: np.ndarray, digital_first: np.ndarray, channels: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """The latent traits (truth, never observed) and pay day, keyed by their `Population` field names."""
+    n = len(segment)
+    ch = {c: i for i, c in enumerate(channels)}
     affinity = rng.normal(0.0, P.AFFINITY_SD, (n, len(PRODUCTS)))
     price_sensitivity = rng.lognormal(0.0, 0.4, n)
     fatigue_sensitivity = rng.lognormal(0.0, 0.35, n)
@@ -126,32 +179,16 @@ def generate_population(
     spend_level = rng.lognormal(0.0, 0.35, n) * np.where(segment == SEG_AFFLUENT, 1.5, 1.0)
     travel_propensity = rng.lognormal(0.0, 0.6, n) * np.where(segment == SEG_AFFLUENT, 1.8, 1.0)
     payday = rng.choice(np.array([1, 15, 20, 25, 28]), n)
-
-    held, start_holdings = _starting_products(rng, segment, age, affinity, signup_s, digital_cohort)
-    return Population(
-        customer_id=np.asarray(customer_ids, dtype=np.int64),
-        birth_year=birth_year,
-        region=rng.choice(len(P.REGIONS), n, p=[0.3, 0.2, 0.2, 0.15, 0.15]),
-        segment=segment,
-        income=income,
-        credit_score=credit_score,
-        vulnerable=vulnerable,
-        digital_first=digital_first,
-        engagement=engagement,
-        preferred_channel=preferred_channel.astype(np.int64),
-        consent=consent,
-        signup_s=signup_s,
-        affinity=affinity,
-        price_sensitivity=price_sensitivity,
-        fatigue_sensitivity=fatigue_sensitivity,
-        churn_propensity=churn_propensity,
-        channel_affinity=channel_affinity,
-        spend_level=spend_level,
-        travel_propensity=travel_propensity,
-        payday=payday,
-        held=held,
-        start_holdings=start_holdings,
-    )
+    return {
+        "affinity": affinity,
+        "price_sensitivity": price_sensitivity,
+        "fatigue_sensitivity": fatigue_sensitivity,
+        "churn_propensity": churn_propensity,
+        "channel_affinity": channel_affinity,
+        "spend_level": spend_level,
+        "travel_propensity": travel_propensity,
+        "payday": payday,
+    }
 
 
 def _starting_products(

@@ -61,6 +61,8 @@ def _chunk_plan(config: SimulationConfig) -> list[tuple[int, int, int, int]]:
 
 @dataclass
 class _ChunkOutput:
+    """What one chunk sends back: rows written, AUC histograms and the counts behind the rates."""
+
     index: int
     rows: dict[str, int]
     churn_hist: dict[int, tuple[np.ndarray, np.ndarray]]
@@ -131,6 +133,7 @@ def _run_chunks(
     workers: int,
     on_progress: ProgressCallback | None,
 ) -> list[_ChunkOutput]:
+    """Every chunk's output, in chunk order: in this process, or in `workers` forked processes."""
     outputs: list[_ChunkOutput] = []
     if workers <= 1 or len(plan) == 1:
         for c, row in enumerate(plan):
@@ -163,10 +166,7 @@ def simulate_world(
     started = time.perf_counter()
     out = Path(out_dir)
     catalogue = catalogue or load_catalogue()
-    staging = out / ".staging"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging = _fresh_staging(out)
     plan = _chunk_plan(config)
     if workers is None:
         workers = min(2, os.cpu_count() or 1, len(plan))
@@ -175,7 +175,26 @@ def simulate_world(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # never leave a half-written world behind
         raise
+    summary = _summarise(outputs, config, out)
+    _publish(staging, out, _world_json(config, catalogue, plan, summary))
+    summary.seconds = time.perf_counter() - started
+    logger.debug(
+        "simulated %s customers x %s days into %s in %.1fs", config.customers, config.days, out, summary.seconds
+    )
+    return summary
 
+
+def _fresh_staging(out: Path) -> Path:
+    """An empty staging folder `out/.staging` (a leftover of an interrupted run is removed)."""
+    staging = out / ".staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _summarise(outputs: list[_ChunkOutput], config: SimulationConfig, out: Path) -> WorldSummary:
+    """Add up the chunks: rows per table, the Bayes-optimal AUCs, monthly churn and acceptance rates."""
     churn_auc = {h: StreamingAUC() for h in config.churn_horizons}
     accept_auc = StreamingAUC()
     rows: dict[str, int] = {}
@@ -200,7 +219,14 @@ def simulate_world(
     summary.bayes_auc["offer_acceptance"] = accept_auc.value()
     summary.monthly_churn_rate = n_closed / max(customer_days, 1.0) * 30.0
     summary.acceptance_rate = n_accepted / max(n_contacts, 1)
-    world = {
+    return summary
+
+
+def _world_json(
+    config: SimulationConfig, catalogue: Catalogue, plan: list[tuple[int, int, int, int]], summary: WorldSummary
+) -> dict[str, object]:
+    """The content of truth/world.json: the config, the layout and the world's truth measures."""
+    return {
         "generator_version": GENERATOR_VERSION,
         "seed": config.seed,
         "customers": config.customers,
@@ -224,6 +250,10 @@ def simulate_world(
         "catalogue_channels": list(catalogue.channels),
         "layout": "every table is a folder of parquet parts, one per customer chunk: <table>/part-NNNNN.parquet",
     }
+
+
+def _publish(staging: Path, out: Path, world: dict[str, object]) -> None:
+    """Write world.json into staging, then swap `sources` and `truth` into place and drop the staging folder."""
     (staging / "truth").mkdir(exist_ok=True)
     (staging / "truth" / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
     for sub in ("sources", "truth"):
@@ -232,11 +262,6 @@ def simulate_world(
             shutil.rmtree(target)
         (staging / sub).rename(target)
     shutil.rmtree(staging)
-    summary.seconds = time.perf_counter() - started
-    logger.debug(
-        "simulated %s customers x %s days into %s in %.1fs", config.customers, config.days, out, summary.seconds
-    )
-    return summary
 
 
 def _end_iso(config: SimulationConfig) -> str:

@@ -24,6 +24,7 @@ from nextbest.simulator.propensity import ActionTable
 from nextbest.simulator.schema import SOURCE_SCHEMAS, TRUTH_SCHEMAS, latent_schema
 
 ROW_GROUP_SIZE = 1_000_000
+Rows = dict[str, np.ndarray]  # one table's columns as the engine produced them
 
 
 def _strings(codes: np.ndarray, names: tuple[str, ...] | list[str]) -> pa.Array:
@@ -84,16 +85,30 @@ def chunk_tables(
     ep = config.start_epoch_seconds
     cid = pop.customer_id
     t = result.tables
-    out: dict[str, pa.Table] = {}
-    channels = table.channels
+    return {
+        "customers": _customers(t["profile_changes"], t["start_state"], pop, ep, table.channels),
+        "holdings": _holdings(t["holdings"], t["closures"], cid, ep),
+        "balances": _balances(t["balances"], cid, ep),
+        "transactions": _transactions(t["transactions"], cid, ep),
+        "digital_events": _digital_events(t["digital_events"], cid, ep),
+        "context_signals": _context_signals(t["context_signals"], cid, ep),
+        "contacts": _contacts(t["contacts"], cid, ep, table),
+        "closures": _closures(t["closures"], cid, ep),
+        # ---- truth
+        "truth/intents": _intents(t["intents"], cid, ep),
+        "truth/contact_truth": _contact_truth(t["contact_truth"]),
+        "truth/churn_hazard": _churn_hazard(t["churn_hazard"], cid, ep),
+        "truth/customer_latent": _customer_latent(pop, table.channels),
+    }
 
-    # customers: the profile at signup, then one row per change (credit score after a shock, consent withdrawn)
-    ch = t["profile_changes"]
-    n0 = pop.n
-    rows = np.concatenate([np.arange(n0), ch["row"]])
+
+def _customers(ch: Rows, start: Rows, pop: Population, ep: int, channels: tuple[str, ...]) -> pa.Table:
+    """customers: the profile at signup, then one row per change (credit score after a shock, consent withdrawn)."""
+    cid = pop.customer_id
+    rows = np.concatenate([np.arange(pop.n), ch["row"]])
     valid = np.concatenate([pop.signup_s, ch["valid_from"]])
-    credit = np.concatenate([t["start_state"]["credit"], ch["credit"]])
-    consent = np.concatenate([t["start_state"]["consent"], ch["consent"].reshape(-1, len(P.CONSENT_COLUMNS))])
+    credit = np.concatenate([start["credit"], ch["credit"]])
+    consent = np.concatenate([start["consent"], ch["consent"].reshape(-1, len(P.CONSENT_COLUMNS))])
     o = _order(cid[rows], valid)
     rows, valid, credit, consent = rows[o], valid[o], credit[o], consent[o]
     cols: dict[str, object] = {
@@ -112,17 +127,17 @@ def chunk_tables(
     }
     for i, c in enumerate(P.CONSENT_COLUMNS):
         cols[c] = consent[:, i]
-    out["customers"] = _build(SOURCE_SCHEMAS["customers"], cols)
+    return _build(SOURCE_SCHEMAS["customers"], cols)
 
-    # holdings: closed with the relationship
-    h = t["holdings"]
-    close_s = np.full(n0, -1, dtype=np.int64)
-    cl = t["closures"]
+
+def _holdings(h: Rows, cl: Rows, cid: np.ndarray, ep: int) -> pa.Table:
+    """holdings: closed with the relationship."""
+    close_s = np.full(len(cid), -1, dtype=np.int64)
     close_s[cl["row"]] = cl["ts"]
     o = _order(cid[h["row"]], h["opened_s"], h["product"])
     hr = h["row"][o]
     hc = close_s[hr]
-    out["holdings"] = _build(
+    return _build(
         SOURCE_SCHEMAS["holdings"],
         {
             "customer_id": cid[hr],
@@ -133,56 +148,64 @@ def chunk_tables(
         },
     )
 
-    # big tables keep generation order (by day): already deterministic, and sorting millions of rows costs time
-    b = t["balances"]
-    o = slice(None)
-    out["balances"] = _build(
+
+# The big tables (balances, transactions, digital events, churn hazard) keep generation order (by day): already
+# deterministic, and sorting millions of rows costs time.
+
+
+def _balances(b: Rows, cid: np.ndarray, ep: int) -> pa.Table:
+    """balances: statement-day snapshots, in generation order."""
+    return _build(
         SOURCE_SCHEMAS["balances"],
         {
-            "customer_id": cid[b["row"][o]],
-            "as_of": _ts(b["as_of"][o], ep),
-            "current_balance": b["current"][o],
-            "savings_balance": b["savings"][o],
-            "card_balance": b["card"][o],
-            "loan_balance": b["loan"][o],
-            "mortgage_balance": b["mortgage"][o],
-            "investment_balance": b["investment"][o],
+            "customer_id": cid[b["row"]],
+            "as_of": _ts(b["as_of"], ep),
+            "current_balance": b["current"],
+            "savings_balance": b["savings"],
+            "card_balance": b["card"],
+            "loan_balance": b["loan"],
+            "mortgage_balance": b["mortgage"],
+            "investment_balance": b["investment"],
         },
     )
 
-    x = t["transactions"]
-    o = slice(None)
-    out["transactions"] = _build(
+
+def _transactions(x: Rows, cid: np.ndarray, ep: int) -> pa.Table:
+    """transactions, in generation order."""
+    return _build(
         SOURCE_SCHEMAS["transactions"],
         {
-            "transaction_id": x["transaction_id"][o],
-            "customer_id": cid[x["row"][o]],
-            "ts": _ts(x["ts"][o], ep),
-            "amount": x["amount"][o],
-            "direction": _strings(x["direction"][o], E.TX_DIRECTIONS),
-            "category": _strings(x["category"][o], E.TX_CATEGORIES),
-            "channel": _strings(x["channel"][o], E.TX_CHANNELS),
-            "country": _strings(x["country"][o], E.COUNTRIES),
+            "transaction_id": x["transaction_id"],
+            "customer_id": cid[x["row"]],
+            "ts": _ts(x["ts"], ep),
+            "amount": x["amount"],
+            "direction": _strings(x["direction"], E.TX_DIRECTIONS),
+            "category": _strings(x["category"], E.TX_CATEGORIES),
+            "channel": _strings(x["channel"], E.TX_CHANNELS),
+            "country": _strings(x["country"], E.COUNTRIES),
         },
     )
 
-    g = t["digital_events"]
-    o = slice(None)
-    out["digital_events"] = _build(
+
+def _digital_events(g: Rows, cid: np.ndarray, ep: int) -> pa.Table:
+    """digital_events (logins and page views), in generation order."""
+    return _build(
         SOURCE_SCHEMAS["digital_events"],
         {
-            "customer_id": cid[g["row"][o]],
-            "ts": _ts(g["ts"][o], ep),
-            "channel": _strings(g["channel"][o], ("app", "web")),
-            "event_type": _strings(g["event_type"][o], ("login", "page_view")),
-            "page": _strings(g["page"][o], E.PAGES),
+            "customer_id": cid[g["row"]],
+            "ts": _ts(g["ts"], ep),
+            "channel": _strings(g["channel"], ("app", "web")),
+            "event_type": _strings(g["event_type"], ("login", "page_view")),
+            "page": _strings(g["page"], E.PAGES),
         },
     )
 
-    s = t["context_signals"]
+
+def _context_signals(s: Rows, cid: np.ndarray, ep: int) -> pa.Table:
+    """context_signals, by time, customer and signal, with the location type each signal implies."""
     o = _order(s["ts"], cid[s["row"]], s["signal"])
     loc_of_signal = np.array([P.LOCATION_TYPES.index(P.SIGNAL_LOCATION[x]) for x in P.SIGNALS])
-    out["context_signals"] = _build(
+    return _build(
         SOURCE_SCHEMAS["context_signals"],
         {
             "customer_id": cid[s["row"][o]],
@@ -192,17 +215,19 @@ def chunk_tables(
         },
     )
 
-    c = t["contacts"]
+
+def _contacts(c: Rows, cid: np.ndarray, ep: int, table: ActionTable) -> pa.Table:
+    """contacts (the logging policy's decisions and their outcomes), by time and contact id."""
     o = _order(c["ts"], c["contact_id"])
     trig = c["trigger"][o]
-    out["contacts"] = _build(
+    return _build(
         SOURCE_SCHEMAS["contacts"],
         {
             "contact_id": c["contact_id"][o],
             "customer_id": cid[c["row"][o]],
             "ts": _ts(c["ts"][o], ep),
             "action_id": _strings(c["action"][o], table.ids),
-            "channel": _strings(c["channel"][o], channels),
+            "channel": _strings(c["channel"][o], table.channels),
             "trigger": _strings(np.where(trig < 0, len(P.SIGNALS), trig), (*P.SIGNALS, "scheduled")),
             "location_type": _strings(c["location"][o], P.LOCATION_TYPES),
             "hour_of_day": c["hour"][o],
@@ -214,8 +239,11 @@ def chunk_tables(
         },
     )
 
+
+def _closures(cl: Rows, cid: np.ndarray, ep: int) -> pa.Table:
+    """closures, by time and customer."""
     o = _order(cl["ts"], cid[cl["row"]])
-    out["closures"] = _build(
+    return _build(
         SOURCE_SCHEMAS["closures"],
         {
             "customer_id": cid[cl["row"][o]],
@@ -224,10 +252,11 @@ def chunk_tables(
         },
     )
 
-    # ---- truth
-    it = t["intents"]
+
+def _intents(it: Rows, cid: np.ndarray, ep: int) -> pa.Table:
+    """truth/intents: every life event, by customer, start and intent."""
     o = _order(cid[it["row"]], it["start_s"], it["intent"])
-    out["truth/intents"] = _build(
+    return _build(
         TRUTH_SCHEMAS["intents"],
         {
             "customer_id": cid[it["row"][o]],
@@ -237,22 +266,29 @@ def chunk_tables(
             "half_life_days": it["half"][o],
         },
     )
-    ct = t["contact_truth"]
+
+
+def _contact_truth(ct: Rows) -> pa.Table:
+    """truth/contact_truth: the true acceptance probability of each contact, by contact id."""
     o = np.argsort(ct["contact_id"], kind="stable")
-    out["truth/contact_truth"] = _build(
-        TRUTH_SCHEMAS["contact_truth"], {"contact_id": ct["contact_id"][o], "p_accept": ct["p_accept"][o]}
-    )
-    hz = t["churn_hazard"]
-    o = slice(None)
-    out["truth/churn_hazard"] = _build(
+    return _build(TRUTH_SCHEMAS["contact_truth"], {"contact_id": ct["contact_id"][o], "p_accept": ct["p_accept"][o]})
+
+
+def _churn_hazard(hz: Rows, cid: np.ndarray, ep: int) -> pa.Table:
+    """truth/churn_hazard: the true daily hazard on the cadence days, in generation order."""
+    return _build(
         TRUTH_SCHEMAS["churn_hazard"],
         {
-            "customer_id": cid[hz["row"][o]],
-            "date": _ts(hz["day"][o] * P.SECONDS_PER_DAY, ep),
-            "hazard": hz["hazard"][o],
+            "customer_id": cid[hz["row"]],
+            "date": _ts(hz["day"] * P.SECONDS_PER_DAY, ep),
+            "hazard": hz["hazard"],
         },
     )
-    lat: dict[str, object] = {"customer_id": cid}
+
+
+def _customer_latent(pop: Population, channels: tuple[str, ...]) -> pa.Table:
+    """truth/customer_latent: the latent traits, one row per customer."""
+    lat: dict[str, object] = {"customer_id": pop.customer_id}
     for j, p in enumerate(PRODUCTS):
         lat[f"affinity_{p}"] = pop.affinity[:, j]
     lat.update(
@@ -265,8 +301,7 @@ def chunk_tables(
     )
     for j, chn in enumerate(channels):
         lat[f"channel_affinity_{chn}"] = pop.channel_affinity[:, j]
-    out["truth/customer_latent"] = _build(latent_schema(channels), lat)
-    return out
+    return _build(latent_schema(channels), lat)
 
 
 def write_chunk(tables: dict[str, pa.Table], staging: Path, chunk_index: int) -> dict[str, int]:
