@@ -54,6 +54,8 @@ PAGE_HALF_LIFE_HOURS: dict[str, float] = {
     "travel": 3 * 24.0,
     "close_account": 7 * 24.0,
 }
+#: Digital events of the data contract (`digital_events.event_type`) that a real-time event may carry.
+DIGITAL_EVENTS: frozenset[str] = frozenset({"login", "page_view"})
 #: Source value -> state column, shared by the offline pipeline and `push_event` (one transformation).
 SIGNAL_COLUMNS: dict[str, str] = {s: f"last_{s}_ts" for s in SIGNAL_HALF_LIFE_HOURS}
 PAGE_COLUMNS: dict[str, str] = {p: f"last_{p}_view_ts" for p in PAGE_HALF_LIFE_HOURS}

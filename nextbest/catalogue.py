@@ -39,41 +39,71 @@ PRODUCTS: tuple[str, ...] = (
 SEGMENTS: tuple[str, ...] = ("mass", "affluent", "small_business")
 RISK_BANDS: tuple[str, ...] = ("low", "medium", "high")
 ActionKind = Literal["sales", "retention", "service"]
+#: every action kind, in the deterministic tie-break order of arbitration (service first)
+ACTION_KINDS: tuple[str, ...] = ("service", "retention", "sales")
+#: the kinds that are marketing: consent, contact caps and the universal holdout apply to them
+MARKETING_KINDS: frozenset[str] = frozenset({"sales", "retention"})
+
+
+class FeatureCondition(Frozen):
+    """An eligibility condition on one online feature of the served entity: min <= value <= max (missing: not met)."""
+
+    feature: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> FeatureCondition:
+        if self.min is None and self.max is None:
+            raise ValueError(f"condition on {self.feature!r}: give min, max or both")
+        return self
 
 
 class Eligibility(Frozen):
+    """Who may be offered an action at all: profile facts (age, segment, holdings, risk band) and feature conditions.
+
+    Product, segment and risk-band names are checked against the catalogue's own lists (`Catalogue`).
+    """
+
     min_age: int | None = None
     max_age: int | None = None
     segments: tuple[str, ...] | None = None
     requires: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
-    max_risk_band: Literal["low", "medium", "high"] | None = None
+    max_risk_band: str | None = None
+    conditions: tuple[FeatureCondition, ...] = ()
 
-    @model_validator(mode="after")
-    def _known_names(self) -> Eligibility:
-        for p in (*self.requires, *self.excludes):
-            if p not in PRODUCTS:
-                raise ValueError(f"unknown product {p!r} in eligibility; known: {', '.join(PRODUCTS)}")
-        for s in self.segments or ():
-            if s not in SEGMENTS:
-                raise ValueError(f"unknown segment {s!r}; known: {', '.join(SEGMENTS)}")
-        return self
+    @property
+    def needs_profile(self) -> bool:
+        """Whether any condition needs the customer's profile (a cold-start customer has none)."""
+        return bool(
+            self.requires or self.segments or self.min_age is not None or self.max_age is not None or self.conditions
+        )
 
 
 class Action(Frozen):
+    """One thing the bank can do for a customer: an offer, a retention gesture or a service action."""
+
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     kind: ActionKind
-    product: str | None
+    product: str | None = None
     value: float = Field(gt=0)
     credit: bool = False
-    channels: tuple[str, ...]
+    # The project's model whose probability is this action's propensity (None: the project's action model).
+    model: str | None = None
+    channels: tuple[str, ...] = ()  # default: the channels that have a template
     eligibility: Eligibility = Eligibility()
-    templates: dict[str, str]
+    templates: dict[str, str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channels_default(cls, data: object) -> object:
+        if isinstance(data, dict) and not data.get("channels") and isinstance(data.get("templates"), dict):
+            return {**data, "channels": tuple(data["templates"])}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Action:
-        if self.product is not None and self.product not in PRODUCTS:
-            raise ValueError(f"action {self.id}: unknown product {self.product!r}")
         missing = [c for c in self.channels if c not in self.templates]
         if missing:
             raise ValueError(f"action {self.id}: no approved template for channel(s) {missing}")
@@ -81,19 +111,36 @@ class Action(Frozen):
 
 
 class Catalogue(Frozen):
+    """A project's actions and the names they may use (channels, products, segments, risk bands)."""
+
     schema_version: int = 1
     channels: tuple[str, ...]
+    # Defaults: the simulated bank's lists (its catalogue, simulator and genome share them).
+    products: tuple[str, ...] = PRODUCTS
+    segments: tuple[str, ...] = SEGMENTS
+    risk_bands: tuple[str, ...] = RISK_BANDS  # lowest risk first
     actions: tuple[Action, ...]
 
     @model_validator(mode="after")
-    def _unique(self) -> Catalogue:
+    def _consistent(self) -> Catalogue:
         ids = [a.id for a in self.actions]
         if len(ids) != len(set(ids)):
             raise ValueError("duplicate action ids in catalogue")
         for a in self.actions:
             bad = [c for c in a.channels if c not in self.channels]
             if bad:
-                raise ValueError(f"action {a.id}: channel(s) {bad} not in catalogue channels")
+                raise ValueError(f"action {a.id}: channel(s) {bad} not in catalogue channels {list(self.channels)}")
+            if a.product is not None and a.product not in self.products:
+                raise ValueError(f"action {a.id}: unknown product {a.product!r}; known: {', '.join(self.products)}")
+            e = a.eligibility
+            for prod in (*e.requires, *e.excludes):
+                if prod not in self.products:
+                    raise ValueError(f"action {a.id}: unknown product {prod!r} in eligibility; known: {self.products}")
+            for seg in e.segments or ():
+                if seg not in self.segments:
+                    raise ValueError(f"action {a.id}: unknown segment {seg!r}; known: {', '.join(self.segments)}")
+            if e.max_risk_band is not None and e.max_risk_band not in self.risk_bands:
+                raise ValueError(f"action {a.id}: unknown risk band {e.max_risk_band!r}; known: {self.risk_bands}")
         return self
 
     @property
@@ -109,9 +156,19 @@ class Catalogue(Frozen):
     def index(self, action_id: str) -> int:
         return self.action_ids.index(action_id)
 
+    def models(self, default: str | None) -> dict[str, str]:
+        """action id -> the model that scores it (`default` for actions that name none)."""
+        out: dict[str, str] = {}
+        for a in self.actions:
+            name = a.model or default
+            if name is None:
+                raise ValueError(f"action {a.id} names no model and the project has no action model")
+            out[a.id] = name
+        return out
+
 
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
-    """Load and validate a catalogue (default: NEXTBEST_CATALOGUE or the shipped one)."""
+    """Load and validate a catalogue file (default: NEXTBEST_CATALOGUE or the simulated bank's)."""
     resolved = Path(path or os.environ.get("NEXTBEST_CATALOGUE") or DEFAULT_CATALOGUE)
     return _load(resolved.resolve())
 

@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 Outcome = Literal["shown", "accepted", "dismissed", "ignored"]
 OUTCOMES: tuple[str, ...] = ("shown", "accepted", "dismissed", "ignored")
 
+#: customer keys are stored as text (int keys as their decimal digits), so one schema serves int- and string-keyed
+#: projects; `DecisionLog(key_type=...)` turns them back into the project's type on read.
+KEY_LENGTH = 64
+
 metadata = sa.MetaData()
 
 decisions = sa.Table(
@@ -57,7 +61,7 @@ decisions = sa.Table(
     metadata,
     sa.Column("decision_id", sa.String(40), primary_key=True),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("customer_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("customer_id", sa.String(KEY_LENGTH), nullable=False, index=True),
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("context", sa.JSON),
     sa.Column("features", sa.JSON),
@@ -65,6 +69,7 @@ decisions = sa.Table(
     sa.Column("model_versions", sa.JSON),
     sa.Column("policy_version", sa.String(64)),
     sa.Column("churn_risk", sa.Float),
+    sa.Column("model_scores", sa.JSON),
     sa.Column("scores", sa.JSON),
     sa.Column("chosen", sa.JSON),
     sa.Column("rejected", sa.JSON),
@@ -78,7 +83,7 @@ decision_contacts = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("decision_id", sa.String(40), nullable=False, index=True),
-    sa.Column("customer_id", sa.BigInteger, nullable=False),
+    sa.Column("customer_id", sa.String(KEY_LENGTH), nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("action_id", sa.String(64), nullable=False),
@@ -94,7 +99,7 @@ feedback = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("decision_id", sa.String(40), nullable=False, index=True),
-    sa.Column("customer_id", sa.BigInteger),
+    sa.Column("customer_id", sa.String(KEY_LENGTH)),
     sa.Column("action_id", sa.String(64)),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
@@ -104,7 +109,7 @@ events = sa.Table(
     "events",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("customer_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("customer_id", sa.String(KEY_LENGTH), nullable=False, index=True),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("payload", sa.JSON),
@@ -127,7 +132,7 @@ class DecisionRecord:
 
     decision_id: str
     ts: datetime
-    customer_id: int
+    customer_id: int | str
     channel: str
     context: Mapping[str, Any]
     features: Mapping[str, Any]
@@ -141,11 +146,13 @@ class DecisionRecord:
     degraded: bool = False
     cold_start: bool = False
     latency_ms: float | None = None
+    # Entity-level model probabilities by model name (churn risk, a per-customer propensity, a rule's risk).
+    model_scores: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class EventRecord:
-    customer_id: int
+    customer_id: int | str
     ts: datetime
     event_type: str
     payload: Mapping[str, Any] = field(default_factory=dict)
@@ -248,8 +255,10 @@ class DecisionLog:
         batch_size: int = 500,
         flush_interval_s: float = 0.05,
         spool_path: Path | None = None,
+        key_type: Literal["int", "str"] = "int",
     ) -> None:
         self.uri = uri
+        self.key_type = key_type
         self.engine = make_engine(uri)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._batch_size = batch_size
@@ -308,7 +317,7 @@ class DecisionLog:
     def record_contacts(
         self,
         decision_id: str,
-        customer_id: int,
+        customer_id: int | str,
         channel: str,
         ts: datetime,
         actions: Sequence[tuple[str, str]],
@@ -319,7 +328,7 @@ class DecisionLog:
         rows = [
             {
                 "decision_id": decision_id,
-                "customer_id": int(customer_id),
+                "customer_id": str(customer_id),
                 "ts": ts,
                 "channel": channel,
                 "action_id": action_id,
@@ -331,11 +340,11 @@ class DecisionLog:
         with self.engine.begin() as conn:
             conn.execute(decision_contacts.insert(), rows)
 
-    def contact_history(self, customer_id: int, since: datetime) -> list[ContactRecord]:
+    def contact_history(self, customer_id: int | str, since: datetime) -> list[ContactRecord]:
         """Actions delivered to this customer since `since`, with outcomes (what caps and cool-downs need)."""
         c = decision_contacts.c
         stmt = sa.select(c.ts, c.decision_id, c.channel, c.action_id, c.kind, c.outcome, c.outcome_ts).where(
-            c.customer_id == int(customer_id), c.ts >= since
+            c.customer_id == str(customer_id), c.ts >= since
         )
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
@@ -445,14 +454,18 @@ class DecisionLog:
         with self.engine.begin() as conn:
             return int(conn.execute(stmt).rowcount or 0)
 
-    def _find_decision(self, decision_id: str) -> tuple[int, set[str]] | None:
+    def _find_decision(self, decision_id: str) -> tuple[int | str, set[str]] | None:
         c = decision_contacts.c
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(c.customer_id, c.action_id).where(c.decision_id == decision_id)).all()
             if rows:
-                return int(rows[0].customer_id), {r.action_id for r in rows}
+                return self.key(rows[0].customer_id), {r.action_id for r in rows}
             row = conn.execute(sa.select(decisions.c.customer_id).where(decisions.c.decision_id == decision_id)).first()
-        return (int(row.customer_id), set()) if row is not None else None
+        return (self.key(row.customer_id), set()) if row is not None else None
+
+    def key(self, stored: str) -> int | str:
+        """A stored customer key in the project's type."""
+        return int(stored) if self.key_type == "int" else str(stored)
 
     # ---------------------------------------------------------------- write-behind
     def log_decision(self, record: DecisionRecord) -> None:
@@ -537,7 +550,7 @@ class DecisionLog:
                     {
                         "decision_id": item.decision_id,
                         "ts": item.ts,
-                        "customer_id": int(item.customer_id),
+                        "customer_id": str(item.customer_id),
                         "channel": item.channel,
                         "context": _clean(dict(item.context)),
                         "features": _clean(dict(item.features)),
@@ -545,6 +558,7 @@ class DecisionLog:
                         "model_versions": _clean(dict(item.model_versions)),
                         "policy_version": item.policy_version,
                         "churn_risk": _clean(item.churn_risk),
+                        "model_scores": _clean(dict(item.model_scores)),
                         "scores": _clean(dict(item.scores)),
                         "chosen": _clean(list(item.chosen)),
                         "rejected": _clean(list(item.rejected)),
@@ -556,7 +570,7 @@ class DecisionLog:
             elif isinstance(item, EventRecord):
                 event_rows.append(
                     {
-                        "customer_id": int(item.customer_id),
+                        "customer_id": str(item.customer_id),
                         "ts": item.ts,
                         "event_type": item.event_type,
                         "payload": _clean(dict(item.payload)),
@@ -611,6 +625,7 @@ class DecisionLog:
                 return None
             out = dict(row)
             out["ts"] = _utc(out["ts"])
+            out["customer_id"] = self.key(out["customer_id"])
             out["contacts"] = [
                 dict(r)
                 for r in conn.execute(

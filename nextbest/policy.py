@@ -1,22 +1,27 @@
-"""The decision policy: scores in, ranked actions out, as plain Python with no HTTP or model code in it.
+"""The decision policy: scores in, ranked actions out, as plain Python with no HTTP, Feast or model code in it.
 
-Stages, in the order DESIGN.md fixes (each removed action keeps the rule that removed it):
+On the floor: the service, the evaluation ladder, campaigns and the twin all decide through this one module, for
+every project (the simulated bank and any onboarded bank). Stages, in the order DESIGN.md fixes (each removed
+action keeps the rule that removed it):
 
-1. eligibility   -- the catalogue's rules: channel, age, segment, products held / required, risk band;
-2. consent and suitability -- marketing needs consent on an outbound channel; no credit push to customers in
-   financial distress or flagged vulnerable; cold-start customers (no profile) get nothing that needs one;
-3. contact policy -- caps per channel and window, cool-down after a dismissal of the same action; the history
-   comes from the durable decision log (shared by all workers), never from process memory;
+1. eligibility   -- the catalogue's rules: channel, age, segment, products held / required, risk band, feature
+   conditions; cold-start customers (no profile) get only what needs none (or the project's cold-start list);
+2. consent and suitability -- marketing needs consent on a consent channel (or, for a project that declares no
+   consent data, is withheld on outbound channels); no credit push to customers in financial distress or flagged
+   vulnerable; model-based rules (e.g. a default-risk model) withhold the actions they list at or above a threshold;
+3. contact policy -- caps per channel and window, cool-down after a dismissal, optional repeat cool-down after any
+   delivery; the history comes from the durable decision log (shared by all workers), never from process memory;
 4. arbitration   -- priority = propensity x value x context weight; a retention offer's value adds churn risk x
-   value at risk (earned only if accepted, so it too is weighted by the propensity);
-   service triggers (card lost, complaint, distress) can outrank any sale; a floor makes "nothing" possible;
+   value at risk (earned only if accepted, so it too is weighted by the propensity); a service action is shown only
+   when its trigger holds (a request event or a feature rule), and then it can outrank any sale; floors make
+   "nothing" possible;
 5. top-k with reason codes from the model's per-feature contributions.
 
 The service scores only the actions that survive stages 1-3 (one batch), so the policy is split into
-`DecisionPolicy.screen` (before scoring) and `DecisionPolicy.arbitrate` (after). Every parameter lives in
-`nextbest/data/policy.yaml`, validated by `PolicyConfig` (unknown keys rejected), so compliance or marketing can change
-caps, weights and thresholds without code. The mapping from feature names to profile facts lives there too, so a
-renamed feature is a config change, not a code change.
+`DecisionPolicy.screen` (before scoring) and `DecisionPolicy.arbitrate` (after). Every parameter lives in a
+project's policy file (the simulated bank's: `nextbest/data/policy.yaml`), validated by `PolicyConfig` (unknown
+keys rejected), so compliance or marketing can change caps, weights and thresholds without code. The mapping from
+feature names to profile facts lives there too, so a renamed feature is a config change, not a code change.
 """
 
 from __future__ import annotations
@@ -34,15 +39,16 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from nextbest.base import Frozen
-from nextbest.catalogue import PRODUCTS, RISK_BANDS, Action, Catalogue
+from nextbest.catalogue import ACTION_KINDS, MARKETING_KINDS, PRODUCTS, Action, Catalogue, FeatureCondition
 from nextbest.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_POLICY_PATH = Path(__file__).parent / "data" / "policy.yaml"
-MARKETING_KINDS: frozenset[str] = frozenset({"sales", "retention"})
 # Deterministic tie-break: at equal priority a service action wins over retention, retention over a sale.
-_KIND_ORDER = {"service": 0, "retention": 1, "sales": 2}
+_KIND_ORDER = {kind: i for i, kind in enumerate(ACTION_KINDS)}
+#: `profile.consent: none` -- the project has no consent data (declared, never assumed)
+NO_CONSENT_DATA = "none"
 
 
 # ---------------------------------------------------------------- configuration
@@ -74,32 +80,35 @@ class FeatureRule(Frozen):
 
 
 class ProfileMapping(Frozen):
-    """Which online features carry the profile facts the rules need (names follow the feature repo)."""
+    """Which online features carry the profile facts the rules need (names follow the project's feature repo).
 
-    age: str = "age"
+    Every fact is optional: a project names the features it has (the simulated bank all of them, Berka a few) and
+    a fact with no feature is unknown, so a rule that needs it does not pass (e.g. `min_age` without an age).
+    """
+
+    age: str | None = None
     # Segment as one-hot flags (segment -> flag feature); none set means `default_segment`.
-    segment_flags: dict[str, str] = Field(
-        default_factory=lambda: {"affluent": "segment_affluent", "small_business": "segment_small_business"}
-    )
-    default_segment: str = "mass"
-    # Risk band as an ordinal code indexing `risk_band_codes` (0 = low).
-    risk_level: str = "risk_level"
-    risk_band_codes: tuple[str, ...] = RISK_BANDS
-    vulnerable: str = "is_vulnerable"
+    segment_flags: dict[str, str] = Field(default_factory=dict)
+    default_segment: str | None = None
+    # Risk band as an ordinal code indexing `risk_band_codes` (0 = lowest risk).
+    risk_level: str | None = None
+    risk_band_codes: tuple[str, ...] = ("low", "medium", "high")
+    vulnerable: str | None = None
     # "{product}" is replaced by each catalogue product name; a value > 0 means the product is held.
-    holding: str = "has_{product}"
-    # channel -> consent feature; a channel not listed is inbound (the customer came to us): no consent needed.
-    consent: dict[str, str] = Field(
-        default_factory=lambda: {
-            "email": "consent_email",
-            "sms": "consent_sms",
-            "push": "consent_push",
-            "app": "consent_app",
-            "call_centre": "consent_call",
-        }
-    )
+    holding: str | None = None
+    # product -> feature, for projects whose holdings are not named by one pattern (a count > 0 means held).
+    holdings: dict[str, str] = Field(default_factory=dict)
+    # channel -> consent feature: marketing on a listed channel needs the flag; a channel not listed is inbound
+    # (the customer came to us). `none` declares that the project has no consent data at all: marketing is then
+    # withheld on the outbound channels (`outbound_channels`), since no consent can be shown for them.
+    consent: dict[str, str] | Literal["none"] = Field(default_factory=dict)
     # Features whose absence marks an unknown customer (cold start): Feast returns None for unknown entities.
-    identity_features: tuple[str, ...] = ("age", "tenure_days")
+    # None of them set = unknown. Empty: known when any feature of the row is set.
+    identity_features: tuple[str, ...] = ()
+
+    @property
+    def consent_channels(self) -> dict[str, str]:
+        return {} if self.consent == NO_CONSENT_DATA else dict(self.consent)  # type: ignore[arg-type]
 
 
 class ContactCaps(Frozen):
@@ -111,6 +120,8 @@ class ContactCaps(Frozen):
     # Channels the caps apply to (default: all). Service actions are never capped: they are not marketing.
     channels: tuple[str, ...] | None = None
     dismissal_cooldown_days: int = Field(14, ge=0)
+    # An action delivered within this many days is not offered again, whatever its outcome (0: off).
+    repeat_cooldown_days: int = Field(0, ge=0)
 
 
 class ServiceTrigger(Frozen):
@@ -121,6 +132,23 @@ class ServiceTrigger(Frozen):
     rules: tuple[FeatureRule, ...] = ()
     priority: float = Field(gt=0)
     reason: str
+
+
+class ModelRule(Frozen):
+    """Suitability by a model: withhold actions when the model's risk for the customer is at or above a threshold.
+
+    The model may be keyed by another entity (e.g. the default risk of a loan): `key_feature` names the served
+    entity's feature that holds that entity's key (e.g. the account's latest loan id). No key = nothing to assess.
+    A rule that cannot be assessed (store down, no features for the key) withholds: compliance fails closed.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    model: str
+    key_feature: str | None = None
+    max_probability: float = Field(gt=0, lt=1)
+    # Action ids withheld when the rule fires, or `credit` for every credit offer of the catalogue.
+    blocks: tuple[str, ...] | Literal["credit"] = "credit"
+    reason: str = Field(pattern=r"^[a-z][a-z0-9_.]*$")
 
 
 class ReasonConfig(Frozen):
@@ -156,7 +184,14 @@ class PolicyConfig(Frozen):
     reasons: ReasonConfig = ReasonConfig()
     # Cold start and degraded answers: what may be shown without a profile / without features at all.
     cold_start_allow_credit: bool = False
+    # Only these actions for an unknown customer (None: any action whose eligibility needs no profile).
+    cold_start_actions: tuple[str, ...] | None = None
     degraded_actions: tuple[str, ...] = ()
+    # The project's churn model: its risk boosts retention offers (None: no retention boost).
+    churn_model: str | None = None
+    model_rules: tuple[ModelRule, ...] = ()
+    # Where we reach out (not where the customer came to us): with `profile.consent: none` no marketing goes there.
+    outbound_channels: tuple[str, ...] = ("email", "sms", "push", "call_centre")
 
     @model_validator(mode="after")
     def _weights_known(self) -> PolicyConfig:
@@ -170,34 +205,55 @@ class PolicyConfig(Frozen):
         return self
 
     def check_against(self, catalogue: Catalogue) -> None:
-        """Fail fast when the policy names actions or channels the catalogue does not know."""
+        """Fail fast when the policy names actions, channels or products the catalogue does not know."""
         known = set(catalogue.action_ids)
         named = {t.action for t in self.service_triggers} | set(self.degraded_actions)
+        named |= set(self.cold_start_actions or ())
         for weights in self.event_action_weights.values():
             named |= set(weights)
+        for rule in self.model_rules:
+            if rule.blocks != "credit":
+                named |= set(rule.blocks)
         unknown = sorted(named - known)
         if unknown:
             raise ConfigError(f"policy names unknown action(s) {unknown}; catalogue has {sorted(known)}")
         for t in self.service_triggers:
             if catalogue.action(t.action).kind != "service":
                 raise ConfigError(f"service trigger for {t.action!r}, which is not a service action")
-        channels = set(self.profile.consent) | set(self.channel_kind_weights) | set(self.caps.channels or ())
+        channels = set(self.profile.consent_channels) | set(self.channel_kind_weights) | set(self.caps.channels or ())
         bad = sorted(channels - set(catalogue.channels))
         if bad:
             raise ConfigError(f"policy names unknown channel(s) {bad}; catalogue channels: {catalogue.channels}")
+        unknown_products = sorted(set(self.profile.holdings) - set(catalogue.products))
+        if unknown_products:
+            raise ConfigError(f"profile.holdings names unknown product(s) {unknown_products}")
+
+    def blocked_by(self, rule: ModelRule, catalogue: Catalogue) -> frozenset[str]:
+        """The action ids a model rule withholds (`credit`: every credit action of the catalogue)."""
+        if rule.blocks == "credit":
+            return frozenset(a.id for a in catalogue.actions if a.credit)
+        return frozenset(rule.blocks)
 
 
 def load_policy(path: str | Path | None = None) -> PolicyConfig:
-    """Load and validate the policy YAML (default: `nextbest/data/policy.yaml`)."""
+    """Load and validate a policy YAML file (default: the simulated bank's, `nextbest/data/policy.yaml`)."""
     resolved = Path(path) if path else DEFAULT_POLICY_PATH
     if not resolved.is_file():
         raise ConfigError(f"decision policy file not found: {resolved}")
-    with resolved.open() as f:
-        raw = yaml.safe_load(f) or {}
+    try:
+        with resolved.open() as f:
+            raw = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"decision policy {resolved} is not valid YAML: {exc}") from exc
+    return parse_policy(raw, str(resolved))
+
+
+def parse_policy(raw: object, where: str) -> PolicyConfig:
+    """Validate a policy mapping (from a file or inline in a project file); errors name `where` and the key."""
     try:
         return PolicyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"invalid decision policy {resolved}:\n{exc}") from exc
+        raise ConfigError(f"invalid decision policy {where}:\n{exc}") from exc
 
 
 # ---------------------------------------------------------------- inputs and outputs
@@ -216,7 +272,7 @@ class DecisionContext:
 class CustomerView:
     """The profile facts the rules need, extracted once from the online features."""
 
-    customer_id: int
+    customer_id: int | str
     known: bool
     age: float | None = None
     segment: str | None = None
@@ -226,6 +282,8 @@ class CustomerView:
     vulnerable: bool = False
     distress_reasons: tuple[str, ...] = ()
     value_at_risk: float = 0.0
+    # The online features the view was built from (feature conditions of eligibility read them).
+    features: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def in_distress(self) -> bool:
@@ -274,6 +332,20 @@ class Screening:
     rejected: list[Rejection]
 
 
+@dataclass(frozen=True, slots=True)
+class RuleScore:
+    """What the engine found for one model rule: the model's probability for the rule's subject, or why none.
+
+    status: `scored` (probability set), `no_subject` (the customer has no such entity, e.g. no loan: nothing to
+    withhold), `unknown_subject` (a key without features) or `unavailable` (the store could not be read).
+    """
+
+    rule: str
+    status: Literal["scored", "no_subject", "unknown_subject", "unavailable"]
+    probability: float | None = None
+    subject: str = ""
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -287,40 +359,60 @@ def _as_float(value: object) -> float | None:
     return None if math.isnan(x) else x
 
 
-def customer_view(customer_id: int, features: Mapping[str, object], config: PolicyConfig) -> CustomerView:
+def _flag(features: Mapping[str, object], name: str | None) -> bool:
+    return name is not None and (_as_float(features.get(name)) or 0.0) > 0
+
+
+def is_known(features: Mapping[str, object], profile: ProfileMapping) -> bool:
+    """Whether the online read found the customer (Feast returns None for every feature of an unknown entity)."""
+    names = profile.identity_features or tuple(features)
+    return any(_as_float(features.get(name)) is not None for name in names)
+
+
+def customer_view(
+    customer_id: int | str,
+    features: Mapping[str, object],
+    config: PolicyConfig,
+    products: Sequence[str] = PRODUCTS,
+) -> CustomerView:
     """Extract the profile facts from one customer's online features (None values mean unknown)."""
     p = config.profile
-    known = any(features.get(name) is not None for name in p.identity_features)
-    if not known:
+    if not is_known(features, p):
         return CustomerView(customer_id=customer_id, known=False, value_at_risk=config.default_value_at_risk)
-    holdings = frozenset(
-        product for product in PRODUCTS if (_as_float(features.get(p.holding.format(product=product))) or 0.0) > 0
-    )
-    consents = {channel: bool(_as_float(features.get(name)) or 0.0) for channel, name in p.consent.items()}
+    holding_features = {prod: p.holding.format(product=prod) for prod in products} if p.holding else {}
+    holding_features.update(p.holdings)
+    holdings = frozenset(prod for prod, name in holding_features.items() if _flag(features, name))
+    consents = {channel: _flag(features, name) for channel, name in p.consent_channels.items()}
     distress = tuple(rule.code for rule in config.distress_rules if rule.matches(features))
     var = config.default_value_at_risk
     parts = [_as_float(features.get(name)) for name in config.value_at_risk_features]
     if parts and any(x is not None for x in parts):
         var = sum(x for x in parts if x is not None) * config.value_at_risk_factor
-    segment = next(
-        (seg for seg, flag in p.segment_flags.items() if (_as_float(features.get(flag)) or 0.0) > 0), p.default_segment
-    )
-    level = _as_float(features.get(p.risk_level))
+    segment = next((seg for seg, flag in p.segment_flags.items() if _flag(features, flag)), p.default_segment)
+    level = _as_float(features.get(p.risk_level)) if p.risk_level else None
     risk_band = (
         p.risk_band_codes[int(level)] if level is not None and 0 <= int(level) < len(p.risk_band_codes) else None
     )
     return CustomerView(
         customer_id=customer_id,
         known=True,
-        age=_as_float(features.get(p.age)),
+        age=_as_float(features.get(p.age)) if p.age else None,
         segment=segment,
         risk_band=risk_band,
         holdings=holdings,
         consents=consents,
-        vulnerable=bool(_as_float(features.get(p.vulnerable)) or 0.0),
+        vulnerable=_flag(features, p.vulnerable),
         distress_reasons=distress,
         value_at_risk=float(min(max(var, 0.0), config.max_value_at_risk)),
+        features=features,
     )
+
+
+def _holds(condition: FeatureCondition, value: object) -> bool:
+    x = _as_float(value)
+    if x is None:  # missing: the condition cannot be shown to hold
+        return False
+    return (condition.min is None or x >= condition.min) and (condition.max is None or x <= condition.max)
 
 
 # ---------------------------------------------------------------- the policy
@@ -337,19 +429,17 @@ class DecisionPolicy:
         for t in config.service_triggers:
             self._triggers.setdefault(t.action, []).append(t)
 
+    def view(self, customer_id: int | str, features: Mapping[str, object]) -> CustomerView:
+        """The customer's profile facts from its online features (the project's products and profile mapping)."""
+        return customer_view(customer_id, features, self.config, self.catalogue.products)
+
     # ---- stage 1: eligibility
     def eligibility_rule(self, action: Action, customer: CustomerView, channel: str) -> Rejection | None:
         """The first catalogue rule that excludes this action for this customer on this channel, if any."""
         if channel not in action.channels:
             return Rejection(action.id, "eligibility.channel", f"not offered on {channel}")
         if not customer.known:
-            # Without a profile, only actions with no profile condition remain.
-            e = action.eligibility
-            if e.requires or e.segments or e.min_age is not None or e.max_age is not None:
-                return Rejection(action.id, "cold_start.needs_profile", "eligibility needs a known profile")
-            if action.credit and not self.config.cold_start_allow_credit:
-                return Rejection(action.id, "cold_start.no_credit", "credit needs a known risk band")
-            return None
+            return self._cold_start_rule(action)
         e = action.eligibility
         if e.min_age is not None and (customer.age is None or customer.age < e.min_age):
             return Rejection(action.id, "eligibility.min_age", f"age {customer.age} < {e.min_age}")
@@ -364,24 +454,94 @@ class DecisionPolicy:
         if held:
             return Rejection(action.id, "eligibility.excludes", f"already holds {held}")
         if e.max_risk_band is not None:
+            bands = self.catalogue.risk_bands
             band = customer.risk_band
-            if band is None or RISK_BANDS.index(band) > RISK_BANDS.index(e.max_risk_band):
+            if band not in bands or bands.index(band) > bands.index(e.max_risk_band):
                 return Rejection(action.id, "eligibility.risk_band", f"risk band {band} above {e.max_risk_band}")
+        for cond in e.conditions:
+            value = customer.features.get(cond.feature)
+            if not _holds(cond, value):
+                return Rejection(action.id, f"eligibility.{cond.feature}", f"{value} outside [{cond.min}, {cond.max}]")
+        return None
+
+    def _cold_start_rule(self, action: Action) -> Rejection | None:
+        """Without a profile: the project's cold-start list, else only actions whose eligibility needs none."""
+        if self.config.cold_start_actions is not None:
+            if action.id not in self.config.cold_start_actions:
+                return Rejection(action.id, "cold_start.not_offered", "not a cold-start action of this project")
+            return None
+        if action.eligibility.needs_profile:
+            return Rejection(action.id, "cold_start.needs_profile", "eligibility needs a known profile")
+        if action.credit and not self.config.cold_start_allow_credit:
+            return Rejection(action.id, "cold_start.no_credit", "credit needs a known risk band")
         return None
 
     # ---- stage 2: consent and suitability
     def suitability_rule(self, action: Action, customer: CustomerView, channel: str) -> Rejection | None:
-        if action.kind in MARKETING_KINDS and channel in self.config.profile.consent:
-            if not customer.known:
-                return Rejection(action.id, "consent.unknown", f"no consent on record for {channel}")
-            if not customer.consents.get(channel, False):
-                return Rejection(action.id, "consent.opted_out", f"no marketing consent for {channel}")
+        """Consent for marketing on this channel, then the credit rules (vulnerable customers, financial distress)."""
+        if action.kind in MARKETING_KINDS:
+            consent = self._consent_rule(action, customer, channel)
+            if consent is not None:
+                return consent
         if action.credit and action.kind == "sales":
             if customer.vulnerable:
                 return Rejection(action.id, "suitability.vulnerable", "no credit push to vulnerable customers")
             if customer.in_distress:
                 return Rejection(action.id, "suitability.financial_distress", ",".join(customer.distress_reasons))
         return None
+
+    def _consent_rule(self, action: Action, customer: CustomerView, channel: str) -> Rejection | None:
+        profile = self.config.profile
+        if profile.consent == NO_CONSENT_DATA:
+            if channel in self.config.outbound_channels:
+                return Rejection(action.id, "consent.no_data", f"the project has no consent data for {channel}")
+            return None
+        if channel in profile.consent_channels:
+            if not customer.known:
+                return Rejection(action.id, "consent.unknown", f"no consent on record for {channel}")
+            if not customer.consents.get(channel, False):
+                return Rejection(action.id, "consent.opted_out", f"no marketing consent for {channel}")
+        return None
+
+    def model_rule_rejections(self, rule_scores: Sequence[RuleScore]) -> tuple[dict[str, Rejection], list[str]]:
+        """{action id: rejection} for the model rules that withhold, and a note per rule that fired."""
+        rules = {r.name: r for r in self.config.model_rules}
+        withheld: dict[str, Rejection] = {}
+        notes: list[str] = []
+        for score in rule_scores:
+            rule = rules[score.rule]
+            if score.status == "no_subject":
+                continue
+            if score.status == "scored":
+                assert score.probability is not None
+                if score.probability < rule.max_probability:
+                    continue
+                detail = f"{rule.model} {score.probability:.3f} >= {rule.max_probability} for {score.subject}"
+            elif score.status == "unknown_subject":
+                detail = f"{rule.model}: {score.subject} has no features; its actions withheld"
+            else:
+                detail = f"{rule.model} not assessable (online store unavailable); its actions withheld"
+            notes.append(f"{rule.reason}: {detail}")
+            for action_id in sorted(self.blocked_by(rule)):
+                withheld.setdefault(action_id, Rejection(action_id, rule.reason, detail))
+        return withheld, notes
+
+    def blocked_by(self, rule: ModelRule) -> frozenset[str]:
+        return self.config.blocked_by(rule, self.catalogue)
+
+    def apply_model_rules(self, screening: Screening, rule_scores: Sequence[RuleScore]) -> tuple[Screening, list[str]]:
+        """Stage 2, model rules: withhold the candidates a rule's risk rules out; the notes say which rule fired."""
+        withheld, notes = self.model_rule_rejections(rule_scores)
+        if not withheld:
+            return screening, notes
+        kept = [a for a in screening.candidates if a.id not in withheld]
+        rejected = [*screening.rejected, *(withheld[a.id] for a in screening.candidates if a.id in withheld)]
+        return Screening(candidates=kept, rejected=rejected), notes
+
+    def rules_needed(self, candidates: Sequence[Action]) -> list[ModelRule]:
+        """The model rules that could withhold one of these actions (only those are worth scoring)."""
+        ids = {a.id for a in candidates}
+        return [r for r in self.config.model_rules if self.blocked_by(r) & ids]
 
     # ---- stage 3: contact policy
     def contact_rules(
@@ -391,28 +551,44 @@ class DecisionPolicy:
         caps = self.config.caps
         blocked: str | None = None
         if caps.channels is None or channel in caps.channels:
-            window_start = now - timedelta(days=caps.window_days)
-            day_start = now - timedelta(days=1)
-            contacts: set[str] = set()
-            today_on_channel: set[str] = set()
-            for c in history:
-                if c.kind not in MARKETING_KINDS or c.ts > now:
-                    continue
-                if c.ts >= window_start and (caps.channels is None or c.channel in caps.channels):
-                    contacts.add(c.decision_id)
-                if c.ts >= day_start and c.channel == channel:
-                    today_on_channel.add(c.decision_id)
-            if len(today_on_channel) >= caps.max_per_day_per_channel:
-                blocked = "contact_policy.daily_channel_cap"
-            elif len(contacts) >= caps.max_per_window:
-                blocked = "contact_policy.window_cap"
+            blocked = self._cap_rule(channel, history, now)
         cooldown: dict[str, str] = {}
+        if caps.repeat_cooldown_days > 0:
+            since = now - timedelta(days=caps.repeat_cooldown_days)
+            for c in history:
+                if since <= c.ts <= now:
+                    cooldown[c.action_id] = "contact_policy.repeat_cooldown"
         if caps.dismissal_cooldown_days > 0:
             since = now - timedelta(days=caps.dismissal_cooldown_days)
             for c in history:
                 if c.outcome == "dismissed" and (c.outcome_ts or c.ts) >= since:
                     cooldown[c.action_id] = "contact_policy.dismissal_cooldown"
         return blocked, cooldown
+
+    def _cap_rule(self, channel: str, history: Sequence[ContactRecord], now: datetime) -> str | None:
+        caps = self.config.caps
+        window_start = now - timedelta(days=caps.window_days)
+        day_start = now - timedelta(days=1)
+        contacts: set[str] = set()
+        today_on_channel: set[str] = set()
+        for c in history:
+            if c.kind not in MARKETING_KINDS or c.ts > now:
+                continue
+            if c.ts >= window_start and (caps.channels is None or c.channel in caps.channels):
+                contacts.add(c.decision_id)
+            if c.ts >= day_start and c.channel == channel:
+                today_on_channel.add(c.decision_id)
+        if len(today_on_channel) >= caps.max_per_day_per_channel:
+            return "contact_policy.daily_channel_cap"
+        if len(contacts) >= caps.max_per_window:
+            return "contact_policy.window_cap"
+        return None
+
+    @property
+    def history_days(self) -> int:
+        """How far back the contact policy looks (the decision log read covers this many days)."""
+        caps = self.config.caps
+        return max(caps.window_days, caps.dismissal_cooldown_days, caps.repeat_cooldown_days, 1)
 
     def screen(
         self,
@@ -422,9 +598,13 @@ class DecisionPolicy:
         now: datetime,
         only: Sequence[str] | None = None,
     ) -> Screening:
-        """Stages 1-3: which actions may be scored at all, and why every other one was removed."""
+        """Stages 1-3 but the model rules: which actions may be scored, and why every other one was removed.
+
+        Model rules (`apply_model_rules`) come after, on the survivors only: scoring a rule's model may take a read
+        of another entity, which is worth paying only when an action it could withhold is still a candidate.
+        """
         if channel not in self.catalogue.channels:
-            raise ValueError(f"unknown channel {channel!r}; known: {', '.join(self.catalogue.channels)}")
+            raise ValueError(f"channel: unknown channel {channel!r}; known: {', '.join(self.catalogue.channels)}")
         blocked, cooldown = self.contact_rules(customer, channel, history, now)
         candidates: list[Action] = []
         rejected: list[Rejection] = []

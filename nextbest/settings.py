@@ -62,8 +62,7 @@ class ServingSettings(Frozen):
     auth_enabled: bool = False  # always on in the production profile (see Settings.auth_required)
     api_keys: dict[str, Literal["channel", "admin"]] = Field(default_factory=dict)
     workers: int = Field(1, gt=0)
-    policy_path: Path | None = None  # None: nextbest/data/policy.yaml
-    project_config: Path | None = None  # an onboarding YAML with `serving:`: serve that project (docs/onboarding.md)
+    policy_path: Path | None = None  # None: the project's policy (a file to try a candidate policy on)
     feature_timeout_ms: float = Field(25.0, gt=0)  # online read budget; past it the answer is the safe fallback
     reload_interval_s: float = Field(30.0, ge=0)  # registry poll for a new champion; 0 disables
     breaker_failures: int = Field(3, gt=0)  # consecutive online-store failures that open the circuit
@@ -92,6 +91,8 @@ class Settings(BaseSettings):
 
     home: Path = REPO_ROOT / ".nextbest"
     profile: Literal["embedded", "production"] = "embedded"
+    # The project file (nextbest/project.py): None is the simulated bank, configs/simbank.yaml.
+    project: Path | None = None
     world: WorldSettings = WorldSettings()
     features: FeatureSettings = FeatureSettings()
     mlflow: MlflowSettings = MlflowSettings()

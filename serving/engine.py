@@ -1,51 +1,60 @@
-"""The decision engine: one online read, two models, the policy, the log -- independent of any HTTP framework.
+"""The decision engine: one online read, the project's models, the policy, the log -- for every project.
 
-The BentoML service (`serving.service`) and the bare ASGI app of the benchmark both call this class, so the
-benchmark compares frameworks on exactly the same logic. One `/recommend` is:
+One engine serves the simulated bank, Berka and any onboarded bank: everything that differs between them comes from
+the project (`nextbest.project`): its entity and key type, its feature project (views, request-time context, push),
+its models (which scores actions, which is the churn model, which a suitability rule needs), its catalogue and its
+decision policy (`nextbest.policy`, the one policy the evaluation, campaigns and the twin also use). The BentoML
+service (`serving.service`) and the benchmark's bare ASGI app call this class, so the benchmark compares frameworks
+on exactly the same logic. One `/recommend` is:
 
-1. one Feast online read of the `nba_v1` feature service (customer features + request-context on-demand
-   features) in a small thread pool with a timeout and a circuit breaker: a slow or dead online store yields
-   the degraded answer (safe service actions or nothing) within `feature_timeout_ms`, never an error;
-2. the churn model scores the same feature row (its features are a subset: no second read);
-3. the policy screens the catalogue (eligibility, consent, suitability, contact caps read from the decision
-   log) and the NBA model scores the surviving actions in ONE `inplace_predict` over a numpy matrix (customer
-   row broadcast, action attributes from `nextbest.features.action_features`);
-4. arbitration and top-k; approximate contributions only for the chosen rows give the reason codes;
-5. the delivered actions are committed write-through (caps need them at once), the full record goes to the
-   write-behind queue.
+1. ONE online read of the served entity (`nextbest.features.online`): the views of its models plus the project's
+   extra views, and request-time context when the project has it, in a small pool with a timeout and a circuit
+   breaker: a slow or dead store yields the degraded answer (safe service actions or nothing), never an error;
+2. the profile facts, the contact history (decision log), the churn model's risk when the project has one;
+3. the policy screens the catalogue (eligibility, consent, suitability, caps, cool-downs); the model rules that
+   could still withhold a candidate are scored (a rule keyed by another entity, e.g. a loan, takes a second read);
+4. each model scores its candidates in ONE `inplace_predict`: an action model over (action x feature) rows (the
+   customer row broadcast, action attributes from the catalogue), an entity model over the customer row once;
+5. arbitration and top-k; approximate contributions of the chosen rows give the reason codes;
+6. delivered actions are committed write-through (caps need them at once), the full record goes write-behind.
 
-Models are swapped atomically: a request takes one reference to an immutable `ModelBundle` at its start, and
-the reload thread replaces that reference when the registry's `champion` alias moves.
+Models and the policy are swapped atomically: a request takes one reference to each at its start; the reload
+thread replaces them when the registry's `champion` alias moves or the policy file changes (validated first).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nextbest.catalogue import Catalogue, load_catalogue
+from nextbest.catalogue import Catalogue
 from nextbest.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
 from nextbest.errors import ConfigError, NotReadyError
+from nextbest.features.online import FeatureStoreUnavailable, OnlineAccess, OnlineReader
+from nextbest.features.project import FeatureProject, feature_project
 from nextbest.features.store import online_number
+from nextbest.models.artefact import LoadedModel, load_model
 from nextbest.policy import (
+    ContactRecord,
     CustomerView,
     DecisionContext,
     DecisionPolicy,
+    ModelRule,
     PolicyConfig,
     RankedAction,
     Rejection,
-    customer_view,
+    RuleScore,
+    Screening,
     load_policy,
 )
+from nextbest.project import Project, load_project, project_of
 from nextbest.settings import Settings, load_settings
 from serving.lifecycle import ChampionLifecycle
 from serving.schemas import (
@@ -56,24 +65,16 @@ from serving.schemas import (
     RecommendedAction,
     RecommendRequest,
     RecommendResponse,
+    ReloadResponse,
     StatusResponse,
 )
 
 if TYPE_CHECKING:
     import feast
 
-    from nextbest.models.artefact import LoadedModel
-
 logger = logging.getLogger(__name__)
 
-# Digital events of the data contract (`digital_events.event_type`); context signals come from the feature repo.
-DIGITAL_EVENTS: frozenset[str] = frozenset({"login", "page_view"})
-CHURN_MODEL = "churn"
-NBA_MODEL = "nba"
-
-
-class FeatureStoreUnavailable(Exception):
-    """The online read failed or timed out (the caller answers degraded)."""
+__all__ = ["DecisionEngine", "FeatureStoreUnavailable", "ModelBundle", "decision_time"]
 
 
 # ---------------------------------------------------------------- models
@@ -91,16 +92,14 @@ class ModelLayout:
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """The champion models in use; replaced as a whole, never mutated."""
+    """The champion models in use, by registered name, with their input layouts; replaced whole, never mutated."""
 
-    churn: LoadedModel
-    nba: LoadedModel
-    churn_layout: ModelLayout
-    nba_layout: ModelLayout
+    models: Mapping[str, LoadedModel]
+    layouts: Mapping[str, ModelLayout]
 
     @property
     def versions(self) -> dict[str, str]:
-        return {CHURN_MODEL: str(self.churn.version), NBA_MODEL: str(self.nba.version)}
+        return {name: str(m.version) for name, m in self.models.items()}
 
 
 def build_layout(feature_names: Sequence[str], catalogue: Catalogue, action_table: Any | None) -> ModelLayout:
@@ -161,209 +160,37 @@ def approx_contributions(model: LoadedModel, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.booster.predict(dm, pred_contribs=True, approx_contribs=True, validate_features=False))
 
 
-# ---------------------------------------------------------------- online reads with a timeout
-
-
-class OnlineFeatureReader:
-    """One online read per request, bounded by a timeout, behind a circuit breaker.
-
-    The read returns exactly what `store.get_online_features(features=<nba_v1>, ...)` returns -- the feature
-    views' values and the on-demand `request_context` view -- but takes the lean path through Feast: the
-    provider's `online_read` of each view (the same online store, keys and value conversion) and then the feature
-    repo's own `context_features`, the very function the on-demand view runs. On this machine that cost 1-2 ms
-    where `get_online_features` with the on-demand view cost 5-8 ms (its response building and pandas-free ODFV
-    machinery, not the store). `tests/test_serving_service.py` checks both paths agree value for value.
-    """
-
-    def __init__(self, store: feast.FeatureStore, service_name: str, settings: Settings) -> None:
-        from feast.type_map import feast_value_type_to_python_type
-
-        from feature_repo import specs
-        from feature_repo.context import context_features
-
-        self.store = store
-        self.service = store.get_feature_service(service_name)
-        self.service_name = service_name
-        self.timeout_s = settings.serving.feature_timeout_ms / 1000.0
-        self._failures_to_open = settings.serving.breaker_failures
-        self._reset_s = settings.serving.breaker_reset_s
-        self._failures = 0
-        self._open_until = 0.0
-        self._lock = threading.Lock()
-        # A few threads: a hung store ties up at most these, and later reads then time out fast.
-        self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="feature-read")
-        self._provider = store._get_provider()
-        self._to_python = feast_value_type_to_python_type
-        self._context_features = context_features
-        self._join_key = specs.JOIN_KEY
-        self._realtime_fields = tuple(specs.REALTIME_FIELDS)
-        self._views = [
-            (store.get_feature_view(name), tuple(specs.VIEW_FIELDS[name])) for name in specs.MATERIALIZED_VIEWS
-        ]
-        # The lean path is only valid while nba_v1 is exactly "the materialized views + request_context".
-        served = {p.name for p in self.service.feature_view_projections}
-        expected = set(specs.SERVICE_VIEWS[service_name])
-        self._lean = served == expected and specs.CONTEXT_VIEW in served
-        if not self._lean:
-            logger.warning(
-                "feature service %s is %s, not %s: using get_online_features", service_name, served, expected
-            )
-        self._one_trip = self._one_trip_reader() if self._lean else None
-
-    # ------------------------------------------------------------ one round trip for all views
-    def _one_trip_reader(self) -> Callable[[Any], dict[str, Any]] | None:
-        """All materialized views of one customer in ONE store round trip, through Feast's own storage layout.
-
-        The provider reads view by view: four SQLite queries (each parsing every row's timestamp, which serving
-        does not use) or four Redis round trips. Here the same tables/hashes, keys and value protos are read at
-        once: one `UNION ALL` statement on Feast's SQLite connection, or one pipelined `HMGET` per view on Feast's
-        Redis client. Values are decoded exactly as the provider path does; the test against
-        `get_online_features` covers both. Any other online store keeps the provider path (returns None).
-        """
-        from feast.infra.key_encoding_utils import serialize_entity_key
-        from feast.protos.feast.types.Value_pb2 import Value
-
-        config = self.store.config
-        online = self._provider.online_store
-        kind = str(config.online_store.type)
-        version = config.entity_key_serialization_version
-        parse = Value.FromString
-        to_python = self._to_python
-        views = self._views
-        if kind == "sqlite" or kind.endswith("SqliteOnlineStore"):
-            from feast.infra.online_stores.sqlite import _quote_id, _table_id
-
-            versioned = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
-            sql = " UNION ALL ".join(
-                f"SELECT {i}, feature_name, value FROM {_quote_id(_table_id(config.project, view, versioned))} "
-                "WHERE entity_key = ?"
-                for i, (view, _names) in enumerate(views)
-            )
-            wanted = [frozenset(names) for _view, names in views]
-            nulls = {name: None for _view, names in views for name in names}
-
-            def read_sqlite(key: Any) -> dict[str, Any]:
-                blob = serialize_entity_key(key, entity_key_serialization_version=version)
-                rows = online._get_conn(config).execute(sql, [blob] * len(views)).fetchall()
-                out = dict(nulls)
-                for i, name, value in rows:
-                    if name in wanted[i]:
-                        out[name] = to_python(parse(value)) if value is not None else None
-                return out
-
-            return read_sqlite
-        if kind == "redis" or kind.endswith("RedisOnlineStore"):
-            from feast.infra.online_stores.redis import _versioned_fv_name
-
-            fields = []
-            for view, names in views:
-                _requested, hset_keys = online._generate_hset_keys_for_features(
-                    view, list(names), fv_name_override=_versioned_fv_name(view, config)
-                )
-                fields.append((names, hset_keys[: len(names)]))  # the last field is the view's timestamp
-
-            def read_redis(key: Any) -> dict[str, Any]:
-                redis_key = online._generate_redis_keys_for_entities(config, [key])[0]
-                with online._get_client(config.online_store).pipeline(transaction=False) as pipe:
-                    for _names, hset_keys in fields:
-                        pipe.hmget(redis_key, hset_keys)
-                    replies = pipe.execute()
-                out: dict[str, Any] = {}
-                for (names, _keys), reply in zip(fields, replies, strict=True):
-                    for name, value in zip(names, reply, strict=True):
-                        out[name] = to_python(parse(value)) if value else None
-                return out
-
-            return read_redis
-        return None
-
-    @property
-    def breaker_open(self) -> bool:
-        return time.monotonic() < self._open_until
-
-    def _read(self, entity_row: dict[str, Any]) -> dict[str, Any]:
-        if not self._lean:
-            return self.read_with_sdk(entity_row)
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-
-        key = EntityKey(join_keys=[self._join_key], entity_values=[Value(int64_val=int(entity_row[self._join_key]))])
-        out: dict[str, Any] = {self._join_key: entity_row[self._join_key]}
-        if self._one_trip is not None:
-            out.update(self._one_trip(key))
-        else:
-            for view, names in self._views:
-                # A fresh list per call: Feast's Redis store appends "_ts:<view>" to the list it is given; passing
-                # ours grew it by one field per request (thousands of HMGET fields, reads of 17+ ms after a while).
-                _ts, values = self._provider.online_read(
-                    config=self.store.config, table=view, entity_keys=[key], requested_features=list(names)
-                )[0]
-                for name in names:
-                    v = values.get(name) if values else None
-                    out[name] = self._to_python(v) if v is not None else None
-        inputs = {c: [out.get(c)] for c in self._realtime_fields}
-        inputs.update({k: [v] for k, v in entity_row.items() if k != self._join_key})
-        for name, column in self._context_features(inputs).items():
-            out[name] = column[0]
-        return out
-
-    def read_with_sdk(self, entity_row: dict[str, Any]) -> dict[str, Any]:
-        """The same values through `FeatureStore.get_online_features` (reference path, slower)."""
-        resp = self.store.get_online_features(features=self.service, entity_rows=[entity_row])
-        return {k: v[0] for k, v in resp.to_dict().items()}
-
-    def warm_up(self, entity_row: dict[str, Any]) -> None:
-        """First reads load the registry, on-demand views and connections: do them before taking traffic."""
-        try:
-            for _ in range(3):
-                # generous but bounded: a hung store must not hang startup either
-                self._pool.submit(self._read, entity_row).result(timeout=2.0)
-        except Exception as exc:  # a store that is down at startup must not stop the service: it answers degraded
-            logger.warning("online store warm-up failed (%s: %s); answers will be degraded", type(exc).__name__, exc)
-
-    def _check_breaker(self) -> None:
-        if self.breaker_open:
-            raise FeatureStoreUnavailable("circuit open after repeated online-store failures")
-
-    def _record(self, ok: bool) -> None:
-        with self._lock:
-            if ok:
-                self._failures = 0
-                return
-            self._failures += 1
-            if self._failures >= self._failures_to_open:
-                self._open_until = time.monotonic() + self._reset_s
-                self._failures = 0
-                logger.warning("online store failing: circuit open for %.1f s", self._reset_s)
-
-    def read(self, entity_row: dict[str, Any]) -> dict[str, Any]:
-        self._check_breaker()
-        fut = self._pool.submit(self._read, entity_row)
-        try:
-            out = fut.result(timeout=self.timeout_s)
-        except cf.TimeoutError as exc:
-            self._record(False)
-            raise FeatureStoreUnavailable(f"online read exceeded {self.timeout_s * 1000:.0f} ms") from exc
-        except Exception as exc:  # any store error -> degraded answer, never a 500
-            self._record(False)
-            raise FeatureStoreUnavailable(f"online read failed: {exc.__class__.__name__}: {exc}") from exc
-        self._record(True)
-        return out
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-# ---------------------------------------------------------------- the engine
+# ---------------------------------------------------------------- one decision's working state
 
 
 @dataclass
 class _Decision:
-    """Intermediate result of one recommend, before logging."""
+    """What one recommend has gathered so far, before logging."""
 
     features: dict[str, Any] = field(default_factory=dict)
     degraded: bool = False
     notes: list[str] = field(default_factory=list)
+    customer: CustomerView | None = None
+    history: list[ContactRecord] = field(default_factory=list)
+    only: Sequence[str] | None = None
+    churn_risk: float | None = None
+    model_scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Scored:
+    """The candidates' propensities, and each model's matrix (rows in candidate order) for the reason codes."""
+
+    propensities: np.ndarray
+    matrices: dict[str, tuple[np.ndarray, dict[str, int]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _RuleReader:
+    """How a model rule keyed by another entity reads that entity (its reader and the key feature)."""
+
+    rule: ModelRule
+    reader: OnlineReader
 
 
 class DecisionEngine(ChampionLifecycle):
@@ -373,25 +200,35 @@ class DecisionEngine(ChampionLifecycle):
         self,
         settings: Settings | None = None,
         *,
-        catalogue: Catalogue | None = None,
+        project: Project | None = None,
         policy: PolicyConfig | None = None,
         store: feast.FeatureStore | None = None,
         decision_log: DecisionLog | None = None,
     ) -> None:
         self.settings = settings or load_settings()
-        self.catalogue = catalogue or load_catalogue()
-        policy_cfg = policy or load_policy(self.settings.serving.policy_path)
-        self.policy = DecisionPolicy(self.catalogue, policy_cfg)
-        self.policy_version = _policy_digest(policy_cfg)
-        self._store = store
+        self.project = project or project_of(self.settings)
+        self.engine_label = f"decision engine ({self.project.name})"
+        self.features: FeatureProject = feature_project(self.project, self.settings)
+        if store is not None:
+            self.features._store = store
+        self.catalogue = self.project.catalogue
+        self._set_policy(policy or self.project.policy)
+        self._policy_fixed = policy is not None
+        self._store: feast.FeatureStore | None = None
         self._log = decision_log
-        self._reader: OnlineFeatureReader | None = None
+        self._access: OnlineAccess | None = None
+        self._reader: OnlineReader | None = None
+        self._rule_readers: dict[str, _RuleReader] = {}
         self._bundle: ModelBundle | None = None
-        self._request_context: Callable[..., dict[str, Any]] | None = None
-        self._action_table: Any = None
-        self._push_event: Callable[..., Any] | None = None
         self._action_index = {a: i for i, a in enumerate(self.catalogue.action_ids)}
+        self._action_model = self.project.action_models
+        self._action_table: Any = None
         self._init_lifecycle()
+
+    def _set_policy(self, config: PolicyConfig) -> None:
+        policy = DecisionPolicy(self.catalogue, config)  # validates against the catalogue first
+        self.policy = policy  # one reference assignment: a request keeps the policy it started with
+        self.policy_version = _policy_digest(config)
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -409,34 +246,93 @@ class DecisionEngine(ChampionLifecycle):
 
     def load(self) -> None:
         """Open the log, the feature store and the champion models (raises NotReadyError if none registered)."""
-        from nextbest import features as nbf
-
-        if self._log is None:
-            self._log = DecisionLog(
-                self.settings.decision_log_uri, spool_path=self.settings.home / "decision_log_spool.jsonl"
-            )
-        self._log.start()
-        self._request_context = nbf.request_context
-        self._action_table = nbf.action_features(self.catalogue)
-        self._push_event = nbf.push_event
-        if self._store is None:
-            self._store = nbf.get_store(self.settings)
+        self._open_log()
+        self._store = self.features.store()
         # A registry cache that expires makes some request pay a synchronous refresh (tens of ms): never expire
         # on the hot path; the poller thread refreshes it in the background instead.
         self._store.registry.cached_registry_proto_ttl = timedelta(0)
-        self._reader = OnlineFeatureReader(self._store, nbf.NBA_SERVICE, self.settings)
+        self._open_readers()
+        if self.project.kind == "genome":
+            from nextbest.features import action_features
+
+            self._action_table = action_features(self.catalogue)
         self._bundle = self._load_bundle()
-        warm = RecommendRequest(customer_id=0, channel=self.catalogue.channels[0])
-        self._reader.warm_up(self._entity_row(warm, DecisionContext(), datetime.now(UTC)))
+        self._check_feature_names()
+        assert self._reader is not None
+        self._reader.warm_up(self._warm_key(), self.features.request_row(self.catalogue.channels[0], datetime.now(UTC)))
         self._ready.set()
         self.load_error = None
-        logger.info("decision engine ready: models %s, online store %s", self._bundle.versions, self.online_store)
+        logger.info("%s ready: models %s, online store %s", self.engine_label, self._bundle.versions, self.online_store)
+
+    def _open_log(self) -> None:
+        if self._log is None:
+            home = self.project.home(self.settings)
+            home.mkdir(parents=True, exist_ok=True)
+            self._log = DecisionLog(
+                self.project.decision_log_uri(self.settings),
+                spool_path=home / "decision_log_spool.jsonl",
+                key_type=self.project.served.key_type,
+            )
+        self._log.start()
+
+    def _open_readers(self) -> None:
+        timeout_ms = self.project.serving.feature_timeout_ms or self.settings.serving.feature_timeout_ms
+        serving = self.settings.serving
+        self._access = OnlineAccess(timeout_ms / 1000.0, serving.breaker_failures, serving.breaker_reset_s)
+        entity = self.project.serving.entity
+        services = [m.feature_service for m in self.project.models if m.entity == entity]
+        views = self.features.served_views(entity, services, self.project.serving.feature_views)
+        self._reader = self._reader_for(entity, views, context=self.features.context)
+        for rule in self.policy.config.model_rules:
+            spec = self.project.model(rule.model)
+            if spec.entity != entity:
+                rule_views = self.features.served_views(spec.entity, [spec.feature_service])
+                self._rule_readers[rule.name] = _RuleReader(rule, self._reader_for(spec.entity, rule_views, None))
+
+    def _reader_for(self, entity: str, views: Sequence[str], context: Any) -> OnlineReader:
+        assert self._access is not None and self._store is not None
+        ent = self.project.entities[entity]
+        return OnlineReader(
+            self._store,
+            ent.key,
+            ent.key_type,
+            [(v, self.features.view_fields(v)) for v in views],
+            self._access,
+            context=context,
+        )
+
+    def _warm_key(self) -> int | str:
+        return 0 if self.project.served.key_type == "int" else "warm-up"
+
+    def _check_feature_names(self) -> None:
+        """Fail at load, not per request, when a policy or model names a feature the online read does not return."""
+        assert self._reader is not None and self._bundle is not None
+        read = set(self._reader.fields) | set(self._context_names())
+        cfg = self.policy.config
+        named = {c.feature for a in self.catalogue.actions for c in a.eligibility.conditions}
+        named |= {r.key_feature for r in cfg.model_rules if r.key_feature}
+        named |= set(cfg.profile.identity_features)
+        missing = sorted(named - read)
+        if missing:
+            raise ConfigError(f"project {self.project.name!r}: the policy names feature(s) {missing} the read lacks")
+        for name in self._entity_models():
+            layout = self._bundle.layouts[name]
+            absent = sorted(set(layout.customer_names) - read)
+            if absent:
+                raise ConfigError(f"model {name!r} needs feature(s) {absent[:10]} the served read does not return")
+
+    def _context_names(self) -> tuple[str, ...]:
+        if self.features.context is None:
+            return ()
+        from feature_repo.specs import CONTEXT_FIELDS
+
+        return tuple(CONTEXT_FIELDS)
 
     def close(self) -> None:
         """Stop background threads and drain the decision log (nothing accepted is lost)."""
         self._stop_background()
-        if self._reader is not None:
-            self._reader.close()
+        if self._access is not None:
+            self._access.close()
         if self._log is not None:
             self._log.close()
 
@@ -444,30 +340,36 @@ class DecisionEngine(ChampionLifecycle):
     def online_store(self) -> str:
         return self.settings.features.online_store
 
-    # ---------------------------------------------------------------- models
-    def _load_bundle(self, versions: Mapping[str, str] | None = None) -> ModelBundle:
-        from nextbest.models.artefact import load_model
+    @property
+    def breaker_open(self) -> bool:
+        return bool(self._access and self._access.breaker_open)
 
-        def get(name: str) -> LoadedModel:
+    # ---------------------------------------------------------------- models and policy
+    def _entity_models(self) -> list[str]:
+        """The served models keyed by the served entity (scored on its feature row)."""
+        entity = self.project.serving.entity
+        return [n for n in self.project.served_models if self.project.model(n).entity == entity]
+
+    def _load_bundle(self, versions: Mapping[str, str] | None = None) -> ModelBundle:
+        models: dict[str, LoadedModel] = {}
+        layouts: dict[str, ModelLayout] = {}
+        for name in self.project.served_models:
             v = versions.get(name) if versions else None
             # One scoring thread per model: requests are parallel across workers, not inside a request.
-            return load_model(name, settings=self.settings, version=v, nthread=1)
-
-        churn, nba = get(CHURN_MODEL), get(NBA_MODEL)
-        for model in (churn, nba):  # first calls allocate; pay that before traffic
+            model = load_model(name, settings=self.settings, version=v, nthread=1)
             x = np.zeros((2, len(model.feature_names)), dtype=np.float32)
-            model.predict_proba(x)
+            model.predict_proba(x)  # first calls allocate; pay that before traffic
             approx_contributions(model, x[:1])
-        return ModelBundle(
-            churn=churn,
-            nba=nba,
-            churn_layout=build_layout(churn.feature_names, self.catalogue, None),
-            nba_layout=build_layout(nba.feature_names, self.catalogue, self._action_table),
-        )
+            scores_actions = self.project.model(name).scores == "action"
+            layouts[name] = build_layout(
+                model.feature_names, self.catalogue, self._action_table if scores_actions else None
+            )
+            models[name] = model
+        return ModelBundle(models=models, layouts=layouts)
 
     @property
-    def model_names(self) -> tuple[str, str]:
-        return (CHURN_MODEL, NBA_MODEL)
+    def model_names(self) -> tuple[str, ...]:
+        return self.project.served_models
 
     def current_versions(self) -> dict[str, str]:
         return self._bundle.versions if self._bundle is not None else {}
@@ -477,26 +379,58 @@ class DecisionEngine(ChampionLifecycle):
         self._bundle = bundle  # a single reference assignment: atomic for readers
         return bundle.versions
 
+    def reload(self, force: bool = False) -> ReloadResponse:
+        """Admin reload: the policy file first (validated: a bad file is refused, the old policy kept), then the
+        registry's champions. ConfigError when the edited policy is invalid."""
+        changed = self.reload_policy()
+        out = self.reload_models(force=force)
+        detail = "; ".join(d for d in (f"policy now {self.policy_version}" if changed else "", out.detail) if d)
+        return out.model_copy(update={"policy_version": self.policy_version, "detail": detail})
+
+    def reload_policy(self) -> bool:
+        """Re-read the project's policy (its file, or `serving.policy_path`); True if it changed. Invalid: the old
+        policy stays and ConfigError says why."""
+        if self._policy_fixed:
+            return False
+        if self.settings.serving.policy_path is not None:
+            config = load_policy(self.settings.serving.policy_path)
+        else:
+            config = load_project(self.project.source).policy
+        if _policy_digest(config) == self.policy_version:
+            return False
+        before = self.policy_version
+        self._set_policy(config)
+        logger.info("%s: decision policy reloaded: %s -> %s", self.engine_label, before, self.policy_version)
+        return True
+
+    def _poll_once(self) -> None:
+        """The poller's step: the policy file (an edit reaches every worker) and the champions."""
+        try:
+            self.reload_policy()
+        except ConfigError as exc:
+            logger.error("edited decision policy refused, keeping %s: %s", self.policy_version, exc)
+        self.reload_models()
+
     def status(self) -> StatusResponse:
         return StatusResponse(
             ready=self.ready,
+            project=self.project.name,
             model_versions=self._bundle.versions if self._bundle is not None else {},
+            policy_version=self.policy_version,
             online_store=self.online_store,
-            breaker_open=bool(self._reader and self._reader.breaker_open),
+            breaker_open=self.breaker_open,
             detail=self.load_error or "",
         )
 
     # ---------------------------------------------------------------- recommend
-    def _entity_row(self, req: RecommendRequest, ctx: DecisionContext, now: datetime) -> dict[str, Any]:
-        # The request fields of the nba_v1 on-demand view, built by the feature repo (one definition).
-        assert self._request_context is not None
-        request = self._request_context(req.channel, now, location_type=ctx.location_type)
-        return {"customer_id": req.customer_id, **request}
+    def decision_time(self, req: RecommendRequest) -> datetime:
+        return decision_time(self.settings, req)
 
     def read_features(self, req: RecommendRequest, ctx: DecisionContext, now: datetime) -> dict[str, Any]:
-        """ONE online read (nba_v1: customer + request-context features) serves both models."""
+        """ONE online read of the served entity serves every model keyed by it (and the policy)."""
         assert self._reader is not None
-        return self._reader.read(self._entity_row(req, ctx, now))
+        request = self.features.request_row(req.channel, now, location_type=ctx.location_type)
+        return self._reader.read(req.customer_id, request)
 
     def recommend(
         self, req: RecommendRequest, now: datetime | None = None, timings: dict[str, float] | None = None
@@ -504,8 +438,12 @@ class DecisionEngine(ChampionLifecycle):
         """One decision, synchronously (the feature read still has its timeout).
 
         `timings`, if given, receives seconds per stage (for profiling; see benchmarks/bench_serving.py).
+        ValueError (-> HTTP 400) for a key of the wrong type, an unknown channel or a refused `ts`.
         """
         t0 = time.perf_counter()
+        self.project.parse_key(req.customer_id)
+        if req.channel not in self.catalogue.channels:
+            raise ValueError(f"channel: unknown channel {req.channel!r}; known: {', '.join(self.catalogue.channels)}")
         now = now or self.decision_time(req)
         ctx = _context(req)
         if self._reader is None or self._bundle is None:
@@ -518,9 +456,6 @@ class DecisionEngine(ChampionLifecycle):
             timings["feature_read"] = time.perf_counter() - t0
         return self._decide(req, ctx, now, got, t0, timings)
 
-    def decision_time(self, req: RecommendRequest) -> datetime:
-        return decision_time(self.settings, req)
-
     async def recommend_async(self, req: RecommendRequest, now: datetime | None = None) -> RecommendResponse:
         """One decision from an event loop, computed on the loop thread.
 
@@ -532,17 +467,6 @@ class DecisionEngine(ChampionLifecycle):
         """
         return self.recommend(req, now)
 
-    def score_actions(self, bundle: ModelBundle, X: np.ndarray) -> np.ndarray:
-        """Calibrated propensity of every candidate row in one `inplace_predict` call."""
-        return bundle.nba.predict_proba(X)
-
-    def explain(self, bundle: ModelBundle, X: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-        """Per-feature contributions (+ bias) of the chosen rows only, approximate (Saabas)."""
-        return approx_contributions(bundle.nba, X[list(rows)])
-
-    def score_churn(self, bundle: ModelBundle, features: Mapping[str, object]) -> float:
-        return float(bundle.churn.predict_proba(customer_row(features, bundle.churn_layout).reshape(1, -1))[0])
-
     def _decide(
         self,
         req: RecommendRequest,
@@ -553,147 +477,272 @@ class DecisionEngine(ChampionLifecycle):
         timings: dict[str, float] | None = None,
     ) -> RecommendResponse:
         mark = _Stopwatch(timings)
-        bundle = self.bundle  # one reference for the whole request: a reload never mixes versions
-        policy = self.policy
-        log = self.decision_log
+        bundle, policy = self.bundle, self.policy  # one reference each for the whole request: no mixed versions
         decision_id = new_decision_id()
-        features = got.features
-        notes = got.notes
-        churn_risk: float | None = None
-
-        if got.degraded:
-            customer = CustomerView(customer_id=req.customer_id, known=False)
-            history = []
-            only: Sequence[str] | None = policy.config.degraded_actions
-        else:
-            customer = customer_view(req.customer_id, features, policy.config)
-            only = None
-            try:
-                history = log.contact_history(req.customer_id, now - timedelta(days=_history_days(policy.config)))
-            except Exception as exc:  # without contact history, caps cannot be honoured: service actions only
-                logger.warning("contact history unavailable (%s): service actions only", exc.__class__.__name__)
-                history = []
-                only = [a.id for a in self.catalogue.actions if a.kind == "service"]
-                got.degraded = True
-                notes.append("degraded: contact history unavailable")
-            mark("contact_history")
-            if customer.known:
-                churn_risk = self.score_churn(bundle, features)
-            else:
-                notes.append("cold_start: unknown customer, profile-free defaults")
-            mark("churn_score")
-
-        screening = policy.screen(customer, req.channel, history, now, only=only)
+        self._profile(req, now, got, bundle, policy, mark)
+        assert got.customer is not None
+        screening = policy.screen(got.customer, req.channel, got.history, now, only=got.only)
+        screening = self._model_rules(screening, got, bundle, policy)
         mark("policy_screen")
-        candidates = screening.candidates
-        rejected: list[Rejection] = list(screening.rejected)
-        scores: dict[str, float] = {}
-        X: np.ndarray | None = None
-        if candidates and not got.degraded:
-            idx = [self._action_index[a.id] for a in candidates]
-            cust = customer_row(features, bundle.nba_layout)
-            X = action_rows(len(bundle.nba.feature_names), bundle.nba_layout, cust, idx)
-            props = self.score_actions(bundle, X)
-        else:
-            props = np.zeros(len(candidates))
+        scored = self._score(screening.candidates, got, bundle)
         mark("nba_score")
-        for a, p in zip(candidates, props, strict=True):
-            scores[a.id] = float(p)
-        ranked, below = policy.arbitrate(candidates, props, customer, req.channel, ctx, features, churn_risk)
-        rejected.extend(below)
+        ranked, below = policy.arbitrate(
+            screening.candidates, scored.propensities, got.customer, req.channel, ctx, got.features, got.churn_risk
+        )
         chosen, outranked = policy.top_k(ranked, req.max_actions)
-        rejected.extend(outranked)
+        rejected = [*screening.rejected, *below, *outranked]
         mark("policy_arbitrate")
-
-        if chosen and X is not None:
-            # Approximate contributions for the chosen rows only (~0.5 ms a row; exact SHAP is ~8x dearer).
-            pos = {a.id: i for i, a in enumerate(candidates)}
-            contrib = self.explain(bundle, X, [pos[r.action.id] for r in chosen])
-            for r, row in zip(chosen, contrib, strict=True):
-                r.reasons.extend(c for c in policy.reason_codes(bundle.nba.feature_names, row) if c not in r.reasons)
+        self._explain(chosen, scored, bundle, policy)
         mark("reason_codes")
-
-        if chosen:
-            try:
-                log.record_contacts(
-                    decision_id, req.customer_id, req.channel, now, [(r.action.id, r.action.kind) for r in chosen]
-                )
-            except Exception:
-                # Not recorded means caps could not see it: deliver nothing rather than break the contact policy.
-                logger.exception("decision log write-through failed; answering without actions")
-                rejected.extend(Rejection(r.action.id, "decision_log.unavailable") for r in chosen)
-                chosen = []
-                got.degraded = True
-                notes.append("degraded: decision log unavailable")
-
+        chosen = self._deliver(decision_id, req, now, chosen, rejected, got)
         mark("log_write_through")
         actions = [_action_out(rank, r) for rank, r in enumerate(chosen, 1)]
-        latency_ms = (time.perf_counter() - t0) * 1000.0
-        versions = bundle.versions
-        log.log_decision(
-            DecisionRecord(
-                decision_id=decision_id,
-                ts=now,
-                customer_id=req.customer_id,
-                channel=req.channel,
-                context=req.context.model_dump(),
-                features={k: v for k, v in features.items() if k != "customer_id"},
-                feature_service=self._reader.service_name if self._reader else None,
-                model_versions=versions,
-                policy_version=self.policy_version,
-                churn_risk=churn_risk,
-                scores=scores,
-                chosen=[a.model_dump() for a in actions],
-                rejected=[{"action_id": r.action_id, "rule": r.rule, "detail": r.detail} for r in rejected],
-                degraded=got.degraded,
-                cold_start=not customer.known and not got.degraded,
-                latency_ms=latency_ms,
-            )
-        )
+        scores = {a.id: float(p) for a, p in zip(screening.candidates, scored.propensities, strict=True)}
+        self._log_decision(decision_id, req, now, got, bundle, scores, actions, rejected, t0)
         mark("log_enqueue")
         return RecommendResponse(
             decision_id=decision_id,
             customer_id=req.customer_id,
             channel=req.channel,
             actions=actions,
-            churn_risk=churn_risk,
-            model_versions=versions,
+            churn_risk=got.churn_risk,
+            model_versions=bundle.versions,
             degraded=got.degraded,
-            cold_start=not customer.known and not got.degraded,
-            notes=notes,
+            cold_start=not got.customer.known and not got.degraded,
+            notes=got.notes,
         )
+
+    def _profile(
+        self,
+        req: RecommendRequest,
+        now: datetime,
+        got: _Decision,
+        bundle: ModelBundle,
+        policy: DecisionPolicy,
+        mark: _Stopwatch,
+    ) -> None:
+        """The customer's facts, contact history and churn risk (or the degraded / cold-start defaults)."""
+        if got.degraded:
+            got.customer = CustomerView(customer_id=req.customer_id, known=False)
+            got.only = policy.config.degraded_actions
+            return
+        got.customer = policy.view(req.customer_id, got.features)
+        try:
+            got.history = self.decision_log.contact_history(req.customer_id, now - timedelta(days=policy.history_days))
+        except Exception as exc:  # without contact history, caps cannot be honoured: service actions only
+            logger.warning("contact history unavailable (%s): service actions only", exc.__class__.__name__)
+            got.only = [a.id for a in self.catalogue.actions if a.kind == "service"]
+            got.degraded = True
+            got.notes.append("degraded: contact history unavailable")
+        mark("contact_history")
+        if got.customer.known:
+            churn = policy.config.churn_model
+            if churn is not None:
+                got.churn_risk = self._score_entity(bundle, churn, got.features)
+                got.model_scores[churn] = got.churn_risk
+        else:
+            got.notes.append("cold_start: unknown customer, profile-free defaults")
+        mark("churn_score")
+
+    def _score_entity(self, bundle: ModelBundle, name: str, features: Mapping[str, object]) -> float:
+        row = customer_row(features, bundle.layouts[name]).reshape(1, -1)
+        return float(bundle.models[name].predict_proba(row)[0])
+
+    # ---------------------------------------------------------------- model rules
+    def _model_rules(
+        self, screening: Screening, got: _Decision, bundle: ModelBundle, policy: DecisionPolicy
+    ) -> Screening:
+        """Score the model rules that could still withhold a candidate, and withhold what they rule out."""
+        rules = policy.rules_needed(screening.candidates)
+        if not rules or got.degraded:
+            return screening
+        scores = []
+        for rule in rules:
+            score = self._rule_score(rule, got, bundle)
+            if score.probability is not None:
+                got.model_scores[rule.model] = score.probability
+            got.degraded = got.degraded or score.status == "unavailable"
+            scores.append(score)
+        screening, notes = policy.apply_model_rules(screening, scores)
+        got.notes.extend(notes)
+        return screening
+
+    def _rule_score(self, rule: ModelRule, got: _Decision, bundle: ModelBundle) -> RuleScore:
+        if rule.key_feature is None:
+            p = self._score_entity(bundle, rule.model, got.features)
+            key = self.project.served.key
+            return RuleScore(rule.name, "scored", p, f"{key} {got.features.get(key)}")
+        raw = got.features.get(rule.key_feature)
+        key = online_number(raw)
+        if key != key:  # nothing of that entity to assess (e.g. the account holds no loan)
+            return RuleScore(rule.name, "no_subject")
+        rr = self._rule_readers[rule.name]
+        subject_key: int | str = int(key) if rr.reader.key_type == "int" else str(raw)
+        subject = f"{rr.reader.join_key} {subject_key}"
+        try:
+            features = rr.reader.read(subject_key)
+        except FeatureStoreUnavailable:
+            return RuleScore(rule.name, "unavailable", subject=subject)
+        layout = bundle.layouts[rule.model]
+        if not any(online_number(features.get(n)) == online_number(features.get(n)) for n in layout.customer_names):
+            return RuleScore(rule.name, "unknown_subject", subject=subject)
+        return RuleScore(rule.name, "scored", self._score_entity(bundle, rule.model, features), subject)
+
+    # ---------------------------------------------------------------- scoring and reasons
+    def _score(self, candidates: Sequence[Any], got: _Decision, bundle: ModelBundle) -> _Scored:
+        """Each candidate's propensity from its model: one batch per model (none when degraded)."""
+        props = np.zeros(len(candidates))
+        out = _Scored(propensities=props)
+        if not candidates or got.degraded:
+            return out
+        by_model: dict[str, list[int]] = {}
+        for i, a in enumerate(candidates):
+            by_model.setdefault(self._action_model[a.id], []).append(i)
+        for name, rows in by_model.items():
+            model, layout = bundle.models[name], bundle.layouts[name]
+            cust = customer_row(got.features, layout)
+            if self.project.model(name).scores == "action":
+                index = [self._action_index[candidates[i].id] for i in rows]
+                X = action_rows(len(model.feature_names), layout, cust, index)
+                p = model.predict_proba(X)
+                props[rows] = p
+                positions = {candidates[i].id: j for j, i in enumerate(rows)}
+            else:
+                X = cust.reshape(1, -1)
+                p1 = float(model.predict_proba(X)[0])
+                props[rows] = p1
+                got.model_scores[name] = p1
+                positions = {candidates[i].id: 0 for i in rows}
+            out.matrices[name] = (X, positions)
+        return out
+
+    def _explain(
+        self, chosen: Sequence[RankedAction], scored: _Scored, bundle: ModelBundle, policy: DecisionPolicy
+    ) -> None:
+        """Reason codes of the chosen actions from their model's approximate contributions (chosen rows only)."""
+        by_model: dict[str, list[RankedAction]] = {}
+        for r in chosen:
+            name = self._action_model[r.action.id]
+            if name in scored.matrices:
+                by_model.setdefault(name, []).append(r)
+        for name, picks in by_model.items():
+            X, positions = scored.matrices[name]
+            model = bundle.models[name]
+            # Approximate contributions for the chosen rows only (~0.5 ms a row; exact SHAP is ~8x dearer).
+            contrib = approx_contributions(model, X[[positions[r.action.id] for r in picks]])
+            for r, row in zip(picks, contrib, strict=True):
+                r.reasons.extend(c for c in policy.reason_codes(model.feature_names, row) if c not in r.reasons)
+
+    # ---------------------------------------------------------------- the log
+    def _deliver(
+        self,
+        decision_id: str,
+        req: RecommendRequest,
+        now: datetime,
+        chosen: list[RankedAction],
+        rejected: list[Rejection],
+        got: _Decision,
+    ) -> list[RankedAction]:
+        """Commit the delivered actions write-through (caps must see them at once); nothing if that fails."""
+        if not chosen:
+            return chosen
+        try:
+            self.decision_log.record_contacts(
+                decision_id, req.customer_id, req.channel, now, [(r.action.id, r.action.kind) for r in chosen]
+            )
+        except Exception:
+            # Not recorded means caps could not see it: deliver nothing rather than break the contact policy.
+            logger.exception("decision log write-through failed; answering without actions")
+            rejected.extend(Rejection(r.action.id, "decision_log.unavailable") for r in chosen)
+            got.degraded = True
+            got.notes.append("degraded: decision log unavailable")
+            return []
+        return chosen
+
+    def _log_decision(
+        self,
+        decision_id: str,
+        req: RecommendRequest,
+        now: datetime,
+        got: _Decision,
+        bundle: ModelBundle,
+        scores: dict[str, float],
+        actions: list[RecommendedAction],
+        rejected: list[Rejection],
+        t0: float,
+    ) -> None:
+        assert got.customer is not None
+        key = self.project.served.key
+        self.decision_log.log_decision(
+            DecisionRecord(
+                decision_id=decision_id,
+                ts=now,
+                customer_id=req.customer_id,
+                channel=req.channel,
+                context=req.context.model_dump(),
+                features={k: v for k, v in got.features.items() if k != key},
+                feature_service=self._feature_service_label(),
+                model_versions=bundle.versions,
+                policy_version=self.policy_version,
+                churn_risk=got.churn_risk,
+                model_scores=got.model_scores,
+                scores=scores,
+                chosen=[a.model_dump() for a in actions],
+                rejected=[{"action_id": r.action_id, "rule": r.rule, "detail": r.detail} for r in rejected],
+                degraded=got.degraded,
+                cold_start=not got.customer.known and not got.degraded,
+                latency_ms=(time.perf_counter() - t0) * 1000.0,
+            )
+        )
+
+    def _feature_service_label(self) -> str:
+        action_services = [m.feature_service for m in self.project.models if m.name in set(self._action_model.values())]
+        return ",".join(dict.fromkeys(action_services))
 
     # ---------------------------------------------------------------- events and feedback
     def record_event(self, ev: EventRequest) -> EventResponse:
-        """Push a real-time event to the online store and record it durably for training (both, always).
+        """Push a real-time event to the online store (projects with a push source) and record it durably.
 
-        Context signals (airport check-in, card lost, ...) and app/web page views move the customer's real-time
-        state; other events (a login, a card payment) are recorded for training but change no online feature.
+        Context signals (airport check-in, card lost, ...) and app/web page views move the simulated bank's
+        real-time state; other events (a login, a card payment), and every event of a project whose features are
+        batch-materialized, are recorded for training but change no online feature.
         """
+        self.project.parse_key(ev.customer_id)
         ts = ev.ts or datetime.now(UTC)
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
         payload = ev.model_dump(exclude_none=True, mode="json")
         payload["ts"] = ts.isoformat()
-        event = feature_event(ev, ts)
-        pushed, detail = False, ""
-        if event is None:
-            detail = "recorded; this event type moves no real-time feature"
-        elif self._push_event is None or self._store is None:
-            detail = "recorded; online store not loaded"
-        else:
-            try:
-                pushed = self._push_event(self._store, event) is not None
-                detail = "" if pushed else "recorded; this event moves no real-time feature"
-            except Exception as exc:  # the store is down: the event is still kept durably, say it was not pushed
-                logger.warning("push to online store failed: %s: %s", type(exc).__name__, exc)
-                detail = f"recorded; push to online store failed ({type(exc).__name__})"
+        pushed, detail = self._push(ev, ts)
         self.decision_log.log_event(
             EventRecord(customer_id=ev.customer_id, ts=ts, event_type=ev.event_type, payload=payload, pushed=pushed)
         )
         return EventResponse(
             accepted=True, pushed=pushed, event_type=ev.event_type, customer_id=ev.customer_id, detail=detail
         )
+
+    def _push(self, ev: EventRequest, ts: datetime) -> tuple[bool, str]:
+        if not self.features.pushes:
+            return False, (
+                f"recorded; project {self.project.name!r} has no real-time features (its features are "
+                "batch-materialized), so the event moved none"
+            )
+        if self._store is None:
+            return False, "recorded; online store not loaded"
+        event = {
+            "customer": ev.customer_id,
+            "event_type": ev.event_type,
+            "ts": ts,
+            "channel": ev.channel,
+            "location_type": ev.location_type,
+            "page": ev.page,
+        }
+        try:
+            pushed = self.features.push(event)
+        except Exception as exc:  # the store is down: the event is still kept durably, say it was not pushed
+            logger.warning("push to online store failed: %s: %s", type(exc).__name__, exc)
+            return False, f"recorded; push to online store failed ({type(exc).__name__})"
+        return pushed, "" if pushed else "recorded; this event type moves no real-time feature"
 
     def record_feedback(self, fb: FeedbackRequest) -> FeedbackResponse:
         out = self.decision_log.record_feedback(fb.decision_id, fb.outcome, action_id=fb.action_id, ts=fb.ts)
@@ -708,7 +757,6 @@ def decision_time(settings: Settings, req: RecommendRequest) -> datetime:
 
     The decision log's `ts` is what contact caps and monitoring windows use, so a simulation replaying past
     days must stamp decisions with simulated time; a real channel must never move the clock (ValueError -> 400).
-    Shared by every engine type, so an onboarded project treats `ts` exactly like the simulated bank.
     """
     ts = getattr(req, "ts", None)
     if ts is None:
@@ -716,23 +764,6 @@ def decision_time(settings: Settings, req: RecommendRequest) -> datetime:
     if not settings.serving.simulated_time:
         raise ValueError("ts: a decision time is accepted only when serving.simulated_time is on (simulations)")
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def feature_event(ev: EventRequest, ts: datetime) -> dict[str, Any] | None:
-    """The event in the source-table shape `push_event` folds (context signal or digital event), or None."""
-    from feature_repo.specs import SIGNAL_COLUMNS
-
-    if ev.event_type in SIGNAL_COLUMNS:
-        return {"customer_id": ev.customer_id, "ts": ts, "signal": ev.event_type, "location_type": ev.location_type}
-    if ev.event_type in DIGITAL_EVENTS:
-        return {
-            "customer_id": ev.customer_id,
-            "ts": ts,
-            "event_type": ev.event_type,
-            "page": ev.page,
-            "channel": ev.channel or "app",
-        }
-    return None
 
 
 class _Stopwatch:
@@ -754,10 +785,6 @@ class _Stopwatch:
 def _context(req: RecommendRequest) -> DecisionContext:
     c = req.context
     return DecisionContext(location_type=c.location_type, event=c.event, page=c.page)
-
-
-def _history_days(cfg: PolicyConfig) -> int:
-    return max(cfg.caps.window_days, cfg.caps.dismissal_cooldown_days, 1)
 
 
 def _action_out(rank: int, r: RankedAction) -> RecommendedAction:

@@ -1,10 +1,9 @@
-"""What every decision engine shares: readiness, loading with retry, the registry poll and the champion swap.
+"""How a decision engine lives: readiness, loading with retry, the registry poll and the champion swap.
 
-`serving.engine.DecisionEngine` (the simulated bank) and `serving.project_engine.ProjectEngine` (an onboarded
-bank) differ in what they load and how they decide, not in how they live: both start without blocking the server
-(readiness stays false and loading retries), poll the MLflow registry for new `champion` versions, and swap the
-whole model set in one reference assignment so an in-flight request never mixes versions. One implementation here
-keeps the two from drifting apart (they had: only one froze the heap after a background load).
+`serving.engine.DecisionEngine` starts without blocking the server (readiness stays false and loading retries),
+polls the MLflow registry for new `champion` versions, and swaps the whole model set in one reference assignment so
+an in-flight request never mixes versions. Kept apart from the engine's decision logic: this is the part every
+serving engine (and the benchmark's variants) shares unchanged.
 """
 
 from __future__ import annotations
@@ -115,12 +114,16 @@ class ChampionLifecycle(ABC):
                 try:
                     if self._store is not None:
                         self._store.refresh_registry()
-                    self.reload_models()
+                    self._poll_once()
                 except Exception:
                     logger.exception("registry poll failed; keeping the current models and feature registry")
 
         self._poller = threading.Thread(target=poll, name="champion-poll", daemon=True)
         self._poller.start()
+
+    def _poll_once(self) -> None:
+        """What each poll does after refreshing the feature registry (an engine may also re-read its policy)."""
+        self.reload_models()
 
     def champion_versions(self) -> dict[str, str]:
         """The registry's current champion versions (cheap metadata call, no download)."""

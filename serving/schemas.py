@@ -1,39 +1,29 @@
 """Request and response models of the decision service (pydantic; BentoML turns them into OpenAPI).
 
-Validation happens here, at the edge: a bad field becomes an HTTP 4xx whose message names the field. Channel
-names are checked against the offer catalogue (data, so a bank can add a channel without code).
+Validation happens here, at the edge: a bad field becomes an HTTP 4xx whose message names the field. One schema
+serves every project: a customer key is a strict integer (0 to 2^63 - 1) or a short string, and the engine checks
+it against the project's key type and the channel against the project's catalogue (both 4xx naming the field).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from nextbest.catalogue import load_catalogue
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 LOCATION_TYPES: tuple[str, ...] = ("airport", "dealership", "home", "branch", "store", "other")
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"
+INT64_MAX = 2**63 - 1
+#: a customer (entity) key: an int64 that is not a bool or a string of digits, or a bank's string key
+CustomerKey = (
+    Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
+    | Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")]
+)
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-@lru_cache(maxsize=8)
-def _channels(catalogue: str | None) -> tuple[str, ...]:
-    return tuple(load_catalogue(catalogue).channels)
-
-
-def _known_channel(value: str) -> str:
-    # Cached per catalogue path: resolving the path on every request cost ~0.1 ms of syscalls.
-    channels = _channels(os.environ.get("NEXTBEST_CATALOGUE"))
-    if value not in channels:
-        raise ValueError(f"unknown channel {value!r}; known: {', '.join(channels)}")
-    return value
 
 
 class RecommendContext(_Request):
@@ -45,16 +35,14 @@ class RecommendContext(_Request):
 
 
 class RecommendRequest(_Request):
-    customer_id: int = Field(ge=0, description="the bank's customer id")
-    channel: str = Field(description="calling channel, one of the catalogue channels (app, web, email, ...)")
+    customer_id: CustomerKey = Field(description="the bank's key of the served entity (integer or string)")
+    channel: str = Field(pattern=_NAME, description="calling channel, one of the project's catalogue channels")
     context: RecommendContext = RecommendContext()
     max_actions: int = Field(3, ge=0, le=10, description="at most this many actions (policy may cap lower)")
     ts: datetime | None = Field(
         None,
         description="simulation only: the decision's (simulated) time, UTC; refused unless serving.simulated_time",
     )
-
-    _channel = field_validator("channel")(_known_channel)
 
 
 class RecommendedAction(BaseModel):
@@ -70,7 +58,7 @@ class RecommendedAction(BaseModel):
 
 class RecommendResponse(BaseModel):
     decision_id: str
-    customer_id: int
+    customer_id: int | str
     channel: str
     actions: list[RecommendedAction] = Field(description="best first; empty means 'no action' (a valid answer)")
     churn_risk: float | None
@@ -83,7 +71,7 @@ class RecommendResponse(BaseModel):
 class EventRequest(_Request):
     """A real-time event: context signal, app/web event or card transaction."""
 
-    customer_id: int = Field(ge=0)
+    customer_id: CustomerKey
     event_type: str = Field(pattern=_NAME, description="e.g. airport_checkin, card_lost, login, page_view")
     ts: datetime | None = Field(None, description="when it happened (UTC); default now")
     channel: str | None = Field(None, pattern=_NAME)
@@ -98,7 +86,7 @@ class EventResponse(BaseModel):
     accepted: bool
     pushed: bool = Field(description="the online store was updated (false: recorded durably, push failed)")
     event_type: str
-    customer_id: int
+    customer_id: int | str
     detail: str = ""
 
 
@@ -111,7 +99,7 @@ class FeedbackRequest(_Request):
 
 class FeedbackResponse(BaseModel):
     decision_id: str
-    customer_id: int | None = Field(description="the decision's customer; null until an early feedback is joined")
+    customer_id: int | str | None = Field(description="the decision's customer; null until an early feedback is joined")
     action_id: str | None
     outcome: str
     joined: bool = Field(
@@ -124,12 +112,15 @@ class FeedbackResponse(BaseModel):
 class ReloadResponse(BaseModel):
     reloaded: bool
     model_versions: dict[str, str]
+    policy_version: str | None = Field(None, description="the decision policy in use after the reload")
     detail: str = ""
 
 
 class StatusResponse(BaseModel):
     ready: bool
+    project: str = ""
     model_versions: dict[str, str]
+    policy_version: str | None = None
     online_store: str
     breaker_open: bool
     detail: str = ""

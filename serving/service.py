@@ -1,13 +1,14 @@
 """The BentoML decision service: `bentoml serve serving.service:NextbestService` (or `nextbest serve`).
 
-A thin, typed shell over `serving.engine.DecisionEngine`: the engine (models, feature store, policy, log) is built
-once per worker when BentoML instantiates the class, never at import. Handlers are `async` so BentoML calls them
-on the event loop (no thread hop per request); the only blocking part, the online read, runs in the engine's own
-pool with a timeout. Access log and metrics are off in the service config: on this machine they cost more than
-the whole decision (see benchmarks/bench_serving.py); the API routes are left out of BentoML's OpenTelemetry
-tracing unless `serving.tracing` is on (+8-12% throughput, Redis p99 at 250 req/s halved: docs/benchmarks.md).
-Swagger/OpenAPI, `/livez` and `/readyz` are BentoML's; `/readyz` stays 503 until the champions and the store
-are loaded (`__is_ready__`).
+A thin, typed shell over `serving.engine.DecisionEngine`, the one engine of every project (the simulated bank by
+default; `settings.project` / `nextbest serve --project FILE` for another): the engine (models, feature store,
+policy, log) is built once per worker when BentoML instantiates the class, never at import. Handlers are `async` so
+BentoML calls them on the event loop (no thread hop per request); the only blocking part, the online read, runs in
+the engine's own pool with a timeout. Access log and metrics are off in the service config: on this machine they
+cost more than the whole decision (see benchmarks/bench_serving.py); the API routes are left out of BentoML's
+OpenTelemetry tracing unless `serving.tracing` is on (+8-12% throughput, Redis p99 at 250 req/s halved:
+docs/benchmarks.md). Swagger/OpenAPI, `/livez` and `/readyz` are BentoML's; `/readyz` stays 503 until the champions
+and the store are loaded (`__is_ready__`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from nextbest.settings import load_settings
 from serving.auth import ApiKeyMiddleware, auth_required
 from serving.engine import DecisionEngine
 from serving.lifecycle import freeze_heap
-from serving.project_engine import ProjectEngine
 from serving.schemas import (
     EventRequest,
     EventResponse,
@@ -66,12 +66,7 @@ class NextbestService:
             raise ConfigError(
                 "API-key auth is on (production profile or serving.auth_enabled) but serving.api_keys is empty"
             )
-        # An onboarded project (a bank's own tables) is served through the same contract by its own engine.
-        self.engine: DecisionEngine | ProjectEngine
-        if self.settings.serving.project_config is not None:
-            self.engine = ProjectEngine(self.settings)
-        else:
-            self.engine = DecisionEngine(self.settings)
+        self.engine = DecisionEngine(self.settings)
         try:
             self.engine.load()
             self.engine.start_polling()
@@ -134,9 +129,16 @@ class NextbestService:
 
     @bentoml.api(route="/admin/reload")
     def reload(self, force: bool = False) -> ReloadResponse:
-        """Admin: load the registry's current champions now (the poller does this every reload_interval_s)."""
+        """Admin: re-read the decision policy file (validated first: a bad file is refused with 422 and the policy
+        in use is kept) and load the registry's current champions now (the poller does both every
+        reload_interval_s)."""
         try:
-            return self.engine.reload_models(force=force)
+            return self.engine.reload(force=force)
+        except ConfigError as exc:
+            raise BentoMLException(
+                f"policy: the edited decision policy is invalid and was not loaded: {exc}",
+                error_code=HTTPStatus.UNPROCESSABLE_ENTITY,
+            ) from exc
         except NotReadyError as exc:
             raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
 

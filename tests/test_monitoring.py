@@ -14,7 +14,6 @@ from monitoring.drift import (
     DriftPolicy,
     decide_drift,
     infer_column_kinds,
-    load_drift_policy,
     outcome_shift,
     outcome_shifts,
     sample_rows,
@@ -27,6 +26,7 @@ from monitoring.reports import (
     business_frame,
 )
 from monitoring.store import get_project, list_runs, open_workspace, save_report
+from nextbest.drift_policy import load_drift_policy
 from nextbest.errors import ConfigError, DataError
 
 

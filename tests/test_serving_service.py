@@ -53,8 +53,11 @@ def engine(world: ServedWorld, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def online(engine: DecisionEngine, customer_id: int) -> dict[str, object]:
     import nextbest.features as nbf
 
-    # straight to Feast, without the serving timeout: these tests look at feature values, not latency
-    return engine._reader._read({"customer_id": customer_id, **nbf.request_context("web")})  # type: ignore[union-attr]
+    reader = engine._reader
+    assert reader is not None
+    # with a generous budget: these tests look at feature values, not latency
+    reader.access.timeout_s = 10.0
+    return reader.read(customer_id, nbf.request_context("web"))
 
 
 def find_customer(engine: DecisionEngine, world: ServedWorld, **wanted: int) -> int:
@@ -101,10 +104,12 @@ def assert_lean_read_matches_sdk(engine: DecisionEngine, customer_ids: list[int]
     import nextbest.features as nbf
 
     reader = engine._reader
-    assert reader is not None and reader._lean and reader._one_trip is not None
+    assert reader is not None and reader._one_trip is not None
+    reader.access.timeout_s = 10.0
+    service = reader.store.get_feature_service(nbf.NBA_SERVICE)
     for cid in customer_ids:
-        row = {"customer_id": cid, **nbf.request_context("app", location_type="airport")}
-        lean, sdk = reader._read(row), reader.read_with_sdk(row)
+        request = nbf.request_context("app", location_type="airport")
+        lean, sdk = reader.read(cid, request), reader.read_with_sdk(cid, service, request)
         assert set(sdk) <= set(lean)
         for name, value in sdk.items():
             other = lean[name]
@@ -557,5 +562,6 @@ def test_bentoml_build_produces_a_bento_from_the_bentofile(tmp_path: Path) -> No
     bentos = list((tmp_path / "bentoml" / "bentos" / "nextbest").glob("*/bento.yaml"))
     assert bentos, out.stdout
     src = bentos[0].parent / "src"
-    assert (src / "serving" / "service.py").is_file() and (src / "serving" / "policy.yaml").is_file()
-    assert (src / "nextbest" / "data" / "catalogue.yaml").is_file()
+    assert (src / "serving" / "service.py").is_file() and (src / "nextbest" / "data" / "policy.yaml").is_file()
+    assert (src / "nextbest" / "data" / "catalogue.yaml").is_file() and (src / "configs" / "simbank.yaml").is_file()
+    assert not (src / "training").exists()  # the service ships no training code

@@ -66,9 +66,9 @@ def monitor(
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials for --retrain (default: settings)."),
 ) -> None:
     """Compare the champions' training data with recent served traffic; exit 1 on drift."""
-    from monitoring.drift import load_drift_policy
     from monitoring.pipeline import run_monitoring
     from nextbest.console import console
+    from nextbest.drift_policy import load_drift_policy
     from nextbest.settings import load_settings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -16,35 +16,25 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option(None, "--host", help="Bind address (default: settings.serving.host)."),
         workers: int = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: settings)."),
         project: Path = typer.Option(
-            None,
-            "--project",
-            help="Serve an onboarded project: its onboarding YAML with a `serving:` section (docs/onboarding.md).",
+            None, "--project", help="The project file to serve (default: the simulated bank, configs/simbank.yaml)."
         ),
     ) -> None:
         """Run the decision service (`bentoml serve serving.service:NextbestService`) until Ctrl-C.
 
-        Needs champion models (`nextbest train churn|nba`) and a materialized online store
+        Needs the project's champion models (`nextbest train ...`) and a materialized online store
         (`nextbest features materialize`); until both exist /readyz answers 503 and loading retries.
-        With `--project`, the same endpoints serve that onboarded project (`nextbest onboard all` first).
         """
         from nextbest.console import console
-        from nextbest.errors import ConfigError
-        from nextbest.onboarding.config import load_config
+        from nextbest.project import project_of
         from nextbest.settings import load_settings
         from serving.runner import run_service
 
         settings = load_settings()
-        log_uri = settings.decision_log_uri
         if project is not None:
-            cfg = load_config(project)  # a bad config fails here, with its message, before a server starts
-            if cfg.serving is None:
-                raise ConfigError(f"{project} has no `serving:` section; see docs/onboarding.md (Serving your project)")
-            serving = settings.serving.model_copy(update={"project_config": project.resolve()})
-            settings = settings.model_copy(update={"serving": serving})
-            console.print(f"serving onboarded project [bold]{cfg.project}[/] ({project})")
-            from serving.project_engine import ProjectEngine
-
-            log_uri = ProjectEngine(settings, config=cfg).decision_log_uri
+            settings = settings.model_copy(update={"project": project.resolve()})
+        served = project_of(settings)  # a bad project file fails here, with its message, before a server starts
+        log_uri = served.decision_log_uri(settings)
+        console.print(f"serving project [bold]{served.name}[/] ({served.source})")
         host = host or settings.serving.host
         port = port or settings.serving.port
         workers = workers or settings.serving.workers

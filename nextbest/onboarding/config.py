@@ -36,6 +36,8 @@ from nextbest.errors import ConfigError
 ColumnType = Literal["int", "float", "str", "date", "datetime", "bool"]
 AggregationFn = Literal["count", "sum", "mean", "min", "max", "std", "last", "days_since_last", "days_since_first"]
 _NAME = r"^[a-z][a-z0-9_]*$"
+#: top-level keys of a project file that belong to the project contract (`nextbest.project`), not the table mapping
+CONTRACT_KEYS: frozenset[str] = frozenset({"catalogue", "policy", "drift", "serving", "action_model", "features"})
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
@@ -82,7 +84,8 @@ Snapshots = Annotated[CalendarSnapshots | EventSnapshots, Field(discriminator="k
 class EntityConfig(Frozen):
     """Something a model scores: an account, a loan, a customer."""
 
-    key: str = Field(description="Join key column (int64), the Feast entity's join key.")
+    key: str = Field(description="Join key column, the Feast entity's join key.")
+    key_type: Literal["int", "str"] = Field("int", description="int64 keys, or strings (e.g. 'C-000123', UUIDs).")
     table: str = Field(description="Table or derived table with exactly one row per entity.")
     valid_from: str | None = Field(description="Timestamp column: the entity exists from then; null = always.")
     snapshots: Snapshots
@@ -223,78 +226,6 @@ class ModelConfig(Frozen):
     description: str = ""
 
 
-class FeatureCondition(Frozen):
-    """An eligibility condition on one online feature of the served entity: min <= value <= max."""
-
-    feature: str
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _a_bound(self) -> FeatureCondition:
-        if self.min is None and self.max is None:
-            raise ValueError(f"condition on {self.feature!r}: give min, max or both")
-        return self
-
-
-class ServedAction(Frozen):
-    """An action the service may offer: scored by one of the project's models, valued, with a template per channel."""
-
-    id: str = Field(pattern=_NAME)
-    kind: str = Field("sales", pattern=_NAME, description="e.g. sales, service, retention (logged, shown to callers)")
-    model: str = Field(description="The model (keyed by the served entity) whose probability is this propensity.")
-    value: float = Field(ge=0, description="Value of an acceptance; priority = propensity x value.")
-    templates: dict[str, str] = Field(
-        min_length=1, description="channel -> pre-approved template id; the action is offered on these channels only."
-    )
-    eligible_if: list[FeatureCondition] = Field(
-        default_factory=list, description="All must hold on the entity's online features (missing value = not met)."
-    )
-
-
-class SuitabilityRule(Frozen):
-    """Compliance: withhold actions when another model's risk for the entity is at or above a threshold.
-
-    The rule's model may be keyed by another entity (e.g. a loan): `key_feature` names the served entity's online
-    feature that holds that entity's key (e.g. the account's latest loan id). No key (NaN) = nothing to assess.
-    """
-
-    name: str = Field(pattern=_NAME)
-    model: str
-    key_feature: str | None = Field(None, description="Served-entity feature holding the rule model's entity key.")
-    max_probability: float = Field(gt=0, lt=1, description="Withhold at or above this probability.")
-    blocks: list[str] = Field(min_length=1, description="Action ids withheld when the rule fires.")
-    reason: str = Field(pattern=r"^[a-z][a-z0-9_.]*$", description="Rejection code logged and returned in notes.")
-
-
-class ProjectServingConfig(Frozen):
-    """How the decision service serves this project through its usual contract (POST /recommend etc.).
-
-    `customer_id` of a request is the served entity's key (Berka: account_id). Channels must be catalogue
-    channels (the request schema is shared with the simulated bank).
-    """
-
-    entity: str = Field(description="The entity a request's customer_id identifies.")
-    feature_views: list[str] = Field(
-        default_factory=list, description="Extra views of that entity read for eligibility and suitability keys."
-    )
-    actions: list[ServedAction] = Field(min_length=1)
-    suitability: list[SuitabilityRule] = Field(default_factory=list)
-    min_propensity: float = Field(0.0, ge=0, lt=1, description="Below this an action is not worth a contact.")
-    max_actions: int = Field(3, ge=1, le=10, description="Cap on actions per decision (the request may ask fewer).")
-    cooldown_days: int = Field(0, ge=0, description="An action delivered within this many days is not repeated.")
-    cold_start_actions: list[str] = Field(
-        default_factory=list,
-        description="Offered to unknown entities, scored on the profile-free (all-missing) row; [] = no action.",
-    )
-    reason_codes: dict[str, str] = Field(
-        default_factory=dict, description="feature-name prefix -> reason code; default the feature name upper-cased."
-    )
-    feature_timeout_ms: float | None = Field(
-        None, gt=0, description="Online read budget; default settings.serving.feature_timeout_ms."
-    )
-
-
 class OnboardingConfig(Frozen):
     """A bank's whole mapping: one Feast project, its feature services and models."""
 
@@ -309,7 +240,6 @@ class OnboardingConfig(Frozen):
     entities: dict[str, EntityConfig]
     feature_views: list[FeatureViewConfig]
     models: list[ModelConfig] = Field(min_length=1)
-    serving: ProjectServingConfig | None = Field(None, description="Serve this project's models (optional).")
 
     @field_validator("tables", "derived", "entities")
     @classmethod
@@ -369,54 +299,7 @@ class OnboardingConfig(Frozen):
                         raise ValueError(f"model {model.name!r}: unknown event table {ev.table!r}")
             elif not isinstance(snapshots, EventSnapshots):
                 raise ValueError(f"model {model.name!r}: an outcome_column label needs event snapshots")
-        if self.serving is not None:
-            self._check_serving(self.serving, views)
         return self
-
-    def _check_serving(self, serving: ProjectServingConfig, views: dict[str, FeatureViewConfig]) -> None:
-        where = "serving"
-        if serving.entity not in self.entities:
-            raise ValueError(f"{where}: unknown entity {serving.entity!r}; known: {sorted(self.entities)}")
-        models = {m.name: m for m in self.models}
-        read: set[str] = set()
-        for v in serving.feature_views:
-            if v not in views or views[v].entity != serving.entity:
-                raise ValueError(f"{where}.feature_views: {v!r} is not a view of entity {serving.entity!r}")
-        served_models = {a.model for a in serving.actions}
-        for name in served_models:
-            if name not in models:
-                raise ValueError(f"{where}.actions: unknown model {name!r}; known: {sorted(models)}")
-            if models[name].entity != serving.entity:
-                raise ValueError(f"{where}.actions: model {name!r} is keyed by {models[name].entity!r}")
-        # One online read of the served entity: its feature names must be unique across the views it reads.
-        seen: dict[str, str] = {}
-        for v in dict.fromkeys([*(w for m in served_models for w in models[m].feature_views), *serving.feature_views]):
-            for feature in feature_names_of(views[v]):
-                if feature in seen and seen[feature] != v:
-                    raise ValueError(f"{where}: feature {feature!r} is read from both {seen[feature]!r} and {v!r}")
-                seen[feature] = v
-                read.add(feature)
-        ids = [a.id for a in serving.actions]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"{where}.actions: an action id is used twice")
-        for action in serving.actions:
-            for cond in action.eligible_if:
-                if cond.feature not in read:
-                    raise ValueError(f"{where}: action {action.id!r} tests {cond.feature!r}, which is not read")
-        for rule in serving.suitability:
-            if rule.model not in models:
-                raise ValueError(f"{where}.suitability {rule.name!r}: unknown model {rule.model!r}")
-            if models[rule.model].entity != serving.entity and rule.key_feature is None:
-                raise ValueError(
-                    f"{where}.suitability {rule.name!r}: model {rule.model!r} is keyed by "
-                    f"{models[rule.model].entity!r}; give key_feature (the served entity's feature holding its key)"
-                )
-            if rule.key_feature is not None and rule.key_feature not in read:
-                raise ValueError(f"{where}.suitability {rule.name!r}: key_feature {rule.key_feature!r} is not read")
-            if unknown := [b for b in rule.blocks if b not in ids]:
-                raise ValueError(f"{where}.suitability {rule.name!r}: unknown action(s) {unknown}")
-        if unknown := [a for a in serving.cold_start_actions if a not in ids]:
-            raise ValueError(f"{where}.cold_start_actions: unknown action(s) {unknown}")
 
     def view(self, name: str) -> FeatureViewConfig:
         """The feature view called `name`."""
@@ -485,8 +368,22 @@ def _expand_env(text: str) -> str:
     return _ENV_REF.sub(repl, text)
 
 
+def parse_config(raw: object, path: Path) -> OnboardingConfig:
+    """Validate a table mapping read from `path`: `data_dir` is env-expanded and resolved relative to the file."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    raw = dict(raw)
+    if isinstance(raw.get("data_dir"), str):
+        data_dir = Path(_expand_env(raw["data_dir"])).expanduser()
+        raw["data_dir"] = data_dir if data_dir.is_absolute() else (path.parent / data_dir).resolve()
+    try:
+        return OnboardingConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is invalid:\n{exc}") from exc
+
+
 def load_config(path: str | Path) -> OnboardingConfig:
-    """Read and validate an onboarding YAML; `data_dir` is env-expanded and resolved relative to the file."""
+    """Read and validate the table mapping of a project file (its contract sections are read by `nextbest.project`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"onboarding config {path} not found")
@@ -496,10 +393,4 @@ def load_config(path: str | Path) -> OnboardingConfig:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
-    if isinstance(raw.get("data_dir"), str):
-        data_dir = Path(_expand_env(raw["data_dir"])).expanduser()
-        raw["data_dir"] = data_dir if data_dir.is_absolute() else (path.parent / data_dir).resolve()
-    try:
-        return OnboardingConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path} is invalid:\n{exc}") from exc
+    return parse_config({k: v for k, v in raw.items() if k not in CONTRACT_KEYS}, path)

@@ -1,0 +1,271 @@
+"""A project's features as the platform uses them: one interface, one implementation per kind of project.
+
+`feature_project(project, settings)` gives the `FeatureProject` of any project: `GenomeFeatures` for the simulated
+bank's hand-written repo (`feature_repo/`), `TableFeatures` for a bank's own tables mapped by its project file
+(`nextbest.onboarding`). Commands (`nextbest features build|apply|materialize --project ...`), training, the decision
+engine and monitoring call this interface and never the kind-specific modules, so every bank gets the same steps.
+
+What a kind provides: build the offline feature tables, register the Feast objects (apply), load the online store
+(materialize), the Feast store, which materialized views a feature service or the served entity reads (and their
+fields), and, for the genome only, request-time context (an on-demand view) and real-time pushes.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nextbest.errors import ConfigError, NotReadyError
+from nextbest.features.store import MaterializeMethod, MaterializeStats, ProgressFn
+from nextbest.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+    from nextbest.project import Project
+
+logger = logging.getLogger(__name__)
+
+#: (request-time input fields read from the online store, the function computing context features from them)
+ContextFn = Callable[[Mapping[str, Sequence[Any]]], dict[str, list[Any]]]
+
+
+class FeatureProject(ABC):
+    """The features of one project: offline tables, Feast registry, online store, views."""
+
+    kind: str
+
+    def __init__(self, project: Project, settings: Settings) -> None:
+        self.project = project
+        self.settings = settings
+        self._store: FeatureStore | None = None
+
+    # ---------------------------------------------------------------- the pipeline
+    @abstractmethod
+    def build(self, progress: ProgressFn | None = None) -> dict[str, Path]:
+        """Build the offline feature tables (point-in-time correct); view name -> parquet path."""
+
+    @abstractmethod
+    def apply(self) -> None:
+        """Register entities, sources, views and feature services in the project's Feast registry."""
+
+    @abstractmethod
+    def materialize(
+        self, method: MaterializeMethod = "fast", end: datetime | None = None, progress: ProgressFn | None = None
+    ) -> MaterializeStats:
+        """Load the latest row of every entity into the online store."""
+
+    def store(self) -> FeatureStore:
+        """The project's Feast store, opened once (NotReadyError before `apply` for a table project)."""
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    @abstractmethod
+    def _open_store(self) -> FeatureStore:
+        """Open the project's Feast store."""
+
+    # ---------------------------------------------------------------- views
+    @abstractmethod
+    def service_views(self, service: str) -> tuple[str, ...]:
+        """The materialized views a feature service reads (an on-demand view's sources included)."""
+
+    @abstractmethod
+    def view_fields(self, view: str) -> tuple[str, ...]:
+        """The feature names of a materialized view."""
+
+    @abstractmethod
+    def view_entity(self, view: str) -> str:
+        """The entity a view is keyed by."""
+
+    def entity_views(self, entity: str) -> tuple[str, ...]:
+        """Every materialized view of one entity, in definition order."""
+        return tuple(v for v in self.views if self.view_entity(v) == entity)
+
+    @property
+    @abstractmethod
+    def views(self) -> tuple[str, ...]:
+        """Every materialized view of the project."""
+
+    def served_views(self, entity: str, services: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, ...]:
+        """The views one online read of `entity` covers: those of the services keyed by it, then `extra`."""
+        names = [v for s in services for v in self.service_views(s) if self.view_entity(v) == entity]
+        for v in extra:
+            if v not in self.views or self.view_entity(v) != entity:
+                raise ConfigError(f"project {self.project.name!r}: {v!r} is not a view of entity {entity!r}")
+            names.append(v)
+        return tuple(dict.fromkeys(names))
+
+    # ---------------------------------------------------------------- request time
+    @property
+    def context(self) -> tuple[tuple[str, ...], ContextFn] | None:
+        """Request-time (on-demand) features: the online inputs they read and the function; None if the project has
+        none."""
+        return None
+
+    def request_row(self, channel: str, at: datetime, location_type: str | None = None) -> dict[str, Any]:
+        """The request fields an on-demand view reads (none for a project without request-time features)."""
+        return {}
+
+    @property
+    def pushes(self) -> bool:
+        """Whether events can move online features (a push source)."""
+        return False
+
+    def push(self, event: Mapping[str, Any]) -> bool:
+        """Fold one real-time event (`customer`, `event_type`, `ts`, optional `channel`, `location_type`, `page`)
+        into the online store; True if it moved a feature, False if this event type moves none."""
+        raise NotReadyError(f"project {self.project.name!r} has no push source: its features are batch-materialized")
+
+
+# -------------------------------------------------------------------- the simulated bank's genome
+
+
+class GenomeFeatures(FeatureProject):
+    """The hand-written customer genome in `feature_repo/` (profile, activity, contacts, real-time, context)."""
+
+    kind = "genome"
+
+    def build(self, progress: ProgressFn | None = None) -> dict[str, Path]:
+        from nextbest.features.store import build_feature_tables
+
+        return build_feature_tables(self.settings, progress=progress)
+
+    def apply(self) -> None:
+        from nextbest.features.store import apply
+
+        apply(self.settings)
+
+    def materialize(
+        self, method: MaterializeMethod = "fast", end: datetime | None = None, progress: ProgressFn | None = None
+    ) -> MaterializeStats:
+        from nextbest.features.store import materialize
+
+        return materialize(self.settings, end=end, method=method, progress=progress)
+
+    def _open_store(self) -> FeatureStore:
+        from nextbest.features.store import get_store
+
+        return get_store(self.settings)
+
+    def service_views(self, service: str) -> tuple[str, ...]:
+        from feature_repo import specs
+
+        if service not in specs.SERVICE_VIEWS:
+            raise ConfigError(f"unknown feature service {service!r}; known: {', '.join(specs.SERVICE_VIEWS)}")
+        views = [v for v in specs.SERVICE_VIEWS[service] if v != specs.CONTEXT_VIEW]
+        if specs.CONTEXT_VIEW in specs.SERVICE_VIEWS[service]:
+            views.append(specs.REALTIME_VIEW)  # the on-demand view's online source
+        return tuple(views)
+
+    def view_fields(self, view: str) -> tuple[str, ...]:
+        from feature_repo import specs
+
+        return tuple(specs.VIEW_FIELDS[view])
+
+    def view_entity(self, view: str) -> str:
+        from feature_repo import specs
+
+        if view not in specs.VIEW_FIELDS:
+            raise ConfigError(f"unknown feature view {view!r}; known: {', '.join(specs.VIEW_FIELDS)}")
+        return specs.ENTITY_NAME
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        from feature_repo import specs
+
+        return tuple(specs.MATERIALIZED_VIEWS)
+
+    @property
+    def context(self) -> tuple[tuple[str, ...], ContextFn] | None:
+        from feature_repo import specs
+        from feature_repo.context import context_features
+
+        return tuple(specs.REALTIME_FIELDS), context_features
+
+    def request_row(self, channel: str, at: datetime, location_type: str | None = None) -> dict[str, Any]:
+        from nextbest.features.store import request_context
+
+        return request_context(channel, at, location_type=location_type)
+
+    @property
+    def pushes(self) -> bool:
+        return True
+
+    def push(self, event: Mapping[str, Any]) -> bool:
+        from feature_repo.specs import DIGITAL_EVENTS, JOIN_KEY, SIGNAL_COLUMNS
+        from nextbest.features.realtime import push_event
+
+        kind = event["event_type"]
+        if kind in SIGNAL_COLUMNS:
+            row = {"signal": kind, "location_type": event.get("location_type")}
+        elif kind in DIGITAL_EVENTS:
+            row = {"event_type": kind, "page": event.get("page"), "channel": event.get("channel") or "app"}
+        else:
+            return False  # recorded for training by the caller; moves no real-time feature
+        return push_event(self.store(), {JOIN_KEY: event["customer"], "ts": event["ts"], **row}) is not None
+
+
+# -------------------------------------------------------------------- a bank's own tables
+
+
+class TableFeatures(FeatureProject):
+    """A Feast project generated from the table mapping of a project file (`nextbest.onboarding`)."""
+
+    kind = "tables"
+
+    def __init__(self, project: Project, settings: Settings) -> None:
+        super().__init__(project, settings)
+        if project.tables is None:
+            raise ConfigError(f"project {project.name!r} has no table mapping")
+        self.mapping = project.tables
+        self._views = {v.name: v for v in self.mapping.feature_views}
+
+    def build(self, progress: ProgressFn | None = None) -> dict[str, Path]:
+        from nextbest.onboarding.features import build_feature_tables
+
+        return build_feature_tables(self.mapping, self.settings)
+
+    def apply(self) -> None:
+        from nextbest.onboarding.feast_repo import apply
+
+        apply(self.mapping, self.settings, self.project.source)
+
+    def materialize(
+        self, method: MaterializeMethod = "fast", end: datetime | None = None, progress: ProgressFn | None = None
+    ) -> MaterializeStats:
+        from nextbest.onboarding.feast_repo import materialize
+
+        return materialize(self.mapping, self.settings, end=end)
+
+    def _open_store(self) -> FeatureStore:
+        from nextbest.onboarding.feast_repo import get_project_store
+
+        return get_project_store(self.mapping, self.settings, require_applied=True)
+
+    def service_views(self, service: str) -> tuple[str, ...]:
+        for m in self.mapping.models:
+            if m.feature_service == service:
+                return tuple(m.feature_views)
+        raise ConfigError(f"project {self.project.name!r} has no feature service {service!r}")
+
+    def view_fields(self, view: str) -> tuple[str, ...]:
+        from nextbest.onboarding.config import feature_names_of
+
+        return tuple(feature_names_of(self.mapping.view(view)))
+
+    def view_entity(self, view: str) -> str:
+        return self.mapping.view(view).entity
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        return tuple(self._views)
+
+
+def feature_project(project: Project, settings: Settings) -> FeatureProject:
+    """The feature project of any project, by its kind."""
+    return GenomeFeatures(project, settings) if project.kind == "genome" else TableFeatures(project, settings)

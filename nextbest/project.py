@@ -1,0 +1,310 @@
+"""The project contract: one typed description of a bank as the platform sees it, for every bank alike.
+
+A project names its entities (keys, int or string), how its features are made (the hand-written genome in
+`feature_repo/`, or a mapping of the bank's own tables generated into a Feast project), its models (registered
+name, entity, feature service, what they score, split, gate), its action catalogue (which model scores which action,
+values, channels, templates, eligibility), its decision policy, its drift policy and what the decision service
+serves. Every command takes a project (`--project FILE`, default the simulated bank, `configs/simbank.yaml`); the
+engine, the policy, training, monitoring and retraining read it and nothing else names a bank.
+
+A project file is YAML. The simulated bank's says `features: {kind: genome}`; an onboarded bank's carries the
+table mapping (`data_dir`, `tables`, `derived`, `entities`, `feature_views`, `models`, see
+`nextbest.onboarding.config`) beside the contract's own sections. `catalogue`, `policy` and `drift` are either a
+path (relative to the project file) or an inline mapping; a missing `catalogue`/`policy` means the simulated bank's
+shipped files. Everything is validated at load: an unknown key, model, action, view or channel is an error naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from nextbest.base import Frozen
+from nextbest.catalogue import Catalogue, load_catalogue
+from nextbest.drift_policy import DriftPolicy
+from nextbest.errors import ConfigError
+from nextbest.onboarding.config import CONTRACT_KEYS, OnboardingConfig, parse_config
+from nextbest.policy import PolicyConfig, load_policy, parse_policy
+from nextbest.settings import REPO_ROOT, Settings
+
+DEFAULT_PROJECT = REPO_ROOT / "configs" / "simbank.yaml"
+KeyType = Literal["int", "str"]
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class EntitySpec(Frozen):
+    """Something models score and requests name: its join key and the key's type."""
+
+    key: str
+    key_type: KeyType = "int"
+    description: str = ""
+
+
+class GateSpec(Frozen):
+    """How much better a challenger must be on the most recent holdout to replace the champion."""
+
+    min_auc_gain: float = 0.002
+    max_logloss_increase: float = 0.002
+
+
+class ModelSpec(Frozen):
+    """One registered model of the project."""
+
+    name: str = Field(pattern=_NAME, description="Registered model name.")
+    entity: str
+    feature_service: str
+    # entity: one probability per entity row; action: one row per (entity, action) with the action's attributes.
+    scores: Literal["entity", "action"] = "entity"
+    split: Literal["time", "stratified"] = "time"
+    gate: GateSpec = GateSpec()
+    description: str = ""
+
+
+class ServingSpec(Frozen):
+    """What the decision service serves: the entity a request's `customer_id` names, and what else it reads."""
+
+    entity: str
+    # Views of that entity read with the models' views (profile, consent, eligibility features, keys of others).
+    feature_views: tuple[str, ...] = ()
+    feature_timeout_ms: float | None = Field(None, gt=0, description="Online read budget; default the settings'.")
+
+
+class Project(Frozen):
+    """A bank as the platform sees it (see the module docstring)."""
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    kind: Literal["genome", "tables"]
+    entities: dict[str, EntitySpec]
+    models: tuple[ModelSpec, ...] = Field(min_length=1)
+    # The model that scores actions naming none in the catalogue (None: every action names its model).
+    action_model: str | None = None
+    catalogue: Catalogue
+    policy: PolicyConfig
+    drift: DriftPolicy = DriftPolicy()
+    serving: ServingSpec
+    tables: OnboardingConfig | None = None
+    source: Path | None = Field(None, description="The project file it was read from.")
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Project:
+        models = {m.name: m for m in self.models}
+        if len(models) != len(self.models):
+            raise ValueError("a model name is used twice")
+        for m in self.models:
+            if m.entity not in self.entities:
+                raise ValueError(f"model {m.name!r}: unknown entity {m.entity!r}; known: {sorted(self.entities)}")
+        if self.serving.entity not in self.entities:
+            raise ValueError(f"serving.entity: unknown entity {self.serving.entity!r}; known: {sorted(self.entities)}")
+        if (self.kind == "tables") != (self.tables is not None):
+            raise ValueError("a `tables` project needs the table mapping, a `genome` project none")
+        self._check_action_models(models)
+        self._check_policy_models(models)
+        self.policy.check_against(self.catalogue)
+        return self
+
+    def _check_action_models(self, models: Mapping[str, ModelSpec]) -> None:
+        if self.action_model is not None and self.action_model not in models:
+            raise ValueError(f"action_model: unknown model {self.action_model!r}; known: {sorted(models)}")
+        for action_id, name in self.catalogue.models(self.action_model).items():
+            if name not in models:
+                raise ValueError(f"catalogue action {action_id!r}: unknown model {name!r}; known: {sorted(models)}")
+            if models[name].entity != self.serving.entity:
+                raise ValueError(
+                    f"catalogue action {action_id!r}: model {name!r} is keyed by {models[name].entity!r}, "
+                    f"not the served entity {self.serving.entity!r}"
+                )
+
+    def _check_policy_models(self, models: Mapping[str, ModelSpec]) -> None:
+        churn = self.policy.churn_model
+        if churn is not None and (churn not in models or models[churn].entity != self.serving.entity):
+            raise ValueError(f"policy.churn_model: {churn!r} is not a model keyed by {self.serving.entity!r}")
+        for rule in self.policy.model_rules:
+            if rule.model not in models:
+                raise ValueError(f"policy.model_rules {rule.name!r}: unknown model {rule.model!r}")
+            if models[rule.model].entity != self.serving.entity and rule.key_feature is None:
+                raise ValueError(
+                    f"policy.model_rules {rule.name!r}: model {rule.model!r} is keyed by "
+                    f"{models[rule.model].entity!r}; give key_feature (the served entity's feature holding its key)"
+                )
+
+    # ---------------------------------------------------------------- lookups
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(f"project {self.name!r} has no model {name!r}; models: {self.model_names}")
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models)
+
+    @property
+    def served(self) -> EntitySpec:
+        """The entity requests name (its key and key type)."""
+        return self.entities[self.serving.entity]
+
+    @property
+    def action_models(self) -> dict[str, str]:
+        """action id -> the model that scores it."""
+        return self.catalogue.models(self.action_model)
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """The models the decision service loads: those scoring actions, the churn model, the model rules'."""
+        names = [*self.action_models.values()]
+        if self.policy.churn_model:
+            names.append(self.policy.churn_model)
+        names += [r.model for r in self.policy.model_rules]
+        return tuple(dict.fromkeys(n for n in self.model_names if n in names))
+
+    def home(self, settings: Settings) -> Path:
+        """Where this project's generated state lives: the installation's home for the simulated bank, else
+        `<home>/projects/<name>/` (its Feast project, decision log, reports)."""
+        return settings.home if self.kind == "genome" else settings.home / "projects" / self.name
+
+    def decision_log_uri(self, settings: Settings) -> str:
+        """The configured log (`serving.decision_log_uri`, e.g. PostgreSQL), else this project's own SQLite log, so
+        the contact history of one bank never mixes with another's keys."""
+        if settings.serving.decision_log_uri:
+            return settings.serving.decision_log_uri
+        return f"sqlite:///{self.home(settings) / 'decisions.db'}"
+
+    def parse_key(self, value: object, field: str = "customer_id") -> int | str:
+        """A request's entity key as the project types it (ValueError naming the field otherwise)."""
+        if self.served.key_type == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{field}: project {self.name!r} keys {self.serving.entity} by integer")
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"{field}: project {self.name!r} keys {self.serving.entity} by string")
+        return value
+
+
+# -------------------------------------------------------------------- loading
+
+
+def _section(raw: Any, where: Path, what: str) -> tuple[Any, Path]:
+    """An inline mapping, or the YAML file a path names (relative to the project file)."""
+    if isinstance(raw, str):
+        path = Path(raw)
+        path = path if path.is_absolute() else (where.parent / path).resolve()
+        if not path.is_file():
+            raise ConfigError(f"{where}: {what} file {path} not found")
+        try:
+            return yaml.safe_load(path.read_text()) or {}, path
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return raw, where
+
+
+def _catalogue(raw: Any, where: Path) -> Catalogue:
+    if raw is None:
+        return load_catalogue()
+    if isinstance(raw, str):
+        path = Path(raw) if Path(raw).is_absolute() else (where.parent / raw).resolve()
+        try:
+            return load_catalogue(path)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{where}: catalogue file {path} not found") from exc
+        except ValidationError as exc:
+            raise ConfigError(f"invalid catalogue {path}:\n{exc}") from exc
+    try:
+        return Catalogue.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: invalid catalogue:\n{exc}") from exc
+
+
+def _policy(raw: Any, where: Path, override: Path | None) -> PolicyConfig:
+    if override is not None:
+        return load_policy(override)
+    if raw is None:
+        return load_policy()
+    data, source = _section(raw, where, "policy")
+    return parse_policy(data, str(source))
+
+
+def _genome_models(raw: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    models = raw.get("models")
+    if not isinstance(models, list):
+        raise ConfigError("a genome project lists its models under `models:`")
+    return models, raw.get("entities") or {}
+
+
+def _table_models(mapping: OnboardingConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The contract's models and entities of a table project, from its mapping (one source of truth)."""
+    models = [
+        {
+            "name": m.name,
+            "entity": m.entity,
+            "feature_service": m.feature_service,
+            "split": m.split,
+            "description": m.description,
+        }
+        for m in mapping.models
+    ]
+    entities = {
+        name: {"key": e.key, "key_type": e.key_type, "description": e.description}
+        for name, e in mapping.entities.items()
+    }
+    return models, entities
+
+
+def parse_project(raw: Any, path: Path, policy_override: Path | None = None) -> Project:
+    """Validate a project mapping read from `path` (section paths resolve relative to it)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    features = raw.get("features") or {}
+    kind = "genome" if isinstance(features, dict) and features.get("kind") == "genome" else "tables"
+    mapping: OnboardingConfig | None = None
+    if kind == "tables":
+        mapping = parse_config({k: v for k, v in raw.items() if k not in CONTRACT_KEYS}, path)
+        models, entities = _table_models(mapping)
+        name, description = mapping.project, mapping.description
+    else:
+        unknown = sorted(set(raw) - CONTRACT_KEYS - {"project", "description", "models", "entities"})
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {unknown} in a genome project")
+        models, entities = _genome_models(raw)
+        name, description = raw.get("project"), raw.get("description", "")
+    drift_raw, drift_where = _section(raw.get("drift") or {}, path, "drift")
+    try:
+        return Project.model_validate(
+            {
+                "name": name,
+                "description": description,
+                "kind": kind,
+                "entities": entities,
+                "models": models,
+                "action_model": raw.get("action_model"),
+                "catalogue": _catalogue(raw.get("catalogue"), path),
+                "policy": _policy(raw.get("policy"), path, policy_override),
+                "drift": DriftPolicy.model_validate(drift_raw),
+                "serving": raw.get("serving"),
+                "tables": mapping,
+                "source": path,
+            }
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is not a valid project (drift from {drift_where}):\n{exc}") from exc
+
+
+def load_project(path: str | Path | None = None, policy_override: Path | None = None) -> Project:
+    """Read and validate a project file (default: the simulated bank, `configs/simbank.yaml`)."""
+    resolved = Path(path).expanduser().resolve() if path is not None else DEFAULT_PROJECT
+    if not resolved.is_file():
+        raise ConfigError(f"project file {resolved} not found")
+    try:
+        raw = yaml.safe_load(resolved.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{resolved} is not valid YAML: {exc}") from exc
+    return parse_project(raw, resolved, policy_override)
+
+
+def project_of(settings: Settings) -> Project:
+    """The project these settings name (`settings.project`), with `serving.policy_path` as a policy override."""
+    return load_project(settings.project, policy_override=settings.serving.policy_path)
