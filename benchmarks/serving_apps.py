@@ -4,7 +4,7 @@
   on uvicorn: what the framework-free floor costs. Run: `uvicorn benchmarks.serving_apps:floor_app --factory`.
 * `NaiveService` -- how the service is often first written: a default BentoML service (sync handler, access log
   and metrics on) over a naive engine that reads features once per model (churn_v1, then nba_v1), scores each
-  offer through the scikit-learn API on a one-row DataFrame, and computes exact TreeSHAP for every scored offer.
+  row through the scikit-learn API on a one-row DataFrame, and computes exact TreeSHAP for every scored row.
   Run: `bentoml serve benchmarks.serving_apps:NaiveService`.
 Both read settings like the service (`NEXTBEST_CONFIG`), so the benchmark points all three at one world.
 """
@@ -12,16 +12,17 @@ Both read settings like the service (`NEXTBEST_CONFIG`), so the benchmark points
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import bentoml
 import numpy as np
 
+from nextbest.models.artefact import LoadedModel
 from nextbest.policy import DecisionContext
 from nextbest.settings import load_settings
-from serving.engine import DecisionEngine, ModelBundle
+from serving.engine import DecisionEngine
 from serving.lifecycle import freeze_heap
 from serving.schemas import RecommendRequest, RecommendResponse
 
@@ -67,55 +68,48 @@ class NaiveDecisionEngine(DecisionEngine):
     """Same policy and log; the expensive habits the lean engine avoids."""
 
     def load(self) -> None:
-        import xgboost as xgb
-
         super().load()
-        self._sklearn: dict[str, xgb.XGBClassifier] = {}
+        self._sklearn: dict[tuple[str, str], Any] = {}
 
-    def _classifier(self, bundle: ModelBundle) -> Any:
+    def _classifier(self, model: LoadedModel) -> Any:
         import xgboost as xgb
 
-        key = str(bundle.nba.version)
+        key = (model.name, str(model.version))
         if key not in self._sklearn:
             clf = xgb.XGBClassifier()
-            clf.load_model(bytearray(bundle.nba.booster.save_raw("ubj")))
+            clf.load_model(bytearray(model.booster.save_raw("ubj")))
             self._sklearn[key] = clf
         return self._sklearn[key]
 
     def read_features(self, req: RecommendRequest, ctx: DecisionContext, now: datetime) -> dict[str, Any]:
-        # one read per model: churn_v1 for churn, nba_v1 for the offers (the lean engine reads nba_v1 once)
+        # one read per model: churn_v1 for churn, nba_v1 for the offers (the lean engine reads all views once)
         import nextbest.features as nbf
 
         assert self._store is not None
         churn = self._store.get_online_features(
             features=self._store.get_feature_service(nbf.CHURN_SERVICE), entity_rows=[{"customer_id": req.customer_id}]
         ).to_dict()
+        request = self.features.request_row(req.channel, now, location_type=ctx.location_type)
         nba = self._store.get_online_features(
-            features=self._store.get_feature_service(nbf.NBA_SERVICE), entity_rows=[self._entity_row(req, ctx, now)]
+            features=self._store.get_feature_service(nbf.NBA_SERVICE),
+            entity_rows=[{"customer_id": req.customer_id, **request}],
         ).to_dict()
         return {k: v[0] for k, v in {**churn, **nba}.items()}
 
-    def score_churn(self, bundle: ModelBundle, features: Mapping[str, object]) -> float:
+    def _predict(self, model: LoadedModel, X: np.ndarray) -> np.ndarray:
         import pandas as pd
 
-        frame = pd.DataFrame([{n: features.get(n) for n in bundle.churn.feature_names}], dtype="float64")
-        return float(bundle.churn.predict_frame(frame)[0])
-
-    def score_actions(self, bundle: ModelBundle, X: np.ndarray) -> np.ndarray:
-        import pandas as pd
-
-        clf = self._classifier(bundle)
-        names = bundle.nba.feature_names
+        clf = self._classifier(model)
         out = []
-        for row in X:  # one sklearn call per offer on a one-row DataFrame
-            raw = clf.predict_proba(pd.DataFrame([row], columns=names))[:, 1]
-            if bundle.nba.calibrator.uses_margin:
+        for row in X:  # one sklearn call per row on a one-row DataFrame
+            raw = clf.predict_proba(pd.DataFrame([row], columns=model.feature_names))[:, 1]
+            if model.calibrator.uses_margin:
                 raw = np.log(raw / (1 - raw))
-            out.append(float(bundle.nba.calibrator.apply(np.asarray(raw, dtype=np.float64))[0]))
+            out.append(float(model.calibrator.apply(np.asarray(raw, dtype=np.float64))[0]))
         return np.asarray(out)
 
-    def explain(self, bundle: ModelBundle, X: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-        exact = bundle.nba.contributions(X, approx=False)  # exact TreeSHAP for every scored offer
+    def _contributions(self, model: LoadedModel, X: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+        exact = model.contributions(X, approx=False)  # exact TreeSHAP for every scored row
         return exact[list(rows)]
 
 

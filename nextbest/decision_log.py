@@ -627,7 +627,7 @@ class DecisionLog:
             out["ts"] = _utc(out["ts"])
             out["customer_id"] = self.key(out["customer_id"])
             out["contacts"] = [
-                dict(r)
+                self._keyed(r)
                 for r in conn.execute(
                     sa.select(decision_contacts)
                     .where(decision_contacts.c.decision_id == decision_id)
@@ -635,11 +635,17 @@ class DecisionLog:
                 ).mappings()
             ]
             out["feedback"] = [
-                dict(r)
+                self._keyed(r)
                 for r in conn.execute(
                     sa.select(feedback).where(feedback.c.decision_id == decision_id).order_by(feedback.c.id)
                 ).mappings()
             ]
+        return out
+
+    def _keyed(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        if out.get("customer_id") is not None:
+            out["customer_id"] = self.key(out["customer_id"])
         return out
 
     def count(self, table: Literal["decisions", "decision_contacts", "feedback", "events"]) -> int:
