@@ -162,19 +162,19 @@ REGISTERED = "synth_churn"
 @pytest.fixture(scope="module")
 def gated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Three versions through the gate: weak first (no f00), then shuffled labels, then the full model."""
-    from training.pipeline import fit_and_log
+    from training.pipeline import FitOptions, fit_and_log
     from training.tune import TuningConfig
 
     settings = Settings(home=tmp_path_factory.mktemp("gate-home"))
     config = TuningConfig(max_rounds=150, early_stopping_rounds=15)
     full = synthetic_training_set(rows=6_000, features=12, seed=21)
     kw = {"registered_name": REGISTERED, "config": config, "seed": 3}
-    weak = fit_and_log(settings, full.without_features(["f00"]), 3, **kw)
+    weak = fit_and_log(settings, full.without_features(["f00"]), FitOptions(trials=3, **kw))
     # The gate scores on real labels: a challenger's own (corrupted) test split would flatter it.
     holdout = time_split(full.frame).test
     corrupted = synthetic_training_set(rows=6_000, features=12, seed=21, shuffle_labels=True)
-    shuffled = fit_and_log(settings, corrupted, 2, holdout=holdout, **kw)
-    better = fit_and_log(settings, full, 3, **kw)
+    shuffled = fit_and_log(settings, corrupted, FitOptions(trials=2, **kw), holdout=holdout)
+    better = fit_and_log(settings, full, FitOptions(trials=3, **kw))
     return {"settings": settings, "weak": weak, "shuffled": shuffled, "better": better, "full": full}
 
 

@@ -67,7 +67,7 @@ def test_mlflow_on_postgresql_tracks_registers_gates_and_serves_the_champion(
     from mlflow import MlflowClient
 
     from nextbest.models.artefact import load_model
-    from training.pipeline import fit_and_log
+    from training.pipeline import FitOptions, fit_and_log
     from training.registry import CHAMPION, alias_version, promote, read_promotion_log
     from training.tune import TuningConfig
 
@@ -80,8 +80,9 @@ def test_mlflow_on_postgresql_tracks_registers_gates_and_serves_the_champion(
     )
     data = synthetic_training_set(rows=4_000, features=8, seed=5)
     config = TuningConfig(max_rounds=80, early_stopping_rounds=10)
-    first = fit_and_log(settings, data.without_features(["f00"]), 2, registered_name="pg_churn", config=config)
-    second = fit_and_log(settings, data, 2, registered_name="pg_churn", config=config)
+    options = FitOptions(trials=2, registered_name="pg_churn", config=config)
+    first = fit_and_log(settings, data.without_features(["f00"]), options)
+    second = fit_and_log(settings, data, options)
 
     assert first.promoted and second.promoted and second.version == "2"
     assert alias_version(settings, "pg_churn", CHAMPION) == "2"

@@ -59,7 +59,7 @@ def test_nba_training_applies_the_ips_weights_when_enabled(tmp_path) -> None:
     (propensity 0.05, 4% accept), with nothing in the features to tell them apart: the unweighted model learns the
     logged rate (~12%), the weighted one the rate of the population the weights stand for (~7%)."""
     from nextbest.settings import Settings, TrainingSettings
-    from training.pipeline import fit_and_log
+    from training.pipeline import FitOptions, fit_and_log
     from training.synthetic import synthetic_training_set
     from training.tune import TuningConfig
 
@@ -75,7 +75,7 @@ def test_nba_training_applies_the_ips_weights_when_enabled(tmp_path) -> None:
     means = {}
     for clip in (1.0, 5.0):
         settings = Settings(home=tmp_path / f"clip{clip}", training=TrainingSettings(nba_ips_clip=clip))
-        result = fit_and_log(settings, ts, 2, register=False, config=config, seed=1)
+        result = fit_and_log(settings, ts, FitOptions(trials=2, register=False, config=config, seed=1))
         means[clip] = result.metrics["test_mean_prediction"]
     w = np.minimum(1 / frame["logging_propensity"], 5.0)
     weighted_rate = float(np.average(frame["label"], weights=w))

@@ -589,43 +589,125 @@ def run_evaluation(
     options: EvaluationOptions | None = None,
     stage3_model: Callable[[Settings, TrainingSet, int, int], LoadedModel] | None = None,
 ) -> EvaluationReport:
-    """The whole evaluation: ladder, OPE beside the truth, model quality beside the ceiling; logged to MLflow."""
-    from nextbest.policy import DecisionPolicy, load_policy
-    from training.datasets import build_churn_training_set, build_nba_training_set, time_split
+    """The whole evaluation: ladder, OPE beside the truth, model quality beside the ceiling; logged to MLflow.
 
+    The steps, in order: load the truth, policy and registered models (`_load_inputs`), sample the held-out
+    decision points and their candidates (`_heldout`), score every stage on them (`_stage_choices`, `_ladder`),
+    estimate each stage off-policy from the logs (`_off_policy`), measure the models beside the truth
+    (`_model_quality`), and assemble the report (`_assemble_report`). Every step appends its caveats to `notes`.
+    """
     options = options or EvaluationOptions()
+    notes: list[str] = []
+    inputs = _load_inputs(settings, options, notes)
+    held = _heldout(settings, options, inputs, notes)
+    stages = _stage_choices(settings, options, inputs, held, stage3_model or train_stage3_model, notes)
+    result = _ladder(settings, inputs, held, stages)
+    ope, ope_by_stage = _off_policy(inputs, held, stages, result.truth_by_stage, notes)
+    quality = _model_quality(settings, inputs, held.test, notes)
+    report = _assemble_report(settings, options, inputs, held, stages, result, ope, ope_by_stage, quality, notes)
+    if options.log_mlflow:
+        report.run_id = log_report(settings, report)
+    return report
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What every stage shares: the simulator's truth, the catalogue and decision policy, the registered models."""
+
+    world: Any
+    catalogue: Catalogue
+    policy: DecisionPolicy
+    values: dict[str, float]  # catalogue value per action id
+    nba: LoadedModel
+    churn: LoadedModel | None
+
+
+@dataclass(frozen=True)
+class _Heldout:
+    """The held-out traffic: the NBA training set, its test split, the sampled decision points, their candidates."""
+
+    nba_set: TrainingSet
+    test: pd.DataFrame
+    decisions: pd.DataFrame
+    cands: pd.DataFrame
+    train_contacts: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _Stages:
+    """Each stage's choice per decision point (keyed by stage name, in ladder order) and what stage 5 used."""
+
+    choices: dict[str, pd.Series]
+    stage1: ladder.RankedListPolicy
+    stage2_name: str
+    p_full: np.ndarray  # the NBA champion's propensity per candidate
+    churn_risk: pd.Series | None
+
+
+@dataclass(frozen=True)
+class _LadderResult:
+    table: pd.DataFrame
+    truth_by_stage: pd.Series  # value per 1,000 decisions, catalogue value only (what off-policy estimates see)
+    choice_mix: pd.DataFrame
+    differences: pd.DataFrame
+
+
+def _load_inputs(settings: Settings, options: EvaluationOptions, notes: list[str]) -> _Inputs:
+    """Step 1: the truth, the catalogue and decision policy, and the NBA and churn models under evaluation."""
+    from nextbest.policy import DecisionPolicy, load_policy
+
     world = _load_truth(settings)
     catalogue = load_catalogue()
     policy = DecisionPolicy(catalogue, load_policy(settings.serving.policy_path))
     values = {a.id: float(a.value) for a in catalogue.actions}
-    nba, churn, notes = _models(settings, options)
+    nba, churn, model_notes = _models(settings, options)
+    notes.extend(model_notes)
+    return _Inputs(world, catalogue, policy, values, nba, churn)
+
+
+def _heldout(settings: Settings, options: EvaluationOptions, inputs: _Inputs, notes: list[str]) -> _Heldout:
+    """Step 2: the decision points sampled from the NBA test split and every candidate the policy allows there."""
+    from training.datasets import build_nba_training_set, time_split
 
     nba_set = build_nba_training_set(settings)
     splits = time_split(nba_set.frame)
     decisions = sample_decisions(splits.test, options.decisions, options.seed)
-    notes.extend(_holdout_overlap_notes(settings, [nba, churn], splits.test["event_timestamp"].min()))
+    overlap = _holdout_overlap_notes(settings, [inputs.nba, inputs.churn], splits.test["event_timestamp"].min())
+    notes.extend(overlap)
     logger.info("evaluation: %d decision points from %d held-out contacts", len(decisions), len(splits.test))
+    cands, train_contacts = heldout_candidates(settings, decisions, splits.train, inputs.world, inputs.policy)
+    return _Heldout(nba_set, splits.test, decisions, cands, train_contacts)
 
-    cands, train_contacts = heldout_candidates(settings, decisions, splits.train, world, policy)
-    stage1 = ladder.fit_one_offer(train_contacts, values)
-    stage2 = ladder.fit_segment_rules(train_contacts, values)
+
+def _stage_choices(
+    settings: Settings,
+    options: EvaluationOptions,
+    inputs: _Inputs,
+    held: _Heldout,
+    trainer: Callable[[Settings, TrainingSet, int, int], LoadedModel],
+    notes: list[str],
+) -> _Stages:
+    """Step 3: every ladder stage's choice at every decision point (1, 2, 3, 5 and the oracle)."""
+    cands, decisions = held.cands, held.decisions
+    stage1 = ladder.fit_one_offer(held.train_contacts, inputs.values)
+    stage2 = ladder.fit_segment_rules(held.train_contacts, inputs.values)
 
     # Stage 3: a model that never saw real-time context.
-    trainer = stage3_model or train_stage3_model
-    batch_model = trainer(settings, nba_set, options.stage3_trials, settings.training.seed)
+    batch_model = trainer(settings, held.nba_set, options.stage3_trials, settings.training.seed)
     p_batch = batch_model.predict_frame(cands)
     stage3 = _expected_value_policy(STAGE_3, p_batch)
 
     # Stage 5: the champion with the decision policy.
-    p_full = nba.predict_frame(cands)
+    p_full = inputs.nba.predict_frame(cands)
     churn_risk = None
+    churn = inputs.churn
     if churn is not None:
         missing = [f for f in churn.feature_names if f not in decisions.columns]
         if missing:
             notes.append(f"churn model needs {len(missing)} features absent from nba_v1: no churn risk in stage 5")
         else:
             churn_risk = pd.Series(churn.predict_frame(decisions), index=decisions[ladder.DECISION_ID].to_numpy())
-    chosen5 = stage5_choices(cands, decisions, policy, p_full, churn_risk)
+    chosen5 = stage5_choices(cands, decisions, inputs.policy, p_full, churn_risk)
     oracle = ladder.oracle_policy()
     choices = {
         stage1.name: stage1.choose(cands),
@@ -634,13 +716,21 @@ def run_evaluation(
         STAGE_5: chosen5,
         oracle.name: oracle.choose(cands),
     }
+    return _Stages(choices, stage1, stage2.name, p_full, churn_risk)
+
+
+def _ladder(settings: Settings, inputs: _Inputs, held: _Heldout, stages: _Stages) -> _LadderResult:
+    """Step 4: the ladder table (with the random, logged and policy-ceiling reference rows and each stage's share of
+    the oracle), the catalogue-only truth per stage, the choice mix and the paired margins between stages."""
+    cands, decisions, choices = held.cands, held.decisions, stages.choices
     table = ladder.ladder_table(cands, choices)
     # Splits stage 5's gap to the oracle into the model's part and the policy's part (floors, triggers, boosts).
-    ceiling = stage5_choices(cands, decisions, policy, cands["p_true"].to_numpy(dtype=float), churn_risk)
+    p_true = cands["p_true"].to_numpy(dtype=float)
+    ceiling = stage5_choices(cands, decisions, inputs.policy, p_true, stages.churn_risk)
     ceiling_row = pd.DataFrame([ladder.score_choices(cands, ceiling, STAGE_POLICY_CEILING).as_dict()])
     table = pd.concat([table.iloc[:-1], ceiling_row, table.iloc[-1:]], ignore_index=True)
-    logged_churn = attach_churn_value(decisions, decisions, world, policy)[ladder.CHURN_VALUE]
-    logged_truth = _logged_truth(settings, decisions, values, logged_churn.to_numpy(dtype=float))
+    logged_churn = attach_churn_value(decisions, decisions, inputs.world, inputs.policy)[ladder.CHURN_VALUE]
+    logged_truth = _logged_truth(settings, decisions, inputs.values, logged_churn.to_numpy(dtype=float))
     random_row = pd.DataFrame([ladder.score_random_choice(cands, STAGE_RANDOM).as_dict()])
     table = pd.concat([random_row, logged_truth.to_frame(table), table], ignore_index=True)
     oracle_value = float(table["value_per_1000"].iloc[-1])
@@ -650,20 +740,26 @@ def run_evaluation(
     truth_by_stage = ladder.ladder_table(cands.drop(columns=[ladder.CHURN_VALUE]), choices).set_index("stage")[
         "value_per_1000"
     ]
-    mix = choice_mix(choices, catalogue)
+    mix = choice_mix(choices, inputs.catalogue)
     # The margins between stages beside their noise (paired on the same decision points).
-    pairs = [(STAGE_5, STAGE_3), (STAGE_5, stage1.name), (STAGE_5, stage2.name), (STAGE_3, stage1.name)]
+    s1, s2 = stages.stage1.name, stages.stage2_name
+    pairs = [(STAGE_5, STAGE_3), (STAGE_5, s1), (STAGE_5, s2), (STAGE_3, s1)]
     differences = pd.DataFrame([ladder.paired_difference(cands, choices, a, b).as_dict() for a, b in pairs])
+    return _LadderResult(table, truth_by_stage, mix, differences)
 
-    # Off-policy estimates from the logs alone (rewards, logging propensities, the NBA champion as reward model),
-    # for stage 5 in detail and for every stage in brief, each beside the truth.
-    q_logged = nba.predict_frame(decisions) * decisions[ladder.ACTION_ID].map(values).to_numpy()
-    q_all = cands[[ladder.DECISION_ID, ladder.ACTION_ID]].assign(_q=p_full * cands["value"].to_numpy())
+
+def _off_policy(
+    inputs: _Inputs, held: _Heldout, stages: _Stages, truth_by_stage: pd.Series, notes: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Step 5: off-policy estimates from the logs alone (rewards, logging propensities, the NBA champion as reward
+    model), for stage 5 in detail and for every stage in brief, each beside the truth; plus the logging support."""
+    decisions, cands, values = held.decisions, held.cands, inputs.values
+    q_logged = inputs.nba.predict_frame(decisions) * decisions[ladder.ACTION_ID].map(values).to_numpy()
+    q_all = cands[[ladder.DECISION_ID, ladder.ACTION_ID]].assign(_q=stages.p_full * cands["value"].to_numpy())
     ope_tables = {
         name: off_policy_table(decisions, chosen, q_logged, _q_of(q_all, chosen), values, float(truth_by_stage[name]))
-        for name, chosen in choices.items()
+        for name, chosen in stages.choices.items()
     }
-    ope = ope_tables[STAGE_5]
     ope_by_stage = pd.DataFrame(
         [
             {
@@ -685,43 +781,60 @@ def run_evaluation(
             f"logging support: at {support:.0%} of decision points our candidate set is no larger than the logging "
             "policy's eligible set; elsewhere IPS-type estimates can miss value the logger could never have shown"
         )
+    return ope_tables[STAGE_5], ope_by_stage
 
-    # Model quality on the whole holdout beside the ceiling of the same rows.
-    quality = [_nba_quality(settings, nba, splits.test)]
-    if churn is not None:
+
+def _model_quality(settings: Settings, inputs: _Inputs, test: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Step 6: model quality on the whole holdout beside the ceiling of the same rows (NBA, and churn if loaded)."""
+    from training.datasets import build_churn_training_set
+
+    quality = [_nba_quality(settings, inputs.nba, test)]
+    if inputs.churn is not None:
         try:
             churn_set = build_churn_training_set(settings)
-            quality.append(_churn_quality(churn, churn_set, world))
+            quality.append(_churn_quality(inputs.churn, churn_set, inputs.world))
         except DataError as exc:
             notes.append(f"churn quality skipped: {exc}")
-    quality_table = pd.DataFrame(quality)
+    return pd.DataFrame(quality)
 
-    report = EvaluationReport(
+
+def _assemble_report(
+    settings: Settings,
+    options: EvaluationOptions,
+    inputs: _Inputs,
+    held: _Heldout,
+    stages: _Stages,
+    result: _LadderResult,
+    ope: pd.DataFrame,
+    ope_by_stage: pd.DataFrame,
+    quality: pd.DataFrame,
+    notes: list[str],
+) -> EvaluationReport:
+    """Step 7: the report, with the run's params (sizes, held-out window, model versions, stage 1's offer)."""
+    decisions, test = held.decisions, held.test
+    return EvaluationReport(
         decisions=len(decisions),
-        ladder=table,
+        ladder=result.table,
         ope=ope,
         ope_by_stage=ope_by_stage,
-        choice_mix=mix,
-        differences=differences,
-        model_quality=quality_table,
+        choice_mix=result.choice_mix,
+        differences=result.differences,
+        model_quality=quality,
         notes=notes,
         experiment_name=f"{settings.mlflow.experiment_prefix}-evaluation",
         params={
             "decisions": len(decisions),
             "seed": options.seed,
-            "heldout_contacts": len(splits.test),
-            "heldout_start": str(splits.test["event_timestamp"].min()),
-            "heldout_end": str(splits.test["event_timestamp"].max()),
-            "nba_version": nba.version,
-            "churn_version": churn.version if churn else None,
+            "heldout_contacts": len(test),
+            "heldout_start": str(test["event_timestamp"].min()),
+            "heldout_end": str(test["event_timestamp"].max()),
+            "nba_version": inputs.nba.version,
+            "churn_version": inputs.churn.version if inputs.churn else None,
             "stage3_trials": options.stage3_trials,
-            "stage1_offer": stage1.default[0],
-            "candidates_per_decision": round(len(cands) / max(len(decisions), 1), 2),
+            "stage1_offer": stages.stage1.default[0],
+            "candidates_per_decision": round(len(held.cands) / max(len(decisions), 1), 2),
         },
     )
-    if options.log_mlflow:
-        report.run_id = log_report(settings, report)
-    return report
 
 
 @dataclass(frozen=True)

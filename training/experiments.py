@@ -148,7 +148,7 @@ def train_variant(settings: Settings, spec: ExperimentSpec, variant: VariantSpec
     """The default trainer: the training set through Feast, the variant's exclusions resolved against its real
     feature names, then `training.pipeline.fit_and_log` (tuned, tracked in `experiment`, never registered)."""
     from training.datasets import build_training_set
-    from training.pipeline import fit_and_log
+    from training.pipeline import FitOptions, fit_and_log
 
     opts = spec.resolved(variant)
     t0 = time.perf_counter()
@@ -159,10 +159,8 @@ def train_variant(settings: Settings, spec: ExperimentSpec, variant: VariantSpec
         logger.info(
             "variant %s: %d features excluded, %d left", variant.name, len(excluded), len(training_set.feature_names)
         )
-    result = fit_and_log(
-        settings,
-        training_set,
-        opts["trials"],
+    options = FitOptions(
+        trials=opts["trials"],
         timeout=spec.timeout_seconds,
         seed=opts["seed"],
         register=False,
@@ -171,6 +169,7 @@ def train_variant(settings: Settings, spec: ExperimentSpec, variant: VariantSpec
         run_name=variant.name,
         tags={"nextbest.experiment": spec.name, "nextbest.variant": variant.name},
     )
+    result = fit_and_log(settings, training_set, options)
     params = {k: v for k, v in opts.items() if v not in (None, ())}
     params["n_features"] = len(training_set.feature_names)
     params["n_excluded"] = len(excluded)

@@ -2,10 +2,15 @@
 test metrics and plots -> MLflow model -> registry (`challenger`) -> promotion gate (`champion`).
 
 `train_model(settings, "churn" | "nba", trials)` is what the CLI, the demo, experiments and serving tests call;
-`fit_and_log(settings, training_set, trials)` does the same from an already built `TrainingSet` (synthetic frames in
-tests, ablations in experiments). One MLflow parent run per call holds the study: every trial is a nested run
-(params + metrics only, no artefacts, so it stays cheap), and the parent carries the final model, its test metrics,
-plots, data lineage and the gate's decision.
+`fit_and_log(settings, training_set, FitOptions(...))` does the same from an already built `TrainingSet` (synthetic
+frames in tests, ablations in experiments, retraining and onboarded projects). `FitOptions` holds the job's knobs
+(budget, seed, split, calibration, study/experiment names, registration and gate); `fit_and_log` runs the steps
+below it in order: prepare the splits and tuning data, resolve the names, log the params, run the study, refit the
+best trial, calibrate, evaluate on the test split, log artefacts and the model, register and gate.
+
+One MLflow parent run per call holds the study: every trial is a nested run (params + metrics only, no artefacts,
+so it stays cheap), and the parent carries the final model, its test metrics, plots, data lineage and the gate's
+decision.
 
 The default study name is the model plus a fingerprint of the training data (features, time range, rows, world
 seed, options): re-running on the same data resumes the same study and adds trials (its best can only improve),
@@ -30,13 +35,21 @@ import pandas as pd
 
 from nextbest.errors import ConfigError, DataError
 from nextbest.models.artefact import LoadedModel, matrix_from_frame
-from nextbest.models.calibration import CalibrationMethod, fit_calibrator
+from nextbest.models.calibration import CalibrationMethod, Calibrator, fit_calibrator
 from nextbest.models.registry import mlflow_client
 from nextbest.settings import Settings
 from training.datasets import LABEL, SplitMethod, Splits, TrainingSet, build_training_set, split_training_frame
 from training.metrics import binary_metrics
 from training.registry import GateRule, PromotionDecision, promote_if_better, register_version
-from training.tune import TuningConfig, booster_params, fit_booster, make_tuning_data, run_study, study_summary
+from training.tune import (
+    TuningConfig,
+    TuningData,
+    booster_params,
+    fit_booster,
+    make_tuning_data,
+    run_study,
+    study_summary,
+)
 from training.weighting import nba_weights
 
 logger = logging.getLogger(__name__)
@@ -80,6 +93,35 @@ class TrainResult:
         }
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """How one training job runs, everything but the data: study budget and seed, tuning and calibration, the
+    split, where the study and the MLflow run go, and whether (under which name, by which gate) it is registered.
+
+    `None` means "from the settings" (`trials`, `seed`, `storage`) or "derived" (`study_name`: the model plus a
+    data fingerprint; `experiment_name`: `<prefix>-<model>`; `registered_name`: the training set's model).
+    """
+
+    trials: int | None = None
+    timeout: float | None = None
+    seed: int | None = None
+    config: TuningConfig = TuningConfig()
+    calibration: CalibrationMethod = "platt"
+    split: SplitMethod = "time"
+    valid_fraction: float = 0.2
+    test_fraction: float = 0.2
+    purge_days: int = 0
+    storage: str | None = None
+    study_name: str | None = None
+    experiment_name: str | None = None
+    run_name: str | None = None
+    tags: dict[str, str] | None = None
+    registered_name: str | None = None
+    register: bool = True
+    promote: bool = True
+    rule: GateRule = GateRule()
+
+
 def train_model(
     settings: Settings,
     model: ModelName,
@@ -108,231 +150,358 @@ def train_model(
     training_set = build_training_set(settings, model, horizon_days=horizon_days)
     if exclude_features:
         training_set = training_set.without_features(exclude_features)
-    return fit_and_log(
-        settings,
-        training_set,
-        trials,
+    options = FitOptions(
+        trials=trials,
         timeout=timeout,
+        seed=seed,
+        config=config,
+        calibration=calibration,
+        purge_days=purge_days,
         storage=storage,
         study_name=study_name,
-        seed=seed,
-        register=register,
-        promote=promote,
         experiment_name=experiment_name,
         run_name=run_name,
         tags=tags,
-        calibration=calibration,
+        register=register,
+        promote=promote,
         rule=rule,
-        config=config,
-        progress=progress,
-        purge_days=purge_days,
     )
+    return fit_and_log(settings, training_set, options, progress=progress)
 
 
 def fit_and_log(
     settings: Settings,
     training_set: TrainingSet,
-    trials: int | None = None,
+    options: FitOptions = FitOptions(),
     *,
-    timeout: float | None = None,
-    storage: str | None = None,
-    study_name: str | None = None,
-    seed: int | None = None,
-    register: bool = True,
-    promote: bool = True,
-    experiment_name: str | None = None,
-    run_name: str | None = None,
-    tags: dict[str, str] | None = None,
-    calibration: CalibrationMethod = "platt",
-    rule: GateRule = GateRule(),
-    config: TuningConfig = TuningConfig(),
-    registered_name: str | None = None,
-    valid_fraction: float = 0.2,
-    test_fraction: float = 0.2,
     progress: ProgressFn | None = None,
     holdout: pd.DataFrame | None = None,
-    purge_days: int = 0,
-    split: SplitMethod = "time",
 ) -> TrainResult:
     """Tune, fit, calibrate, evaluate and log a model on `training_set`; register and gate it if asked.
 
-    `registered_name` defaults to the training set's model ("churn" / "nba"); tests pass their own to keep
-    registries apart. With `register=False` nothing touches the registry (experiments, ablations).
+    Steps: split and build the tuning data (`_prepare`), resolve the names (`_resolve_job`); in one MLflow run log
+    the params, run the study (`_tune`), refit the best trial (`_fit_final_model`), `_calibrate`, score the test
+    split (`_evaluate_on_test`), log plots, lineage and the model; then `_register_and_gate`.
+
+    `options.registered_name` defaults to the training set's model ("churn" / "nba"); tests pass their own to keep
+    registries apart. With `options.register=False` nothing touches the registry (experiments, ablations).
     `progress(done, total)` is called after each trial (the CLI draws a progress bar with it). `holdout` is the
     frame the gate scores challenger and champion on (default: this run's test split, the most recent data);
     pass one when the training set itself may be suspect, e.g. to show a corrupted challenger is rejected.
-    `purge_days` drops rows within that many days before each split boundary. For churn, label windows of the
-    last training snapshots reach into the validation period (a customer closing in March is positive at February
-    and March snapshots), which inflates validation AUC; a purge of the horizon removes that, at the cost of data
-    the default 120-day world cannot spare (measured there: validation AUC 0.77 vs test 0.64 without purge).
-    `split="stratified"` replaces the time split by a seeded stratified one (`datasets.stratified_split`), for
-    small sets of independent outcome-labelled entities whose time split leaves too few positives to validate on.
+    `options.purge_days` drops rows within that many days before each split boundary. For churn, label windows of
+    the last training snapshots reach into the validation period (a customer closing in March is positive at
+    February and March snapshots), which inflates validation AUC; a purge of the horizon removes that, at the cost
+    of data the default 120-day world cannot spare (measured there: validation AUC 0.77 vs test 0.64 without
+    purge). `options.split="stratified"` replaces the time split by a seeded stratified one
+    (`datasets.stratified_split`), for small sets of independent outcome-labelled entities whose time split leaves
+    too few positives to validate on.
     """
     import mlflow
 
-    from training import tracking
-
     started = time.perf_counter()
-    trials = trials or settings.training.trials
-    seed = settings.training.seed if seed is None else seed
-    name = registered_name or training_set.model
-    features = training_set.feature_names
-    splits = split_training_frame(
-        training_set.frame,
-        training_set.timestamp,
-        valid_fraction,
-        test_fraction,
-        method=split,
-        seed=seed,
-        gap=timedelta(days=purge_days),
-    )
-    X_tr, X_va, X_te = (matrix_from_frame(part, features) for part in (splits.train, splits.valid, splits.test))
-    y_tr, y_va, y_te = (part[LABEL].to_numpy(dtype=np.float32) for part in (splits.train, splits.valid, splits.test))
-    # NBA: clipped inverse-propensity weights undo the logging policy's choices (training/weighting.py).
-    clip = settings.training.nba_ips_clip if training_set.model == "nba" else 1.0
-    w_tr, w_va = nba_weights(splits.train, clip), nba_weights(splits.valid, clip)
-    data = make_tuning_data(X_tr, y_tr, X_va, y_va, features, nthread=config.nthread, w_train=w_tr, w_valid=w_va)
-
-    study_name = study_name or f"{name}-{_fingerprint(training_set, splits, seed, config)}"
-    storage_uri = storage or settings.optuna_storage
-    exp_name = experiment_name or tracking.experiment_name(settings, training_set.model)
-    experiment_id = tracking.ensure_experiment(settings, exp_name)
+    seed = settings.training.seed if options.seed is None else options.seed
+    data = _prepare(settings, training_set, options, seed)
+    job = _resolve_job(settings, training_set, options, data.splits, seed)
     client = mlflow_client(settings)
-    run_tags = {
-        "nextbest.kind": "study",
-        "nextbest.model": training_set.model,
-        "optuna.study_name": study_name,
-        "feature_service": str(training_set.lineage.get("feature_service", "")),
-        **{f"who.{k}": v for k, v in tracking.who().items()},
-        **(tags or {}),
-    }
-    with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=run_name or study_name,
-        tags=run_tags,
-        nested=mlflow.active_run() is not None,
-    ) as run:
+    with _start_study_run(job, training_set) as run:
         parent_id = run.info.run_id
-        mlflow.log_params(
-            {
-                "model": training_set.model,
-                "registered_name": name,
-                "trials_requested": trials,
-                "timeout_s": timeout,
-                "seed": seed,
-                "study_name": study_name,
-                "optuna_storage": _redact(storage_uri),
-                "calibration": calibration,
-                "ips_clip": clip if w_tr is not None else None,
-                "n_features": len(features),
-                "max_rounds": config.max_rounds,
-                "early_stopping_rounds": config.early_stopping_rounds,
-                "purge_days": purge_days,
-                "split": split,
-                "gate_min_auc_gain": rule.min_auc_gain,
-                "gate_max_logloss_increase": rule.max_logloss_increase,
-                **{f"data.{k}": v for k, v in _flat_lineage(training_set.lineage).items()},
-                **{f"split.{k}.{m}": v for k, r in splits.ranges().items() for m, v in r.items()},
-            }
-        )
-        callback = _TrialLogger(client, experiment_id, parent_id, trials, progress)
-        study = run_study(
-            data, trials, study_name=study_name, storage=storage_uri, seed=seed, timeout=timeout, config=config,
-            callbacks=[callback],
-        )  # fmt: skip
+        _log_job_params(job, training_set, data)
+        study, trial_log = _tune(client, job, data, parent_id, progress)
         best_params = dict(study.best_params)
-        mlflow.log_params({f"best.{k}": v for k, v in best_params.items()})
-        summary = study_summary(study)
-        mlflow.log_metrics({f"study_{k}": float(v) for k, v in summary.items()})
-
-        # Refit the best parameters: deterministic for a fixed seed, and the best trial may come from another
-        # worker process or an earlier session of a resumed study, so its booster is not in this process.
-        booster = fit_booster(booster_params(best_params, seed, config.nthread), data, config)
-        calibrator = fit_calibrator(
-            y_va, booster.inplace_predict(X_va, predict_type="margin"), calibration, sample_weight=w_va
-        )
-        fitted = LoadedModel(name, None, parent_id, booster, calibrator, list(features))
-        p_te, raw_te, p_va = fitted.predict_proba(X_te), fitted.predict_raw(X_te), fitted.predict_proba(X_va)
-        metrics = {f"test_{k}": v for k, v in binary_metrics(y_te, p_te).items()}
-        metrics.update({f"valid_{k}": v for k, v in binary_metrics(y_va, p_va).items()})
-        raw = binary_metrics(y_te, raw_te)
-        metrics.update(test_raw_ece=raw["ece"], test_raw_log_loss=raw["log_loss"])
-        metrics["best_iteration"] = float(booster.best_iteration)
-        if training_set.model == "nba":
-            metrics.update(_policy_value(fitted, splits.test))
+        booster = _fit_final_model(job, data, best_params)
+        calibrator = _calibrate(job, data, booster)
+        fitted = LoadedModel(job.name, None, parent_id, booster, calibrator, list(data.features))
+        metrics, p_test, raw_test = _evaluate_on_test(fitted, data, training_set.model)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
-
-        with tempfile.TemporaryDirectory(prefix="nextbest-run-") as tmp:
-            out = Path(tmp)
-            _write_plots(out / "plots", y_te, p_te, raw_te, booster, study)
-            mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
-            (out / "lineage.json").write_text(
-                json.dumps({**training_set.lineage, "splits": splits.ranges()}, default=str, indent=1)
-            )
-            (out / "features.json").write_text(json.dumps(features, indent=1))
-            mlflow.log_artifact(str(out / "lineage.json"))
-            mlflow.log_artifact(str(out / "features.json"))
-        info = {
-            "model": training_set.model,
-            "registered_name": name,
-            "feature_service": training_set.lineage.get("feature_service"),
-            "study_name": study_name,
-            "best_params": best_params,
-            "calibration": calibrator.method,
-            "seed": seed,
-            "test_metrics": {k: metrics[k] for k in ("test_roc_auc", "test_log_loss", "test_ece")},
-            "lineage": training_set.lineage,
-        }
-        example = splits.test[features].head(5)
-        model_uri = tracking.log_model(booster, calibrator, list(features), example, info)
-
-    version, decision = None, None
-    if register:
-        version = register_version(
-            settings,
-            name,
-            model_uri,
-            run_id=parent_id,
-            tags={"study_name": study_name, "feature_service": str(info["feature_service"] or "")},
-            description=f"{training_set.model} model from study {study_name}",
-        )
-        if promote:
-            gate_holdout = splits.test if holdout is None else holdout
-            decision = promote_if_better(settings, name, version, gate_holdout, rule=rule, run_id=parent_id)
-            client.set_tag(parent_id, "promotion.decision", "promoted" if decision.promoted else "rejected")
-            client.set_tag(parent_id, "promotion.reason", decision.reason[:4900])
-            client.log_metric(parent_id, "promoted", float(decision.promoted))
-        client.set_tag(parent_id, "registered_version", version)
+        _log_artefacts(training_set, data, p_test, raw_test, booster, study)
+        model_uri = _log_model(job, training_set, data, fitted, best_params, metrics)
+    gate_holdout = data.splits.test if holdout is None else holdout
+    version, decision = _register_and_gate(settings, client, job, training_set, model_uri, parent_id, gate_holdout)
     seconds = time.perf_counter() - started
     client.log_metric(parent_id, "job_seconds", seconds)
     result = TrainResult(
         model=training_set.model,
         run_id=parent_id,
-        experiment_id=experiment_id,
-        experiment_name=exp_name,
-        study_name=study_name,
+        experiment_id=job.experiment_id,
+        experiment_name=job.experiment_name,
+        study_name=job.study_name,
         model_uri=model_uri,
         best_params=best_params,
         metrics={k: float(v) for k, v in metrics.items()},
         version=version,
         promoted=bool(decision and decision.promoted),
         decision=decision,
-        trials_run=callback.count,
-        trial_run_ids=list(callback.run_ids),
+        trials_run=trial_log.count,
+        trial_run_ids=list(trial_log.run_ids),
         seconds=seconds,
         lineage=training_set.lineage,
     )
+    _log_outcome(result, job.name)
+    return result
+
+
+@dataclass(frozen=True)
+class _Job:
+    """`FitOptions` resolved against the settings and the data: the concrete values every step reads."""
+
+    options: FitOptions
+    name: str  # the registered model name
+    trials: int
+    seed: int
+    study_name: str
+    storage: str
+    experiment_name: str
+    experiment_id: str
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The split training set as model inputs: validation and test matrices, labels, weights, the tuning data."""
+
+    splits: Splits
+    features: list[str]
+    tuning: TuningData
+    X_valid: np.ndarray
+    X_test: np.ndarray
+    y_valid: np.ndarray
+    y_test: np.ndarray
+    w_valid: np.ndarray | None
+    ips_clip: float | None  # the NBA weights' clip, None when the rows are unweighted
+
+
+def _prepare(settings: Settings, training_set: TrainingSet, options: FitOptions, seed: int) -> _Prepared:
+    """Step 1: split the training set and turn the parts into matrices, labels, weights and tuning data."""
+    features = training_set.feature_names
+    splits = split_training_frame(
+        training_set.frame,
+        training_set.timestamp,
+        options.valid_fraction,
+        options.test_fraction,
+        method=options.split,
+        seed=seed,
+        gap=timedelta(days=options.purge_days),
+    )
+    X_tr, X_va, X_te = (matrix_from_frame(part, features) for part in (splits.train, splits.valid, splits.test))
+    y_tr, y_va, y_te = (part[LABEL].to_numpy(dtype=np.float32) for part in (splits.train, splits.valid, splits.test))
+    # NBA: clipped inverse-propensity weights undo the logging policy's choices (training/weighting.py).
+    clip = settings.training.nba_ips_clip if training_set.model == "nba" else 1.0
+    w_tr, w_va = nba_weights(splits.train, clip), nba_weights(splits.valid, clip)
+    nthread = options.config.nthread
+    tuning = make_tuning_data(X_tr, y_tr, X_va, y_va, features, nthread=nthread, w_train=w_tr, w_valid=w_va)
+    return _Prepared(
+        splits, features, tuning, X_va, X_te, y_va, y_te, w_va, ips_clip=clip if w_tr is not None else None
+    )
+
+
+def _resolve_job(settings: Settings, training_set: TrainingSet, options: FitOptions, splits: Splits, seed: int) -> _Job:
+    """Step 2: the job's names (registered model, study, storage, experiment), creating the experiment if new."""
+    from training import tracking
+
+    name = options.registered_name or training_set.model
+    study_name = options.study_name or f"{name}-{_fingerprint(training_set, splits, seed, options.config)}"
+    experiment_name = options.experiment_name or tracking.experiment_name(settings, training_set.model)
+    return _Job(
+        options=options,
+        name=name,
+        trials=options.trials or settings.training.trials,
+        seed=seed,
+        study_name=study_name,
+        storage=options.storage or settings.optuna_storage,
+        experiment_name=experiment_name,
+        experiment_id=tracking.ensure_experiment(settings, experiment_name),
+    )
+
+
+def _start_study_run(job: _Job, training_set: TrainingSet) -> Any:
+    """The MLflow parent run of the job (nested when a run is already active), tagged with what it trains."""
+    import mlflow
+
+    from training import tracking
+
+    tags = {
+        "nextbest.kind": "study",
+        "nextbest.model": training_set.model,
+        "optuna.study_name": job.study_name,
+        "feature_service": str(training_set.lineage.get("feature_service", "")),
+        **{f"who.{k}": v for k, v in tracking.who().items()},
+        **(job.options.tags or {}),
+    }
+    return mlflow.start_run(
+        experiment_id=job.experiment_id,
+        run_name=job.options.run_name or job.study_name,
+        tags=tags,
+        nested=mlflow.active_run() is not None,
+    )
+
+
+def _log_job_params(job: _Job, training_set: TrainingSet, data: _Prepared) -> None:
+    """Step 3: the job's options, the data lineage and the split ranges as params of the parent run."""
+    import mlflow
+
+    options = job.options
+    mlflow.log_params(
+        {
+            "model": training_set.model,
+            "registered_name": job.name,
+            "trials_requested": job.trials,
+            "timeout_s": options.timeout,
+            "seed": job.seed,
+            "study_name": job.study_name,
+            "optuna_storage": _redact(job.storage),
+            "calibration": options.calibration,
+            "ips_clip": data.ips_clip,
+            "n_features": len(data.features),
+            "max_rounds": options.config.max_rounds,
+            "early_stopping_rounds": options.config.early_stopping_rounds,
+            "purge_days": options.purge_days,
+            "split": options.split,
+            "gate_min_auc_gain": options.rule.min_auc_gain,
+            "gate_max_logloss_increase": options.rule.max_logloss_increase,
+            **{f"data.{k}": v for k, v in _flat_lineage(training_set.lineage).items()},
+            **{f"split.{k}.{m}": v for k, r in data.splits.ranges().items() for m, v in r.items()},
+        }
+    )
+
+
+def _tune(
+    client: Any, job: _Job, data: _Prepared, parent_id: str, progress: ProgressFn | None
+) -> tuple[Any, _TrialLogger]:
+    """Step 4: run (or resume) the Optuna study, one nested run per trial; log its best params and summary."""
+    import mlflow
+
+    trial_log = _TrialLogger(client, job.experiment_id, parent_id, job.trials, progress)
+    study = run_study(
+        data.tuning, job.trials, study_name=job.study_name, storage=job.storage, seed=job.seed,
+        timeout=job.options.timeout, config=job.options.config, callbacks=[trial_log],
+    )  # fmt: skip
+    mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
+    summary = study_summary(study)
+    mlflow.log_metrics({f"study_{k}": float(v) for k, v in summary.items()})
+    return study, trial_log
+
+
+def _fit_final_model(job: _Job, data: _Prepared, best_params: dict[str, Any]) -> Any:
+    """Step 5: refit the best parameters. Deterministic for a fixed seed, and the best trial may come from another
+    worker process or an earlier session of a resumed study, so its booster is not in this process."""
+    config = job.options.config
+    return fit_booster(booster_params(best_params, job.seed, config.nthread), data.tuning, config)
+
+
+def _calibrate(job: _Job, data: _Prepared, booster: Any) -> Calibrator:
+    """Step 6: the calibrator of the booster's validation margins (weighted like the validation rows)."""
+    margin = booster.inplace_predict(data.X_valid, predict_type="margin")
+    return fit_calibrator(data.y_valid, margin, job.options.calibration, sample_weight=data.w_valid)
+
+
+def _evaluate_on_test(
+    fitted: LoadedModel, data: _Prepared, model: str
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Step 7: test (and validation) metrics of the calibrated model, the raw booster's calibration beside them,
+    and for NBA the greedy policy's value; returns the metrics and the test predictions (calibrated, raw)."""
+    y_te, y_va = data.y_test, data.y_valid
+    p_te, raw_te, p_va = (
+        fitted.predict_proba(data.X_test),
+        fitted.predict_raw(data.X_test),
+        fitted.predict_proba(data.X_valid),
+    )
+    metrics = {f"test_{k}": v for k, v in binary_metrics(y_te, p_te).items()}
+    metrics.update({f"valid_{k}": v for k, v in binary_metrics(y_va, p_va).items()})
+    raw = binary_metrics(y_te, raw_te)
+    metrics.update(test_raw_ece=raw["ece"], test_raw_log_loss=raw["log_loss"])
+    metrics["best_iteration"] = float(fitted.booster.best_iteration)
+    if model == "nba":
+        metrics.update(_policy_value(fitted, data.splits.test))
+    return metrics, p_te, raw_te
+
+
+def _log_artefacts(
+    training_set: TrainingSet, data: _Prepared, p_test: np.ndarray, raw_test: np.ndarray, booster: Any, study: Any
+) -> None:
+    """Step 8: the plots, the data lineage (with the split ranges) and the feature list as run artefacts."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="nextbest-run-") as tmp:
+        out = Path(tmp)
+        _write_plots(out / "plots", data.y_test, p_test, raw_test, booster, study)
+        mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
+        (out / "lineage.json").write_text(
+            json.dumps({**training_set.lineage, "splits": data.splits.ranges()}, default=str, indent=1)
+        )
+        (out / "features.json").write_text(json.dumps(data.features, indent=1))
+        mlflow.log_artifact(str(out / "lineage.json"))
+        mlflow.log_artifact(str(out / "features.json"))
+
+
+def _log_model(
+    job: _Job,
+    training_set: TrainingSet,
+    data: _Prepared,
+    fitted: LoadedModel,
+    best_params: dict[str, Any],
+    metrics: dict[str, float],
+) -> str:
+    """Step 9: the booster, calibrator and features as the run's MLflow model, with what made it; returns its URI."""
+    from training import tracking
+
+    info = {
+        "model": training_set.model,
+        "registered_name": job.name,
+        "feature_service": training_set.lineage.get("feature_service"),
+        "study_name": job.study_name,
+        "best_params": best_params,
+        "calibration": fitted.calibrator.method,
+        "seed": job.seed,
+        "test_metrics": {k: metrics[k] for k in ("test_roc_auc", "test_log_loss", "test_ece")},
+        "lineage": training_set.lineage,
+    }
+    example = data.splits.test[data.features].head(5)
+    return tracking.log_model(fitted.booster, fitted.calibrator, list(data.features), example, info)
+
+
+def _register_and_gate(
+    settings: Settings,
+    client: Any,
+    job: _Job,
+    training_set: TrainingSet,
+    model_uri: str,
+    parent_id: str,
+    gate_holdout: pd.DataFrame,
+) -> tuple[str | None, PromotionDecision | None]:
+    """Step 10: register the model as a new `challenger` version and, if asked, let the gate promote it on
+    `gate_holdout`; the decision goes on the parent run. Nothing happens with `register=False`."""
+    if not job.options.register:
+        return None, None
+    feature_service = training_set.lineage.get("feature_service")
+    version = register_version(
+        settings,
+        job.name,
+        model_uri,
+        run_id=parent_id,
+        tags={"study_name": job.study_name, "feature_service": str(feature_service or "")},
+        description=f"{training_set.model} model from study {job.study_name}",
+    )
+    decision = None
+    if job.options.promote:
+        decision = promote_if_better(settings, job.name, version, gate_holdout, rule=job.options.rule, run_id=parent_id)
+        client.set_tag(parent_id, "promotion.decision", "promoted" if decision.promoted else "rejected")
+        client.set_tag(parent_id, "promotion.reason", decision.reason[:4900])
+        client.log_metric(parent_id, "promoted", float(decision.promoted))
+    client.set_tag(parent_id, "registered_version", version)
+    return version, decision
+
+
+def _log_outcome(result: TrainResult, name: str) -> None:
+    metrics = result.metrics
     logger.info(
         "trained %s in %.0f s: test ROC-AUC %.4f, log-loss %.4f, ECE %.4f; version %s%s",
         name,
-        seconds,
+        result.seconds,
         metrics.get("test_roc_auc", float("nan")),
         metrics.get("test_log_loss", float("nan")),
         metrics.get("test_ece", float("nan")),
-        version or "not registered",
+        result.version or "not registered",
         " (champion)" if result.promoted else "",
     )
-    return result
 
 
 class _TrialLogger:

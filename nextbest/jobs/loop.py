@@ -259,7 +259,7 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
     from serving.client import DecisionClient
     from serving.runner import ServiceProcess, free_port
     from training.datasets import read_source
-    from training.pipeline import fit_and_log
+    from training.pipeline import FitOptions, fit_and_log
     from training.served import build_retraining_set
 
     config.check()
@@ -290,7 +290,7 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
     say(f"training champions on the world before day {config.loop_start_day} ({config.trials} trials each)")
     for model in ("churn", "nba"):
         training_set = build_retraining_set(settings, model, as_of=loop_start.to_pydatetime(), include_served=False)  # type: ignore[arg-type]
-        fit_and_log(settings, training_set, config.trials, tags={"nextbest.kind": "loop_champion"})
+        fit_and_log(settings, training_set, FitOptions(trials=config.trials, tags={"nextbest.kind": "loop_champion"}))
 
     moments = decision_moments(read_source(settings, "contacts"), origin, config)
     truth = TrueWorld.load(settings.world_dir)

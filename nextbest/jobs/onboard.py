@@ -141,17 +141,15 @@ def train(
 ) -> OnboardTrainResult:
     """Train, tune, track, register and gate one onboarded model with the shared trainer, then validate it."""
     from training.datasets import split_training_frame
-    from training.pipeline import fit_and_log
+    from training.pipeline import FitOptions, fit_and_log
     from training.tune import TuningConfig
 
     model = config.model(model_name)
     training_set = build_training_set(config, settings, model_name)
     seed = settings.training.seed if seed is None else seed
     test_fraction = model.validation.test_fraction
-    result = fit_and_log(
-        settings,
-        training_set,
-        trials or model.trials or settings.training.trials,
+    options = FitOptions(
+        trials=trials or model.trials or settings.training.trials,
         timeout=timeout,
         seed=seed,
         register=register,
@@ -163,6 +161,7 @@ def train(
         split=model.split,
         config=TuningConfig(nthread=1 if len(training_set.frame) < SINGLE_THREAD_ROWS else None),
     )
+    result = fit_and_log(settings, training_set, options)
     cv: list[CVResult] = []
     if validate_model:
         cv = validate(config, model_name, training_set, result.best_params, seed)

@@ -120,7 +120,7 @@ def retrain_models(
     import pandas as pd
 
     from training.datasets import TIMESTAMP
-    from training.pipeline import MODELS, fit_and_log
+    from training.pipeline import MODELS, FitOptions, fit_and_log
     from training.served import build_retraining_set
 
     unknown = [m for m in models if m not in MODELS]
@@ -147,7 +147,9 @@ def retrain_models(
             lineage = {**training_set.lineage, "gate_holdout_from": str(cut), "gate_holdout_rows": len(holdout)}
             training_set = replace(training_set, frame=frame[ts < cut], lineage=lineage)
             extra = {"holdout": holdout, "valid_fraction": 0.15, "test_fraction": 0.1}
-        result = fit_and_log(settings, training_set, trials or settings.training.trials, tags=tags, **extra)
+        gate_holdout = extra.pop("holdout", None)
+        options = FitOptions(trials=trials or settings.training.trials, tags=tags, **extra)
+        result = fit_and_log(settings, training_set, options, holdout=gate_holdout)
         decision = result.decision
         gate = {}
         if decision is not None:
