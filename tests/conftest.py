@@ -29,3 +29,22 @@ def _isolated_state() -> Iterator[Path]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def berka(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Berka (configs/berka.yaml) onboarded once per session: features, Feast project, both models (2 trials)."""
+    from environment import skip_unless_ci
+    from project_fixtures import BERKA, berka_available, onboard_project
+
+    if not berka_available():
+        skip_unless_ci("Berka data not found (set NEXTBEST_BERKA_DIR to the folder of account.csv)")
+    return onboard_project(BERKA, tmp_path_factory.mktemp("berka-project"))
+
+
+@pytest.fixture(scope="session")
+def flat_project(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The flat-table example (configs/examples/flat_contacts.yaml, string customer keys) onboarded once."""
+    from project_fixtures import FLAT, onboard_project
+
+    return onboard_project(FLAT, tmp_path_factory.mktemp("flat-project"))

@@ -1,302 +1,246 @@
-"""Serving an onboarded project: Berka (configs/berka.yaml, `serving:` section) through the service's usual contract.
+"""Berka served by the one decision engine: what its project file declares is what a decision does.
 
-Berka is onboarded once into a temporary home (features, Feast project, both models with a few trials); the engine
-is then checked in-process (scores equal the model's score of the entity's online features, eligibility,
-suitability, cool-down, degraded and cold-start answers, events, config errors) and the REAL BentoML server is
-started for the project and checked over HTTP.
+In-process checks on the session's onboarded Berka (`berka` fixture): propensities are the champion's score of
+the account's online features, eligibility from holdings, the default-risk model rule (a second online read of the
+account's loan), the declared "no consent data" (no marketing on outbound channels), caps and cool-downs, cold
+start, degraded answers behind the breaker, events recorded without a push source, feedback, and policy reload.
+The HTTP contract for every project is in tests/test_contract.py.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from project_fixtures import BERKA_DIR, OnboardedProject
 
 from nextbest.decision_log import DecisionLog
 from nextbest.errors import ConfigError
-from nextbest.onboarding.config import OnboardingConfig, load_config
-from nextbest.settings import REPO_ROOT, ServingSettings, Settings
+from nextbest.models.artefact import LoadedModel, load_model
+from nextbest.project import load_project
+from serving.engine import DecisionEngine
 from serving.schemas import EventRequest, FeedbackRequest, RecommendRequest
 
-BERKA_DIR = Path(os.environ.get("NEXTBEST_BERKA_DIR") or REPO_ROOT.parent / "shared/data/berka")
-CONFIG = REPO_ROOT / "configs/berka.yaml"
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (BERKA_DIR / "account.csv").is_file() and os.environ.get("CI", "").lower() not in ("1", "true", "yes"),
-        reason=f"Berka data not found at {BERKA_DIR} (set NEXTBEST_BERKA_DIR to the folder of account.csv)",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
-@dataclass(frozen=True)
-class ServedBerka:
-    config: OnboardingConfig
-    settings: Settings
-    fresh: int  # an account with neither card nor loan: both offers eligible
-    risky: int  # an account with a loan the default model rates at or above the rule's threshold, no card
-    safe: int  # an account with a loan rated below the threshold, no card
-    risky_p: float
-    safe_p: float
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> ServedBerka:
-    from nextbest.onboarding import pipeline
-    from nextbest.onboarding.scoring import ProjectScorer
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    os.environ.setdefault("NEXTBEST_BERKA_DIR", str(BERKA_DIR))
-    config = load_config(CONFIG)
-    home = tmp_path_factory.mktemp("berka-serving")
-    settings = Settings(
-        home=home / "home",
-        serving=ServingSettings(project_config=CONFIG, reload_interval_s=0, feature_timeout_ms=2000),
-    )
-    pipeline.build(config, settings)
-    pipeline.apply(config, settings, CONFIG)
-    pipeline.materialize(config, settings)
-    for model in ("berka_propensity", "berka_default"):
-        pipeline.train(config, settings, model, trials=2, validate_model=False)
-
-    accounts = pd.read_csv(BERKA_DIR / "account.csv", sep=";")
-    loans = pd.read_csv(BERKA_DIR / "loan.csv", sep=";")
-    disp = pd.read_csv(BERKA_DIR / "disp.csv", sep=";")
-    cards = pd.read_csv(BERKA_DIR / "card.csv", sep=";").merge(disp, on="disp_id")
-    fresh = accounts[~accounts.account_id.isin(loans.account_id) & ~accounts.account_id.isin(cards.account_id)]
-    no_card = loans[~loans.account_id.isin(cards.account_id)].copy()
-    default = ProjectScorer(config, settings, "berka_default")
-    no_card["p"] = [s.probability for s in default.score([int(k) for k in no_card.loan_id], reasons=0)]
-    no_card = no_card.sort_values("p")
-    return ServedBerka(
-        config=config,
-        settings=settings,
-        fresh=int(fresh.account_id.iloc[0]),
-        risky=int(no_card.account_id.iloc[-1]),
-        safe=int(no_card.account_id.iloc[0]),
-        risky_p=float(no_card.p.iloc[-1]),
-        safe_p=float(no_card.p.iloc[0]),
-    )
-
-
-def _engine(served: ServedBerka, tmp_path: Path, **serving: object):  # type: ignore[no-untyped-def]
-    from serving.project_engine import ProjectEngine
-
-    settings = served.settings
-    if serving:
-        settings = settings.model_copy(update={"serving": settings.serving.model_copy(update=serving)})
-    engine = ProjectEngine(settings, decision_log=DecisionLog(f"sqlite:///{tmp_path / 'decisions.db'}"))
+def _engine(berka: OnboardedProject, tmp_path: Path, **serving: object) -> DecisionEngine:
+    settings = berka.with_serving(**serving) if serving else berka.settings
+    engine = DecisionEngine(settings, decision_log=DecisionLog(f"sqlite:///{tmp_path / 'decisions.db'}"))
     engine.load()
     return engine
 
 
-def test_both_offers_are_ranked_by_value_with_the_models_score_of_the_online_features(
-    served: ServedBerka, tmp_path: Path
+@pytest.fixture(scope="module")
+def accounts(berka: OnboardedProject) -> dict[str, int]:
+    """Accounts for each case: fresh (no card, no loan), a risky and a safe loan without a card."""
+    loans = pd.read_csv(BERKA_DIR / "loan.csv", sep=";")
+    disp = pd.read_csv(BERKA_DIR / "disp.csv", sep=";")
+    cards = pd.read_csv(BERKA_DIR / "card.csv", sep=";").merge(disp, on="disp_id")
+    accounts = pd.read_csv(BERKA_DIR / "account.csv", sep=";")
+    fresh = accounts[~accounts.account_id.isin(loans.account_id) & ~accounts.account_id.isin(cards.account_id)]
+    no_card = loans[~loans.account_id.isin(cards.account_id)].copy()
+    engine = DecisionEngine(berka.settings)
+    engine.load()
+    try:
+        reader = engine._rule_readers["default_risk"].reader
+        model = engine.bundle.models["berka_default"]
+        no_card["p"] = [_score(model, reader.read(int(k))) for k in no_card.loan_id]
+    finally:
+        engine.close()
+    no_card = no_card.sort_values("p")
+    return {
+        "fresh": int(fresh.account_id.iloc[0]),
+        "risky": int(no_card.account_id.iloc[-1]),
+        "safe": int(no_card.account_id.iloc[0]),
+        "risky_p_x1000": int(no_card.p.iloc[-1] * 1000),
+        "safe_p_x1000": int(no_card.p.iloc[0] * 1000),
+    }
+
+
+def _score(model: LoadedModel, features: dict[str, object]) -> float:
+    row = np.array([[np.nan if features.get(f) is None else features.get(f) for f in model.feature_names]], float)
+    return float(model.predict_proba(row.astype(np.float32))[0])
+
+
+@pytest.fixture
+def engine(berka: OnboardedProject, tmp_path: Path) -> Iterator[DecisionEngine]:
+    eng = _engine(berka, tmp_path)
+    yield eng
+    eng.close()
+
+
+def test_offers_are_ranked_by_value_with_the_champions_score_of_the_online_features(
+    engine: DecisionEngine, berka: OnboardedProject, accounts: dict[str, int]
 ) -> None:
-    from nextbest.onboarding.scoring import ProjectScorer
-
-    expected = ProjectScorer(served.config, served.settings, "berka_propensity").score([served.fresh])[0]
-    engine = _engine(served, tmp_path)
-    try:
-        r = engine.recommend(RecommendRequest(customer_id=served.fresh, channel="app"))
-        assert not r.degraded and not r.cold_start
-        assert [a.action_id for a in r.actions] == ["offer_loan", "offer_credit_card"]  # same p, loan worth more
-        assert [a.template_id for a in r.actions] == ["berka_loan_app_v1", "berka_card_app_v1"]
-        for a in r.actions:
-            assert a.propensity == pytest.approx(expected.probability, abs=1e-6)
-            assert a.priority == pytest.approx(expected.probability * a.value, rel=1e-4)
-            assert a.reason_codes  # from the model's per-feature contributions
-        assert r.model_versions == {"berka_propensity": "1", "berka_default": "1"}
-        # By email: no loan template, and the card was just delivered (7-day cool-down): nothing to offer.
-        email = engine.recommend(RecommendRequest(customer_id=served.fresh, channel="email"))
-        assert email.actions == [] and not email.degraded
-        assert engine.decision_log.flush()
-        logged = engine.decision_log.get_decision(email.decision_id)
-        assert logged is not None
-        rules = {(x["action_id"], x["rule"]) for x in logged["rejected"]}
-        assert ("offer_loan", "channel.not_offered") in rules
-        assert ("offer_credit_card", "contact.cooldown") in rules
-    finally:
-        engine.close()
+    assert engine._reader is not None
+    features = engine._reader.read(accounts["fresh"])
+    expected = _score(load_model("berka_propensity", settings=berka.settings), features)
+    r = engine.recommend(RecommendRequest(customer_id=accounts["fresh"], channel="app"))
+    assert not r.degraded and not r.cold_start and r.churn_risk is None  # Berka declares no churn model
+    assert [a.action_id for a in r.actions] == ["offer_loan", "offer_credit_card"]  # same p, the loan is worth more
+    assert [a.template_id for a in r.actions] == ["berka_loan_app_v1", "berka_card_app_v1"]
+    for a in r.actions:
+        assert a.propensity == pytest.approx(expected, abs=1e-6)
+        assert a.priority == pytest.approx(expected * a.value, rel=1e-4)
+        assert a.reason_codes  # from the model's per-feature contributions
+    assert r.model_versions == {"berka_propensity": "1", "berka_default": "1"}
+    assert engine.decision_log.flush()
+    logged = engine.decision_log.get_decision(r.decision_id)
+    assert logged is not None and logged["customer_id"] == accounts["fresh"]
+    assert logged["model_scores"]["berka_propensity"] == pytest.approx(expected, abs=1e-6)
 
 
-def test_a_high_default_risk_on_the_accounts_loan_withholds_credit_offers(served: ServedBerka, tmp_path: Path) -> None:
-    rule = served.config.serving.suitability[0]  # type: ignore[union-attr]
-    assert served.risky_p >= rule.max_probability > served.safe_p  # the data hold both cases
-    engine = _engine(served, tmp_path)
-    try:
-        risky = engine.recommend(RecommendRequest(customer_id=served.risky, channel="web"))
-        assert risky.actions == [] and not risky.degraded
-        assert any(n.startswith("suitability.default_risk_high") for n in risky.notes)
-        safe = engine.recommend(RecommendRequest(customer_id=served.safe, channel="web"))
-        # The loan offer is ineligible (a loan is held); the card passes the rule.
-        assert [a.action_id for a in safe.actions] == ["offer_credit_card"]
-        assert engine.decision_log.flush()
-        logged = engine.decision_log.get_decision(risky.decision_id)
-        assert {x["rule"] for x in logged["rejected"]} == {"suitability.default_risk_high", "eligibility.loans_all"}
-        logged = engine.decision_log.get_decision(safe.decision_id)
-        assert {(x["action_id"], x["rule"]) for x in logged["rejected"]} == {("offer_loan", "eligibility.loans_all")}
-    finally:
-        engine.close()
+def test_no_consent_data_means_no_marketing_on_outbound_channels(
+    engine: DecisionEngine, accounts: dict[str, int]
+) -> None:
+    r = engine.recommend(RecommendRequest(customer_id=accounts["fresh"], channel="email"))
+    assert r.actions == [] and not r.degraded
+    assert engine.decision_log.flush()
+    logged = engine.decision_log.get_decision(r.decision_id)
+    assert logged is not None
+    rules = {(x["action_id"], x["rule"]) for x in logged["rejected"]}
+    assert ("offer_loan", "eligibility.channel") in rules  # no loan template for email
+    assert ("offer_credit_card", "consent.no_data") in rules
+
+
+def test_caps_and_cool_downs_hold_for_an_onboarded_bank(engine: DecisionEngine, accounts: dict[str, int]) -> None:
+    start = datetime.now(UTC) + timedelta(days=30)
+    first = engine.recommend(RecommendRequest(customer_id=accounts["fresh"], channel="app", max_actions=1), now=start)
+    assert [a.action_id for a in first.actions] == ["offer_loan"]
+    # the same day on the same channel: the daily cap; another channel the next hour: the delivered offer is in its
+    # repeat cool-down, the card is still allowed
+    again = engine.recommend(
+        RecommendRequest(customer_id=accounts["fresh"], channel="app"), now=start + timedelta(hours=1)
+    )
+    assert again.actions == []
+    web = engine.recommend(
+        RecommendRequest(customer_id=accounts["fresh"], channel="web"), now=start + timedelta(hours=2)
+    )
+    assert [a.action_id for a in web.actions] == ["offer_credit_card"]
+    engine.record_feedback(
+        FeedbackRequest(decision_id=web.decision_id, outcome="dismissed", ts=start + timedelta(hours=3))
+    )
+    later = engine.recommend(
+        RecommendRequest(customer_id=accounts["fresh"], channel="web"), now=start + timedelta(days=10)
+    )
+    assert "offer_credit_card" not in [a.action_id for a in later.actions]  # 30-day dismissal cool-down
+    assert engine.decision_log.flush()
+    rules = {x["rule"] for x in engine.decision_log.get_decision(again.decision_id)["rejected"]}  # type: ignore[index]
+    assert "contact_policy.daily_channel_cap" in rules
+    rules = {(x["action_id"], x["rule"]) for x in engine.decision_log.get_decision(later.decision_id)["rejected"]}  # type: ignore[index]
+    assert ("offer_credit_card", "contact_policy.dismissal_cooldown") in rules
+
+
+def test_a_high_default_risk_on_the_accounts_loan_withholds_credit_offers(
+    engine: DecisionEngine, berka: OnboardedProject, accounts: dict[str, int]
+) -> None:
+    rule = berka.project.policy.model_rules[0]
+    assert accounts["risky_p_x1000"] >= rule.max_probability * 1000 > accounts["safe_p_x1000"]  # both cases exist
+    risky = engine.recommend(RecommendRequest(customer_id=accounts["risky"], channel="web"))
+    assert risky.actions == [] and not risky.degraded
+    assert any(n.startswith("suitability.default_risk_high") for n in risky.notes)
+    safe = engine.recommend(RecommendRequest(customer_id=accounts["safe"], channel="web"))
+    assert [a.action_id for a in safe.actions] == ["offer_credit_card"]  # the loan offer: a loan is already held
+    assert engine.decision_log.flush()
+    logged = engine.decision_log.get_decision(risky.decision_id)
+    assert logged is not None
+    assert {x["rule"] for x in logged["rejected"]} == {"suitability.default_risk_high", "eligibility.excludes"}
+    assert logged["model_scores"]["berka_default"] >= rule.max_probability
+    logged = engine.decision_log.get_decision(safe.decision_id)
+    assert logged is not None
+    assert {(x["action_id"], x["rule"]) for x in logged["rejected"]} == {("offer_loan", "eligibility.excludes")}
 
 
 def test_unknown_account_gets_a_cold_start_answer_and_a_dead_store_a_degraded_one(
-    served: ServedBerka, tmp_path: Path
+    berka: OnboardedProject, tmp_path: Path, accounts: dict[str, int]
 ) -> None:
-    engine = _engine(served, tmp_path, breaker_reset_s=60.0)
+    engine = _engine(berka, tmp_path, breaker_reset_s=60.0)
     try:
         cold = engine.recommend(RecommendRequest(customer_id=10**9, channel="app"))
-        assert cold.cold_start and not cold.degraded and cold.actions == []
-
-        def hang(*args: object, **kwargs: object) -> None:
-            time.sleep(1.0)
-
-        engine._store.get_online_features = hang  # type: ignore[union-attr,method-assign]
-        engine.timeout_s = 0.05
-        t0 = time.perf_counter()
-        r = engine.recommend(RecommendRequest(customer_id=served.fresh, channel="app"))
-        assert time.perf_counter() - t0 < 0.5
+        assert cold.cold_start and not cold.degraded and cold.actions == []  # cold_start_actions: []
+        assert engine._reader is not None
+        engine._reader._one_trip = lambda key: time.sleep(1.0)  # type: ignore[assignment,misc,return-value]
+        engine._reader.access.timeout_s = 0.05
+        r = engine.recommend(RecommendRequest(customer_id=accounts["fresh"], channel="app"))
         assert r.degraded and not r.cold_start and r.actions == []
         for _ in range(3):
-            engine.recommend(RecommendRequest(customer_id=served.fresh, channel="app"))
+            engine.recommend(RecommendRequest(customer_id=accounts["fresh"], channel="app"))
         assert engine.status().breaker_open  # later requests skip the store instead of waiting
     finally:
         engine.close()
 
 
-def test_configured_cold_start_actions_are_scored_on_the_profile_free_row(served: ServedBerka, tmp_path: Path) -> None:
-    from serving.project_engine import ProjectEngine
+def test_a_wrongly_typed_key_is_a_value_error_naming_the_field_and_moves_no_breaker(
+    engine: DecisionEngine,
+) -> None:
+    for _ in range(5):
+        with pytest.raises(ValueError, match="customer_id"):
+            engine.recommend(RecommendRequest(customer_id="A-1", channel="app"))
+    assert not engine.status().breaker_open
 
-    serving = served.config.serving
-    assert serving is not None
-    config = served.config.model_copy(
-        update={"serving": serving.model_copy(update={"cold_start_actions": ["offer_credit_card"]})}
-    )
-    engine = ProjectEngine(served.settings, config=config, decision_log=DecisionLog(f"sqlite:///{tmp_path / 'd.db'}"))
-    engine.load()
+
+def test_events_are_recorded_but_move_no_feature_and_feedback_joins(
+    engine: DecisionEngine, accounts: dict[str, int]
+) -> None:
+    ev = engine.record_event(EventRequest(customer_id=accounts["fresh"], event_type="branch_visit"))
+    assert ev.accepted and not ev.pushed and "no real-time features" in ev.detail
+    d = engine.recommend(RecommendRequest(customer_id=accounts["safe"], channel="app"))
+    fb = engine.record_feedback(FeedbackRequest(decision_id=d.decision_id, outcome="accepted"))
+    assert fb.customer_id == accounts["safe"]
+    assert engine.decision_log.flush()
+    assert engine.decision_log.count("events") == 1 and engine.decision_log.count("feedback") == 1
+
+
+def test_policy_reload_picks_up_an_edited_file_and_refuses_a_bad_one(
+    berka: OnboardedProject, tmp_path: Path, accounts: dict[str, int]
+) -> None:
+    import yaml
+
+    policy_file = tmp_path / "policy.yaml"
+    policy = berka.project.policy.model_dump(mode="json")
+    policy_file.write_text(yaml.safe_dump(policy))
+    engine = _engine(berka, tmp_path, policy_path=policy_file)
     try:
-        r = engine.recommend(RecommendRequest(customer_id=10**9, channel="app"))
-        assert r.cold_start and [a.action_id for a in r.actions] == ["offer_credit_card"]
-        scorer = engine.models.scorers["berka_propensity"]
-        prior = float(scorer.model.predict_proba(scorer.matrix([{}]))[0])
-        assert r.actions[0].propensity == pytest.approx(prior, abs=1e-6)
+        before = engine.policy_version
+        assert [
+            a.action_id
+            for a in engine.recommend(RecommendRequest(customer_id=accounts["fresh"], channel="app")).actions
+        ]
+        policy["max_actions"] = 1
+        policy["min_priority"] = 10**9  # nothing is worth a contact any more
+        policy_file.write_text(yaml.safe_dump(policy))
+        out = engine.reload()
+        assert out.policy_version != before and engine.policy_version == out.policy_version
+        r = engine.recommend(RecommendRequest(customer_id=accounts["fresh"], channel="web"))
+        assert r.actions == []
+        policy_file.write_text(yaml.safe_dump({**policy, "max_actions": "many"}))
+        with pytest.raises(ConfigError, match="max_actions"):
+            engine.reload()
+        assert engine.policy_version == out.policy_version  # the old policy is kept
     finally:
         engine.close()
 
 
-def test_events_are_recorded_but_move_no_feature_and_feedback_joins(served: ServedBerka, tmp_path: Path) -> None:
-    engine = _engine(served, tmp_path)
-    try:
-        ev = engine.record_event(EventRequest(customer_id=served.fresh, event_type="branch_visit"))
-        assert ev.accepted and not ev.pushed and "no real-time features" in ev.detail
-        d = engine.recommend(RecommendRequest(customer_id=served.safe, channel="app"))
-        fb = engine.record_feedback(FeedbackRequest(decision_id=d.decision_id, outcome="accepted"))
-        assert fb.customer_id == served.safe
-        assert engine.decision_log.flush()
-        assert engine.decision_log.count("events") == 1 and engine.decision_log.count("feedback") == 1
-    finally:
-        engine.close()
+def test_a_project_naming_an_unknown_channel_or_model_is_a_config_error(tmp_path: Path) -> None:
+    import yaml
+    from project_fixtures import BERKA
 
-
-def test_a_project_without_serving_or_with_an_unknown_channel_is_a_config_error(served: ServedBerka) -> None:
-    from serving.project_engine import ProjectEngine
-
-    with pytest.raises(ConfigError, match="no `serving:` section"):
-        ProjectEngine(served.settings, config=served.config.model_copy(update={"serving": None}))
-    serving = served.config.serving
-    assert serving is not None
-    card = serving.actions[0].model_copy(update={"templates": {"pigeon": "x"}})
-    bad = served.config.model_copy(update={"serving": serving.model_copy(update={"actions": [card]})})
+    raw = yaml.safe_load(BERKA.read_text())
+    raw["data_dir"] = str(BERKA_DIR)
+    raw["catalogue"]["actions"][0]["templates"]["pigeon"] = "x"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="pigeon"):
-        ProjectEngine(served.settings, config=bad)
-
-
-def _post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-def test_real_service_serves_berka_through_the_same_endpoint_contract(served: ServedBerka, tmp_path: Path) -> None:
-    from nextbest.onboarding.scoring import ProjectScorer
-    from serving.runner import ServiceProcess, free_port
-
-    log_uri = f"sqlite:///{tmp_path / 'decisions.db'}"
-    settings = served.settings.model_copy(
-        update={
-            "serving": served.settings.serving.model_copy(
-                update={"decision_log_uri": log_uri, "auth_enabled": True, "api_keys": {"k": "channel"}}
-            )
-        }
-    )
-    key = {"X-API-Key": "k"}
-    expected = ProjectScorer(served.config, served.settings, "berka_propensity").score([served.fresh])[0].probability
-    with ServiceProcess(settings, port=free_port(), log_path=tmp_path / "service.log") as svc:
-        status, _ = _post(svc.url + "/recommend", {"customer_id": served.fresh, "channel": "app"})
-        assert status == 401  # the same auth
-        status, d = _post(svc.url + "/recommend", {"customer_id": served.fresh, "channel": "app"}, key)
-        assert status == 200, d
-        assert set(d) == {
-            "decision_id",
-            "customer_id",
-            "channel",
-            "actions",
-            "churn_risk",
-            "model_versions",
-            "degraded",
-            "cold_start",
-            "notes",
-        }
-        assert [a["action_id"] for a in d["actions"]] == ["offer_loan", "offer_credit_card"]
-        assert [a["rank"] for a in d["actions"]] == [1, 2]
-        assert all(a["propensity"] == pytest.approx(expected, abs=1e-6) for a in d["actions"])
-        assert d["model_versions"] == {"berka_propensity": "1", "berka_default": "1"} and not d["degraded"]
-
-        status, cold = _post(svc.url + "/recommend", {"customer_id": 10**9, "channel": "app"}, key)
-        assert status == 200 and cold["cold_start"] and cold["actions"] == []
-        status, risky = _post(svc.url + "/recommend", {"customer_id": served.risky, "channel": "web"}, key)
-        assert status == 200 and risky["actions"] == []
-        assert any(n.startswith("suitability.default_risk_high") for n in risky["notes"])
-        for body, field in (
-            ({"customer_id": served.fresh, "channel": "fax"}, "channel"),
-            ({"customer_id": -1, "channel": "app"}, "customer_id"),
-            ({"channel": "app"}, "customer_id"),
-            # a channel cannot move the decision clock (only simulations, with serving.simulated_time)
-            ({"customer_id": served.fresh, "channel": "app", "ts": "2026-04-01T09:30:00Z"}, "ts"),
-        ):
-            status, bad = _post(svc.url + "/recommend", body, key)
-            assert 400 <= status < 500 and field in json.dumps(bad)
-
-        status, ev = _post(svc.url + "/events", {"customer_id": served.fresh, "event_type": "login"}, key)
-        assert status == 200 and ev["accepted"] and not ev["pushed"]
-        offer = {"decision_id": d["decision_id"], "outcome": "accepted", "action_id": "offer_loan"}
-        status, fb = _post(svc.url + "/feedback", offer, key)
-        assert status == 200 and fb["customer_id"] == served.fresh and fb["action_id"] == "offer_loan"
-        status, _ = _post(svc.url + "/feedback", {"decision_id": "0123456789abcdef", "outcome": "shown"}, key)
-        assert status == 404
-        status, st = _post(svc.url + "/status", {}, key)
-        assert status == 200 and st["ready"] and "berka" in st["online_store"]
-    assert svc.proc is not None and svc.proc.returncode == 0
-    log = DecisionLog(log_uri)
-    try:  # every answered decision is in the project's log, the feedback joined to its delivered action
-        for decision in (d, cold, risky):
-            assert log.get_decision(decision["decision_id"]) is not None
-        contacts = [c for c in log.contact_history(served.fresh, since=pd.Timestamp("2000-01-01", tz="UTC"))]
-        assert {(c.action_id, c.outcome) for c in contacts} == {("offer_loan", "accepted"), ("offer_credit_card", None)}
-        assert log.count("feedback") == 1 and log.count("events") == 1
-    finally:
-        log.close()
+        load_project(bad)
+    raw = yaml.safe_load(BERKA.read_text())
+    raw["data_dir"] = str(BERKA_DIR)
+    raw["catalogue"]["actions"][0]["model"] = "berka_nothing"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="berka_nothing"):
+        load_project(bad)
