@@ -32,6 +32,14 @@ def _isolated_state() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def served_world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The simulated bank's tiny served world (tests/serving_fixtures.py), built once per session."""
+    from serving_fixtures import build_served_world
+
+    return build_served_world(tmp_path_factory.mktemp("served-world"))
+
+
+@pytest.fixture(scope="session")
 def berka(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Berka (configs/berka.yaml) onboarded once per session: features, Feast project, both models (2 trials)."""
     from environment import skip_unless_ci

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from serving_fixtures import ServedWorld, build_served_world, push_in_step
+from serving_fixtures import ServedWorld, push_in_step
 
 from nextbest.catalogue import load_catalogue
 from nextbest.decision_log import UnknownDecisionError
@@ -29,9 +29,9 @@ CATALOGUE = load_catalogue()
 RELAXED: dict[str, object] = {"reload_interval_s": 0, "feature_timeout_ms": 1000.0}
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> ServedWorld:
-    return build_served_world(tmp_path_factory.mktemp("served-world"))
+@pytest.fixture(scope="module")
+def world(served_world: ServedWorld) -> ServedWorld:
+    return served_world
 
 
 def with_serving(settings: Settings, **serving: object) -> Settings:
@@ -344,7 +344,7 @@ def test_simultaneous_pushes_land_on_the_redis_online_store_too(world: ServedWor
     )
     settings.ensure_dirs()
     shutil.copytree(world.settings.features_dir / "offline", settings.features_dir / "offline")
-    nbf.apply(settings)
+    nbf.features_of(settings).apply()
     try:
         _simultaneous_pushes_all_land(settings, base_id=7_000_000)
     finally:
@@ -514,9 +514,9 @@ def test_recommend_and_events_on_the_redis_online_store(world: ServedWorld, tmp_
     )
     settings.ensure_dirs()
     shutil.copytree(world.settings.sources_dir, settings.sources_dir)
-    nbf.build_feature_tables(settings)
-    nbf.apply(settings)
-    nbf.materialize(settings)
+    nbf.features_of(settings).build()
+    nbf.features_of(settings).apply()
+    nbf.features_of(settings).materialize()
     eng = DecisionEngine(settings)
     try:
         eng.load()
