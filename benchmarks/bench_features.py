@@ -123,19 +123,22 @@ def main() -> None:
     ensure_world(settings, args.customers, args.days, args.seed)
     results: dict[str, Any] = {"customers": args.customers, "days": args.days, "every_days": args.every_days}
 
-    paths, secs, mem = timed(lambda: nf.build_feature_tables(settings, every_days=args.every_days))
+    genome = nf.features_of(settings)
+    assert isinstance(genome, nf.GenomeFeatures)
+    paths, secs, mem = timed(lambda: genome.build(every_days=args.every_days))
     rows = {v: len(pd.read_parquet(p, columns=["customer_id"])) for v, p in paths.items()}
     results["build"] = {"seconds": secs, "peak_rss_delta_mb": mem, "rows": rows}
     print(f"build feature tables: {secs:.1f}s, +{mem:.0f} MB peak, rows {rows}", flush=True)
 
     online_db = settings.features_dir / "online_store.db"
     online_db.unlink(missing_ok=True)
-    nf.apply(settings)
-    feast_stats = nf.materialize(settings, method="feast")
+    genome.apply()
+    feast_stats = genome.materialize(method="feast")
     feast_db = online_db.with_name("online_store.feast.db")
     shutil.move(online_db, feast_db)
-    nf.apply(settings)  # recreate the empty online tables
-    fast_stats = nf.materialize(settings, method="fast")
+    genome = nf.features_of(settings)  # a new store: the online database file was moved away
+    genome.apply()  # recreate the empty online tables
+    fast_stats = genome.materialize(method="fast")
     results["materialize"] = {
         "values": fast_stats.values,
         "feast_seconds": feast_stats.seconds,
@@ -194,14 +197,16 @@ def main() -> None:
         if not link.exists():
             link.symlink_to(settings.features_dir / "offline", target_is_directory=True)
         redis_settings = Settings(home=redis_home, features={"online_store": "redis", "project": project})
-        redis_store = nf.get_store(redis_settings)
+        redis_genome = nf.features_of(redis_settings)
+        redis_store = redis_genome.store()
         try:
-            nf.apply(redis_settings, store=redis_store)
-            redis_feast = nf.materialize(redis_settings, method="feast", store=redis_store)
+            redis_genome.apply()
+            redis_feast = redis_genome.materialize(method="feast")
             redis_store.teardown()  # empty this project's keys and registry, then load again with the fast path
-            redis_store = nf.get_store(redis_settings)
-            nf.apply(redis_settings, store=redis_store)
-            redis_fast = nf.materialize(redis_settings, method="fast", store=redis_store)
+            redis_genome = nf.features_of(redis_settings)
+            redis_store = redis_genome.store()
+            redis_genome.apply()
+            redis_fast = redis_genome.materialize(method="fast")
             results["materialize"]["redis_feast_values_per_s"] = redis_feast.values_per_s
             results["materialize"]["redis_fast_values_per_s"] = redis_fast.values_per_s
             print(

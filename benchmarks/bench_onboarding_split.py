@@ -32,9 +32,11 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from nextbest.onboarding import pipeline
+    from nextbest.features.project import feature_project
+    from nextbest.jobs import onboard as pipeline
     from nextbest.onboarding.config import load_config
     from nextbest.onboarding.datasets import LABEL, build_training_set
+    from nextbest.project import load_project
     from training.datasets import split_training_frame
 
     base = load_settings()
@@ -42,8 +44,9 @@ def main() -> int:
     os.environ.setdefault("NEXTBEST_BERKA_DIR", str(REPO_ROOT.parent / "shared/data/berka"))
     config = load_config(args.config)
     t0 = time.perf_counter()
-    pipeline.build(config, settings)
-    pipeline.apply(config, settings, args.config)
+    features = feature_project(load_project(args.config), settings)
+    features.build()
+    features.apply()
     print(f"features of {config.project} built and applied in {time.perf_counter() - t0:.1f} s", flush=True)
     model = config.model("berka_default")
     training_set = build_training_set(config, settings, model.name)

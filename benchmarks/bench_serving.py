@@ -115,9 +115,9 @@ def build_bench_world(home: Path, customers: int, days: int) -> Settings:
     settings.ensure_dirs()
     print(f"building a benchmark world: {customers} customers x {days} days under {home} ...", flush=True)
     simulate_world(SimulationConfig.build(customers=customers, days=days, seed=5), settings.world_dir)
-    nbf.build_feature_tables(settings)
-    nbf.apply(settings)
-    nbf.materialize(settings)
+    nbf.features_of(settings).build()
+    nbf.features_of(settings).apply()
+    nbf.features_of(settings).materialize()
     train_model(settings, "churn", trials=2)
     train_model(settings, "nba", trials=2)
     return settings
@@ -339,9 +339,9 @@ def prepare_redis(settings: Settings) -> Settings:
     )
     redis.ensure_dirs()
     shutil.copytree(settings.sources_dir, redis.sources_dir)
-    nbf.build_feature_tables(redis)
-    nbf.apply(redis)
-    nbf.materialize(redis)
+    nbf.features_of(redis).build()
+    nbf.features_of(redis).apply()
+    nbf.features_of(redis).materialize()
     return redis
 
 

@@ -139,8 +139,8 @@ def ensure_world(home: Path, customers: int, days: int, seed: int) -> Settings:
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return settings
     simulate_world(SimulationConfig.build(customers=customers, days=days, seed=seed), settings.world_dir)
-    features.build_feature_tables(settings)
-    features.apply(settings)
+    features.features_of(settings).build()
+    features.features_of(settings).apply()
     marker.write_text(json.dumps(wanted))
     return settings
 

@@ -45,9 +45,10 @@ CELLS = [
     ),
     new_code_cell(
         "if not (offline_dir(settings) / 'customer_profile.parquet').exists():\n"
-        "    nf.build_feature_tables(settings)\n"
-        "    nf.apply(settings)\n"
-        "    nf.materialize(settings)\n"
+        "    genome = nf.features_of(settings)  # the simulated bank's FeatureProject\n"
+        "    genome.build()\n"
+        "    genome.apply()\n"
+        "    genome.materialize()\n"
         "store = nf.get_store(settings)\n"
         "now = feature_tables_end(settings)  # the world's clock: the newest feature snapshot\n"
         "print('world now:', now)"

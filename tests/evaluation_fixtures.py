@@ -50,8 +50,8 @@ def build_trained_world(home: Path) -> Settings:
     from training.pipeline import train_model
     from training.tune import TuningConfig
 
-    features.build_feature_tables(settings)
-    features.apply(settings)
+    features.features_of(settings).build()
+    features.features_of(settings).apply()
     # Few, short, single-threaded trials: the tests judge the evaluation, not the models' quality, and on a busy
     # 2-core machine one XGBoost thread is several times faster than two.
     config = TuningConfig(max_rounds=80, early_stopping_rounds=10, nthread=1)

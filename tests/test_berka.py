@@ -177,16 +177,20 @@ def test_propensity_features_never_read_the_loan_accounts_transactions(config: O
 def test_default_model_trains_registers_serves_and_has_a_sane_cross_validated_auc(
     config: OnboardingConfig, tmp_path: Path
 ) -> None:
+    from nextbest.features.project import feature_project
+    from nextbest.jobs import onboard as job
     from nextbest.models.artefact import load_model
     from nextbest.models.registry import mlflow_client
-    from nextbest.onboarding import pipeline
     from nextbest.onboarding.scoring import ProjectScorer
+    from nextbest.project import load_project
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     settings = Settings(home=tmp_path / "home")
-    pipeline.build(config, settings)
-    pipeline.apply(config, settings, CONFIG)
-    pipeline.materialize(config, settings)
+    features = feature_project(load_project(CONFIG), settings)
+    features.build()
+    features.apply()
+    stats = features.materialize()
+    assert stats.method == "fast" and stats.views["loan_history"] == 682 and stats.views["account_profile"] == 4500
 
     # Feast's point-in-time join returns exactly the builder's row at each loan's grant date.
     training_set = build_training_set(config, settings, "berka_default")
@@ -198,7 +202,7 @@ def test_default_model_trains_registers_serves_and_has_a_sane_cross_validated_au
         training_set.frame[expected.columns].reset_index(drop=True), expected, check_dtype=False
     )
 
-    result = pipeline.train(config, settings, "berka_default", trials=3)
+    result = job.train(config, settings, "berka_default", trials=3)
     assert result.rows == 354 and result.positives == 30
     assert result.train.version == "1" and result.train.promoted
     tuned = next(cv for cv in result.validation if cv.recipe == "tuned").summary()

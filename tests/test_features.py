@@ -36,10 +36,8 @@ from nextbest.features import (
     REQUEST_FIELDS,
     action_features,
     add_action_features,
-    apply,
-    build_feature_tables,
+    features_of,
     get_store,
-    materialize,
     online_features,
     online_rows,
     push_event,
@@ -69,8 +67,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A 40-customer, 40-day world with feature tables built and the repo applied (no online data yet)."""
     settings = _settings(tmp_path_factory.mktemp("features_home"))
     write_sources(settings.world_dir, customers=40, days=40, seed=3)
-    build_feature_tables(settings)
-    apply(settings)
+    features = features_of(settings)
+    features.build()
+    features.apply()
     return settings
 
 
@@ -86,7 +85,7 @@ def online(world: Settings, tmp_path_factory: pytest.TempPathFactory) -> Setting
     shutil.copytree(world.home, home, dirs_exist_ok=True)
     settings = _settings(home)
     # The copied registry still points at the original offline tables, which nobody modifies.
-    materialize(settings, method="fast")
+    features_of(settings).materialize(method="fast")
     return settings
 
 
@@ -237,8 +236,8 @@ def _online_rows(db: Path) -> dict[str, list[tuple]]:
 def test_fast_materialize_writes_exactly_the_rows_feast_materialize_writes(world: Settings, tmp_path: Path) -> None:
     feast_home = _copy_home(world, tmp_path / "feast")
     fast_home = _copy_home(world, tmp_path / "fast")
-    feast_stats = materialize(feast_home, method="feast")
-    fast_stats = materialize(fast_home, method="fast")
+    feast_stats = features_of(feast_home).materialize(method="feast")
+    fast_stats = features_of(fast_home).materialize(method="fast")
     assert fast_stats.values == feast_stats.values > 0
     assert fast_stats.views == feast_stats.views
     feast_rows = _online_rows(feast_home.features_dir / "online_store.db")
@@ -421,7 +420,7 @@ def test_a_missing_source_table_is_a_clear_data_error(tmp_path: Path) -> None:
 
 def test_apply_before_building_the_feature_tables_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(NotReadyError, match="nextbest features build"):
-        apply(_settings(tmp_path))
+        features_of(_settings(tmp_path)).apply()
 
 
 # ---- the feast CLI works on the repo as Feast users expect ----

@@ -16,10 +16,8 @@ import pytest
 from nextbest.features import (
     CHURN_SERVICE,
     NBA_SERVICE,
-    apply,
-    build_feature_tables,
+    features_of,
     get_store,
-    materialize,
     online_features,
     push_event,
     request_context,
@@ -45,22 +43,24 @@ def redis_world(tmp_path: Path):  # type: ignore[no-untyped-def]
         features={"online_store": "redis", "redis_connection_string": "127.0.0.1:6379", "project": project},
     )
     write_sources(settings.world_dir, customers=30, days=30, seed=5)
-    build_feature_tables(settings)
-    apply(settings)
+    features = features_of(settings)
+    features.build()
+    features.apply()
     yield settings
     get_store(settings).teardown()
 
 
 def test_redis_fast_materialize_reads_back_the_same_features_as_feast_materialize(redis_world: Settings) -> None:
-    store = get_store(redis_world)
+    features = features_of(redis_world)
+    store = features.store()
     customers = list(range(1, 31))
     request = request_context("app", at=datetime(2026, 1, 31, 9, tzinfo=UTC))
-    feast_stats = materialize(redis_world, method="feast", store=store)
+    feast_stats = features.materialize(method="feast")
     via_feast = {s: online_features(store, customers, service=s, request=request) for s in (CHURN_SERVICE, NBA_SERVICE)}
     store.teardown()  # wipe this project's keys, then load them again with the fast path
     assert _redis_keys(redis_world.features.project) == 0
-    apply(redis_world)
-    fast_stats = materialize(redis_world, method="fast", store=store)
+    features.apply()
+    fast_stats = features.materialize(method="fast")
     assert fast_stats.values == feast_stats.values > 0
     for service, expected in via_feast.items():
         pd.testing.assert_frame_equal(online_features(store, customers, service=service, request=request), expected)
@@ -68,8 +68,9 @@ def test_redis_fast_materialize_reads_back_the_same_features_as_feast_materializ
 
 
 def test_redis_push_event_updates_the_online_context_and_teardown_removes_every_key(redis_world: Settings) -> None:
-    store = get_store(redis_world)
-    materialize(redis_world, method="fast", store=store)
+    features = features_of(redis_world)
+    store = features.store()
+    features.materialize(method="fast")
     now = datetime.now(UTC)
     push_event(store, {"customer_id": 4, "ts": now, "signal": "property_search"})
     row = online_features(store, [4], request=request_context("web", at=now))

@@ -34,6 +34,6 @@ def make_world(home: Path, customers: int = 500, days: int = 90, seed: int = 3) 
     settings = Settings(home=home)
     config = SimulationConfig.build(customers=customers, days=days, seed=seed)
     simulate_world(config, settings.world_dir)
-    features.build_feature_tables(settings)
-    features.apply(settings)
+    features.features_of(settings).build()
+    features.features_of(settings).apply()
     return settings

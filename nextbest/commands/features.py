@@ -1,18 +1,23 @@
 """CLI commands: features (build the feature tables, apply the Feast repo, materialize, push an event, read).
 
-`nextbest features build|apply|materialize|push|read`: thin wrappers over `nextbest.features`; each prints where
-its results went. `feast ...` from `feature_repo/` works on the same files for the default home.
+`nextbest features build|apply|materialize [--project FILE]` run the steps of any project through its
+`FeatureProject` (default: the simulated bank); each prints where its results went. `push` and `read` work on the
+simulated bank's genome. `feast ...` from `feature_repo/` works on the same files for the default home.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 if TYPE_CHECKING:
+    from nextbest.features.project import FeatureProject
+    from nextbest.project import Project
     from nextbest.settings import Settings
 
 features_app = typer.Typer(help="Feature repo: build feature tables, apply, materialize, push events, read online.")
@@ -34,6 +39,9 @@ class Service(StrEnum):
 
 
 _ONLINE = typer.Option(None, "--online", help="Online store (default: settings.features.online_store).")
+_PROJECT = typer.Option(
+    None, "--project", "-p", help="Project file (default: the simulated bank, configs/simbank.yaml)."
+)
 
 
 def _settings(online: OnlineStore | None) -> Settings:
@@ -45,65 +53,125 @@ def _settings(online: OnlineStore | None) -> Settings:
     return settings.model_copy(update={"features": settings.features.model_copy(update={"online_store": online.value})})
 
 
+def one_line(message: str) -> str:
+    """An error message on one line (a validation error's details joined, pydantic's help links dropped)."""
+    lines = [line.strip() for line in str(message).splitlines()]
+    kept = [re.sub(r"\s*\[type=[^\]]*\]", "", line) for line in lines if line and not line.startswith("For further")]
+    return " ".join(kept)
+
+
+def load_project_or_exit(path: Path | None) -> Project:
+    """The project file at `path` (None: the simulated bank); a missing or invalid file ends the command with a
+    one-line error and exit status 2."""
+    from nextbest.errors import ConfigError
+    from nextbest.project import load_project
+
+    try:
+        return load_project(path)
+    except ConfigError as exc:
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def project_features(path: Path | None, online: OnlineStore | None = None) -> FeatureProject:
+    """The feature project of the project file at `path`, with settings naming that project."""
+    from nextbest.features.project import feature_project
+
+    project = load_project_or_exit(path)
+    settings = _settings(online)
+    if path is not None:
+        settings = settings.model_copy(update={"project": project.source})
+    return feature_project(project, settings)
+
+
+def _state(features: FeatureProject) -> tuple[Path, str]:
+    """(the Feast registry, where the online store is) of a feature project."""
+    from nextbest.features.project import TableFeatures
+    from nextbest.onboarding.features import project_paths
+
+    settings = features.settings
+    if isinstance(features, TableFeatures):
+        paths = project_paths(features.mapping, settings)
+        registry, sqlite = paths.registry, paths.online_db
+    else:
+        registry, sqlite = settings.features_dir / "registry.db", settings.features_dir / "online_store.db"
+    online = settings.features.online_store
+    return registry, f"{online} {sqlite if online == 'sqlite' else settings.features.redis_connection_string}"
+
+
 @features_app.command("build")
 def build(
-    every_days: int = typer.Option(1, "--every-days", min=1, help="Snapshot cadence in days (7 at 100k+ x 180d)."),
+    project: Path | None = _PROJECT,
+    every_days: int = typer.Option(
+        1, "--every-days", min=1, help="Genome snapshot cadence in days (7 at 100k+ x 180d)."
+    ),
 ) -> None:
-    """Build the point-in-time feature tables from the world's source tables."""
+    """Build the point-in-time feature tables (the simulated bank's from its world, a bank's from its files)."""
     from nextbest.console import console, progress
-    from nextbest.features import build_feature_tables
+    from nextbest.features.project import GenomeFeatures
 
-    settings = _settings(None)
+    features = project_features(project)
+    if every_days != 1 and not isinstance(features, GenomeFeatures):
+        typer.echo(
+            "error: --every-days sets the simulated bank's snapshot cadence; a table project has its own", err=True
+        )
+        raise typer.Exit(code=2)
     with progress() as bar:
-        task = bar.add_task("feature tables", total=5)
+        task = bar.add_task(f"feature tables of {features.project.name}", total=None)
 
         def step(name: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=f"feature tables: {name}")
 
-        paths = build_feature_tables(settings, progress=step, every_days=every_days)
+        if isinstance(features, GenomeFeatures):
+            paths = features.build(progress=step, every_days=every_days)
+        else:
+            paths = features.build(progress=step)
     for view, path in paths.items():
-        console.print(f"  {view:<20} -> {path}")
+        console.print(f"  {view:<24} -> {path}")
 
 
 @features_app.command("apply")
-def apply_cmd(online: OnlineStore | None = _ONLINE) -> None:
-    """Register the feature repo (entities, views, on-demand view, services) like `feast apply`."""
+def apply_cmd(project: Path | None = _PROJECT, online: OnlineStore | None = _ONLINE) -> None:
+    """Register the project's Feast objects (entities, views, services) like `feast apply`."""
     from nextbest.console import console
-    from nextbest.features import apply
+    from nextbest.features.project import TableFeatures
 
-    settings = _settings(online)
-    with console.status("feast apply"):
-        apply(settings)
-    console.print(f"applied project [bold]{settings.features.project}[/] -> {settings.features_dir / 'registry.db'}")
+    features = project_features(project, online)
+    with console.status(f"feast apply ({features.project.name})"):
+        features.apply()
+    registry, _ = _state(features)
+    console.print(f"applied project [bold]{features.project.name}[/] -> {registry}")
+    if isinstance(features, TableFeatures):
+        from nextbest.onboarding.features import project_paths
+
+        console.print(f"feast CLI: cd {project_paths(features.mapping, features.settings).repo_dir} && feast ui")
 
 
 @features_app.command("materialize")
 def materialize_cmd(
+    project: Path | None = _PROJECT,
     method: Method = typer.Option(Method.fast, "--method", help="fast: bulk write; feast: FeatureStore.materialize."),
     online: OnlineStore | None = _ONLINE,
-    end: datetime | None = typer.Option(None, "--end", help="Materialize up to this time (default: newest row)."),
+    end: datetime | None = typer.Option(
+        None, "--end", help="Materialize up to this time, UTC (default: the newest row / the extract end)."
+    ),
 ) -> None:
-    """Load every customer's latest features into the online store."""
+    """Load every entity's latest features into the online store."""
     from nextbest.console import console, progress
-    from nextbest.features import materialize
 
-    settings = _settings(online)
+    features = project_features(project, online)
     with progress() as bar:
-        task = bar.add_task("materialize", total=4)
+        task = bar.add_task("materialize", total=None)
 
         def step(name: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=f"materialize: {name}")
 
-        stats = materialize(settings, end=end, method=method.value, progress=step)
-    where = (
-        settings.features_dir / "online_store.db"
-        if settings.features.online_store == "sqlite"
-        else settings.features.redis_connection_string
-    )
+        stats = features.materialize(method=method.value, end=end, progress=step)
+    _, where = _state(features)
     console.print(
-        f"materialized {stats.values:,} values ({stats.rows:,} rows, {stats.features} features) "
-        f"with {stats.method} in {stats.seconds:.2f}s = {stats.values_per_s:,.0f} values/s "
-        f"-> {stats.online_store} {where}"
+        f"materialized {stats.values:,} values ({stats.rows:,} rows, {stats.features} features) of "
+        f"{features.project.name} with {stats.method} in {stats.seconds:.2f}s = {stats.values_per_s:,.0f} values/s "
+        f"-> {where}"
     )
 
 

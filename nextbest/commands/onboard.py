@@ -1,7 +1,9 @@
-"""CLI commands: onboard a bank's own tables by configuration (`nextbest onboard build|apply|materialize|train`).
+"""CLI commands: onboard a bank's own tables by configuration (`nextbest onboard build|apply|materialize|train|all`).
 
-Thin commands over `nextbest.jobs.onboard`; every step prints where its results went. `all` runs the four
-steps in order (what a first onboarding wants).
+`build`, `apply` and `materialize` are `nextbest features build|apply|materialize` (the project's
+`FeatureProject`); `train` trains the project's models with the onboarding job (`nextbest.jobs.onboard`); `all`
+runs the four steps in order (what a first onboarding wants). `--project FILE` names the project file
+(`--config` is its older name); every step prints where its results went.
 """
 
 from __future__ import annotations
@@ -11,92 +13,78 @@ from typing import TYPE_CHECKING
 
 import typer
 
-if TYPE_CHECKING:
-    from nextbest.onboarding.config import OnboardingConfig
-    from nextbest.settings import Settings
+from nextbest.commands import features as feature_commands
 
-DEFAULT_CONFIG = Path("configs/berka.yaml")
+if TYPE_CHECKING:
+    from nextbest.project import Project
+
+DEFAULT_PROJECT = Path("configs/berka.yaml")
 
 onboard_app = typer.Typer(
     name="onboard",
-    help="Bring your own bank: build a Feast project and models from an onboarding config (docs/onboarding.md).",
+    help="Bring your own bank: build a Feast project and models from a project file (docs/onboarding.md).",
     no_args_is_help=True,
 )
 
-_CONFIG = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Onboarding YAML (see configs/berka.yaml).")
-
-
-def _load(config_path: Path) -> tuple[OnboardingConfig, Settings]:
-    from nextbest.onboarding.config import load_config
-    from nextbest.settings import load_settings
-
-    settings = load_settings()
-    return load_config(config_path), settings
+_PROJECT = typer.Option(
+    DEFAULT_PROJECT, "--project", "--config", "-p", "-c", help="Project file (see configs/berka.yaml)."
+)
 
 
 @onboard_app.command("build")
-def build_cmd(config: Path = _CONFIG) -> None:
+def build_cmd(project: Path = _PROJECT) -> None:
     """Compute the feature tables (point-in-time snapshots) from the bank's files."""
-    from nextbest.console import console
-    from nextbest.onboarding import pipeline
-
-    cfg, settings = _load(config)
-    with console.status(f"building feature tables of {cfg.project}"):
-        written = pipeline.build(cfg, settings)
-    for view, path in written.items():
-        console.print(f"[green]built[/] {view}: {path}")
+    feature_commands.build(project=project, every_days=1)
 
 
 @onboard_app.command("apply")
-def apply_cmd(config: Path = _CONFIG) -> None:
+def apply_cmd(project: Path = _PROJECT) -> None:
     """Register the generated entities, feature views and feature services in the project's Feast registry."""
-    from nextbest.console import console
-    from nextbest.onboarding import pipeline
-    from nextbest.onboarding.features import project_paths
-
-    cfg, settings = _load(config)
-    with console.status(f"applying Feast project {cfg.project}"):
-        pipeline.apply(cfg, settings, config)
-    paths = project_paths(cfg, settings)
-    console.print(f"[green]applied[/] Feast project {cfg.project}: registry {paths.registry}")
-    console.print(f"feast CLI: cd {paths.repo_dir} && feast feature-services list")
+    feature_commands.apply_cmd(project=project, online=None)
 
 
 @onboard_app.command("materialize")
-def materialize_cmd(config: Path = _CONFIG) -> None:
+def materialize_cmd(project: Path = _PROJECT) -> None:
     """Load every entity's latest features into the project's online store."""
-    from nextbest.console import console
-    from nextbest.onboarding import pipeline
+    feature_commands.materialize_cmd(project=project, method=feature_commands.Method.fast, online=None, end=None)
 
-    cfg, settings = _load(config)
-    stats = pipeline.materialize(cfg, settings)
-    where = settings.features.online_store
-    console.print(f"[green]materialized[/] {stats.views} views of {cfg.project} into {where} in {stats.seconds:.1f} s")
+
+def _table_project(path: Path) -> Project:
+    loaded = feature_commands.load_project_or_exit(path)
+    if loaded.tables is None:
+        typer.echo(f"error: project {loaded.name!r} has no table mapping; train it with `nextbest train`", err=True)
+        raise typer.Exit(code=2)
+    return loaded
 
 
 @onboard_app.command("train")
 def train_cmd(
-    config: Path = _CONFIG,
-    model: list[str] = typer.Option(None, "--model", "-m", help="Model name(s) from the config; default all."),
-    trials: int = typer.Option(None, "--trials", help="Optuna trials (default: the config's, else settings)."),
-    seed: int = typer.Option(None, "--seed", help="Seed of the study and validation folds."),
+    project: Path = _PROJECT,
+    model: list[str] | None = typer.Option(None, "--model", "-m", help="Model name(s) from the project; default all."),
+    trials: int | None = typer.Option(None, "--trials", help="Optuna trials (default: the project's, else settings)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the study and validation folds."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip the repeated CV / rolling-origin estimate."),
 ) -> None:
-    """Train, tune, track, register and gate the config's models with the shared training code."""
+    """Train, tune, track, register and gate the project's models with the shared training code."""
     from rich.table import Table
 
     from nextbest.console import console
-    from nextbest.onboarding import pipeline
+    from nextbest.jobs import onboard as job
+    from nextbest.settings import load_settings
 
-    cfg, settings = _load(config)
+    loaded = _table_project(project)
+    cfg = loaded.tables
+    assert cfg is not None
+    settings = load_settings().model_copy(update={"project": loaded.source})
     names = model or [m.name for m in cfg.models]
+    for name in names:
+        cfg.model(name)  # unknown names fail before any work
     table = Table(title=f"{cfg.project}: trained models")
     for col in ("model", "rows (pos)", "version", "champion", "holdout AUC (pos)", "validation", "tuned", "plain"):
         table.add_column(col)
     for name in names:
-        cfg.model(name)  # unknown names fail before any work
         with console.status(f"training {name}"):
-            result = pipeline.train(cfg, settings, name, trials=trials, seed=seed, validate_model=not no_validate)
+            result = job.train(cfg, settings, name, trials=trials, seed=seed, validate_model=not no_validate)
         by_recipe = {cv.recipe: cv.summary() for cv in result.validation}
         auc = result.train.metrics.get("test_roc_auc", float("nan"))
         table.add_row(
@@ -121,14 +109,15 @@ def _auc(summary: dict[str, float] | None) -> str:
 
 @onboard_app.command("all")
 def all_cmd(
-    config: Path = _CONFIG,
-    trials: int = typer.Option(None, "--trials", help="Optuna trials per model."),
+    project: Path = _PROJECT,
+    trials: int | None = typer.Option(None, "--trials", help="Optuna trials per model."),
 ) -> None:
     """build + apply + materialize + train, in order."""
-    build_cmd(config)
-    apply_cmd(config)
-    materialize_cmd(config)
-    train_cmd(config, model=None, trials=trials, seed=None, no_validate=False)
+    _table_project(project)  # a genome project fails before any work
+    build_cmd(project)
+    apply_cmd(project)
+    materialize_cmd(project)
+    train_cmd(project, model=None, trials=trials, seed=None, no_validate=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,8 +1,11 @@
-"""Public API of the feature repo for the demo, training and serving: one import, `nextbest.features`.
+"""Public API of the feature layer for the demo, training and serving: one import, `nextbest.features`.
 
-The feature logic itself lives in `feature_repo/` (specs, pipeline, on-demand math, Feast definitions, action
-attributes); this package wires it to settings and to Feast (store, apply, materialize, push, online reads).
-Heavy libraries (feast, duckdb) are imported inside functions, so importing this package is cheap.
+A project's features are built, applied and materialized through its `FeatureProject` (`feature_project(project,
+settings)`, or `features_of(settings)` for the project the settings name): `GenomeFeatures` for the simulated
+bank's hand-written repo in `feature_repo/` (specs, pipeline, on-demand math, Feast definitions, action
+attributes), `TableFeatures` for a bank's tables mapped by its project file (`nextbest.onboarding`). This package
+also holds the genome's store, push and online reads. Heavy libraries (feast, duckdb) are imported inside
+functions, so importing this package is cheap.
 """
 
 from __future__ import annotations
@@ -17,13 +20,11 @@ from feature_repo.specs import (
     VIEW_FIELDS,
     service_features,
 )
+from nextbest.features.project import FeatureProject, GenomeFeatures, TableFeatures, feature_project, features_of
 from nextbest.features.realtime import push_event, push_events
 from nextbest.features.store import (
     MaterializeStats,
-    apply,
-    build_feature_tables,
     get_store,
-    materialize,
     offline_dir,
     online_features,
     online_rows,
@@ -40,13 +41,15 @@ __all__ = [
     "PUSH_SOURCE",
     "REQUEST_FIELDS",
     "VIEW_FIELDS",
+    "FeatureProject",
+    "GenomeFeatures",
     "MaterializeStats",
+    "TableFeatures",
     "action_features",
     "add_action_features",
-    "apply",
-    "build_feature_tables",
+    "feature_project",
+    "features_of",
     "get_store",
-    "materialize",
     "offline_dir",
     "online_features",
     "online_rows",

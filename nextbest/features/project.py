@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,22 +130,48 @@ class GenomeFeatures(FeatureProject):
 
     kind = "genome"
 
-    def build(self, progress: ProgressFn | None = None) -> dict[str, Path]:
-        from nextbest.features.store import build_feature_tables
+    def build(
+        self, progress: ProgressFn | None = None, *, every_days: int = 1, chunk_customers: int = 10_000
+    ) -> dict[str, Path]:
+        """Build the genome's tables from the world's source tables (`settings.sources_dir`) into `offline_dir`.
 
-        return build_feature_tables(self.settings, progress=progress)
+        `every_days` is the snapshot cadence (7 for 100k+ customers x 180 days); `chunk_customers` bounds memory.
+        """
+        from feature_repo.pipeline import build_feature_tables
+        from nextbest.features.store import offline_dir
+
+        if not self.settings.sources_dir.is_dir():
+            raise NotReadyError(f"no world at {self.settings.world_dir}: run `nextbest simulate` first")
+        return build_feature_tables(
+            self.settings.sources_dir,
+            offline_dir(self.settings),
+            every_days=every_days,
+            progress=progress,
+            chunk_customers=chunk_customers,
+        )
 
     def apply(self) -> None:
-        from nextbest.features.store import apply
+        """Register the entity, sources, views and feature services (what `feast apply` does), and create tables."""
+        from feature_repo.specs import MATERIALIZED_VIEWS
+        from nextbest.features.store import definitions, offline_dir
 
-        apply(self.settings)
+        tables = offline_dir(self.settings)
+        missing = [v for v in MATERIALIZED_VIEWS if not (tables / f"{v}.parquet").is_file()]
+        if missing:
+            raise NotReadyError(
+                f"feature tables {missing} not built under {tables}: run `nextbest features build` first"
+            )
+        self.store().apply(definitions(self.settings).objects())
+        logger.info("applied feature repo %r to %s", self.settings.features.project, self.settings.features_dir)
 
     def materialize(
         self, method: MaterializeMethod = "fast", end: datetime | None = None, progress: ProgressFn | None = None
     ) -> MaterializeStats:
-        from nextbest.features.store import materialize
+        """Load every customer's latest row (within each view's TTL before `end`, default the newest row)."""
+        from nextbest.features.store import feature_tables_end, genome_views, materialize_views
 
-        return materialize(self.settings, end=end, method=method, progress=progress)
+        end = end or feature_tables_end(self.settings)
+        return materialize_views(self.store(), genome_views(self.settings), end, method=method, progress=progress)
 
     def _open_store(self) -> FeatureStore:
         from nextbest.features.store import get_store
@@ -226,21 +252,47 @@ class TableFeatures(FeatureProject):
         self._views = {v.name: v for v in self.mapping.feature_views}
 
     def build(self, progress: ProgressFn | None = None) -> dict[str, Path]:
-        from nextbest.onboarding.features import build_feature_tables
+        """Compute every view's feature table from the bank's files (`nextbest.onboarding.features`)."""
+        from nextbest.onboarding.features import write_feature_tables
 
-        return build_feature_tables(self.mapping, self.settings)
+        return write_feature_tables(self.mapping, self.settings, progress=progress)
 
     def apply(self) -> None:
-        from nextbest.onboarding.feast_repo import apply
+        """Register the generated objects in the project's Feast registry; write its Feast repo folder."""
+        from nextbest.onboarding.feast_repo import build_definitions, get_project_store, write_repo_folder
+        from nextbest.onboarding.features import project_paths
 
-        apply(self.mapping, self.settings, self.project.source)
+        paths = project_paths(self.mapping, self.settings)
+        missing = [v for v in self._views if not paths.table(v).is_file()]
+        if missing:
+            raise NotReadyError(
+                f"feature tables {missing} of project {self.project.name!r} not built: "
+                "run `nextbest features build --project FILE` first"
+            )
+        store = get_project_store(self.mapping, self.settings)
+        objects = build_definitions(self.mapping, paths.offline_dir)
+        store.apply(objects)
+        self._store = store
+        if self.project.source is not None:
+            write_repo_folder(self.mapping, self.settings, self.project.source)
+        logger.info(
+            "applied Feast project %s: %d objects, registry %s", self.mapping.project, len(objects), paths.registry
+        )
 
     def materialize(
         self, method: MaterializeMethod = "fast", end: datetime | None = None, progress: ProgressFn | None = None
     ) -> MaterializeStats:
-        from nextbest.onboarding.feast_repo import materialize
+        """Load every entity's latest row (up to `end`, default the extract end, inclusive) into the online store.
 
-        return materialize(self.mapping, self.settings, end=end)
+        The calendar spine's last row sits exactly at the extract end; event-snapshot entities (a loan at its date)
+        have rows across the whole history, so views never expire (ttl 0: from the epoch).
+        """
+        from nextbest.features.store import materialize_views
+        from nextbest.onboarding.feast_repo import view_tables
+
+        end = end or datetime.combine(self.mapping.data_end, datetime.min.time(), tzinfo=UTC)
+        views = view_tables(self.mapping, self.settings)
+        return materialize_views(self.store(), views, end, method=method, progress=progress)
 
     def _open_store(self) -> FeatureStore:
         from nextbest.onboarding.feast_repo import get_project_store
@@ -269,3 +321,10 @@ class TableFeatures(FeatureProject):
 def feature_project(project: Project, settings: Settings) -> FeatureProject:
     """The feature project of any project, by its kind."""
     return GenomeFeatures(project, settings) if project.kind == "genome" else TableFeatures(project, settings)
+
+
+def features_of(settings: Settings) -> FeatureProject:
+    """The feature project of the project these settings name (`settings.project`; default the simulated bank)."""
+    from nextbest.project import project_of
+
+    return feature_project(project_of(settings), settings)

@@ -1,17 +1,21 @@
-"""The Feast store of an installation: configuration from settings, apply, build, materialize, online reads.
+"""The Feast store of the simulated bank's genome, the one materialization of every project, and online reads.
 
-`get_store` builds the `FeatureStore` from typed settings (registry, SQLite file and offline tables under
+`get_store` builds the genome's `FeatureStore` from typed settings (registry, SQLite file and offline tables under
 `settings.features_dir`; SQLite or Redis online store), so a test with a tmp `home` gets its own store and the
 `feast` CLI in `feature_repo/` (relative paths in feature_store.yaml) sees the same files for the default home.
+Building, applying and materializing a project go through `nextbest.features.project` (`GenomeFeatures`,
+`TableFeatures`); this module holds what they share.
 
-Materialization has two methods that land the same values:
+Materialization (`materialize_views`, for any project's views: int64 or string entity keys, float64 and int64
+features) has two methods that land the same values:
 - "feast": `FeatureStore.materialize` per view over [end - ttl, end] (about 50k values/s here: Feast pulls the
   latest rows through its offline engine, then writes one SQL statement per feature value).
-- "fast": the latest row per customer is taken with DuckDB straight from the feature table. For SQLite its values
+- "fast": the latest row per entity is taken with DuckDB straight from the feature table. For SQLite its values
   are serialized column-wise (vectorised) into exactly the bytes Feast writes, and upserted in key order with one
-  `executemany` transaction into the table Feast reads (a test compares both online tables row for row); for Redis
-  the rows go through Feast's converter and its pipelined writer. The registry records the materialized interval
-  either way, so `feast materialize-incremental` continues from it.
+  `executemany` transaction into the table Feast reads (tests compare both online tables row for row, for the
+  genome and for a string-keyed table project); for Redis the rows go through Feast's converter and its pipelined
+  writer. The registry records the materialized interval either way, so `feast materialize-incremental`
+  continues from it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +47,7 @@ from nextbest.errors import ConfigError, DataError, NotReadyError
 from nextbest.settings import FEATURE_REPO_DIR, Settings, load_settings
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureStore, FeatureView
     from feast.repo_config import RepoConfig
 
     from feature_repo.definitions import Definitions
@@ -66,9 +70,12 @@ def online_number(value: object) -> float:
 
 
 MaterializeMethod = Literal["fast", "feast"]
+KeyType = Literal["int", "str"]
 ProgressFn = Callable[[str, int, int], None]
 #: Rows per bulk write: large enough to amortise Python overhead, small enough to bound memory at 1M customers.
 WRITE_BATCH_ROWS = 50_000
+#: Where a view that never expires (ttl 0) is materialized from: Feast's own earliest start.
+EPOCH = datetime(1970, 1, 2, tzinfo=UTC)
 
 
 def offline_dir(settings: Settings) -> Path:
@@ -114,39 +121,6 @@ def definitions(settings: Settings) -> Definitions:
     return build_definitions(offline_dir(settings))
 
 
-def build_feature_tables(
-    settings: Settings, progress: ProgressFn | None = None, every_days: int = 1, chunk_customers: int = 10_000
-) -> dict[str, Path]:
-    """Build the feature tables from the world's source tables (`settings.sources_dir`) into `offline_dir`.
-
-    `progress(step, done, total)` is called as views and customer chunks complete. `every_days` is the snapshot
-    cadence (7 for 100k+ customers x 180 days); `chunk_customers` bounds memory.
-    """
-    from feature_repo.pipeline import build_feature_tables as build
-
-    if not settings.sources_dir.is_dir():
-        raise NotReadyError(f"no world at {settings.world_dir}: run `nextbest simulate` first")
-    return build(
-        settings.sources_dir,
-        offline_dir(settings),
-        every_days=every_days,
-        progress=progress,
-        chunk_customers=chunk_customers,
-    )
-
-
-def apply(settings: Settings, store: FeatureStore | None = None) -> None:
-    """Register the entity, sources, views and feature services (what `feast apply` does), and create tables."""
-    missing = [v for v in MATERIALIZED_VIEWS if not (offline_dir(settings) / f"{v}.parquet").is_file()]
-    if missing:
-        raise NotReadyError(
-            f"feature tables {missing} not built under {offline_dir(settings)}: run `nextbest features build` first"
-        )
-    store = store or get_store(settings)
-    store.apply(definitions(settings).objects())
-    logger.info("applied feature repo %r to %s", settings.features.project, settings.features_dir / "registry.db")
-
-
 @dataclass(frozen=True)
 class MaterializeStats:
     """What a materialization wrote: rows (entity rows summed over views), values (rows x features), speed."""
@@ -164,8 +138,26 @@ class MaterializeStats:
         return self.values / self.seconds if self.seconds > 0 else float("inf")
 
 
-def latest_rows(table: Path, start: datetime, end: datetime) -> pd.DataFrame:
-    """The latest row per customer with start <= event_timestamp <= end (Feast's materialization semantics)."""
+@dataclass(frozen=True)
+class ViewTable:
+    """One materialized view as the writer sees it: its offline table, its entity key and the features' types.
+
+    Any project's views: the genome's (int64 `customer_id`, float64 and int64 features) and a table project's
+    (int64 or string keys, float64 features).
+    """
+
+    name: str
+    path: Path
+    key: str
+    key_type: KeyType
+    fields: Mapping[str, str]  # feature name -> "float64" | "int64"
+    timestamp: str = TIMESTAMP_FIELD
+
+
+def latest_rows(
+    table: Path, key: str, start: datetime, end: datetime, timestamp: str = TIMESTAMP_FIELD
+) -> pd.DataFrame:
+    """The latest row per entity with start <= timestamp <= end (Feast's materialization semantics)."""
     import duckdb
 
     con = duckdb.connect()
@@ -174,9 +166,9 @@ def latest_rows(table: Path, start: datetime, end: datetime) -> pd.DataFrame:
         return con.execute(
             f"""
             SELECT * FROM read_parquet(?)
-            WHERE {TIMESTAMP_FIELD} >= ? AND {TIMESTAMP_FIELD} <= ?
-            QUALIFY row_number() OVER (PARTITION BY {JOIN_KEY} ORDER BY {TIMESTAMP_FIELD} DESC) = 1
-            ORDER BY {JOIN_KEY}
+            WHERE "{timestamp}" >= ? AND "{timestamp}" <= ?
+            QUALIFY row_number() OVER (PARTITION BY "{key}" ORDER BY "{timestamp}" DESC) = 1
+            ORDER BY "{key}"
             """,
             [str(table), start, end],
         ).df()
@@ -185,7 +177,8 @@ def latest_rows(table: Path, start: datetime, end: datetime) -> pd.DataFrame:
 
 
 def feature_tables_end(settings: Settings) -> datetime:
-    """The newest event timestamp in the feature tables (the default materialization end)."""
+    """The newest event timestamp in the genome's feature tables (its default materialization end)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     newest: datetime | None = None
@@ -195,8 +188,6 @@ def feature_tables_end(settings: Settings) -> datetime:
             raise NotReadyError(f"feature table {path} missing: run `nextbest features build` first")
         column = pq.read_table(path, columns=[TIMESTAMP_FIELD]).column(0)
         if len(column):
-            import pyarrow.compute as pc
-
             value = pc.max(column).as_py()
             newest = value if newest is None or value > newest else newest
     if newest is None:
@@ -214,7 +205,7 @@ def _encode_column(values: pd.Series, kind: str) -> tuple[list[bytes], list[str 
     from feast.protos.feast.types.Value_pb2 import Value
 
     if kind == "float64":
-        floats = values.to_numpy(dtype="float64")
+        floats = values.to_numpy(dtype="float64", na_value=np.nan)
         missing = np.isnan(floats)
         packed = np.empty(len(floats), dtype=[("tag", "u1"), ("value", "<f8")])
         packed["tag"] = Value(double_val=1.0).SerializeToString()[0]
@@ -230,33 +221,53 @@ def _encode_column(values: pd.Series, kind: str) -> tuple[list[bytes], list[str 
     raise ConfigError(f"fast materialization supports int64 and float64 features, not {kind!r}")
 
 
-def _sqlite_bulk_write(db_path: str, table_name: str, frame: pd.DataFrame, fields: dict[str, str]) -> None:
-    """Upsert the rows of `frame` (latest row per customer) into Feast's SQLite table in one transaction."""
+def entity_keys(values: pd.Series, key: str, key_type: KeyType, version: int = 3) -> list[bytes]:
+    """Feast's serialized entity keys (what its online stores key rows by) of one join-key column."""
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
+
+    if key_type == "int":
+        protos = [Value(int64_val=k) for k in values.astype("int64").tolist()]
+    else:
+        protos = [Value(string_val=str(k)) for k in values.tolist()]
+    return [
+        serialize_entity_key(EntityKey(join_keys=[key], entity_values=[p]), entity_key_serialization_version=version)
+        for p in protos
+    ]
+
+
+_ONLINE_COLUMNS = ["entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"]
+_UPSERT = (
+    'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+    "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+)
+
+
+def _row_stamps(timestamps: pd.Series) -> list[Any]:
+    """Each row's event time as Feast's SQLite writer stores it (naive UTC, through the adapter Feast registered)."""
     from feast.utils import to_naive_utc
 
+    stamps: list[Any] = [to_naive_utc(t.to_pydatetime()) for t in pd.to_datetime(timestamps, utc=True)]
+    # Adapt each row's timestamp once (not once per feature value).
+    adapt = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol))
+    return [adapt(t) for t in stamps] if adapt is not None else stamps
+
+
+def _sqlite_bulk_write(db_path: str, table_name: str, frame: pd.DataFrame, view: ViewTable, version: int) -> None:
+    """Upsert the rows of `frame` (latest row per entity) into Feast's SQLite table in one transaction."""
     con = sqlite3.connect(db_path)
     try:
         columns = [r[1] for r in con.execute(f'PRAGMA table_info("{table_name}")')]
-        expected = ["entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"]
         # vector_value stays NULL for scalar features, as Feast leaves it when vector search is off.
-        if sorted(set(columns) - {"vector_value"}) != sorted(expected):
-            raise ConfigError(f"SQLite online table {table_name} has columns {columns}; fast path expects {expected}")
-        keys = [
-            serialize_entity_key(
-                EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(int64_val=c)]), entity_key_serialization_version=3
+        if sorted(set(columns) - {"vector_value"}) != sorted(_ONLINE_COLUMNS):
+            raise ConfigError(
+                f"SQLite online table {table_name} has columns {columns}; fast path expects {_ONLINE_COLUMNS}"
             )
-            for c in frame[JOIN_KEY].astype("int64").tolist()
-        ]
-        stamps: list[Any] = [to_naive_utc(t.to_pydatetime()) for t in pd.to_datetime(frame[TIMESTAMP_FIELD], utc=True)]
-        # Adapt each row's timestamp once with the adapter Feast registered (not once per feature value).
-        adapt = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol))
-        if adapt is not None:
-            stamps = [adapt(t) for t in stamps]
-        encoded = {name: _encode_column(frame[name], kind) for name, kind in fields.items()}
-
+        keys = entity_keys(frame[view.key], view.key, view.key_type, version)
+        stamps = _row_stamps(frame[view.timestamp])
+        encoded = {name: _encode_column(frame[name], kind) for name, kind in view.fields.items()}
         names = sorted(encoded)
 
         def rows() -> Iterable[tuple[Any, ...]]:
@@ -271,96 +282,112 @@ def _sqlite_bulk_write(db_path: str, table_name: str, frame: pd.DataFrame, field
         con.execute("PRAGMA synchronous = OFF")
         con.execute("PRAGMA journal_mode = MEMORY")
         con.execute("PRAGMA cache_size = -262144")
-        sql = (
-            f'INSERT INTO "{table_name}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-            "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
-        )
         with con:
-            con.executemany(sql, rows())
+            con.executemany(_UPSERT.format(table=table_name), rows())
     finally:
         con.close()
 
 
-def _write_fast(store: FeatureStore, settings: Settings, view_name: str, frame: pd.DataFrame) -> None:
+def _write_fast(store: FeatureStore, fv: FeatureView, view: ViewTable, frame: pd.DataFrame) -> None:
     """Write latest rows of one view to the online store: bulk SQLite upsert, or Feast's pipelined Redis writer."""
     import pyarrow as pa
-    from feast.infra.online_stores.sqlite import _table_id
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore, _table_id
     from feast.utils import _convert_arrow_to_proto
     from feast.value_type import ValueType
 
-    fv = store.get_feature_view(view_name)
+    config = store.config
+    columns = [view.key, view.timestamp, *view.fields]
     for lo in range(0, len(frame), WRITE_BATCH_ROWS):
         chunk = frame.iloc[lo : lo + WRITE_BATCH_ROWS]
-        if settings.features.online_store == "sqlite":
-            table = _table_id(store.config.project, fv, store.config.registry.enable_online_feature_view_versioning)
-            _sqlite_bulk_write(str(settings.features_dir / "online_store.db"), table, chunk, VIEW_FIELDS[view_name])
+        if config.online_store.type == "sqlite":
+            table = _table_id(config.project, fv, config.registry.enable_online_feature_view_versioning)
+            db_path = SqliteOnlineStore._get_db_path(config)
+            _sqlite_bulk_write(db_path, table, chunk, view, config.entity_key_serialization_version)
         else:
-            rows = _convert_arrow_to_proto(
-                pa.Table.from_pandas(chunk, preserve_index=False), fv, {JOIN_KEY: ValueType.INT64}
-            )
-            store._get_provider().online_write_batch(store.config, fv, rows, progress=None)
+            key_type = ValueType.INT64 if view.key_type == "int" else ValueType.STRING
+            arrow = pa.Table.from_pandas(chunk[columns], preserve_index=False)
+            rows = _convert_arrow_to_proto(arrow, fv, {view.key: key_type})
+            store._get_provider().online_write_batch(config, fv, rows, progress=None)
 
 
-def materialize(
-    settings: Settings,
-    end: datetime | None = None,
+def _registered(store: FeatureStore, view: str) -> FeatureView:
+    try:
+        return store.get_feature_view(view)
+    except Exception as exc:  # feast raises FeatureViewNotFoundException
+        raise NotReadyError(
+            f"feature view {view!r} is not registered in Feast project {store.config.project!r}: "
+            "run `nextbest features apply` (with the project's --project) first"
+        ) from exc
+
+
+def _materialize_view(
+    store: FeatureStore, view: ViewTable, end: datetime, method: MaterializeMethod
+) -> tuple[int, float]:
+    """Materialize one view over [end - ttl, end] (from the epoch for a view that never expires); (rows, seconds)."""
+    if not view.path.is_file():
+        raise NotReadyError(f"feature table {view.path} missing: run `nextbest features build` first")
+    fv = _registered(store, view.name)
+    start = end - fv.ttl if fv.ttl else EPOCH
+    started = time.perf_counter()
+    if method == "feast":
+        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        seconds = time.perf_counter() - started
+        return len(latest_rows(view.path, view.key, start, end, view.timestamp)), seconds  # Feast reports no count
+    frame = latest_rows(view.path, view.key, start, end, view.timestamp)
+    if len(frame):
+        _write_fast(store, fv, view, frame)
+    store.registry.apply_materialization(fv, store.config.project, start, end)
+    return len(frame), time.perf_counter() - started
+
+
+def materialize_views(
+    store: FeatureStore,
+    views: Sequence[ViewTable],
+    end: datetime,
     method: MaterializeMethod = "fast",
-    views: Iterable[str] | None = None,
-    store: FeatureStore | None = None,
     progress: ProgressFn | None = None,
 ) -> MaterializeStats:
-    """Load the latest feature row of every customer (within each view's TTL before `end`) into the online store."""
+    """Load the latest row of every entity of each view (within the view's TTL before `end`) into the online store.
+
+    The one materialization of every project (the module docstring describes both methods); `end` is inclusive,
+    a naive `end` is UTC.
+    """
     if method not in ("fast", "feast"):
         raise ConfigError(f"unknown materialization method {method!r}; use 'fast' or 'feast'")
-    store = store or get_store(settings)
-    end = (end or feature_tables_end(settings)).astimezone(UTC)
-    names = list(views or MATERIALIZED_VIEWS)
-    unknown = [v for v in names if v not in VIEW_FIELDS]
-    if unknown:
-        raise ConfigError(f"unknown feature views {unknown}; known: {', '.join(VIEW_FIELDS)}")
+    end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
     counts: dict[str, int] = {}
-    n_values = 0
-    seconds = 0.0
-    for i, view in enumerate(names):
+    n_values, seconds = 0, 0.0
+    for i, view in enumerate(views):
         if progress is not None:
-            progress(view, i, len(names))
-        try:
-            fv = store.get_feature_view(view)
-        except Exception as exc:  # feast raises FeatureViewNotFoundException
-            raise NotReadyError(f"feature view {view!r} not registered: run `nextbest features apply` first") from exc
-        start = end - fv.ttl
-        table = offline_dir(settings) / f"{view}.parquet"
-        started = time.perf_counter()
-        if method == "feast":
-            store.materialize(start_date=start, end_date=end, feature_views=[view])
-            seconds += time.perf_counter() - started
-            rows = len(latest_rows(table, start, end))  # counted outside the timing: Feast does not report it
-        else:
-            frame = latest_rows(table, start, end)
-            rows = len(frame)
-            if rows:
-                _write_fast(store, settings, view, frame)
-            store.registry.apply_materialization(fv, store.config.project, start, end)
-            seconds += time.perf_counter() - started
-        counts[view] = rows
-        n_values += rows * len(VIEW_FIELDS[view])
+            progress(view.name, i, len(views))
+        rows, took = _materialize_view(store, view, end, method)
+        counts[view.name] = rows
+        n_values += rows * len(view.fields)
+        seconds += took
     if progress is not None:
-        progress("done", len(names), len(names))
+        progress("done", len(views), len(views))
     stats = MaterializeStats(
         method=method,
-        online_store=settings.features.online_store,
+        online_store=str(store.config.online_store.type),
         rows=sum(counts.values()),
-        features=sum(len(VIEW_FIELDS[v]) for v in names),
+        features=sum(len(v.fields) for v in views),
         values=n_values,
         seconds=seconds,
         views=counts,
     )
     logger.info(
-        "materialized %d values (%d rows) into %s with %s in %.2fs (%.0f values/s)",
-        stats.values, stats.rows, stats.online_store, method, seconds, stats.values_per_s,
+        "materialized %d values (%d rows) of %s into %s with %s in %.2fs (%.0f values/s)",
+        stats.values, stats.rows, store.config.project, stats.online_store, method, seconds, stats.values_per_s,
     )  # fmt: skip
     return stats
+
+
+def genome_views(settings: Settings) -> list[ViewTable]:
+    """The simulated bank's materialized views as the writer sees them (tables under `offline_dir(settings)`)."""
+    return [
+        ViewTable(view, offline_dir(settings) / f"{view}.parquet", JOIN_KEY, "int", VIEW_FIELDS[view])
+        for view in MATERIALIZED_VIEWS
+    ]
 
 
 def request_context(

@@ -1,4 +1,6 @@
-"""The onboarding job, step by step: build feature tables -> apply the Feast project -> materialize -> train.
+"""The onboarding job's training step: build, apply and materialize are the project's `FeatureProject` steps
+(`nextbest.features.project.TableFeatures`, `nextbest features build|apply|materialize --project FILE`); this
+module trains.
 
 Training uses the shared training code unchanged: the model's point-in-time training set becomes a
 `training.datasets.TrainingSet` and goes through `training.pipeline.fit_and_log` (time split, or the stratified
@@ -14,13 +16,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nextbest.onboarding import feast_repo
 from nextbest.onboarding.config import EventWithinLabel, OnboardingConfig
 from nextbest.onboarding.datasets import LABEL, build_training_set
-from nextbest.onboarding.features import build_feature_tables
 from nextbest.onboarding.validation import CVResult, repeated_cv, rolling_origin
 from nextbest.settings import Settings
 
@@ -58,21 +57,6 @@ class OnboardTrainResult:
             s = cv.summary()
             out[f"{cv.recipe}_auc"] = f"{s['roc_auc_mean']:.3f} +- {s['roc_auc_std']:.3f} ({cv.method})"
         return out
-
-
-def build(config: OnboardingConfig, settings: Settings) -> dict[str, Path]:
-    """Compute the project's feature tables (parquet under `<home>/projects/<project>/offline`)."""
-    return build_feature_tables(config, settings)
-
-
-def apply(config: OnboardingConfig, settings: Settings, config_path: Path | None = None) -> None:
-    """Register entities, views and feature services in the project's Feast registry."""
-    feast_repo.apply(config, settings, config_path)
-
-
-def materialize(config: OnboardingConfig, settings: Settings) -> feast_repo.MaterializeStats:
-    """Load the latest features of every entity into the project's online store."""
-    return feast_repo.materialize(config, settings)
 
 
 def validate(

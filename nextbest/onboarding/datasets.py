@@ -8,7 +8,8 @@ Label timing (the part that decides whether a model is honest):
 - `outcome_column`: one row per entity at its own event time (a loan at its grant date), label from an outcome
   column observed later (the loan's status at the end of the extract). Features are from before that time.
 The training frame comes only from `store.get_historical_features` with the model's feature service; this module
-computes labels, never features. It returns `training.datasets.TrainingSet`, the shared training code's type.
+computes labels, never features. Entity keys keep their type (int64, or strings for `key_type: str`) throughout.
+It returns `training.datasets.TrainingSet`, the shared training code's type.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from nextbest.onboarding.config import (
     feature_names_of,
 )
 from nextbest.onboarding.features import TIMESTAMP_COLUMN, build_spine, spine_table
-from nextbest.onboarding.tables import columns_of, connect, ident, literal
+from nextbest.onboarding.tables import KEY_SQL_TYPES, columns_of, connect, ident, key_column, literal
 from nextbest.settings import Settings
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def label_frame(con: duckdb.DuckDBPyConnection, config: OnboardingConfig, model:
     label = model.label
     conds = _time_filter(model)
     if isinstance(label, EventWithinLabel):
+        key_type = KEY_SQL_TYPES[ent.key_type]  # an event's key column is compared with the entity's key
         events = []
         for ev in label.events:
             cols = columns_of(con, ev.table)
@@ -77,7 +79,7 @@ def label_frame(con: duckdb.DuckDBPyConnection, config: OnboardingConfig, model:
                 if c not in cols:
                     raise DataError(f"model {model.name!r}: event column {c!r} not in table {ev.table!r}")
             events.append(
-                f"SELECT CAST({ident(ev.key)} AS BIGINT) AS k, {ident(ev.timestamp)} AS ts FROM {ident(ev.table)} "
+                f"SELECT CAST({ident(ev.key)} AS {key_type}) AS k, {ident(ev.timestamp)} AS ts FROM {ident(ev.table)} "
                 f"WHERE {ident(ev.timestamp)} IS NOT NULL"
             )
         horizon = f"INTERVAL {int(label.horizon_days)} DAY"
@@ -107,7 +109,7 @@ def label_frame(con: duckdb.DuckDBPyConnection, config: OnboardingConfig, model:
     frame[TIMESTAMP_COLUMN] = (
         pd.to_datetime(frame[TIMESTAMP_COLUMN]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
     )
-    frame[ent.key] = frame[ent.key].astype("int64")
+    frame[ent.key] = key_column(frame[ent.key], ent.key_type)
     if frame.empty:
         raise DataError(f"model {model.name!r}: no labelled rows (check train_from/train_to and the snapshots)")
     if frame[LABEL].nunique() < 2:
@@ -153,7 +155,9 @@ def build_training_set(
     features = model_feature_names(config, model)
     missing = [f for f in features if f not in frame.columns]
     if missing:
-        raise DataError(f"feature service {model.feature_service!r} lacks {missing}; run `nextbest onboard apply`")
+        raise DataError(
+            f"feature service {model.feature_service!r} lacks {missing}; run `nextbest features apply --project FILE`"
+        )
     frame[features] = frame[features].astype("float64")
     lineage: dict[str, Any] = {
         "project": config.project,

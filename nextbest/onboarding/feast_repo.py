@@ -2,20 +2,19 @@
 
 One Feast project per bank (`project:` in the config), with its own registry, offline tables and online store under
 `<home>/projects/<project>/`, beside the simulated bank's `feature_repo/`. Objects are built in Python from the
-config and applied through the SDK; `apply` also writes a small Feast repo folder (feature_store.yaml + repo.py
-that rebuilds the same objects from the same config), so `feast apply`, `feast materialize` and `feast ui` work
-there as Feast users expect. Nothing in this module knows about Berka: every name comes from the config.
+config and applied through the SDK (`nextbest.features.project.TableFeatures.apply`, which also writes a small
+Feast repo folder: feature_store.yaml + repo.py that rebuilds the same objects from the same config), so
+`feast apply`, `feast materialize` and `feast ui` work there as Feast users expect. Nothing in this module knows
+about Berka: every name comes from the config.
 
 Every feature is Float64 (flags 0/1, missing = NaN/None): the models are XGBoost, so the feature table, training
-frame and online read all carry plain numbers.
+frame and online read all carry plain numbers. Entity keys are Int64 or String (`key_type` of the entity).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +22,14 @@ import yaml
 
 from nextbest.errors import NotReadyError
 from nextbest.onboarding.config import OnboardingConfig, feature_names_of
-from nextbest.onboarding.features import TIMESTAMP_COLUMN, ProjectPaths, project_paths
+from nextbest.onboarding.features import TIMESTAMP_COLUMN, project_paths
 from nextbest.settings import Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
+
+    from nextbest.features.store import ViewTable
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,12 @@ def repo_config(config: OnboardingConfig, settings: Settings) -> RepoConfig:
 
 
 def get_project_store(config: OnboardingConfig, settings: Settings, require_applied: bool = False) -> FeatureStore:
-    """The FeatureStore of an onboarded project; `require_applied` raises NotReadyError before `onboard apply`."""
+    """The FeatureStore of an onboarded project; `require_applied` raises NotReadyError before it is applied."""
     paths = project_paths(config, settings)
     if require_applied and not paths.registry.is_file():
         raise NotReadyError(
-            f"Feast project {config.project!r} is not applied under {paths.root}; "
-            "run `nextbest onboard build` and `nextbest onboard apply` first"
+            f"Feast project {config.project!r} is not applied under {paths.root}; run "
+            "`nextbest features build --project FILE` and `nextbest features apply --project FILE` first"
         )
     from feast import FeatureStore
 
@@ -75,16 +76,18 @@ def get_project_store(config: OnboardingConfig, settings: Settings, require_appl
 def build_definitions(config: OnboardingConfig, offline_dir: Path) -> list[Any]:
     """Every Feast object of the project over the parquet tables in `offline_dir`, in apply order."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-    from feast.types import Float64, Int64
+    from feast.types import Float64, Int64, String
 
     offline_dir = Path(offline_dir).resolve()
+    value_types = {"int": ValueType.INT64, "str": ValueType.STRING}
     entities = {
-        name: Entity(name=name, join_keys=[ent.key], value_type=ValueType.INT64, description=ent.description)
+        name: Entity(name=name, join_keys=[ent.key], value_type=value_types[ent.key_type], description=ent.description)
         for name, ent in config.entities.items()
     }
     views: dict[str, FeatureView] = {}
     for view in config.feature_views:
-        key = config.entities[view.entity].key
+        ent = config.entities[view.entity]
+        key, key_dtype = ent.key, (Int64 if ent.key_type == "int" else String)
         source = FileSource(
             name=f"{view.name}_source",
             path=str(offline_dir / f"{view.name}.parquet"),
@@ -96,7 +99,7 @@ def build_definitions(config: OnboardingConfig, offline_dir: Path) -> list[Any]:
             # timedelta(0) is Feast's "never expires"; snapshot rows are exact at their time, so no TTL is needed
             # for training, and the online store keeps the latest row.
             ttl=timedelta(days=view.ttl_days) if view.ttl_days else timedelta(0),
-            schema=[Field(name=key, dtype=Int64)] + [Field(name=f, dtype=Float64) for f in feature_names_of(view)],
+            schema=[Field(name=key, dtype=key_dtype)] + [Field(name=f, dtype=Float64) for f in feature_names_of(view)],
             source=source,
             online=True,
             description=view.description or f"{view.source} -> {view.entity} features (onboarded)",
@@ -114,7 +117,7 @@ def build_definitions(config: OnboardingConfig, offline_dir: Path) -> list[Any]:
     return [*entities.values(), *views.values(), *services]
 
 
-_REPO_PY = '''"""Generated by `nextbest onboard apply`: Feast objects of project {project!r}, from its config."""
+_REPO_PY = '''"""Generated by `nextbest features apply`: Feast objects of project {project!r}, from its config."""
 
 from pathlib import Path
 
@@ -143,41 +146,19 @@ def write_repo_folder(config: OnboardingConfig, settings: Settings, config_path:
     return paths.repo_dir
 
 
-def apply(config: OnboardingConfig, settings: Settings, config_path: Path | None = None) -> FeatureStore:
-    """Register the project's objects in its Feast registry (feature tables must be built first)."""
+def view_tables(config: OnboardingConfig, settings: Settings) -> list[ViewTable]:
+    """The project's views as the materialization writer sees them: parquet table, entity key, Float64 features."""
+    from nextbest.features.store import ViewTable
+
     paths = project_paths(config, settings)
-    _require_tables(config, paths)
-    store = get_project_store(config, settings)
-    objects = build_definitions(config, paths.offline_dir)
-    store.apply(objects)
-    if config_path is not None:
-        write_repo_folder(config, settings, config_path)
-    logger.info("applied Feast project %s: %d objects, registry %s", config.project, len(objects), paths.registry)
-    return store
-
-
-def _require_tables(config: OnboardingConfig, paths: ProjectPaths) -> None:
-    missing = [v.name for v in config.feature_views if not paths.table(v.name).is_file()]
-    if missing:
-        raise NotReadyError(f"feature tables {missing} not built; run `nextbest onboard build --config ...` first")
-
-
-@dataclass(frozen=True)
-class MaterializeStats:
-    views: int
-    seconds: float
-    end: datetime
-
-
-def materialize(config: OnboardingConfig, settings: Settings, end: datetime | None = None) -> MaterializeStats:
-    """Load the latest feature row of every entity (up to `end`, default the extract end) into the online store."""
-    store = get_project_store(config, settings, require_applied=True)
-    end = end or datetime.combine(config.data_end, datetime.min.time(), tzinfo=UTC)
-    # Event-snapshot entities (a loan at its date) have rows across the whole history: start at the epoch.
-    start = datetime(1970, 1, 2, tzinfo=UTC)
-    t0 = time.perf_counter()
-    # `end` is inclusive in Feast; the calendar spine's last row sits exactly at the extract end.
-    store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in config.feature_views])
-    stats = MaterializeStats(views=len(config.feature_views), seconds=time.perf_counter() - t0, end=end)
-    logger.info("materialized %d views of %s in %.1f s", stats.views, config.project, stats.seconds)
-    return stats
+    return [
+        ViewTable(
+            name=view.name,
+            path=paths.table(view.name),
+            key=config.entities[view.entity].key,
+            key_type=config.entities[view.entity].key_type,
+            fields={name: "float64" for name in feature_names_of(view)},
+            timestamp=TIMESTAMP_COLUMN,
+        )
+        for view in config.feature_views
+    ]

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -33,8 +34,11 @@ from nextbest.onboarding.config import (
     attribute_feature_names,
     feature_names_of,
 )
-from nextbest.onboarding.tables import columns_of, connect, ident, literal
+from nextbest.onboarding.tables import columns_of, connect, ident, key_column, literal
 from nextbest.settings import Settings
+
+if TYPE_CHECKING:
+    from nextbest.features.store import ProgressFn
 
 logger = logging.getLogger(__name__)
 
@@ -231,9 +235,10 @@ def _check_unique(con: duckdb.DuckDBPyConnection, view: FeatureViewConfig, join:
 
 def compute_view(con: duckdb.DuckDBPyConnection, config: OnboardingConfig, view: FeatureViewConfig) -> pd.DataFrame:
     """One view's feature table: entity key, tz-aware UTC `event_timestamp`, float64 features, sorted."""
-    key = config.entities[view.entity].key
+    ent = config.entities[view.entity]
+    key = ent.key
     frame = con.execute(view_sql(con, config, view)).df()
-    frame[key] = frame[key].astype("int64")
+    frame[key] = key_column(frame[key], ent.key_type)
     frame[TIMESTAMP_COLUMN] = (
         pd.to_datetime(frame[TIMESTAMP_COLUMN]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
     )
@@ -242,10 +247,17 @@ def compute_view(con: duckdb.DuckDBPyConnection, config: OnboardingConfig, view:
     return frame[[key, TIMESTAMP_COLUMN, *features]].sort_values([key, TIMESTAMP_COLUMN]).reset_index(drop=True)
 
 
-def build_feature_tables(
-    config: OnboardingConfig, settings: Settings, con: duckdb.DuckDBPyConnection | None = None
+def write_feature_tables(
+    config: OnboardingConfig,
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Path]:
-    """Compute every feature view and write it as parquet under the project's offline folder; view -> path."""
+    """Compute every feature view and write it as parquet under the project's offline folder; view -> path.
+
+    The table project's build step (`nextbest.features.project.TableFeatures.build`); `progress(view, done, total)`
+    is called as views complete.
+    """
     con = con or connect(config)
     paths = project_paths(config, settings)
     paths.offline_dir.mkdir(parents=True, exist_ok=True)
@@ -253,7 +265,9 @@ def build_feature_tables(
         rows = build_spine(con, config, entity)
         logger.info("spine %s: %d snapshot rows", entity, rows)
     written: dict[str, Path] = {}
-    for view in config.feature_views:
+    for done, view in enumerate(config.feature_views):
+        if progress is not None:
+            progress(view.name, done, len(config.feature_views))
         frame = compute_view(con, config, view)
         path = paths.table(view.name)
         # Write then rename: Feast may be reading the previous table (an online service materializing).
@@ -262,6 +276,8 @@ def build_feature_tables(
         tmp.replace(path)
         written[view.name] = path
         logger.info("feature view %s: %d rows x %d features -> %s", view.name, len(frame), frame.shape[1] - 2, path)
+    if progress is not None:
+        progress("done", len(config.feature_views), len(config.feature_views))
     return written
 
 

@@ -3,8 +3,9 @@
 One object per (project, model): the Feast store of the project and the registered model at an alias, loaded once;
 `score(keys)` reads the entities' features through the model's feature service (one online read for the batch),
 scores them with the calibrated booster, and returns the top reason codes from approximate per-feature
-contributions. No Berka-specific code: the project, feature service, entity key and model name all come from the
-onboarding config, so a service can pick the project by configuration.
+contributions. No Berka-specific code: the project, feature service, entity key (int or string, as the entity's
+`key_type` says) and model name all come from the onboarding config, so a service can pick the project by
+configuration.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EntityScore:
-    key: int
+    key: int | str
     probability: float
     known: bool
     reasons: list[str] = field(default_factory=list)
@@ -55,7 +56,9 @@ class ProjectScorer:
 
         self.config = config
         self.model_config = config.model(model_name)
-        self.key = config.entities[self.model_config.entity].key
+        entity = config.entities[self.model_config.entity]
+        self.key = entity.key
+        self.key_type = entity.key_type
         self.store = store or get_project_store(config, settings, require_applied=True)
         self.service = self.store.get_feature_service(self.model_config.feature_service)
         self.model = model or load_model(model_name, alias=alias, settings=settings, nthread=1)
@@ -64,15 +67,29 @@ class ProjectScorer:
     def version(self) -> str:
         return str(self.model.version)
 
-    def features(self, keys: list[int]) -> pd.DataFrame:
+    def entity_key(self, key: object) -> int | str:
+        """A key as the entity types it (int64 or string); DataError for a key of the other type."""
+        if self.key_type == "str":
+            if not isinstance(key, str):
+                raise DataError(f"{self.key} keys are strings, got {key!r}")
+            return key
+        try:
+            number = int(key)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(key, bool | str) or number is None or number != key:
+            raise DataError(f"{self.key} keys are integers, got {key!r}")
+        return number
+
+    def features(self, keys: Sequence[int | str]) -> pd.DataFrame:
         """Online features of `keys` in the model's feature order (missing entities read as all-NaN rows)."""
         if not keys:
             raise DataError("score at least one entity")
-        rows = [{self.key: int(k)} for k in keys]
+        rows = [{self.key: self.entity_key(k)} for k in keys]
         frame = self.store.get_online_features(features=self.service, entity_rows=rows).to_df()
         return frame.astype({f: "float64" for f in self.model.feature_names})
 
-    def score(self, keys: list[int], reasons: int = 3) -> list[EntityScore]:
+    def score(self, keys: Sequence[int | str], reasons: int = 3) -> list[EntityScore]:
         """Calibrated probabilities and the top positive contributions as reason codes, per entity."""
         frame = self.features(keys)
         return self.score_matrix(self.model.frame_to_matrix(frame), keys, reasons)
@@ -83,7 +100,7 @@ class ProjectScorer:
             [[online_number(row.get(f)) for f in self.model.feature_names] for row in rows], dtype=np.float32
         ).reshape(len(rows), len(self.model.feature_names))
 
-    def score_matrix(self, X: np.ndarray, keys: Sequence[int], reasons: int = 3) -> list[EntityScore]:
+    def score_matrix(self, X: np.ndarray, keys: Sequence[int | str], reasons: int = 3) -> list[EntityScore]:
         """Score rows already in the model's feature order (the service reads once and scores several models)."""
         proba = self.model.predict_proba(X)
         known = ~np.isnan(X).all(axis=1)
@@ -94,5 +111,5 @@ class ProjectScorer:
             if contrib is not None:
                 order = np.argsort(-contrib[i], kind="stable")[:reasons]
                 codes = [self.model.feature_names[j] for j in order if contrib[i, j] > 0]
-            out.append(EntityScore(int(k), float(proba[i]), bool(known[i]), codes))
+            out.append(EntityScore(self.entity_key(k), float(proba[i]), bool(known[i]), codes))
         return out

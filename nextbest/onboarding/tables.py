@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from nextbest.errors import ConfigError, DataError
 from nextbest.onboarding.config import OnboardingConfig, TableConfig
@@ -20,6 +21,13 @@ from nextbest.onboarding.config import OnboardingConfig, TableConfig
 logger = logging.getLogger(__name__)
 
 _SQL_TYPES = {"int": "BIGINT", "float": "DOUBLE", "str": "VARCHAR", "bool": "BOOLEAN"}
+#: An entity key's SQL type by its `key_type` (int64 keys, or strings such as 'C-000123').
+KEY_SQL_TYPES = {"int": "BIGINT", "str": "VARCHAR"}
+
+
+def key_column(values: pd.Series, key_type: str) -> pd.Series:
+    """An entity-key column as the feature tables, training frames and Feast carry it: int64, or Python strings."""
+    return values.astype("int64") if key_type == "int" else values.astype(str).astype(object)
 
 
 def ident(name: str) -> str:
@@ -112,8 +120,16 @@ def _check_entities(con: duckdb.DuckDBPyConnection, config: OnboardingConfig) ->
         for needed in [ent.key] + ([ent.valid_from] if ent.valid_from else []):
             if needed not in cols:
                 raise ConfigError(f"entity {name!r}: column {needed!r} not in table {ent.table!r} ({sorted(cols)})")
-        if "INT" not in cols[ent.key]:
-            raise ConfigError(f"entity {name!r}: key {ent.key!r} must be an integer column, is {cols[ent.key]}")
+        if ent.key_type == "int" and "INT" not in cols[ent.key]:
+            raise ConfigError(
+                f"entity {name!r}: key {ent.key!r} must be an integer column, is {cols[ent.key]} "
+                "(declare `key_type: str` for text keys)"
+            )
+        if ent.key_type == "str" and cols[ent.key] != "VARCHAR":
+            raise ConfigError(
+                f"entity {name!r}: key_type str needs a text key column; {ent.key!r} is {cols[ent.key]} "
+                "(declare it `str` in its table's columns)"
+            )
         row = con.execute(
             f"SELECT count(*) - count(DISTINCT {ident(ent.key)}), count(*) - count({ident(ent.key)}) "
             f"FROM {ident(ent.table)}"
