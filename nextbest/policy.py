@@ -676,6 +676,12 @@ class DecisionPolicy:
             if trigger is not None:
                 priority = max(priority, trigger.priority)
                 reasons.append(trigger.reason)
+            elif action.kind == "service":
+                # A service action answers a moment (a lost card, an open complaint, distress); without its trigger
+                # it is not filler for an empty slot (it once filled slots past caps: a complaint callback to a
+                # customer with no complaint).
+                rejected.append(Rejection(action.id, "service.not_triggered", "its trigger does not hold"))
+                continue
             elif p < cfg.min_propensity:
                 rejected.append(Rejection(action.id, "arbitration.min_propensity", f"{p:.4f} < {cfg.min_propensity}"))
                 continue

@@ -215,6 +215,17 @@ def test_service_action_outranks_sales_when_the_moment_calls_for_it(policy: Deci
     assert chosen[0].action.id == "card_replacement"
 
 
+def test_a_service_action_is_shown_when_its_trigger_holds_never_as_filler(policy: DecisionPolicy) -> None:
+    # Every other action is out (low propensity): a complaint callback must still not fill the empty slot.
+    quiet, rejected, _ = decide(policy, make_features(), "app", propensity={"complaint_callback": 0.9})
+    assert quiet == []
+    assert ("complaint_callback", "service.not_triggered") in {(r.action_id, r.rule) for r in rejected}
+    complaint = make_features(hours_since_complaint=5.0)
+    chosen, _, _ = decide(policy, complaint, "app", propensity={"complaint_callback": 0.01})
+    assert chosen and chosen[0].action.id == "complaint_callback"
+    assert "SERVICE_OPEN_COMPLAINT" in chosen[0].reasons
+
+
 def test_retention_is_boosted_by_churn_risk(policy: DecisionPolicy) -> None:
     props = {"fee_waiver": 0.1, "credit_card": 0.2}
     # A customer with real balances at stake (value at risk 0.02 x 23,000 = 460 EUR): the boost is worth the
@@ -259,13 +270,13 @@ def test_low_propensity_everywhere_means_no_action(policy: DecisionPolicy) -> No
 
 
 def test_top_k_respects_max_actions_and_breaks_ties_deterministically(policy: DecisionPolicy) -> None:
-    # value x propensity equal for two actions: 60 x 0.5 == 30 x 1.0 -> savings (sales) vs card_replacement (service)
-    props = {"savings_account": 0.5, "card_replacement": 1.0, "mortgage": 0.01}
-    chosen, rejected, _ = decide(policy, make_features(), "app", propensity=props, max_actions=2)
+    # value x propensity equal for two actions: 60 x 0.5 == 250 x 0.12 -> savings (sales) vs fee_waiver (retention)
+    props = {"savings_account": 0.5, "fee_waiver": 0.12, "mortgage": 0.01}
+    chosen, rejected, _ = decide(policy, make_features(), "app", propensity=props, max_actions=2, churn_risk=None)
     assert len(chosen) == 2
-    assert [r.action.id for r in chosen] == ["card_replacement", "savings_account"]
+    assert [r.action.id for r in chosen] == ["fee_waiver", "savings_account"]
     assert any(r.rule == "arbitration.outranked" for r in rejected)
-    again, _, _ = decide(policy, make_features(), "app", propensity=props, max_actions=2)
+    again, _, _ = decide(policy, make_features(), "app", propensity=props, max_actions=2, churn_risk=None)
     assert [r.action.id for r in again] == [r.action.id for r in chosen]
     capped, _, _ = decide(policy, make_features(), "app", propensity=0.3, max_actions=50)
     assert len(capped) == policy.config.max_actions
