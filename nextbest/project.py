@@ -83,10 +83,11 @@ class Project(Frozen):
     models: tuple[ModelSpec, ...] = Field(min_length=1)
     # The model that scores actions naming none in the catalogue (None: every action names its model).
     action_model: str | None = None
-    catalogue: Catalogue
-    policy: PolicyConfig
+    # What the decision service needs; a table project may leave all three out (train and monitor only).
+    catalogue: Catalogue | None
+    policy: PolicyConfig | None
     drift: DriftPolicy = DriftPolicy()
-    serving: ServingSpec
+    serving: ServingSpec | None
     tables: OnboardingConfig | None = None
     source: Path | None = Field(None, description="The project file it was read from.")
 
@@ -98,16 +99,21 @@ class Project(Frozen):
         for m in self.models:
             if m.entity not in self.entities:
                 raise ValueError(f"model {m.name!r}: unknown entity {m.entity!r}; known: {sorted(self.entities)}")
-        if self.serving.entity not in self.entities:
-            raise ValueError(f"serving.entity: unknown entity {self.serving.entity!r}; known: {sorted(self.entities)}")
         if (self.kind == "tables") != (self.tables is not None):
             raise ValueError("a `tables` project needs the table mapping, a `genome` project none")
+        if self.serving is None or self.catalogue is None or self.policy is None:
+            if self.kind == "genome" or not (self.serving is None and self.catalogue is None and self.policy is None):
+                raise ValueError("serving, catalogue and policy go together: give all three (or, train-only, none)")
+            return self
+        if self.serving.entity not in self.entities:
+            raise ValueError(f"serving.entity: unknown entity {self.serving.entity!r}; known: {sorted(self.entities)}")
         self._check_action_models(models)
         self._check_policy_models(models)
         self.policy.check_against(self.catalogue)
         return self
 
     def _check_action_models(self, models: Mapping[str, ModelSpec]) -> None:
+        assert self.catalogue is not None and self.serving is not None
         if self.action_model is not None and self.action_model not in models:
             raise ValueError(f"action_model: unknown model {self.action_model!r}; known: {sorted(models)}")
         for action_id, name in self.catalogue.models(self.action_model).items():
@@ -120,6 +126,7 @@ class Project(Frozen):
                 )
 
     def _check_policy_models(self, models: Mapping[str, ModelSpec]) -> None:
+        assert self.policy is not None and self.serving is not None
         churn = self.policy.churn_model
         if churn is not None and (churn not in models or models[churn].entity != self.serving.entity):
             raise ValueError(f"policy.churn_model: {churn!r} is not a model keyed by {self.serving.entity!r}")
@@ -144,22 +151,41 @@ class Project(Frozen):
         return tuple(m.name for m in self.models)
 
     @property
+    def serves(self) -> bool:
+        """Whether the project declares what the decision service serves (serving, catalogue, policy)."""
+        return self.serving is not None
+
+    def decisions(self) -> tuple[ServingSpec, Catalogue, PolicyConfig]:
+        """The serving sections (ConfigError naming the project file when it declares none)."""
+        if self.serving is None or self.catalogue is None or self.policy is None:
+            raise ConfigError(
+                f"project {self.name!r} ({self.source}) declares no serving, catalogue and policy sections: it can be "
+                "trained and monitored, not served (docs/onboarding.md, 'Serving your project')"
+            )
+        return self.serving, self.catalogue, self.policy
+
+    @property
     def served(self) -> EntitySpec:
         """The entity requests name (its key and key type)."""
-        return self.entities[self.serving.entity]
+        return self.entities[self.decisions()[0].entity]
 
     @property
     def action_models(self) -> dict[str, str]:
         """action id -> the model that scores it."""
-        return self.catalogue.models(self.action_model)
+        return self.decisions()[1].models(self.action_model)
 
     @property
     def served_models(self) -> tuple[str, ...]:
-        """The models the decision service loads: those scoring actions, the churn model, the model rules'."""
+        """The models the decision service loads: those scoring actions, the churn model, the model rules'.
+
+        A project that serves nothing: every model (what monitoring and retraining then cover)."""
+        if not self.serves:
+            return self.model_names
+        policy = self.decisions()[2]
         names = [*self.action_models.values()]
-        if self.policy.churn_model:
-            names.append(self.policy.churn_model)
-        names += [r.model for r in self.policy.model_rules]
+        if policy.churn_model:
+            names.append(policy.churn_model)
+        names += [r.model for r in policy.model_rules]
         return tuple(dict.fromkeys(n for n in self.model_names if n in names))
 
     def home(self, settings: Settings) -> Path:
@@ -176,12 +202,13 @@ class Project(Frozen):
 
     def parse_key(self, value: object, field: str = "customer_id") -> int | str:
         """A request's entity key as the project types it (ValueError naming the field otherwise)."""
+        entity = self.decisions()[0].entity
         if self.served.key_type == "int":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{field}: project {self.name!r} keys {self.serving.entity} by integer")
+                raise ValueError(f"{field}: project {self.name!r} keys {entity} by integer")
             return value
         if not isinstance(value, str):
-            raise ValueError(f"{field}: project {self.name!r} keys {self.serving.entity} by string")
+            raise ValueError(f"{field}: project {self.name!r} keys {entity} by string")
         return value
 
 
@@ -202,9 +229,9 @@ def _section(raw: Any, where: Path, what: str) -> tuple[Any, Path]:
     return raw, where
 
 
-def _catalogue(raw: Any, where: Path) -> Catalogue:
+def _catalogue(raw: Any, where: Path, kind: str) -> Catalogue | None:
     if raw is None:
-        return load_catalogue()
+        return load_catalogue() if kind == "genome" else None
     if isinstance(raw, str):
         path = Path(raw) if Path(raw).is_absolute() else (where.parent / raw).resolve()
         try:
@@ -219,11 +246,11 @@ def _catalogue(raw: Any, where: Path) -> Catalogue:
         raise ConfigError(f"{where}: invalid catalogue:\n{exc}") from exc
 
 
-def _policy(raw: Any, where: Path, override: Path | None) -> PolicyConfig:
+def _policy(raw: Any, where: Path, override: Path | None, kind: str) -> PolicyConfig | None:
     if override is not None:
         return load_policy(override)
     if raw is None:
-        return load_policy()
+        return load_policy() if kind == "genome" else None
     data, source = _section(raw, where, "policy")
     return parse_policy(data, str(source))
 
@@ -281,8 +308,8 @@ def parse_project(raw: Any, path: Path, policy_override: Path | None = None) -> 
                 "entities": entities,
                 "models": models,
                 "action_model": raw.get("action_model"),
-                "catalogue": _catalogue(raw.get("catalogue"), path),
-                "policy": _policy(raw.get("policy"), path, policy_override),
+                "catalogue": _catalogue(raw.get("catalogue"), path, kind),
+                "policy": _policy(raw.get("policy"), path, policy_override, kind),
                 "drift": DriftPolicy.model_validate(drift_raw),
                 "serving": raw.get("serving"),
                 "tables": mapping,

@@ -207,12 +207,12 @@ class DecisionEngine(ChampionLifecycle):
     ) -> None:
         self.settings = settings or load_settings()
         self.project = project or project_of(self.settings)
+        self.serving, self.catalogue, project_policy = self.project.decisions()
         self.engine_label = f"decision engine ({self.project.name})"
         self.features: FeatureProject = feature_project(self.project, self.settings)
         if store is not None:
             self.features._store = store
-        self.catalogue = self.project.catalogue
-        self._set_policy(policy or self.project.policy)
+        self._set_policy(policy or project_policy)
         self._policy_fixed = policy is not None
         self._store: feast.FeatureStore | None = None
         self._log = decision_log
@@ -276,12 +276,12 @@ class DecisionEngine(ChampionLifecycle):
         self._log.start()
 
     def _open_readers(self) -> None:
-        timeout_ms = self.project.serving.feature_timeout_ms or self.settings.serving.feature_timeout_ms
+        timeout_ms = self.serving.feature_timeout_ms or self.settings.serving.feature_timeout_ms
         serving = self.settings.serving
         self._access = OnlineAccess(timeout_ms / 1000.0, serving.breaker_failures, serving.breaker_reset_s)
-        entity = self.project.serving.entity
+        entity = self.serving.entity
         services = [m.feature_service for m in self.project.models if m.entity == entity]
-        views = self.features.served_views(entity, services, self.project.serving.feature_views)
+        views = self.features.served_views(entity, services, self.serving.feature_views)
         self._reader = self._reader_for(entity, views, context=self.features.context)
         for rule in self.policy.config.model_rules:
             spec = self.project.model(rule.model)
@@ -347,7 +347,7 @@ class DecisionEngine(ChampionLifecycle):
     # ---------------------------------------------------------------- models and policy
     def _entity_models(self) -> list[str]:
         """The served models keyed by the served entity (scored on its feature row)."""
-        entity = self.project.serving.entity
+        entity = self.serving.entity
         return [n for n in self.project.served_models if self.project.model(n).entity == entity]
 
     def _load_bundle(self, versions: Mapping[str, str] | None = None) -> ModelBundle:
@@ -395,7 +395,7 @@ class DecisionEngine(ChampionLifecycle):
         if self.settings.serving.policy_path is not None:
             config = load_policy(self.settings.serving.policy_path)
         else:
-            config = load_project(self.project.source).policy
+            config = load_project(self.project.source).decisions()[2]
         if _policy_digest(config) == self.policy_version:
             return False
         before = self.policy_version
