@@ -84,6 +84,12 @@ CONTEXT_FIELDS: dict[str, str] = {
     "request_hour": "int64",
     "business_hours": "int64",
 }
+#: The context of the moment of decision: every request-time feature but the channel (a batch campaign also knows
+#: where it will show). What a model "without real-time context" leaves out (the ladder's stage 3, the experiment
+#: experiments/nba_realtime_context.yaml via `group:moment`); one list, used by both.
+MOMENT_FIELDS: tuple[str, ...] = tuple(f for f in CONTEXT_FIELDS if not f.startswith("channel_"))
+#: Named groups of features that experiment specs can exclude as `group:<name>`.
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {"moment": MOMENT_FIELDS}
 
 # ---- daily snapshot views ----
 CONSENT_CHANNELS: tuple[str, ...] = ("email", "sms", "push", "app", "call")

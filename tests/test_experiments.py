@@ -148,7 +148,12 @@ def test_cli_lists_shipped_experiments_and_rejects_unknown_specs() -> None:
 
 
 def test_the_ladder_stage3_removes_the_same_context_features_as_the_context_experiment() -> None:
-    from training.evaluate import CONTEXT_FEATURE_PATTERNS
+    from feature_repo.specs import NBA_SERVICE, service_features
+    from training.evaluate import context_features
+    from training.experiments import resolve_exclusions
 
+    names = service_features(NBA_SERVICE)
     without = {v.name: v for v in load_spec("nba_realtime_context").variants}["without_context"]
-    assert set(without.exclude_features) <= set(CONTEXT_FEATURE_PATTERNS)
+    removed = resolve_exclusions(without.exclude_features, names)
+    assert removed and sorted(removed) == sorted(context_features(names))
+    assert not [f for f in removed if f.startswith("channel_")]  # the channel is known in batch too

@@ -25,7 +25,6 @@ Every acceptance is credited with its catalogue value plus the churn loss it pre
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import tempfile
@@ -50,16 +49,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: the request-time context features removed for stage 3 (kept in sync with experiments/nba_realtime_context.yaml)
-CONTEXT_FEATURE_PATTERNS: tuple[str, ...] = (
-    "hours_since_*",
-    "*_strength",
-    "*_intent",
-    "location_*",
-    "request_hour",
-    "business_hours",
-    "hour_of_day",  # the raw request field, should training ever use it as an input
-)
 STAGE_RANDOM = "random eligible offer"
 STAGE_LOGGED = "0 logging policy (as logged)"
 STAGE_3 = "3 batch model, no real-time context"
@@ -523,8 +512,10 @@ def _models(settings: Settings, options: EvaluationOptions) -> tuple[LoadedModel
 
 
 def context_features(feature_names: list[str]) -> list[str]:
-    """The model inputs that carry real-time request context (matched by `CONTEXT_FEATURE_PATTERNS`)."""
-    return [f for f in feature_names if any(fnmatch.fnmatchcase(f, p) for p in CONTEXT_FEATURE_PATTERNS)]
+    """The model inputs that carry the context of the moment (the feature repo's `MOMENT_FIELDS`)."""
+    from feature_repo.specs import MOMENT_FIELDS
+
+    return [f for f in feature_names if f in MOMENT_FIELDS]
 
 
 def train_stage3_model(settings: Settings, nba_set: TrainingSet, trials: int, seed: int) -> LoadedModel:

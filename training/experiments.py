@@ -118,11 +118,20 @@ def shipped_specs() -> list[Path]:
 
 
 def resolve_exclusions(patterns: Sequence[str], feature_names: Sequence[str]) -> list[str]:
-    """Feature names matched by the exclusion patterns; a pattern matching nothing is an error (a typo would
-    otherwise run a "without X" variant that still has X)."""
+    """Feature names matched by the exclusion patterns (fnmatch, or `group:<name>` for a feature group of the feature
+    repo, e.g. `group:moment`); a pattern matching nothing is an error (a typo would otherwise run a "without X"
+    variant that still has X)."""
+    from feature_repo.specs import FEATURE_GROUPS
+
     excluded: list[str] = []
     for pattern in patterns:
-        matched = [f for f in feature_names if fnmatch.fnmatchcase(f, pattern)]
+        if pattern.startswith("group:"):
+            group = pattern.removeprefix("group:")
+            if group not in FEATURE_GROUPS:
+                raise ConfigError(f"exclude_features: unknown feature group {group!r}; known: {sorted(FEATURE_GROUPS)}")
+            matched = [f for f in feature_names if f in FEATURE_GROUPS[group]]
+        else:
+            matched = [f for f in feature_names if fnmatch.fnmatchcase(f, pattern)]
         if not matched:
             raise ConfigError(f"exclude_features pattern {pattern!r} matches no feature of the model")
         excluded.extend(m for m in matched if m not in excluded)
