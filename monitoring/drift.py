@@ -306,6 +306,33 @@ def decide_drift(
         )
         return DriftVerdict(drifted=False, reasons=(reason,), enough_data=False, **common)
 
+    reasons = [
+        *_input_reasons(policy, features, n_drifted, share),
+        *(
+            f"prediction drift on {c.column} ({c.method} {c.score:.3f} >= {c.threshold:g})"
+            for c in predictions
+            if c.drifted
+        ),
+        *(
+            f"outcome rate shifted in {o.group}: {o.reference_rate:.2%} -> {o.current_rate:.2%} "
+            f"(log odds ratio {o.log_odds_ratio:+.2f}, |LOR| >= {policy.outcome_log_odds_threshold:g})"
+            for o in outcomes
+            if o.drifted
+        ),
+    ]
+    if not reasons:
+        inputs = (
+            f"{n_drifted} of {len(features)} inputs drifted ({share:.0%} < {policy.drift_share:.0%})"
+            if features
+            else "no input checked"
+        )
+        reasons.append(f"no drift: {inputs}, no score drift, no outcome shift")
+        return DriftVerdict(drifted=False, reasons=tuple(reasons), **common)
+    return DriftVerdict(drifted=True, reasons=tuple(reasons), **common)
+
+
+def _input_reasons(policy: DriftPolicy, features: Sequence[ColumnDrift], n_drifted: int, share: float) -> list[str]:
+    """The input rules that fired: share of drifted inputs, an input moved far, key inputs drifted."""
     reasons: list[str] = []
     if features and share >= policy.drift_share:
         top = sorted((c for c in features if c.drifted), key=lambda c: -c.score / c.threshold)[:5]
@@ -327,24 +354,7 @@ def decide_drift(
                 f"{len(key_drifted)} key inputs drifted (>= {policy.key_features_min_drifted}): "
                 + ", ".join(f"{c.column} ({c.method} {c.score:.3f})" for c in key_drifted)
             )
-    for c in predictions:
-        if c.drifted:
-            reasons.append(f"prediction drift on {c.column} ({c.method} {c.score:.3f} >= {c.threshold:g})")
-    for o in outcomes:
-        if o.drifted:
-            reasons.append(
-                f"outcome rate shifted in {o.group}: {o.reference_rate:.2%} -> {o.current_rate:.2%} "
-                f"(log odds ratio {o.log_odds_ratio:+.2f}, |LOR| >= {policy.outcome_log_odds_threshold:g})"
-            )
-    if not reasons:
-        inputs = (
-            f"{n_drifted} of {len(features)} inputs drifted ({share:.0%} < {policy.drift_share:.0%})"
-            if features
-            else "no input checked"
-        )
-        reasons.append(f"no drift: {inputs}, no score drift, no outcome shift")
-        return DriftVerdict(drifted=False, reasons=tuple(reasons), **common)
-    return DriftVerdict(drifted=True, reasons=tuple(reasons), **common)
+    return reasons
 
 
 def sample_rows(frame: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame:

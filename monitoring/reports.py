@@ -422,23 +422,7 @@ def build_drift_report(
         if reference_time not in reference.columns:
             raise DataError(f"reference frame has no timestamp column {reference_time!r}")
         column_drift = _apply_trend_guard(column_drift, ref, reference_time, policy, resolved)
-    entries = _metric_entries(run)
-    drifted = _value(entries, DRIFTED_COLUMNS) or {}
-    summary = {
-        "columns": len(column_drift),
-        "drifted_columns": int(sum(c.drifted for c in column_drift)),
-        "drifted_share": float(drifted.get("share", 0.0)) if isinstance(drifted, dict) else float("nan"),
-        "skipped_columns": skipped,
-        "reference_rows": len(reference),
-        "current_rows": len(current),
-        "reference_rows_used": len(ref),
-        "current_rows_used": len(cur),
-        "scores": {c.column: round(c.score, 6) for c in column_drift},
-        # over Evidently's threshold, before the noise floor and trend guard had their say
-        "evidently_flagged": [c.column for c in column_drift if c.drifted or c.noise_floor > 0 or c.trend > 0],
-        "noise_floors": {c.column: round(c.noise_floor, 6) for c in column_drift if c.noise_floor > 0},
-        "trends": {c.column: round(c.trend, 6) for c in column_drift if c.trend > 0},
-    }
+    summary = _drift_summary(run, column_drift, skipped, (len(reference), len(current)), (len(ref), len(cur)))
     return MonitoringReport(
         kind="data_drift",
         title=title,
@@ -449,6 +433,32 @@ def build_drift_report(
         reference_rows=len(reference),
         current_rows=len(current),
     )
+
+
+def _drift_summary(
+    run: Run,
+    column_drift: Sequence[ColumnDrift],
+    skipped: Sequence[str],
+    rows: tuple[int, int],
+    used: tuple[int, int],
+) -> dict[str, Any]:
+    """The data-drift report's summary: counts, share, per-column scores and what the guards cleared."""
+    drifted = _value(_metric_entries(run), DRIFTED_COLUMNS) or {}
+    return {
+        "columns": len(column_drift),
+        "drifted_columns": int(sum(c.drifted for c in column_drift)),
+        "drifted_share": float(drifted.get("share", 0.0)) if isinstance(drifted, dict) else float("nan"),
+        "skipped_columns": list(skipped),
+        "reference_rows": rows[0],
+        "current_rows": rows[1],
+        "reference_rows_used": used[0],
+        "current_rows_used": used[1],
+        "scores": {c.column: round(c.score, 6) for c in column_drift},
+        # over Evidently's threshold, before the noise floor and trend guard had their say
+        "evidently_flagged": [c.column for c in column_drift if c.drifted or c.noise_floor > 0 or c.trend > 0],
+        "noise_floors": {c.column: round(c.noise_floor, 6) for c in column_drift if c.noise_floor > 0},
+        "trends": {c.column: round(c.trend, 6) for c in column_drift if c.trend > 0},
+    }
 
 
 def build_prediction_drift_report(

@@ -1,8 +1,13 @@
-"""Where reports go: an Evidently workspace (one project per model, so `evidently ui` shows their history) and
-standalone HTML + JSON files under `settings.reports_dir` (to mail, attach to a ticket or open without a server).
+"""Where reports go: an Evidently workspace (one Evidently project per model, so `evidently ui` shows their history)
+and standalone HTML + JSON files under a reports folder (to mail, attach to a ticket or open without a server).
 
-Projects are found by name and created on first use with a small dashboard (drift share, prediction drift,
-quality, business values over time), so the UI is useful from the first report without any clicking.
+Each bank (`nextbest.project.Project`) has its own workspace and reports folder under its state folder
+(`Project.home`): the simulated bank keeps `<home>/evidently` and `<home>/reports`, another project gets
+`<home>/projects/<name>/evidently` and `<home>/projects/<name>/reports` (next to its Feast project and decision log),
+so two banks' histories never mix and a model name can repeat across banks.
+
+Evidently projects are found by name and created on first use with a small dashboard (drift share, prediction
+drift, quality, business values over time), so the UI is useful from the first report without any clicking.
 """
 
 from __future__ import annotations
@@ -21,20 +26,41 @@ from nextbest.errors import DataError
 if TYPE_CHECKING:
     from evidently.ui.workspace import Project, Workspace
 
+    from nextbest.project import Project as NextbestProject
     from nextbest.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+BUSINESS = "business"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PROJECTS: dict[str, str] = {
     "churn": "Churn model: input drift, churn-risk score drift and quality once closures are known.",
     "nba": "Next-best-action model: input drift, propensity drift and acceptance quality from feedback.",
-    "business": "Decisions: acceptance rate, value per 1,000 decisions, share of no action, contact caps hit.",
+    BUSINESS: "Decisions: acceptance rate, value per 1,000 decisions, share of no action, contact caps hit.",
 }
 
 
-def workspace_dir(settings: Settings) -> Path:
-    """The Evidently workspace folder (`evidently ui --workspace <this>`)."""
-    return settings.home / "evidently"
+def project_description(name: str) -> str:
+    """The Evidently project's description: a known one, else the generic one of a model."""
+    return PROJECTS.get(name) or f"Model {name}: input drift, score drift and, for offers, acceptance quality."
+
+
+def monitoring_dirs(settings: Settings, project: NextbestProject | None = None) -> tuple[Path, Path]:
+    """(Evidently workspace, reports folder) of a project (default: the settings' project, see the module doc)."""
+    from nextbest.project import project_of
+
+    home = (project or project_of(settings)).home(settings)
+    return home / "evidently", home / "reports"
+
+
+def workspace_dir(settings: Settings, project: NextbestProject | None = None) -> Path:
+    """The Evidently workspace folder of a project (`evidently ui --workspace <this>`)."""
+    return monitoring_dirs(settings, project)[0]
+
+
+def reports_dir(settings: Settings, project: NextbestProject | None = None) -> Path:
+    """The reports folder of a project (`verdicts.jsonl`, `retrains.jsonl`, one folder per monitoring run)."""
+    return monitoring_dirs(settings, project)[1]
 
 
 def ui_command(workspace: Path) -> str:
@@ -53,8 +79,8 @@ def _dashboard_panels(name: str) -> list[Any]:
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import line_plot_panel, text_panel
 
-    panels = [text_panel(title=f"{name}: monitoring history", description=PROJECTS.get(name))]
-    if name in ("churn", "nba"):
+    panels = [text_panel(title=f"{name}: monitoring history", description=project_description(name))]
+    if name != BUSINESS:
         panels += [
             line_plot_panel(
                 title="Share of drifted inputs",
@@ -102,13 +128,14 @@ def _add_dashboard(workspace: Workspace, project: Project, name: str) -> None:
 
 
 def get_project(workspace: Workspace, name: str) -> Project:
-    """The project called `name`, created (with its dashboard) if the workspace has none."""
-    if name not in PROJECTS:
-        raise DataError(f"unknown monitoring project {name!r}; known: {', '.join(PROJECTS)}")
+    """The project called `name` (a model's name or `business`), created (with its dashboard) if the workspace has
+    none."""
+    if not _NAME.match(name):
+        raise DataError(f"invalid monitoring project name {name!r}: a model name or {BUSINESS!r}")
     found = workspace.search_project(name)
     if found:
         return found[0]
-    project = workspace.create_project(name, description=PROJECTS[name])
+    project = workspace.create_project(name, description=project_description(name))
     try:
         _add_dashboard(workspace, project, name)
     except Exception:  # the dashboard is a convenience; never lose a report over it

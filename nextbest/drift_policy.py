@@ -70,8 +70,10 @@ class DriftPolicy(Frozen):
     # Inputs that follow the calendar (the pay cycle) move with where a window falls in the month: a served window
     # shorter than `calendar_cycle_days`, compared with a reference spanning months, drifts on them with nothing
     # changed (measured in the closed loop: alarms on drift-free 7-day windows). On such windows they are left out of
-    # the input check (named in the verdict's skipped columns); windows of a full cycle or longer judge them.
-    calendar_cycle_features: tuple[str, ...] = ("days_since_salary", "salary_credit_strength")
+    # the input check (named in the verdict's skipped columns); windows of a full cycle or longer judge them. Which
+    # inputs follow the calendar is the project's to say (`drift:` in its file; the simulated bank names its pay-cycle
+    # inputs in configs/simbank.yaml): none by default.
+    calendar_cycle_features: tuple[str, ...] = ()
     calendar_cycle_days: float = Field(28.0, gt=0)  # a month (the shortest): a window this long sees every phase
     seed: int = 0
 
@@ -88,9 +90,12 @@ class DriftPolicy(Frozen):
         return self.numeric_threshold if kind == "numeric" else self.categorical_threshold
 
 
-def load_drift_policy(path: str | Path | None = None, **overrides: object) -> DriftPolicy:
-    """The default policy, or one read from a YAML file (keys = `DriftPolicy` fields), with keyword overrides."""
-    data: dict[str, object] = {}
+def load_drift_policy(
+    path: str | Path | None = None, base: DriftPolicy | None = None, **overrides: object
+) -> DriftPolicy:
+    """`base` (default: the default policy; a project's `drift`) with the fields a YAML file sets (keys =
+    `DriftPolicy` fields), then keyword overrides."""
+    data: dict[str, object] = base.model_dump() if base is not None else {}
     if path is not None:
         p = Path(path)
         if not p.is_file():

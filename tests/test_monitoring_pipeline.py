@@ -175,7 +175,7 @@ def test_monitor_command_prints_the_verdict_and_exits_1_on_drift(
     import monitoring.pipeline
     from nextbest.cli import app
 
-    monkeypatch.setattr(monitoring.pipeline, "champion_reference", lambda settings, model: _reference(model, 20))
+    monkeypatch.setattr(monitoring.pipeline, "champion_reference", lambda settings, model, **_: _reference(model, 20))
     monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
     runner = CliRunner()
     args = ["monitor", "--window-days", "30", "--end", "2026-06-01"]
@@ -272,7 +272,9 @@ def test_calendar_cycle_inputs_are_left_out_of_windows_shorter_than_the_cycle(tm
     current["days_since_salary"] = rng.integers(0, 7, 800).astype(float)  # one week: one phase
     current["churn_risk"] = rng.beta(1, 25, 800)
     empty = pd.DataFrame()
-    policy = DriftPolicy(noise_resamples=0, trend_factor=0)
+    # the simulated bank's project names its pay-cycle inputs (configs/simbank.yaml); the default names none
+    assert DriftPolicy().calendar_skipped(["days_since_salary"], 7) == []
+    policy = DriftPolicy(noise_resamples=0, trend_factor=0, calendar_cycle_features=("days_since_salary",))
 
     def run(days: float) -> Any:
         served = ServedWindow(END - timedelta(days=days), END, current, empty, empty)

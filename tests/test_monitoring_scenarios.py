@@ -38,7 +38,7 @@ class WorldVerdicts:
 
 
 def _verdicts(home: Path, scenario: str | None) -> WorldVerdicts:
-    from nextbest import features as nb_features
+    from nextbest.features import features_of
     from nextbest.simulator import SimulationConfig, simulate_world
     from training.datasets import build_churn_training_set, build_nba_training_set
 
@@ -51,8 +51,9 @@ def _verdicts(home: Path, scenario: str | None) -> WorldVerdicts:
         scenario_start_day=START_DAY if scenario else None,
     )
     simulate_world(config, settings.world_dir)
-    nb_features.build_feature_tables(settings)
-    nb_features.apply(settings)
+    features = features_of(settings)
+    features.build()
+    features.apply()
     policy = DriftPolicy()
     start = ORIGIN + pd.Timedelta(days=START_DAY)
     reference_from = ORIGIN + pd.Timedelta(days=REFERENCE_FROM_DAY)

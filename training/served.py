@@ -18,9 +18,14 @@ actually delivered) joined with its feedback outcome:
   supervised training and the direct method, but inverse-propensity estimates of a *different* policy need the
   randomized logging policy's contacts (their known probabilities), not these rows.
 
-`build_retraining_set` is what `nextbest retrain` trains on: the model's usual training set (logged contacts or
-churn snapshots), cut at `as_of` (rows whose label was known by then), optionally restricted to a recent window,
-plus the served rows for NBA; the lineage records how many rows came from each source.
+`build_retraining_set` is what `nextbest retrain` trains on, for any project (`nextbest.project`): the model's usual
+training set built through its project's kind (`project_training_set`: the genome's builders for the simulated bank,
+the onboarding training set of a bank's own tables), cut at `as_of` (rows whose label was known by then), optionally
+restricted to a recent window, plus the served rows for a model that learns from offer outcomes
+(`folds_served_decisions`: the genome's action-scoring model, NBA). A table project's model is labelled by an event of
+its own tables (a product taken up within 90 days, a loan gone bad), not by "the offer was accepted", so its served
+decisions are never folded in: their feedback is another label; the lineage says so. The lineage records how many
+rows came from each source.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ from nextbest.settings import Settings
 from training.datasets import (
     LABEL,
     TIMESTAMP,
-    ModelName,
     TrainingSet,
     build_training_set,
     nba_feature_rows,
@@ -47,6 +51,8 @@ from training.datasets import (
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+
+    from nextbest.project import Project
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +101,11 @@ def label_served(contacts: pd.DataFrame, as_of: datetime, feedback_timeout_days:
     return out
 
 
-def read_served_contacts(uri: str, as_of: datetime | None = None) -> pd.DataFrame:
-    """Delivered actions (decision_contacts) with their outcome and their decision's context, before `as_of`."""
+def read_served_contacts(uri: str, as_of: datetime | None = None, key_type: str = "int") -> pd.DataFrame:
+    """Delivered actions (decision_contacts) with their outcome and their decision's context, before `as_of`.
+
+    The log stores customer keys as text; `key_type` ("int" | "str", the project's) types them back.
+    """
     import sqlalchemy as sa
 
     from nextbest.decision_log import decision_contacts, decisions, make_engine
@@ -124,7 +133,7 @@ def read_served_contacts(uri: str, as_of: datetime | None = None) -> pd.DataFram
             {
                 "contact_id": -int(r["id"]),
                 DECISION_ID: r["decision_id"],
-                "customer_id": int(r["customer_id"]),
+                "customer_id": int(r["customer_id"]) if key_type == "int" else str(r["customer_id"]),
                 "ts": r["ts"],
                 "channel": r["channel"],
                 "action_id": r["action_id"],
@@ -148,10 +157,14 @@ def build_served_nba_rows(
     store: FeatureStore | None = None,
     uri: str | None = None,
 ) -> pd.DataFrame:
-    """NBA rows for the served, delivered actions labelled by `as_of`: Feast point-in-time features at decision time."""
+    """NBA rows for the served, delivered actions labelled by `as_of`: Feast point-in-time features at decision time.
+
+    `uri`: the decision log (default `settings.decision_log_uri`, the simulated bank's).
+    """
     from nextbest import features as nb_features
 
-    labelled = label_served(read_served_contacts(uri or settings.decision_log_uri, as_of), as_of, feedback_timeout_days)
+    contacts = read_served_contacts(uri or settings.decision_log_uri, as_of)
+    labelled = label_served(contacts, as_of, feedback_timeout_days)
     if labelled.empty:
         return labelled
     labelled = labelled.reset_index(drop=True)
@@ -169,15 +182,46 @@ def build_served_nba_rows(
     return frame
 
 
+def project_training_set(
+    settings: Settings, project: Project, model: str, horizon_days: int | None = None
+) -> TrainingSet:
+    """The model's usual training set, built the way its project's kind builds it.
+
+    genome: the simulated bank's builders (`training.datasets`: churn snapshots, logged NBA contacts; `horizon_days`
+    overrides the churn horizon); tables: the onboarding training set of the model's feature service
+    (`nextbest.onboarding.datasets`, labels from the bank's own tables).
+    """
+    project.model(model)  # ConfigError naming the project's models
+    if project.kind == "genome":
+        return build_training_set(settings, model, horizon_days=horizon_days)  # type: ignore[arg-type]
+    from nextbest.onboarding.datasets import build_training_set as build_table_training_set
+
+    assert project.tables is not None  # a tables project always has its mapping (Project validates it)
+    return build_table_training_set(project.tables, settings, model)
+
+
+def folds_served_decisions(project: Project, model: str) -> bool:
+    """Whether served decisions and their feedback are training rows of `model`: only for a model whose label IS the
+    offer's outcome, the genome's action-scoring model (NBA: one row per contact, label accepted). A table model's
+    label is an event of the bank's own tables (a product taken up, a loan gone bad); an offer's feedback is not it.
+    """
+    return project.kind == "genome" and project.model(model).scores == "action"
+
+
+def label_horizon_days(training_set: TrainingSet) -> int:
+    """Days after a row's timestamp until its label is known (churn's horizon, an `event_within` label's; else 0)."""
+    lineage = training_set.lineage
+    label = lineage.get("label") if isinstance(lineage.get("label"), dict) else {}
+    return int(lineage.get("horizon_days") or (label or {}).get("horizon_days") or 0)
+
+
 def _cut(training_set: TrainingSet, as_of: datetime | None, window_days: float | None) -> pd.DataFrame:
-    """Rows whose label was known at `as_of` (churn: the whole horizon elapsed), within the recent window."""
+    """Rows whose label was known at `as_of` (a horizon label: the whole horizon elapsed), within the recent window."""
     frame = training_set.frame
     ts = _utc(frame[TIMESTAMP])
     keep = pd.Series(True, index=frame.index)
     if as_of is not None:
-        label_known = ts
-        if training_set.model == "churn":
-            label_known = ts + pd.Timedelta(days=int(training_set.lineage.get("horizon_days") or 0))
+        label_known = ts + pd.Timedelta(days=label_horizon_days(training_set))
         keep &= label_known <= pd.Timestamp(as_of)
     if window_days is not None:
         end = pd.Timestamp(as_of) if as_of is not None else ts.max()
@@ -187,40 +231,64 @@ def _cut(training_set: TrainingSet, as_of: datetime | None, window_days: float |
 
 def build_retraining_set(
     settings: Settings,
-    model: ModelName,
+    model: str,
     *,
+    project: Project | None = None,
     as_of: datetime | None = None,
     include_served: bool = True,
     feedback_timeout_days: float = 7.0,
     window_days: float | None = None,
     horizon_days: int | None = None,
 ) -> TrainingSet:
-    """The training set a retrain uses: the usual rows cut at `as_of` (+ recent window) and, for NBA, served rows.
+    """The training set a retrain uses: the usual rows cut at `as_of` (+ recent window) and, for a model that learns
+    from offer outcomes (`folds_served_decisions`), the served rows.
 
-    `as_of` defaults to now (a live retrain); a simulation passes its simulated day so no row from its future
-    enters. Lineage gains `as_of`, `rows_logged`, `rows_served`, the feedback timeout and the decision log read.
+    `project` defaults to the settings' (`nextbest.project.project_of`). `as_of` defaults to now (a live retrain); a
+    simulation passes its simulated day so no row from its future enters. Lineage gains `as_of`, `rows_logged`,
+    `rows_served`, the feedback timeout and the decision log read (or why served decisions were not folded in).
     """
+    from nextbest.project import project_of
+
+    project = project or project_of(settings)
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
-    base = build_training_set(settings, model, horizon_days=horizon_days)
+    base = project_training_set(settings, project, model, horizon_days=horizon_days)
     frame = _cut(base, as_of, window_days).copy()
     frame[SOURCE] = LOGGED
+    fold = include_served and folds_served_decisions(project, model)
     served = pd.DataFrame()
-    if model == "nba" and include_served:
-        served = build_served_nba_rows(settings, as_of, feedback_timeout_days)
+    if fold:
+        uri = project.decision_log_uri(settings)
+        served = build_served_nba_rows(settings, as_of, feedback_timeout_days, uri=uri)
         if window_days is not None and len(served):
             served = served[_utc(served[TIMESTAMP]) >= pd.Timestamp(as_of) - pd.Timedelta(days=window_days)]
-    if len(served):
-        missing = [f for f in base.feature_names if f not in served.columns]
-        if missing:
-            raise DataError(f"served rows lack feature(s) {missing[:10]} of the logged rows: feature repo changed?")
-        columns = [c for c in frame.columns if c in served.columns] + [DECISION_ID]
-        frame = pd.concat([frame, served[columns]], ignore_index=True)
-        frame = frame.sort_values([TIMESTAMP, "contact_id"], kind="stable", ignore_index=True)
+    frame = _with_served(frame, served, base.feature_names)
     if frame.empty:
         raise DataError(f"no {model} training rows before {as_of:%Y-%m-%d %H:%M} UTC")
+    lineage = {**base.lineage, **_sources_lineage(frame, served, as_of, window_days)}
+    lineage.update(_served_lineage(settings, project, model, include_served, fold, feedback_timeout_days, served))
+    logger.info(
+        "%s retraining set as of %s: %d logged + %d served rows", model, as_of, lineage["rows_logged"], len(served)
+    )
+    return replace(base, frame=frame, lineage=lineage)
+
+
+def _with_served(frame: pd.DataFrame, served: pd.DataFrame, feature_names: list[str]) -> pd.DataFrame:
+    """The logged rows with the served rows appended (same columns), in time then contact order."""
+    if not len(served):
+        return frame
+    missing = [f for f in feature_names if f not in served.columns]
+    if missing:
+        raise DataError(f"served rows lack feature(s) {missing[:10]} of the logged rows: feature repo changed?")
+    columns = [c for c in frame.columns if c in served.columns] + [DECISION_ID]
+    frame = pd.concat([frame, served[columns]], ignore_index=True)
+    return frame.sort_values([TIMESTAMP, "contact_id"], kind="stable", ignore_index=True)
+
+
+def _sources_lineage(
+    frame: pd.DataFrame, served: pd.DataFrame, as_of: datetime, window_days: float | None
+) -> dict[str, Any]:
     counts = frame[SOURCE].value_counts()
-    lineage = {
-        **base.lineage,
+    return {
         "snapshot_start": str(frame[TIMESTAMP].min()),
         "snapshot_end": str(frame[TIMESTAMP].max()),
         "rows": len(frame),
@@ -230,14 +298,29 @@ def build_retraining_set(
         "rows_logged": int(counts.get(LOGGED, 0)),
         "rows_served": int(counts.get(SERVED, 0)),
         "served_acceptance": float(served[LABEL].mean()) if len(served) else None,
-        "feedback_timeout_days": feedback_timeout_days if model == "nba" and include_served else None,
-        "served_decision_log": _redact(settings.decision_log_uri) if model == "nba" and include_served else None,
+    }
+
+
+def _served_lineage(
+    settings: Settings,
+    project: Project,
+    model: str,
+    include_served: bool,
+    fold: bool,
+    feedback_timeout_days: float,
+    served: pd.DataFrame,
+) -> dict[str, Any]:
+    """What the lineage says about served decisions: the log read and its rules, or why none were folded in."""
+    out: dict[str, Any] = {
+        "feedback_timeout_days": feedback_timeout_days if fold else None,
+        "served_decision_log": _redact(project.decision_log_uri(settings)) if fold else None,
         "served_logging_propensity": "1.0 (deterministic top-k; see training/served.py)" if len(served) else None,
     }
-    logger.info(
-        "%s retraining set as of %s: %d logged + %d served rows", model, as_of, lineage["rows_logged"], len(served)
-    )
-    return replace(base, frame=frame, lineage=lineage)
+    if include_served and not fold:
+        out["served_not_folded"] = (
+            f"{project.name}/{model}: its label is not the offer's outcome (served feedback is another label)"
+        )
+    return out
 
 
 def _redact(uri: str) -> str:
@@ -256,6 +339,9 @@ __all__ = [
     "SOURCE",
     "build_retraining_set",
     "build_served_nba_rows",
+    "folds_served_decisions",
+    "label_horizon_days",
     "label_served",
+    "project_training_set",
     "read_served_contacts",
 ]

@@ -47,7 +47,8 @@ def print_loop_result(result: object) -> None:
         gate = r.get("gate") or {}
         ch, champ = gate.get("challenger") or {}, gate.get("champion") or {}
         console.print(
-            f"retrain day {r['day']}: nba v{r['version']} {'[bold green]promoted[/]' if r['promoted'] else 'rejected'}"
+            f"retrain day {r['day']}: {r['model']} v{r['version']} "
+            f"{'[bold green]promoted[/]' if r['promoted'] else 'rejected'}"
             f" -- gate AUC {ch.get('roc_auc', float('nan')):.3f} vs champion {champ.get('roc_auc', float('nan')):.3f};"
             f" rows logged {r['sources']['logged']}, served {r['sources']['served']}"
         )
@@ -84,7 +85,7 @@ def loop(
 ) -> None:
     """Closed loop: simulated customers hit the running service, drift starts, monitoring detects, retrain recovers."""
     from nextbest.console import console
-    from nextbest.jobs.loop import LoopConfig, run_loop
+    from nextbest.jobs.loop import LoopConfig, action_models, loop_project, run_loop
     from nextbest.settings import load_settings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -98,11 +99,14 @@ def loop(
         "trials": trials,
         "seed": seed,
     }
+    settings = load_settings()
+    project = loop_project(settings)
+    churn = project.policy.churn_model
     config = LoopConfig(
         **{k: v for k, v in given.items() if v is not None},
-        monitored=("churn", "nba") if monitor_churn else ("nba",),
+        monitored=(*action_models(project), churn) if monitor_churn and churn else None,
     )
-    result = run_loop(load_settings(), config, progress=lambda message: console.print(f"[cyan]loop[/] {message}"))
+    result = run_loop(settings, config, progress=lambda message: console.print(f"[cyan]loop[/] {message}"))
     print_loop_result(result)
 
 

@@ -1,11 +1,15 @@
 """The closed loop, shown: simulated customers hit the running service, truth decides, monitoring catches drift,
 retraining (with the served decisions) recovers.
 
+The loop is the simulated bank's (the settings' project must be a genome project: the simulator's truth decides
+every outcome); the model names come from the project: every served model gets a champion, the models scoring
+actions (the simulated bank's NBA) are watched and retrained, the churn model can be monitored beside them.
+
 Design (`nextbest loop`):
 1. simulate a world whose later part holds a drift scenario (default: `rate_shock` -- deposits wanted more,
    loans less -- from `drift_day`), in its own home `<home>/loop` so the demo's world is untouched;
-2. train and register both champions on what was known before the loop starts (`loop_start_day`), through the
-   usual Feast training sets cut at that day (`training.served.build_retraining_set(..., as_of=...)`);
+2. train and register the served models' champions on what was known before the loop starts (`loop_start_day`),
+   through the usual Feast training sets cut at that day (`training.served.build_retraining_set(..., as_of=...)`);
 3. start the real decision service (`bentoml serve`, `serving.runner.ServiceProcess`) with
    `serving.simulated_time` on, and replay the loop period day by day: each morning the online store is advanced
    to that day (fast materialization), then a seeded sample of the day's decision moments (customer, channel,
@@ -48,11 +52,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    from nextbest.project import Project
     from nextbest.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str], None]
+Rows = list[dict[str, Any]]
 
 
 class LoopConfig(BaseModel):
@@ -75,9 +81,10 @@ class LoopConfig(BaseModel):
     max_actions: int = Field(1, ge=1, le=3)
     monitor_every_days: int = Field(3, gt=0)
     window_days: float = Field(7.0, gt=0)
-    # Monitored (Evidently) on each run and watched for the retrain trigger. NBA is the model whose labels the
-    # served feedback provides; add "churn" to also report churn drift (about doubles the monitoring time).
-    monitored: tuple[str, ...] = ("nba",)
+    # Monitored (Evidently) on each run; the action-scoring models among them are watched for the retrain trigger.
+    # None: the project's action-scoring models (the simulated bank's NBA, whose labels the served feedback
+    # provides); add the churn model to also report churn drift (about doubles the monitoring time).
+    monitored: tuple[str, ...] | None = None
     # Evidently compares a seeded sample of at most this many rows per side (the monitoring default).
     sample_rows: int = Field(20_000, ge=1_000)
     trials: int = Field(2, gt=0)
@@ -92,8 +99,13 @@ class LoopConfig(BaseModel):
     churn_horizon_days: int = Field(14, gt=0)
     outcome_seed: int = 7
 
-    def check(self) -> None:
+    def monitored_models(self, project: Project) -> tuple[str, ...]:
+        """The models each monitoring run covers (default: the project's action-scoring models)."""
+        return self.monitored if self.monitored is not None else action_models(project)
+
+    def check(self, project: Project | None = None) -> None:
         from nextbest.errors import ConfigError
+        from nextbest.project import load_project
         from nextbest.simulator.scenarios import get_scenario
 
         get_scenario(self.scenario)  # ConfigError naming the known scenarios
@@ -103,9 +115,33 @@ class LoopConfig(BaseModel):
             )
         if self.loop_start_day < 45:
             raise ConfigError("loop_start_day must be >= 45: the champions need history to train on")
-        unknown = [m for m in self.monitored if m not in ("churn", "nba")]
-        if unknown or "nba" not in self.monitored:
-            raise ConfigError(f"monitored must include 'nba' and name only churn/nba, got {list(self.monitored)}")
+        project = project or load_project()
+        monitored, watched = self.monitored_models(project), action_models(project)
+        unknown = [m for m in monitored if m not in project.served_models]
+        if unknown or not set(watched) <= set(monitored):
+            raise ConfigError(
+                f"monitored must include {list(watched)} and name only models of {list(project.served_models)}, "
+                f"got {list(monitored)}"
+            )
+
+
+def action_models(project: Project) -> tuple[str, ...]:
+    """The models that score the project's actions: the ones served feedback labels, retrained in the loop."""
+    return tuple(dict.fromkeys(project.action_models.values()))
+
+
+def loop_project(settings: Settings) -> Project:
+    """The settings' project, which must be a simulated (genome) one: the loop needs the simulator's truth."""
+    from nextbest.errors import ConfigError
+    from nextbest.project import project_of
+
+    project = project_of(settings)
+    if project.kind != "genome":
+        raise ConfigError(
+            f"the closed loop needs the simulated bank (the simulator's truth decides outcomes); project "
+            f"{project.name!r} is a {project.kind} project: monitor and retrain it with `--project` instead"
+        )
+    return project
 
 
 @dataclass
@@ -231,7 +267,7 @@ def phase_numbers(served: pd.DataFrame, phase: str, start: pd.Timestamp, end: pd
     decisions = part["decision_id"].nunique()
     delivered = part.dropna(subset=["action_id"])
     per_k = 1000.0 / decisions if decisions else float("nan")
-    champions = sorted(set(part["nba_version"].dropna().astype(str)))
+    champions = sorted(set(part["champion_version"].dropna().astype(str)))
     return PhaseNumbers(
         phase=phase,
         start=str(start),
@@ -246,32 +282,79 @@ def phase_numbers(served: pd.DataFrame, phase: str, start: pd.Timestamp, end: pd
     )
 
 
+@dataclass
+class _Replay:
+    """What replaying the loop period accumulates, day by day."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per delivered action or "no action" decision
+    monitoring: list[dict[str, Any]] = field(default_factory=list)
+    retrains: list[dict[str, Any]] = field(default_factory=list)
+    references: dict[str, Any] = field(default_factory=dict)  # champion references, dropped when one is replaced
+    detected_day: int | None = None
+    promoted_day: int | None = None
+    false_alarms: int = 0
+    last_retrain_day: int = -(10**6)
+
+
+@dataclass(frozen=True)
+class _World:
+    """The loop's fixed inputs: its settings and project, calendar, decision moments and the simulator's truth."""
+
+    settings: Settings
+    project: Project
+    config: LoopConfig
+    origin: pd.Timestamp
+    moments: pd.DataFrame
+    truth: Any
+    values: dict[str, float]
+    signals: set[str]
+    say: ProgressFn
+    features: Any  # the project's FeatureProject (the online store is advanced through it each morning)
+
+    @property
+    def loop_start(self) -> pd.Timestamp:
+        return _day(self.origin, self.config.loop_start_day)
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        return action_models(self.project)
+
+
 def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: ProgressFn | None = None) -> LoopResult:
     """Run the closed loop end to end (see the module docstring); everything lands under `<home>/loop`."""
-    from monitoring.pipeline import run_monitoring
-    from monitoring.sources import champion_reference
-    from nextbest import features as nb_features
-    from nextbest.catalogue import load_catalogue
-    from nextbest.errors import NextbestError
-    from nextbest.jobs.retrain import retrain_models
-    from nextbest.simulator import SimulationConfig, simulate_world
-    from nextbest.simulator.truth import TrueWorld
     from serving.client import DecisionClient
     from serving.runner import ServiceProcess, free_port
-    from training.datasets import read_source
-    from training.pipeline import FitOptions, fit_and_log
-    from training.served import build_retraining_set
 
-    config.check()
+    project = loop_project(base)
+    config.check(project)
     say = progress or (lambda message: logger.info("%s", message))
     started = time.perf_counter()
     settings = loop_settings(base, config)
+    _simulate(settings, project, config, say)
+    _train_champions(settings, project, config, say)
+    world = _world(settings, project, config, say)
+    replay = _Replay()
+    with ServiceProcess(settings, port=free_port()) as svc:
+        live = settings.model_copy(update={"serving": settings.serving.model_copy(update={"url": svc.url})})
+        client = DecisionClient(svc.url, timeout=30.0)
+        say(f"service ready at {svc.url}; replaying days {config.loop_start_day}..{config.days - 1}")
+        rng = np.random.default_rng(config.outcome_seed)
+        for day in range(config.loop_start_day, config.days):
+            _replay_day(world, client, day, rng, replay)
+            elapsed = day + 1 - config.loop_start_day
+            if elapsed >= config.window_days and (elapsed - config.window_days) % config.monitor_every_days == 0:
+                _monitor_and_retrain(world, live, day, replay)
+    return _finish(world, replay, time.perf_counter() - started)
+
+
+def _simulate(settings: Settings, project: Project, config: LoopConfig, say: ProgressFn) -> None:
+    """A fresh world with the drift scenario in the loop's own home, its feature tables built and registered."""
+    from nextbest.features.project import feature_project
+    from nextbest.simulator import SimulationConfig, simulate_world
+
     if settings.home.exists():
         shutil.rmtree(settings.home)  # the loop's own generated state: every run starts from a fresh world
     settings.ensure_dirs()
-    origin = pd.Timestamp(settings.world.start_date, tz="UTC")
-    loop_start = _day(origin, config.loop_start_day)
-
     say(f"simulating {config.customers} customers x {config.days} days, {config.scenario} from day {config.drift_day}")
     simulate_world(
         SimulationConfig(
@@ -284,158 +367,198 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
         ),
         settings.world_dir,
     )
-    nb_features.build_feature_tables(settings)
-    nb_features.apply(settings)
+    features = feature_project(project, settings)
+    features.build()
+    features.apply()
 
+
+def _train_champions(settings: Settings, project: Project, config: LoopConfig, say: ProgressFn) -> None:
+    """Train and register every served model's champion on what was known before the loop starts."""
+    from training.pipeline import FitOptions, fit_and_log
+    from training.served import build_retraining_set
+
+    origin = pd.Timestamp(settings.world.start_date, tz="UTC")
+    loop_start = _day(origin, config.loop_start_day).to_pydatetime()
     say(f"training champions on the world before day {config.loop_start_day} ({config.trials} trials each)")
-    for model in ("churn", "nba"):
-        training_set = build_retraining_set(settings, model, as_of=loop_start.to_pydatetime(), include_served=False)  # type: ignore[arg-type]
+    for model in project.served_models:
+        training_set = build_retraining_set(settings, model, project=project, as_of=loop_start, include_served=False)
         fit_and_log(settings, training_set, FitOptions(trials=config.trials, tags={"nextbest.kind": "loop_champion"}))
 
-    moments = decision_moments(read_source(settings, "contacts"), origin, config)
-    truth = TrueWorld.load(settings.world_dir)
-    values = {a.id: a.value for a in load_catalogue().actions}
-    signals = _signal_names()
-    rng = np.random.default_rng(config.outcome_seed)
-    references: dict[str, Any] = {}
-    monitoring: list[dict[str, Any]] = []
-    retrains: list[dict[str, Any]] = []
-    detected_day: int | None = None
-    promoted_day: int | None = None
-    false_alarms = 0
-    rows: list[dict[str, Any]] = []
 
-    port = free_port()
-    with ServiceProcess(settings, port=port) as svc:
-        live = settings.model_copy(update={"serving": settings.serving.model_copy(update={"url": svc.url})})
-        client = DecisionClient(svc.url, timeout=30.0)
-        say(f"service ready at {svc.url}; replaying days {config.loop_start_day}..{config.days - 1}")
-        last_retrain_day = -(10**6)
-        for day in range(config.loop_start_day, config.days):
-            day_start, day_end = _day(origin, day), _day(origin, day + 1)
-            nb_features.materialize(settings, end=day_start.to_pydatetime())
-            today = moments[moments["day"] == day]
-            delivered: list[dict[str, Any]] = []
-            for m in today.itertuples(index=False):
-                ts = m.ts.to_pydatetime()
-                context: dict[str, Any] = {}
-                if isinstance(m.location_type, str):
-                    context["location_type"] = m.location_type
-                if isinstance(m.trigger, str) and m.trigger in signals:
-                    client.event(
-                        int(m.customer_id), m.trigger, ts=ts.isoformat(), location_type=context.get("location_type")
-                    )
-                    context["event"] = m.trigger
-                answer = client.recommend(int(m.customer_id), m.channel, context, config.max_actions, ts=ts)
-                base_row = {
-                    "decision_id": answer["decision_id"],
-                    "ts": m.ts,
-                    "nba_version": answer["model_versions"].get("nba"),
+def _world(settings: Settings, project: Project, config: LoopConfig, say: ProgressFn) -> _World:
+    from nextbest.features.project import feature_project
+    from nextbest.simulator.truth import TrueWorld
+    from training.datasets import read_source
+
+    origin = pd.Timestamp(settings.world.start_date, tz="UTC")
+    return _World(
+        settings=settings,
+        project=project,
+        config=config,
+        origin=origin,
+        moments=decision_moments(read_source(settings, "contacts"), origin, config),
+        truth=TrueWorld.load(settings.world_dir),
+        values={a.id: a.value for a in project.catalogue.actions},
+        signals=_signal_names(),
+        say=say,
+        features=feature_project(project, settings),
+    )
+
+
+def _replay_day(world: _World, client: Any, day: int, rng: np.random.Generator, replay: _Replay) -> None:
+    """One simulated day: the online store advanced to its morning, its decisions served, the truth's outcomes
+    fed back."""
+    world.features.materialize(end=_day(world.origin, day).to_pydatetime())
+    today = world.moments[world.moments["day"] == day]
+    no_action, delivered = _serve_moments(world, client, today)
+    replay.rows.extend(no_action)
+    if delivered:
+        replay.rows.extend(_feed_back(world, client, pd.DataFrame(delivered), rng))
+
+
+def _serve_moments(world: _World, client: Any, today: pd.DataFrame) -> tuple[Rows, Rows]:
+    """`POST /events` (a triggering signal) then `POST /recommend` per moment; ("no action" rows, delivered rows)."""
+    no_action: Rows = []
+    delivered: Rows = []
+    for m in today.itertuples(index=False):
+        ts = m.ts.to_pydatetime()
+        context: dict[str, Any] = {}
+        if isinstance(m.location_type, str):
+            context["location_type"] = m.location_type
+        if isinstance(m.trigger, str) and m.trigger in world.signals:
+            client.event(int(m.customer_id), m.trigger, ts=ts.isoformat(), location_type=context.get("location_type"))
+            context["event"] = m.trigger
+        answer = client.recommend(int(m.customer_id), m.channel, context, world.config.max_actions, ts=ts)
+        versions = [str(v) for name in world.watched if (v := answer["model_versions"].get(name)) is not None]
+        base_row = {"decision_id": answer["decision_id"], "ts": m.ts, "champion_version": ",".join(versions) or None}
+        if not answer["actions"]:
+            no_action.append({**base_row, "action_id": None})
+        for a in answer["actions"]:
+            delivered.append(
+                {
+                    **base_row,
+                    "customer_id": int(m.customer_id),
+                    "channel": m.channel,
+                    "action_id": a["action_id"],
+                    "propensity": a["propensity"],
+                    "value": world.values.get(a["action_id"], 0.0),
                 }
-                if not answer["actions"]:
-                    rows.append({**base_row, "action_id": None})
-                for a in answer["actions"]:
-                    delivered.append(
-                        {
-                            **base_row,
-                            "customer_id": int(m.customer_id),
-                            "channel": m.channel,
-                            "action_id": a["action_id"],
-                            "propensity": a["propensity"],
-                            "value": values.get(a["action_id"], 0.0),
-                        }
-                    )
-            if delivered:
-                frame = pd.DataFrame(delivered)
-                frame["p_true"] = truth.p_accept(frame[["customer_id", "action_id", "channel", "ts"]])
-                frame["accepted"] = (rng.random(len(frame)) < frame["p_true"].to_numpy()).astype(float)
-                for r in frame.itertuples(index=False):
-                    outcome = "accepted" if r.accepted else "ignored"
-                    when = (r.ts + pd.Timedelta(minutes=30)).to_pydatetime()
-                    client.feedback(r.decision_id, outcome, action_id=r.action_id, ts=when)
-                rows.extend(frame.to_dict("records"))
-            elapsed = day + 1 - config.loop_start_day
-            if elapsed >= config.window_days and (elapsed - config.window_days) % config.monitor_every_days == 0:
-                result = _monitor(settings, config, day_end, references, champion_reference, run_monitoring)
-                record = {"day": day + 1, **result}
-                monitoring.append(record)
-                say(
-                    f"day {day + 1}: monitoring over days {day + 1 - config.window_days:.0f}..{day + 1}: "
-                    + ("DRIFT (" + "; ".join(result["reasons"])[:200] + ")" if result["drifted"] else "no drift")
-                )
-                nba_drift = result["models"].get("nba", False)
-                if nba_drift and day + 1 < config.drift_day:
-                    false_alarms += 1
-                if nba_drift and detected_day is None and day + 1 >= config.drift_day:
-                    detected_day = day + 1
-                if (
-                    nba_drift
-                    and len(retrains) < config.max_retrains
-                    and promoted_day is None
-                    and day - last_retrain_day >= config.retrain_cooldown_days
-                ):
-                    last_retrain_day = day
-                    say(f"day {day + 1}: retraining nba as of day {day + 1} with the served decisions")
-                    try:
-                        outcomes = retrain_models(
-                            live,
-                            ["nba"],
-                            trials=config.trials,
-                            as_of=day_end.to_pydatetime(),
-                            window_days=config.retrain_window_days,
-                            gate_days=config.gate_days,
-                            trigger=result["verdict_file"],
-                        )
-                    except NextbestError as exc:  # e.g. too few outcomes for a split: the champion stays
-                        say(f"  retrain failed: {exc}")
-                        retrains.append({"day": day + 1, "error": str(exc)})
-                        outcomes = []
-                    for o in outcomes:
-                        retrains.append({"day": day + 1, **asdict(o)})
-                        say(
-                            f"  nba challenger v{o.version}: {'PROMOTED' if o.promoted else 'rejected'} ({o.reason}); "
-                            f"rows logged {o.sources['logged']}, served {o.sources['served']}"
-                            + (f"; service {o.reload.mode}: {o.reload.served_versions}" if o.reload else "")
-                        )
-                        if o.promoted:
-                            promoted_day = day + 1
-                            references.pop("nba", None)
-    served = pd.DataFrame(rows)
+            )
+    return no_action, delivered
+
+
+def _feed_back(world: _World, client: Any, frame: pd.DataFrame, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The truth's p_accept of each delivered action and a seeded draw; outcomes through `POST /feedback`."""
+    frame["p_true"] = world.truth.p_accept(frame[["customer_id", "action_id", "channel", "ts"]])
+    frame["accepted"] = (rng.random(len(frame)) < frame["p_true"].to_numpy()).astype(float)
+    for r in frame.itertuples(index=False):
+        outcome = "accepted" if r.accepted else "ignored"
+        when = (r.ts + pd.Timedelta(minutes=30)).to_pydatetime()
+        client.feedback(r.decision_id, outcome, action_id=r.action_id, ts=when)
+    return frame.to_dict("records")
+
+
+def _monitor_and_retrain(world: _World, live: Settings, day: int, replay: _Replay) -> None:
+    """A monitoring run over the last window; on drift of a watched model, a retrain (within the loop's limits)."""
+    config = world.config
+    day_end = _day(world.origin, day + 1)
+    result = _monitor(world.settings, world.project, config, day_end, replay.references)
+    replay.monitoring.append({"day": day + 1, **result})
+    world.say(
+        f"day {day + 1}: monitoring over days {day + 1 - config.window_days:.0f}..{day + 1}: "
+        + ("DRIFT (" + "; ".join(result["reasons"])[:200] + ")" if result["drifted"] else "no drift")
+    )
+    drifted = any(result["models"].get(name, False) for name in world.watched)
+    if drifted and day + 1 < config.drift_day:
+        replay.false_alarms += 1
+    if drifted and replay.detected_day is None and day + 1 >= config.drift_day:
+        replay.detected_day = day + 1
+    if (
+        drifted
+        and len(replay.retrains) < config.max_retrains
+        and replay.promoted_day is None
+        and day - replay.last_retrain_day >= config.retrain_cooldown_days
+    ):
+        replay.last_retrain_day = day
+        _retrain(world, live, day, day_end, result["verdict_file"], replay)
+
+
+def _retrain(world: _World, live: Settings, day: int, day_end: pd.Timestamp, trigger: str, replay: _Replay) -> None:
+    """Retrain the watched models as of `day_end` with the served decisions; record and report each outcome."""
+    from nextbest.errors import NextbestError
+    from nextbest.jobs.retrain import retrain_models
+
+    config, names = world.config, world.watched
+    world.say(f"day {day + 1}: retraining {', '.join(names)} as of day {day + 1} with the served decisions")
+    try:
+        outcomes = retrain_models(
+            live,
+            names,
+            trials=config.trials,
+            project=world.project,
+            as_of=day_end.to_pydatetime(),
+            window_days=config.retrain_window_days,
+            gate_days=config.gate_days,
+            trigger=trigger,
+        )
+    except NextbestError as exc:  # e.g. too few outcomes for a split: the champion stays
+        world.say(f"  retrain failed: {exc}")
+        replay.retrains.append({"day": day + 1, "error": str(exc)})
+        return
+    for o in outcomes:
+        replay.retrains.append({"day": day + 1, **asdict(o)})
+        world.say(
+            f"  {o.model} challenger v{o.version}: {'PROMOTED' if o.promoted else 'rejected'} ({o.reason}); "
+            f"rows logged {o.sources['logged']}, served {o.sources['served']}"
+            + (f"; service {o.reload.mode}: {o.reload.served_versions}" if o.reload else "")
+        )
+        if o.promoted:
+            replay.promoted_day = day + 1
+            replay.references.pop(o.model, None)
+
+
+def _finish(world: _World, replay: _Replay, seconds: float) -> LoopResult:
+    """The per-phase figures, notes and the summary file."""
+    config, origin, settings = world.config, world.origin, world.settings
+    served = pd.DataFrame(replay.rows)
     served["ts"] = pd.to_datetime(served["ts"], utc=True)
-    drift = _day(origin, config.drift_day)
-    end = _day(origin, config.days)
-    bounds = [("before drift", loop_start, drift)]
-    if promoted_day is not None and promoted_day > config.drift_day:
-        promoted = _day(origin, promoted_day)
+    drift, end = _day(origin, config.drift_day), _day(origin, config.days)
+    bounds = [("before drift", world.loop_start, drift)]
+    if replay.promoted_day is not None and replay.promoted_day > config.drift_day:
+        promoted = _day(origin, replay.promoted_day)
         bounds += [("drift, old champion", drift, promoted), ("after retrain", promoted, end)]
     else:
         bounds += [("drift", drift, end)]
-    phases = [phase_numbers(served, name, a, b) for name, a, b in bounds]
-    notes = []
-    if false_alarms:
-        notes.append(f"{false_alarms} NBA drift verdict(s) before the scenario started (false alarms)")
-    if detected_day is None:
-        notes.append("the drift was not detected within the loop")
-    elif promoted_day is None:
-        notes.append("drift detected, but no challenger won the gate: the champion stayed")
     summary_file = settings.reports_dir / "loop_summary.json"
     result = LoopResult(
         home=settings.home,
         scenario=config.scenario,
         drift_day=config.drift_day,
-        phases=phases,
-        monitoring=monitoring,
-        retrains=retrains,
-        detected_day=detected_day,
-        promoted_day=promoted_day,
-        seconds=time.perf_counter() - started,
+        phases=[phase_numbers(served, name, a, b) for name, a, b in bounds],
+        monitoring=replay.monitoring,
+        retrains=replay.retrains,
+        detected_day=replay.detected_day,
+        promoted_day=replay.promoted_day,
+        seconds=seconds,
         decisions=int(served["decision_id"].nunique()),
         settings_file=settings.home / "serving" / "settings.yaml",
         summary_file=summary_file,
-        notes=notes,
+        notes=_loop_notes(world, replay),
     )
     summary_file.write_text(json.dumps(result.to_dict(), indent=2, default=str))
     return result
+
+
+def _loop_notes(world: _World, replay: _Replay) -> list[str]:
+    notes = []
+    watched = "/".join(world.watched)
+    if replay.false_alarms:
+        notes.append(f"{replay.false_alarms} {watched} drift verdict(s) before the scenario started (false alarms)")
+    if replay.detected_day is None:
+        notes.append("the drift was not detected within the loop")
+    elif replay.promoted_day is None:
+        notes.append("drift detected, but no challenger won the gate: the champion stayed")
+    return notes
 
 
 def _signal_names() -> set[str]:
@@ -445,26 +568,24 @@ def _signal_names() -> set[str]:
 
 
 def _monitor(
-    settings: Settings,
-    config: LoopConfig,
-    end: pd.Timestamp,
-    references: dict[str, Any],
-    champion_reference: Callable[..., Any],
-    run_monitoring: Callable[..., Any],
+    settings: Settings, project: Project, config: LoopConfig, end: pd.Timestamp, references: dict[str, Any]
 ) -> dict[str, Any]:
-    for model in config.monitored:
-        if model not in references:
-            reference = champion_reference(settings, model)
-            references[model] = reference
-    from monitoring.drift import DriftPolicy
+    """One monitoring run over the window ending at `end` (champion references built once, reused until replaced)."""
+    from monitoring.pipeline import run_monitoring
+    from monitoring.sources import champion_reference
 
+    models = config.monitored_models(project)
+    for model in models:
+        if model not in references:
+            references[model] = champion_reference(settings, model, project=project)
     result = run_monitoring(
         settings,
+        project=project,
         window_days=config.window_days,
         end=end.to_pydatetime(),
         references=dict(references),
-        models=config.monitored,
-        policy=DriftPolicy(sample_rows=config.sample_rows),
+        models=models,
+        policy=project.drift.model_copy(update={"sample_rows": config.sample_rows}),
     )
     reasons = [f"{name}: {r}" for name, m in result.models.items() for r in m.verdict.reasons]
     return {
