@@ -81,6 +81,7 @@ class ModelPlan:
     outcome_in_verdict: bool = False
     # The policy's churn model: a log row's `churn_risk` is its score when `model_scores` is absent.
     churn_model: str | None = None
+    description: str = ""
 
     @property
     def inputs_served(self) -> bool:
@@ -102,6 +103,7 @@ def model_plan(project: Project, model: str) -> ModelPlan:
         actions=actions,
         outcome_in_verdict=bool(actions) and folds_served_decisions(project, model),
         churn_model=project.policy.churn_model,
+        description=spec.description,
     )
 
 
@@ -330,7 +332,15 @@ def monitor_model(
     )
     extra = {"verdict": verdict.summary()}
     reports = [
-        save_report(r, model, workspace=workspace, reports_dir=reports_dir, stamp=stamp, extra=extra)
+        save_report(
+            r,
+            model,
+            workspace=workspace,
+            reports_dir=reports_dir,
+            stamp=stamp,
+            extra=extra,
+            description=plan.description,
+        )
         for r in (drift, score, *action_reports)
         if r is not None
     ]

@@ -170,13 +170,14 @@ def read_served_window(
     catalogue_values: dict[str, float] | None = None,
     *,
     key_type: str = "int",
-    churn_model: str | None = "churn",
+    churn_model: str | None = None,
 ) -> ServedWindow:
     """Decisions and delivered actions logged in the `window_days` before `end` (default: now).
 
     `catalogue_values` maps action id -> value for the business view (default: the shipped catalogue); `key_type`
     ("int" | "str") types the stored customer keys; `churn_model` names the model a row's `churn_risk` scores
-    (rows logged before `model_scores` existed). `served_window(project, ...)` passes all three from a project.
+    (rows logged before `model_scores` existed; without it `ServedWindow.scores_of` still reads `churn_risk` for
+    the churn model it is asked about). `served_window(project, ...)` passes all three from a project.
     """
     if window_days <= 0:
         raise DataError(f"window_days must be > 0, got {window_days}")
@@ -239,7 +240,7 @@ def served_frames(
     start: datetime,
     end: datetime,
     catalogue_values: dict[str, float],
-    churn_model: str | None = "churn",
+    churn_model: str | None = None,
 ) -> ServedWindow:
     """Flatten decision-log rows into the frames monitoring compares (pure: rows in, frames out)."""
     if not decision_rows:

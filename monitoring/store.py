@@ -32,17 +32,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BUSINESS = "business"
+BUSINESS_DESCRIPTION = "Decisions: acceptance rate, value per 1,000 decisions, share of no action, contact caps hit."
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-PROJECTS: dict[str, str] = {
-    "churn": "Churn model: input drift, churn-risk score drift and quality once closures are known.",
-    "nba": "Next-best-action model: input drift, propensity drift and acceptance quality from feedback.",
-    BUSINESS: "Decisions: acceptance rate, value per 1,000 decisions, share of no action, contact caps hit.",
-}
 
 
-def project_description(name: str) -> str:
-    """The Evidently project's description: a known one, else the generic one of a model."""
-    return PROJECTS.get(name) or f"Model {name}: input drift, score drift and, for offers, acceptance quality."
+def project_description(name: str, model_description: str = "") -> str:
+    """The Evidently project's description: the business view's, or a model's (its project's description of it)."""
+    if name == BUSINESS:
+        return BUSINESS_DESCRIPTION
+    what = f" ({model_description.rstrip('.')})" if model_description else ""
+    return f"Model {name}{what}: input drift, score drift and, for offers, acceptance quality."
 
 
 def monitoring_dirs(settings: Settings, project: NextbestProject | None = None) -> tuple[Path, Path]:
@@ -74,12 +73,12 @@ def open_workspace(path: Path) -> Workspace:
     return Workspace(str(path))
 
 
-def _dashboard_panels(name: str) -> list[Any]:
+def _dashboard_panels(name: str, description: str) -> list[Any]:
     """Panels plotting our key values over the project's runs."""
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import line_plot_panel, text_panel
 
-    panels = [text_panel(title=f"{name}: monitoring history", description=project_description(name))]
+    panels = [text_panel(title=f"{name}: monitoring history", description=description)]
     if name != BUSINESS:
         panels += [
             line_plot_panel(
@@ -117,27 +116,28 @@ def _dashboard_panels(name: str) -> list[Any]:
     return panels
 
 
-def _add_dashboard(workspace: Workspace, project: Project, name: str) -> None:
+def _add_dashboard(workspace: Workspace, project: Project, name: str, description: str) -> None:
     # The model is saved in one go: `ProjectDashboard.add_panel` of evidently 0.7.23 lists a panel twice in an
     # existing tab.
     from evidently.sdk.models import DashboardModel, DashboardTabModel
 
-    panels = _dashboard_panels(name)
+    panels = _dashboard_panels(name, description)
     model = DashboardModel(tabs=[DashboardTabModel(title="Overview", panels=[p.id for p in panels])], panels=panels)
     workspace.save_dashboard(project.id, model)
 
 
-def get_project(workspace: Workspace, name: str) -> Project:
+def get_project(workspace: Workspace, name: str, model_description: str = "") -> Project:
     """The project called `name` (a model's name or `business`), created (with its dashboard) if the workspace has
-    none."""
+    none; `model_description` (the bank's project file's words for the model) goes into its description."""
     if not _NAME.match(name):
         raise DataError(f"invalid monitoring project name {name!r}: a model name or {BUSINESS!r}")
     found = workspace.search_project(name)
     if found:
         return found[0]
-    project = workspace.create_project(name, description=project_description(name))
+    description = project_description(name, model_description)
+    project = workspace.create_project(name, description=description)
     try:
-        _add_dashboard(workspace, project, name)
+        _add_dashboard(workspace, project, name, description)
     except Exception:  # the dashboard is a convenience; never lose a report over it
         logger.warning("could not add dashboard panels to project %s", name, exc_info=True)
     logger.info("created Evidently project %s (%s)", name, project.id)
@@ -167,12 +167,13 @@ def save_report(
     reports_dir: Path,
     stamp: datetime | None = None,
     extra: dict[str, Any] | None = None,
+    description: str = "",
 ) -> SavedReport:
     """Add the report to the project's history in the workspace and write `<reports_dir>/<stamp>/<project>-<kind>`
     `.html` (Evidently's standalone page) and `.json` (our summary, `extra` such as the verdict, Evidently's
-    metrics and tests)."""
+    metrics and tests). `description`: the model's, for an Evidently project created now."""
     stamp = stamp or datetime.now(UTC)
-    proj = get_project(workspace, project)
+    proj = get_project(workspace, project, description)
     ref = workspace.add_run(proj.id, report.run, name=f"{project} {report.kind} {stamp:%Y-%m-%d %H:%M:%S}")
     folder = reports_dir / f"{stamp:%Y%m%dT%H%M%SZ}"
     folder.mkdir(parents=True, exist_ok=True)
