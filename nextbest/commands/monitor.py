@@ -65,10 +65,16 @@ def _print_result(result: object) -> None:
 
 
 def monitor(
-    project_file: Path | None = typer.Option(None, "--project", exists=True, dir_okay=False, help=PROJECT_HELP),
+    project_file: Path | None = typer.Option(
+        None, "--project", exists=True, dir_okay=False, metavar="FILE", help=PROJECT_HELP
+    ),
     window_days: float = typer.Option(7.0, "--window-days", "-w", min=0.01, help="Served traffic window (days)."),
     model: list[str] | None = typer.Option(
-        None, "--model", "-m", help="Model(s) to monitor (repeatable; default: every model the service loads)."
+        None,
+        "--model",
+        "-m",
+        metavar="NAME",
+        help="Model(s) to monitor (repeatable; default: every model the service loads).",
     ),
     end: datetime | None = typer.Option(
         None, "--end", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M"], help="Window end, UTC (default: now; for backfills)."
@@ -145,9 +151,15 @@ def _retrain(
 
 
 def retrain(
-    project_file: Path | None = typer.Option(None, "--project", exists=True, dir_okay=False, help=PROJECT_HELP),
+    project_file: Path | None = typer.Option(
+        None, "--project", exists=True, dir_okay=False, metavar="FILE", help=PROJECT_HELP
+    ),
     model: list[str] | None = typer.Option(
-        None, "--model", "-m", help="Model(s) to retrain (repeatable; default: every model the service loads)."
+        None,
+        "--model",
+        "-m",
+        metavar="NAME",
+        help="Model(s) to retrain (repeatable; default: every model the service loads).",
     ),
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials (default: settings)."),
     served: bool = typer.Option(
