@@ -2,18 +2,17 @@
 
 Reference: the champion model records the lineage of its training set (`LoadedModel.info["lineage"]`: feature
 service, snapshot range, churn horizon). We rebuild the training set the way its project's kind builds it
-(`training.served.project_training_set`: the simulated bank's genome builders, or the onboarding training set of a
-bank's own tables; Feast point-in-time retrieval, no feature logic here) and keep the rows of that snapshot range,
-so the reference is what the model learned from, not whatever the world holds today. The champion's own scores on
-those rows are the reference for prediction drift.
+(`training.datasets.build_project_training_set`: the simulated bank's genome builders, or the onboarding training
+set of a bank's own tables; Feast point-in-time retrieval, no feature logic here) and keep the rows of that snapshot
+range, so the reference is what the model learned from, not whatever the world holds today. The champion's own
+scores on those rows are the reference for prediction drift.
 
 Current: the project's decision log (`Project.decision_log_uri`) over a time window: one row per decision with the
 feature snapshot of the served entity the models saw, the entity-level model scores (`model_scores`, by model name;
 old rows only have `churn_risk`, read as the policy's churn model's score) and the per-action scores; one row per
 delivered action with its propensity and, once feedback arrived, its outcome. Reading is plain SQL through
 SQLAlchemy (SQLite or PostgreSQL), never the service's write path; customer keys are stored as text and typed back
-with the project's key type.
-"""
+with the project's key type."""
 
 from __future__ import annotations
 
@@ -108,13 +107,12 @@ def champion_reference(
     """
     from nextbest.models.artefact import load_model
     from nextbest.project import project_of
-    from training.datasets import TIMESTAMP
-    from training.served import project_training_set
+    from training.datasets import TIMESTAMP, build_project_training_set
 
     project = project or project_of(settings)
     loaded = loaded or load_model(model, "champion", settings)
     lineage = dict(loaded.info.get("lineage") or {})
-    training_set = project_training_set(settings, project, model, horizon_days=lineage.get("horizon_days"))
+    training_set = build_project_training_set(settings, project, model, horizon_days=lineage.get("horizon_days"))
     frame = _in_training_range(training_set.frame, TIMESTAMP, lineage, model)
     missing = [f for f in loaded.feature_names if f not in frame.columns]
     if missing:

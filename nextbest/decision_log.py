@@ -70,6 +70,7 @@ decisions = sa.Table(
     sa.Column("policy_version", sa.String(64)),
     sa.Column("churn_risk", sa.Float),
     sa.Column("model_scores", sa.JSON),
+    sa.Column("related_features", sa.JSON),
     sa.Column("scores", sa.JSON),
     sa.Column("chosen", sa.JSON),
     sa.Column("rejected", sa.JSON),
@@ -148,6 +149,8 @@ class DecisionRecord:
     latency_ms: float | None = None
     # Entity-level model probabilities by model name (churn risk, a per-customer propensity, a rule's risk).
     model_scores: Mapping[str, float] = field(default_factory=dict)
+    # Other entities a model rule read, by the rule's model: {"key": ..., "features": {...}} (e.g. a loan).
+    related_features: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -559,6 +562,7 @@ class DecisionLog:
                         "policy_version": item.policy_version,
                         "churn_risk": _clean(item.churn_risk),
                         "model_scores": _clean(dict(item.model_scores)),
+                        "related_features": _clean(dict(item.related_features)),
                         "scores": _clean(dict(item.scores)),
                         "chosen": _clean(list(item.chosen)),
                         "rejected": _clean(list(item.rejected)),

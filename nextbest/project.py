@@ -59,6 +59,10 @@ class ModelSpec(Frozen):
     feature_service: str
     # entity: one probability per entity row; action: one row per (entity, action) with the action's attributes.
     scores: Literal["entity", "action"] = "entity"
+    # What the label is. The genome's builders: `closes_within` (the customer closes the relationship within the
+    # churn horizon of a snapshot) and `offer_accepted` (a logged or served offer was accepted); a table model's
+    # label kind (`event_within`, `outcome_column`; the mapping defines it).
+    label: str
     split: Literal["time", "stratified"] = "time"
     gate: GateSpec = GateSpec()
     description: str = ""
@@ -269,6 +273,7 @@ def _table_models(mapping: OnboardingConfig) -> tuple[list[dict[str, Any]], dict
             "name": m.name,
             "entity": m.entity,
             "feature_service": m.feature_service,
+            "label": m.label.kind,
             "split": m.split,
             "description": m.description,
         }

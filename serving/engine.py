@@ -175,6 +175,8 @@ class _Decision:
     only: Sequence[str] | None = None
     churn_risk: float | None = None
     model_scores: dict[str, float] = field(default_factory=dict)
+    # Features of other entities a model rule read (e.g. the account's loan), by the rule's model.
+    related: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -222,6 +224,10 @@ class DecisionEngine(ChampionLifecycle):
         self._bundle: ModelBundle | None = None
         self._action_index = {a: i for i, a in enumerate(self.catalogue.action_ids)}
         self._action_model = self.project.action_models
+        # Entity-level models scoring actions (one probability per customer), scored on every known customer.
+        self._entity_scores = tuple(
+            n for n in dict.fromkeys(self._action_model.values()) if self.project.model(n).scores == "entity"
+        )
         self._action_table: Any = None
         self._init_lifecycle()
 
@@ -536,10 +542,15 @@ class DecisionEngine(ChampionLifecycle):
             got.notes.append("degraded: contact history unavailable")
         mark("contact_history")
         if got.customer.known:
+            # Every entity-level score of the customer, whatever the screening keeps: monitoring compares these
+            # with the model's training rows, so they must not be a policy-filtered subset.
+            for name in self._entity_scores:
+                got.model_scores[name] = self._score_entity(bundle, name, got.features)
             churn = policy.config.churn_model
             if churn is not None:
-                got.churn_risk = self._score_entity(bundle, churn, got.features)
-                got.model_scores[churn] = got.churn_risk
+                got.churn_risk = got.model_scores.get(churn)
+                if got.churn_risk is None:
+                    got.churn_risk = got.model_scores[churn] = self._score_entity(bundle, churn, got.features)
         else:
             got.notes.append("cold_start: unknown customer, profile-free defaults")
         mark("churn_score")
@@ -593,6 +604,10 @@ class DecisionEngine(ChampionLifecycle):
         except FeatureStoreUnavailable:
             return RuleScore(rule.name, "unavailable", subject=subject)
         layout = bundle.layouts[rule.model]
+        got.related[rule.model] = {
+            "key": subject_key,
+            "features": {k: v for k, v in features.items() if k != rr.reader.join_key},
+        }
         if not any(online_number(features.get(n)) == online_number(features.get(n)) for n in layout.customer_names):
             return RuleScore(rule.name, "unknown_subject", subject=subject)
         return RuleScore(rule.name, "scored", self._score_entity(bundle, rule.model, features), subject)
@@ -617,9 +632,10 @@ class DecisionEngine(ChampionLifecycle):
                 positions = {candidates[i].id: j for j, i in enumerate(rows)}
             else:
                 X = cust.reshape(1, -1)
-                p1 = float(self._predict(model, X)[0])
+                p1 = got.model_scores.get(name)
+                if p1 is None:  # a cold-start customer: the profile-free row is scored for its cold-start actions
+                    p1 = got.model_scores[name] = float(self._predict(model, X)[0])
                 props[rows] = p1
-                got.model_scores[name] = p1
                 positions = {candidates[i].id: 0 for i in rows}
             out.matrices[name] = (X, positions)
         return out
@@ -694,6 +710,7 @@ class DecisionEngine(ChampionLifecycle):
                 policy_version=self.policy_version,
                 churn_risk=got.churn_risk,
                 model_scores=got.model_scores,
+                related_features=got.related,
                 scores=scores,
                 chosen=[a.model_dump() for a in actions],
                 rejected=[{"action_id": r.action_id, "rule": r.rule, "detail": r.detail} for r in rejected],

@@ -60,9 +60,14 @@ def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
 
 
 def test_horizon_on_an_nba_experiment_is_rejected(tmp_path: Path) -> None:
+    from nextbest.project import load_project
+
     path = _write(tmp_path, "name: x\ntitle: t\nmodel: nba\nvariants:\n  - name: a\n    horizon_days: 30\n")
-    with pytest.raises(ConfigError, match="churn model only"):
-        load_spec(path)
+    with pytest.raises(ConfigError, match="closes_within"):
+        load_spec(path).check_against(load_project())
+    unknown = _write(tmp_path, "name: x\ntitle: t\nmodel: nba2\nvariants:\n  - name: a\n")
+    with pytest.raises(ConfigError, match="nba2"):
+        load_spec(unknown).check_against(load_project())
 
 
 def test_duplicate_variants_and_missing_specs_fail_clearly(tmp_path: Path) -> None:

@@ -63,14 +63,14 @@ def test_nba_training_applies_the_ips_weights_when_enabled(tmp_path) -> None:
     from training.synthetic import synthetic_training_set
     from training.tune import TuningConfig
 
-    base = synthetic_training_set(rows=4_000, features=6, seed=4, model="nba")
+    base = synthetic_training_set(rows=4_000, features=6, seed=4, model="nba", kind="offer_accepted")
     rng = np.random.default_rng(4)
     favoured = rng.random(len(base.frame)) < 0.5
     frame = base.frame.assign(
         logging_propensity=np.where(favoured, 0.9, 0.05),
         label=(rng.random(len(base.frame)) < np.where(favoured, 0.20, 0.04)).astype(np.int8),
     )
-    ts = type(base)(model="nba", frame=frame, feature_names=base.feature_names, lineage=base.lineage)
+    ts = type(base)(model="nba", frame=frame, feature_names=base.feature_names, lineage=base.lineage, kind=base.kind)
     config = TuningConfig(max_rounds=60, early_stopping_rounds=10)
     means = {}
     for clip in (1.0, 5.0):

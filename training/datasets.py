@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from nextbest.errors import DataError, NotReadyError
+from nextbest.project import Project, project_of
 from nextbest.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,7 +40,9 @@ logger = logging.getLogger(__name__)
 
 LABEL = "label"
 TIMESTAMP = "event_timestamp"
-ModelName = Literal["churn", "nba"]
+#: the labels the simulated bank's builders make (a genome model's `label` in its project file)
+CLOSES_WITHIN = "closes_within"
+OFFER_ACCEPTED = "offer_accepted"
 # Columns of the NBA set kept beside the features for off-policy evaluation and analysis; never model inputs.
 NBA_META = ["contact_id", "action_id", "channel", "trigger", "location_type", "logging_propensity", "n_eligible"]
 
@@ -48,12 +51,14 @@ NBA_META = ["contact_id", "action_id", "channel", "trigger", "location_type", "l
 class TrainingSet:
     """A labelled frame: entity/meta columns, `feature_names` columns, `label` (0/1) and `event_timestamp`."""
 
-    model: ModelName
+    model: str
     frame: pd.DataFrame
     feature_names: list[str]
     lineage: dict[str, Any] = field(default_factory=dict)
     label: str = LABEL
     timestamp: str = TIMESTAMP
+    # What the label means (`ModelSpec.label`): `offer_accepted` rows are logged offers, weighted and valued as such.
+    kind: str = ""
 
     def __post_init__(self) -> None:
         missing = [c for c in (*self.feature_names, self.label, self.timestamp) if c not in self.frame.columns]
@@ -363,6 +368,7 @@ def build_churn_training_set(
     snapshot_every_days: int = 7,
     warmup_days: int = 28,
     store: FeatureStore | None = None,
+    name: str = "churn",
 ) -> TrainingSet:
     """Churn training set: snapshot entity rows + labels, features from Feast's `churn_v1` service."""
     from nextbest import features as nb_features
@@ -382,7 +388,7 @@ def build_churn_training_set(
     logger.info(
         "churn training set: %d rows, %d features, positive rate %.4f", len(frame), len(features), frame[LABEL].mean()
     )
-    return TrainingSet(model="churn", frame=frame, feature_names=features, lineage=lineage)
+    return TrainingSet(model=name, frame=frame, feature_names=features, lineage=lineage, kind=CLOSES_WITHIN)
 
 
 def _in_key_order(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -465,7 +471,9 @@ def nba_feature_rows(store: FeatureStore, entity: pd.DataFrame) -> pd.DataFrame:
     return nb_features.add_action_features(frame, load_catalogue())
 
 
-def build_nba_training_set(settings: Settings, warmup_days: int = 14, store: FeatureStore | None = None) -> TrainingSet:
+def build_nba_training_set(
+    settings: Settings, warmup_days: int = 14, store: FeatureStore | None = None, name: str = "nba"
+) -> TrainingSet:
     """NBA training set: logged contacts + features from Feast's `nba_v1` service + catalogue action attributes.
 
     Contacts in the first `warmup_days` of the data are left out: their customers have no history yet, a state
@@ -491,13 +499,35 @@ def build_nba_training_set(settings: Settings, warmup_days: int = 14, store: Fea
     logger.info(
         "nba training set: %d rows, %d features, acceptance %.4f", len(frame), len(features), frame[LABEL].mean()
     )
-    return TrainingSet(model="nba", frame=frame, feature_names=features, lineage=lineage)
+    return TrainingSet(model=name, frame=frame, feature_names=features, lineage=lineage, kind=OFFER_ACCEPTED)
 
 
-def build_training_set(settings: Settings, model: ModelName, horizon_days: int | None = None) -> TrainingSet:
-    """The training set of `model` ("churn" or "nba") with default options."""
-    if model == "churn":
-        return build_churn_training_set(settings, horizon_days=horizon_days)
-    if model == "nba":
-        return build_nba_training_set(settings)
-    raise DataError(f"unknown model {model!r}: expected 'churn' or 'nba'")
+def build_training_set(settings: Settings, model: str, horizon_days: int | None = None) -> TrainingSet:
+    """The training set of one of the simulated bank's models, by its label in the project file (default options;
+    `horizon_days` overrides the churn horizon)."""
+    spec = project_of(settings).model(model)
+    if spec.label == CLOSES_WITHIN:
+        return build_churn_training_set(settings, horizon_days=horizon_days, name=model)
+    if spec.label == OFFER_ACCEPTED:
+        return build_nba_training_set(settings, name=model)
+    raise DataError(
+        f"model {model!r}: the genome builds {CLOSES_WITHIN!r} and {OFFER_ACCEPTED!r} labels, not {spec.label!r}"
+    )
+
+
+def build_project_training_set(
+    settings: Settings, project: Project, model: str, horizon_days: int | None = None
+) -> TrainingSet:
+    """The model's usual training set, built the way its project's kind builds it.
+
+    genome: the simulated bank's builders (above: churn snapshots, logged NBA contacts; `horizon_days` overrides the
+    churn horizon); tables: the onboarding training set of the model's feature service (`nextbest.onboarding.datasets`,
+    labels from the bank's own tables).
+    """
+    spec = project.model(model)  # ConfigError naming the project's models
+    if project.kind == "genome":
+        return build_training_set(settings, model, horizon_days=horizon_days)
+    from nextbest.onboarding.datasets import build_training_set as build_table_training_set
+
+    assert project.tables is not None  # a tables project always has its mapping (Project validates it)
+    return replace(build_table_training_set(project.tables, settings, model), kind=spec.label)

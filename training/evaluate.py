@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from nextbest.catalogue import Catalogue, load_catalogue
-from nextbest.errors import DataError, NotReadyError
+from nextbest.catalogue import Catalogue
+from nextbest.errors import ConfigError, DataError, NotReadyError
 from nextbest.settings import Settings
 from training import ladder
 from training.ope import estimate_all
@@ -499,15 +499,24 @@ def _load_truth(settings: Settings) -> Any:
 
 
 def _models(settings: Settings, options: EvaluationOptions) -> tuple[LoadedModel, LoadedModel | None, list[str]]:
+    """The project's action model (the NBA model) and its policy's churn model, at the options' aliases."""
     from nextbest.models.artefact import load_model
+    from nextbest.project import project_of
 
+    project = project_of(settings)
+    _serving, _catalogue, policy = project.decisions()
+    if project.kind != "genome" or project.action_model is None:
+        raise ConfigError(f"the ladder evaluates the simulated bank's action model; project {project.name!r} has none")
     notes = []
-    nba = load_model("nba", options.nba_alias, settings)
-    try:
-        churn = load_model("churn", options.churn_alias, settings)
-    except NotReadyError:
-        churn = None
-        notes.append("no churn champion: stage 5 arbitrates retention without churn risk")
+    nba = load_model(project.action_model, options.nba_alias, settings)
+    churn = None
+    if policy.churn_model is None:
+        notes.append("no churn model in the policy: stage 5 arbitrates retention without churn risk")
+    else:
+        try:
+            churn = load_model(policy.churn_model, options.churn_alias, settings)
+        except NotReadyError:
+            notes.append("no churn champion: stage 5 arbitrates retention without churn risk")
     return nba, churn, notes
 
 
@@ -645,11 +654,12 @@ class _LadderResult:
 
 def _load_inputs(settings: Settings, options: EvaluationOptions, notes: list[str]) -> _Inputs:
     """Step 1: the truth, the catalogue and decision policy, and the NBA and churn models under evaluation."""
-    from nextbest.policy import DecisionPolicy, load_policy
+    from nextbest.policy import DecisionPolicy
+    from nextbest.project import project_of
 
     world = _load_truth(settings)
-    catalogue = load_catalogue()
-    policy = DecisionPolicy(catalogue, load_policy(settings.serving.policy_path))
+    _serving, catalogue, policy_config = project_of(settings).decisions()
+    policy = DecisionPolicy(catalogue, policy_config)
     values = {a.id: float(a.value) for a in catalogue.actions}
     nba, churn, model_notes = _models(settings, options)
     notes.extend(model_notes)
@@ -782,7 +792,7 @@ def _model_quality(settings: Settings, inputs: _Inputs, test: pd.DataFrame, note
     quality = [_nba_quality(settings, inputs.nba, test)]
     if inputs.churn is not None:
         try:
-            churn_set = build_churn_training_set(settings)
+            churn_set = build_churn_training_set(settings, name=inputs.churn.name)
             quality.append(_churn_quality(inputs.churn, churn_set, inputs.world))
         except DataError as exc:
             notes.append(f"churn quality skipped: {exc}")
@@ -871,7 +881,7 @@ def _nba_quality(settings: Settings, nba: LoadedModel, test: pd.DataFrame) -> di
     truth = pd.read_parquet(_truth_table(settings, "contact_truth"), columns=["contact_id", "p_accept"])
     p_true = test["contact_id"].map(truth.set_index("contact_id")["p_accept"]).to_numpy(dtype=float)
     return quality_row(
-        "nba", nba.version, test["label"].to_numpy(), nba.predict_frame(test), p_true, "held-out logged contacts"
+        nba.name, nba.version, test["label"].to_numpy(), nba.predict_frame(test), p_true, "held-out logged contacts"
     )
 
 
@@ -886,7 +896,7 @@ def _churn_quality(churn: LoadedModel, churn_set: TrainingSet, world: Any) -> di
         rows = test.iloc[idx]
         p_true[idx] = world.churn_probability(rows["customer_id"].to_numpy(), pd.Timestamp(ts), horizon)
     return quality_row(
-        "churn",
+        churn.name,
         churn.version,
         test["label"].to_numpy(),
         churn.predict_frame(test),

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -25,7 +25,9 @@ from pydantic import Field, ValidationError, model_validator
 
 from nextbest.base import Frozen
 from nextbest.errors import ConfigError
+from nextbest.project import Project, project_of
 from nextbest.settings import REPO_ROOT, Settings
+from training.datasets import CLOSES_WITHIN
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class VariantSpec(Frozen):
     seed: int | None = None
     #: feature names or fnmatch patterns (e.g. `hours_since_*`) left out of the model's inputs
     exclude_features: tuple[str, ...] = ()
-    #: churn only: the label horizon ("closes within H days")
+    #: a `closes_within` (churn) model only: the label horizon ("closes within H days")
     horizon_days: int | None = Field(None, gt=0, le=365)
 
 
@@ -54,7 +56,7 @@ class ExperimentSpec(Frozen):
     name: str = Field(pattern=_NAME)
     title: str
     description: str = ""
-    model: Literal["churn", "nba"]
+    model: str = Field(pattern=_NAME, description="A model of the simulated bank's project file (its name).")
     trials: int = Field(4, gt=0)
     seed: int = 7
     timeout_seconds: float | None = Field(None, gt=0)
@@ -69,13 +71,23 @@ class ExperimentSpec(Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate variant name(s) {dupes}")
-        if self.model != "churn":
-            with_horizon = [v.name for v in self.variants if v.horizon_days is not None]
-            if with_horizon:
-                raise ValueError(f"horizon_days applies to the churn model only; set on {with_horizon}")
         if self.primary_metric not in self.metrics:
             raise ValueError(f"primary_metric {self.primary_metric!r} must be one of metrics {list(self.metrics)}")
         return self
+
+    def check_against(self, project: Project) -> None:
+        """The model is the project's, and only a churn-horizon (`closes_within`) model takes `horizon_days`."""
+        label = project.model(self.model).label
+        with_horizon = [v.name for v in self.variants if v.horizon_days is not None]
+        if with_horizon and label != CLOSES_WITHIN:
+            raise ConfigError(
+                f"experiment {self.name}: horizon_days applies to a {CLOSES_WITHIN} model, not {self.model!r} "
+                f"({label}); set on {with_horizon}"
+            )
+
+    @property
+    def varies_horizon(self) -> bool:
+        return any(v.horizon_days is not None for v in self.variants)
 
     def mlflow_experiment(self, settings: Settings) -> str:
         """All variants of one spec go to one MLflow experiment, so the UI compares them side by side."""
@@ -224,7 +236,7 @@ def comparison_table(spec: ExperimentSpec, results: Sequence[VariantResult]) -> 
             opts = spec.resolved(v)
             row["trials"] = opts["trials"]
             row["seed"] = opts["seed"]
-            if spec.model == "churn":
+            if spec.varies_horizon:
                 row["horizon_days"] = opts["horizon_days"]
             # How many model inputs the variant's patterns removed (resolved against the real feature names).
             row["excluded"] = int(r.params.get("n_excluded", 0)) if opts["exclude_features"] else 0
@@ -259,6 +271,7 @@ def run_experiment(
     on_variant: Callable[[VariantSpec], None] | None = None,
 ) -> ExperimentResult:
     """Train every variant of `spec` into one MLflow experiment, in spec order; returns results and table."""
+    spec.check_against(project_of(settings))
     trainer = trainer or train_variant
     experiment = spec.mlflow_experiment(settings)
     results = []

@@ -1,7 +1,8 @@
 """The training job end to end: training set -> time split -> Optuna study -> final model -> calibration ->
 test metrics and plots -> MLflow model -> registry (`challenger`) -> promotion gate (`champion`).
 
-`train_model(settings, "churn" | "nba", trials)` is what the CLI, the demo, experiments and serving tests call;
+`train_model(settings, model, trials)` trains one of the simulated bank's models (by its name in the project file) and
+is what the CLI, the demo, experiments and serving tests call;
 `fit_and_log(settings, training_set, FitOptions(...))` does the same from an already built `TrainingSet` (synthetic
 frames in tests, ablations in experiments, retraining and onboarded projects). `FitOptions` holds the job's knobs
 (budget, seed, split, calibration, study/experiment names, registration and gate); `fit_and_log` runs the steps
@@ -28,17 +29,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from nextbest.errors import ConfigError, DataError
+from nextbest.errors import DataError
 from nextbest.models.artefact import LoadedModel, matrix_from_frame
 from nextbest.models.calibration import CalibrationMethod, Calibrator, fit_calibrator
 from nextbest.models.registry import mlflow_client
 from nextbest.settings import Settings
-from training.datasets import LABEL, SplitMethod, Splits, TrainingSet, build_training_set, split_training_frame
+from training.datasets import (
+    LABEL,
+    OFFER_ACCEPTED,
+    SplitMethod,
+    Splits,
+    TrainingSet,
+    build_training_set,
+    split_training_frame,
+)
 from training.metrics import binary_metrics
 from training.registry import GateRule, PromotionDecision, promote_if_better, register_version
 from training.tune import (
@@ -54,9 +63,7 @@ from training.weighting import nba_weights
 
 logger = logging.getLogger(__name__)
 
-ModelName = Literal["churn", "nba"]
 ProgressFn = Callable[[int, int], None]
-MODELS: tuple[str, ...] = ("churn", "nba")
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ class FitOptions:
 
 def train_model(
     settings: Settings,
-    model: ModelName,
+    model: str,
     trials: int | None = None,
     *,
     timeout: float | None = None,
@@ -144,9 +151,9 @@ def train_model(
     progress: ProgressFn | None = None,
     purge_days: int = 0,
 ) -> TrainResult:
-    """Build the model's training set through Feast, then tune, log, register and gate it (`fit_and_log`)."""
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {model!r}: expected one of {', '.join(MODELS)}")
+    """Build the model's training set through Feast, then tune, log, register and gate it (`fit_and_log`).
+
+    ConfigError for a name the project does not declare (the error lists its models)."""
     training_set = build_training_set(settings, model, horizon_days=horizon_days)
     if exclude_features:
         training_set = training_set.without_features(exclude_features)
@@ -211,7 +218,7 @@ def fit_and_log(
         booster = _fit_final_model(job, data, best_params)
         calibrator = _calibrate(job, data, booster)
         fitted = LoadedModel(job.name, None, parent_id, booster, calibrator, list(data.features))
-        metrics, p_test, raw_test = _evaluate_on_test(fitted, data, training_set.model)
+        metrics, p_test, raw_test = _evaluate_on_test(fitted, data, training_set.kind)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
         _log_artefacts(training_set, data, p_test, raw_test, booster, study)
         model_uri = _log_model(job, training_set, data, fitted, best_params, metrics)
@@ -284,7 +291,7 @@ def _prepare(settings: Settings, training_set: TrainingSet, options: FitOptions,
     X_tr, X_va, X_te = (matrix_from_frame(part, features) for part in (splits.train, splits.valid, splits.test))
     y_tr, y_va, y_te = (part[LABEL].to_numpy(dtype=np.float32) for part in (splits.train, splits.valid, splits.test))
     # NBA: clipped inverse-propensity weights undo the logging policy's choices (training/weighting.py).
-    clip = settings.training.nba_ips_clip if training_set.model == "nba" else 1.0
+    clip = settings.training.nba_ips_clip if training_set.kind == OFFER_ACCEPTED else 1.0
     w_tr, w_va = nba_weights(splits.train, clip), nba_weights(splits.valid, clip)
     nthread = options.config.nthread
     tuning = make_tuning_data(X_tr, y_tr, X_va, y_va, features, nthread=nthread, w_train=w_tr, w_valid=w_va)
@@ -394,7 +401,7 @@ def _calibrate(job: _Job, data: _Prepared, booster: Any) -> Calibrator:
 
 
 def _evaluate_on_test(
-    fitted: LoadedModel, data: _Prepared, model: str
+    fitted: LoadedModel, data: _Prepared, kind: str
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Step 7: test (and validation) metrics of the calibrated model, the raw booster's calibration beside them,
     and for NBA the greedy policy's value; returns the metrics and the test predictions (calibrated, raw)."""
@@ -409,7 +416,7 @@ def _evaluate_on_test(
     raw = binary_metrics(y_te, raw_te)
     metrics.update(test_raw_ece=raw["ece"], test_raw_log_loss=raw["log_loss"])
     metrics["best_iteration"] = float(fitted.booster.best_iteration)
-    if model == "nba":
+    if kind == OFFER_ACCEPTED:
         metrics.update(_policy_value(fitted, data.splits.test))
     return metrics, p_te, raw_te
 

@@ -19,14 +19,13 @@ actually delivered) joined with its feedback outcome:
   randomized logging policy's contacts (their known probabilities), not these rows.
 
 `build_retraining_set` is what `nextbest retrain` trains on, for any project (`nextbest.project`): the model's usual
-training set built through its project's kind (`project_training_set`: the genome's builders for the simulated bank,
-the onboarding training set of a bank's own tables), cut at `as_of` (rows whose label was known by then), optionally
-restricted to a recent window, plus the served rows for a model that learns from offer outcomes
-(`folds_served_decisions`: the genome's action-scoring model, NBA). A table project's model is labelled by an event of
-its own tables (a product taken up within 90 days, a loan gone bad), not by "the offer was accepted", so its served
-decisions are never folded in: their feedback is another label; the lineage says so. The lineage records how many
-rows came from each source.
-"""
+training set built through its project's kind (`training.datasets.build_project_training_set`: the genome's builders
+for the simulated bank, the onboarding training set of a bank's own tables), cut at `as_of` (rows whose label was
+known by then), optionally restricted to a recent window, plus the served rows for a model that learns from offer
+outcomes (`folds_served_decisions`: a genome model labelled `offer_accepted`, NBA). A table project's model is
+labelled by an event of its own tables (a product taken up within 90 days, a loan gone bad), not by "the offer was
+accepted", so its served decisions are never folded in: their feedback is another label; the lineage says so. The
+lineage records how many rows came from each source."""
 
 from __future__ import annotations
 
@@ -43,9 +42,10 @@ from nextbest.errors import DataError
 from nextbest.settings import Settings
 from training.datasets import (
     LABEL,
+    OFFER_ACCEPTED,
     TIMESTAMP,
     TrainingSet,
-    build_training_set,
+    build_project_training_set,
     nba_feature_rows,
 )
 
@@ -182,30 +182,12 @@ def build_served_nba_rows(
     return frame
 
 
-def project_training_set(
-    settings: Settings, project: Project, model: str, horizon_days: int | None = None
-) -> TrainingSet:
-    """The model's usual training set, built the way its project's kind builds it.
-
-    genome: the simulated bank's builders (`training.datasets`: churn snapshots, logged NBA contacts; `horizon_days`
-    overrides the churn horizon); tables: the onboarding training set of the model's feature service
-    (`nextbest.onboarding.datasets`, labels from the bank's own tables).
-    """
-    project.model(model)  # ConfigError naming the project's models
-    if project.kind == "genome":
-        return build_training_set(settings, model, horizon_days=horizon_days)  # type: ignore[arg-type]
-    from nextbest.onboarding.datasets import build_training_set as build_table_training_set
-
-    assert project.tables is not None  # a tables project always has its mapping (Project validates it)
-    return build_table_training_set(project.tables, settings, model)
-
-
 def folds_served_decisions(project: Project, model: str) -> bool:
     """Whether served decisions and their feedback are training rows of `model`: only for a model whose label IS the
     offer's outcome, the genome's action-scoring model (NBA: one row per contact, label accepted). A table model's
     label is an event of the bank's own tables (a product taken up, a loan gone bad); an offer's feedback is not it.
     """
-    return project.kind == "genome" and project.model(model).scores == "action"
+    return project.kind == "genome" and project.model(model).label == OFFER_ACCEPTED
 
 
 def label_horizon_days(training_set: TrainingSet) -> int:
@@ -251,7 +233,7 @@ def build_retraining_set(
 
     project = project or project_of(settings)
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
-    base = project_training_set(settings, project, model, horizon_days=horizon_days)
+    base = build_project_training_set(settings, project, model, horizon_days=horizon_days)
     frame = _cut(base, as_of, window_days).copy()
     frame[SOURCE] = LOGGED
     fold = include_served and folds_served_decisions(project, model)
@@ -342,6 +324,5 @@ __all__ = [
     "folds_served_decisions",
     "label_horizon_days",
     "label_served",
-    "project_training_set",
     "read_served_contacts",
 ]

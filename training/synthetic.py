@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.datasets import LABEL, TIMESTAMP, ModelName, TrainingSet
+from training.datasets import LABEL, TIMESTAMP, TrainingSet
 
 
 def synthetic_training_set(
@@ -20,7 +20,8 @@ def synthetic_training_set(
     base_rate: float = 0.08,
     days: int = 60,
     shuffle_labels: bool = False,
-    model: ModelName = "churn",
+    model: str = "churn",
+    kind: str = "",
 ) -> TrainingSet:
     """A TrainingSet of `rows` rows x `features` numeric features over `days` daily timestamps."""
     if features < 4:
@@ -42,4 +43,4 @@ def synthetic_training_set(
     frame[LABEL] = y
     frame["p_true"] = p  # the truth, for tests; never a feature
     lineage = {"feature_service": "synthetic", "world_seed": seed, "rows": rows, "shuffled_labels": shuffle_labels}
-    return TrainingSet(model=model, frame=frame, feature_names=names, lineage=lineage)
+    return TrainingSet(model=model, frame=frame, feature_names=names, lineage=lineage, kind=kind)

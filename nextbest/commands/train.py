@@ -1,7 +1,9 @@
 """CLI commands: train (tune + track + register + gate), promote (manual, audited), promotions (the gate's log).
 
-Thin wrappers over `training.pipeline.train_model` and `training.registry`; heavy imports happen inside the
-command functions so `nextbest --help` stays fast.
+`nextbest train [MODEL ...] [--project FILE]` trains any project's models: the simulated bank's through
+`training.pipeline.train_model` (its genome builders), a bank's own tables through the onboarding job
+(`nextbest.jobs.onboard.train`, with its small-data validation); both use the same trainer and gate. Heavy imports
+happen inside the command functions so `nextbest --help` stays fast.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-
-class ModelChoice(StrEnum):
-    churn = "churn"
-    nba = "nba"
+if TYPE_CHECKING:
+    from nextbest.project import Project
+    from nextbest.settings import Settings
+    from training.pipeline import TrainResult
 
 
 class CalibrationChoice(StrEnum):
@@ -28,8 +32,14 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+_PROJECT = typer.Option(
+    None, "--project", "-p", metavar="FILE", help="Project file (default: the simulated bank, configs/simbank.yaml)."
+)
+
+
 def train(
-    model: ModelChoice = typer.Argument(..., help="Which model to train: churn or nba."),
+    models: list[str] | None = typer.Argument(None, metavar="MODEL", help="Models of the project (default all)."),
+    project: Path | None = _PROJECT,
     trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Optuna trials (default: settings)."),
     timeout: float | None = typer.Option(None, "--timeout", min=1, help="Stop tuning after this many seconds."),
     storage: str | None = typer.Option(
@@ -47,37 +57,80 @@ def train(
     purge_days: int = typer.Option(
         0, "--purge-days", min=0, help="Drop rows this many days before each split boundary (churn: the horizon)."
     ),
+    validate: bool = typer.Option(True, "--validate/--no-validate", help="A bank's tables: repeated CV estimate."),
 ) -> None:
-    """Tune, train, calibrate and log a model to MLflow; register it as `challenger` and run the promotion gate."""
-    from rich.table import Table
-
-    from nextbest.console import console, progress
+    """Tune, train, calibrate and log models to MLflow; register each as `challenger` and run the promotion gate."""
+    from nextbest.commands.features import load_project_or_exit
     from nextbest.settings import load_settings
+
+    _quiet_mlflow()
+    loaded = load_project_or_exit(project)
+    names = list(models or loaded.model_names)
+    unknown = [n for n in names if n not in loaded.model_names]
+    if unknown:
+        typer.echo(
+            f"error: project {loaded.name!r} has no model {unknown}; its models: {list(loaded.model_names)}", err=True
+        )
+        raise typer.Exit(code=2)
+    settings = load_settings()
+    if project is not None:
+        settings = settings.model_copy(update={"project": loaded.source})
+    for name in names:
+        if loaded.kind == "genome":
+            options = dict(timeout=timeout, storage=storage, study_name=study_name, horizon_days=horizon_days)
+            options.update(seed=seed, register=register, promote=promote, calibration=calibration.value)
+            _train_genome(settings, name, trials or settings.training.trials, options, threads, purge_days)
+        else:
+            _train_tables(settings, loaded, name, trials, seed, validate)
+
+
+def _train_genome(
+    settings: Settings, name: str, trials: int, options: dict[str, Any], threads: int, purge_days: int
+) -> None:
+    from nextbest.console import console, progress
     from training.pipeline import train_model
     from training.tune import TuningConfig
 
-    _quiet_mlflow()
-    settings = load_settings()
-    n_trials = trials or settings.training.trials
     with progress(transient=True) as bar:
-        task = bar.add_task(f"tuning {model.value}", total=n_trials)
+        task = bar.add_task(f"tuning {name}", total=trials)
         result = train_model(
             settings,
-            model.value,
-            n_trials,
-            timeout=timeout,
-            storage=storage,
-            study_name=study_name,
-            horizon_days=horizon_days,
-            seed=seed,
-            register=register,
-            promote=promote,
-            calibration=calibration.value,
+            name,
+            trials,
             config=TuningConfig(nthread=threads),
             purge_days=purge_days,
             progress=lambda done, total: bar.update(task, completed=done),
+            **options,
         )
-    table = Table(title=f"{model.value}: test split (most recent {int(result.metrics.get('test_rows', 0))} rows)")
+    _print_result(name, result)
+    console.print(f"see it: mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
+
+
+def _train_tables(
+    settings: Settings, project: Project, name: str, trials: int | None, seed: int | None, validate: bool
+) -> None:
+    from nextbest.console import console
+    from nextbest.jobs.onboard import train as train_table_model
+
+    assert project.tables is not None
+    with console.status(f"training {name}"):
+        result = train_table_model(project.tables, settings, name, trials=trials, seed=seed, validate_model=validate)
+    _print_result(name, result.train)
+    for cv in result.validation:
+        summary = cv.summary()
+        console.print(
+            f"validation ({cv.method}, {cv.recipe}): AUC {summary['roc_auc_mean']:.3f} +- "
+            f"{summary['roc_auc_std']:.3f} over {int(summary['n_folds'])} folds"
+        )
+    console.print(f"see it: mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
+
+
+def _print_result(name: str, result: TrainResult) -> None:
+    from rich.table import Table
+
+    from nextbest.console import console
+
+    table = Table(title=f"{name}: test split (most recent {int(result.metrics.get('test_rows', 0))} rows)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     shown = ("roc_auc", "pr_auc", "log_loss", "ece", "lift_top_decile", "base_rate")
@@ -94,12 +147,11 @@ def train(
     if result.version is not None:
         verdict = "[green]promoted to champion[/]" if result.promoted else "[yellow]not promoted[/]"
         reason = f": {result.decision.reason}" if result.decision else ""
-        console.print(f"registered [bold]{model.value}[/] version {result.version} (challenger), {verdict}{reason}")
-    console.print(f"see it: mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
+        console.print(f"registered [bold]{name}[/] version {result.version} (challenger), {verdict}{reason}")
 
 
 def promote_version(
-    model: ModelChoice = typer.Argument(..., help="Registered model: churn or nba."),
+    model: str = typer.Argument(..., help="Registered model name (e.g. churn, nba, berka_default)."),
     version: str = typer.Argument(..., help="Version to make champion."),
     reason: str = typer.Option(..., "--reason", help="Why (recorded in the promotion log)."),
 ) -> None:
@@ -109,12 +161,12 @@ def promote_version(
     from training.registry import promote
 
     _quiet_mlflow()
-    decision = promote(load_settings(), model.value, version, reason)
-    console.print(f"{model.value} version {version} is champion (was {decision.champion_version or 'none'})")
+    decision = promote(load_settings(), model, version, reason)
+    console.print(f"{model} version {version} is champion (was {decision.champion_version or 'none'})")
 
 
 def promotions(
-    model: ModelChoice | None = typer.Argument(None, help="Only this model."),
+    model: str | None = typer.Argument(None, help="Only this registered model."),
     as_json: bool = typer.Option(False, "--json", help="Print raw JSON lines."),
 ) -> None:
     """Show the promotion log: every gate decision, promoted or not, with who, when, why and both metrics."""
@@ -125,7 +177,7 @@ def promotions(
     from training.registry import promotion_log_path, read_promotion_log
 
     settings = load_settings()
-    records = read_promotion_log(settings, model.value if model else None)
+    records = read_promotion_log(settings, model)
     if as_json:
         for record in records:
             console.print_json(json.dumps(record))

@@ -111,6 +111,24 @@ def _log_validation(settings: Settings, run_id: str, results: list[CVResult]) ->
     client.set_tag(run_id, "validation.method", results[0].method if results else "none")
 
 
+def table_fit_options(
+    config: OnboardingConfig, settings: Settings, model_name: str, training_set: TrainingSet, trials: int | None
+) -> dict[str, Any]:
+    """The shared trainer's options a table model is trained with (onboarding and retraining alike): its trials,
+    registered name, experiment, split, test fraction, and one XGBoost thread below `SINGLE_THREAD_ROWS` rows."""
+    from training.tune import TuningConfig
+
+    model = config.model(model_name)
+    return {
+        "trials": trials or model.trials or settings.training.trials,
+        "registered_name": model.name,
+        "experiment_name": f"{settings.mlflow.experiment_prefix}-{config.project}-{model.name}",
+        "test_fraction": model.validation.test_fraction,
+        "split": model.split,
+        "config": TuningConfig(nthread=1 if len(training_set.frame) < SINGLE_THREAD_ROWS else None),
+    }
+
+
 def train(
     config: OnboardingConfig,
     settings: Settings,
@@ -126,24 +144,18 @@ def train(
     """Train, tune, track, register and gate one onboarded model with the shared trainer, then validate it."""
     from training.datasets import split_training_frame
     from training.pipeline import FitOptions, fit_and_log
-    from training.tune import TuningConfig
 
     model = config.model(model_name)
     training_set = build_training_set(config, settings, model_name)
     seed = settings.training.seed if seed is None else seed
     test_fraction = model.validation.test_fraction
     options = FitOptions(
-        trials=trials or model.trials or settings.training.trials,
         timeout=timeout,
         seed=seed,
         register=register,
         promote=promote,
-        registered_name=model.name,
-        experiment_name=f"{settings.mlflow.experiment_prefix}-{config.project}-{model.name}",
         tags={"nextbest.project": config.project, "nextbest.onboarded": "true"},
-        test_fraction=test_fraction,
-        split=model.split,
-        config=TuningConfig(nthread=1 if len(training_set.frame) < SINGLE_THREAD_ROWS else None),
+        **table_fit_options(config, settings, model_name, training_set, trials),
     )
     result = fit_and_log(settings, training_set, options)
     cv: list[CVResult] = []

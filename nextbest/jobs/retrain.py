@@ -245,29 +245,13 @@ def fit_options(
         "rule": GateRule(min_auc_gain=gate.min_auc_gain, max_logloss_increase=gate.max_logloss_increase),
     }
     if project.tables is not None:
-        common.update(_table_fit_options(settings, project, model, training_set, options.trials))
+        from nextbest.jobs.onboard import table_fit_options
+
+        common.update(table_fit_options(project.tables, settings, model, training_set, options.trials))
         tags["nextbest.onboarded"] = "true"
     if split_for_gate:
         common.update(valid_fraction=0.15, test_fraction=0.1)
     return FitOptions(tags=tags, **common)
-
-
-def _table_fit_options(
-    settings: Settings, project: Project, model: str, training_set: TrainingSet, trials: int | None
-) -> dict[str, Any]:
-    from nextbest.jobs.onboard import SINGLE_THREAD_ROWS
-    from training.tune import TuningConfig
-
-    assert project.tables is not None
-    spec = project.tables.model(model)
-    return {
-        "trials": trials or spec.trials or settings.training.trials,
-        "registered_name": model,
-        "experiment_name": f"{settings.mlflow.experiment_prefix}-{project.name}-{model}",
-        "test_fraction": spec.validation.test_fraction,
-        "split": spec.split,
-        "config": TuningConfig(nthread=1 if len(training_set.frame) < SINGLE_THREAD_ROWS else None),
-    }
 
 
 def _outcome(model: str, result: TrainResult, training_set: TrainingSet) -> RetrainOutcome:
