@@ -57,7 +57,7 @@ def test_the_flat_example_serves_its_customers_by_string_key() -> None:
     project = load_project(FLAT)
     assert project.served.key == "customer_id" and project.served.key_type == "str"
     assert project.served_models == ("flat_propensity",)
-    assert set(project.catalogue.channels) == {"email", "sms", "call_centre", "app"}
+    assert set(project.catalogue.channels) == {"email", "sms", "call_centre", "app", "web"}
     assert project.parse_key("C-0001") == "C-0001"
     with pytest.raises(ValueError, match="by string"):
         project.parse_key(1)
