@@ -423,6 +423,7 @@ class DecisionEngine(ChampionLifecycle):
             project=self.project.name,
             model_versions=self._bundle.versions if self._bundle is not None else {},
             policy_version=self.policy_version,
+            failed_versions=dict(self.failed_versions),
             online_store=self.online_store,
             breaker_open=self.breaker_open,
             detail=self.load_error or "",

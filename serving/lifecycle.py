@@ -60,6 +60,8 @@ class ChampionLifecycle(ABC):
         self._poller: threading.Thread | None = None
         self._ready = threading.Event()
         self.load_error: str | None = None
+        # model -> "version N: why it was refused" for champions that could not be loaded (integrity, corruption)
+        self.failed_versions: dict[str, str] = {}
 
     # ---------------------------------------------------------------- what a subclass provides
     @abstractmethod

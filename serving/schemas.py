@@ -121,6 +121,10 @@ class StatusResponse(BaseModel):
     project: str = ""
     model_versions: dict[str, str]
     policy_version: str | None = None
+    failed_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="model -> why its newest champion version was refused (kept serving the version above)",
+    )
     online_store: str
     breaker_open: bool
     detail: str = ""
