@@ -1,39 +1,46 @@
-"""The durable decision log: every decision, the actions it delivered, real-time events and feedback.
+"""The durable decision log: every decision, the actions it delivered, real-time events, consent changes, feedback.
 
 One SQLAlchemy-core schema for both paths: embedded SQLite (`sqlite:///<home>/decisions.db`, WAL journal so
-readers never block the writer) and production PostgreSQL (`settings.serving.decision_log_uri`).
+readers never block the writer) and production PostgreSQL (`settings.serving.decision_log_uri`). Customer keys are
+text (an int key as its digits), so int- and string-keyed projects share the schema.
 
-Two write paths, chosen by what the data is for:
+Two write paths, chosen by what the data is for, and one rule: whatever a 2xx acknowledged is never lost.
 
-* Write-through (synchronous, one short transaction): the rows the contact policy reads back -- which
-  marketing/service actions a decision delivered (`decision_contacts`) -- and feedback. Caps and cool-downs
-  must see the decision made a millisecond ago by any worker, so these rows are committed before the response
-  leaves; they are small (one row per delivered action, usually 0-3) and indexed by (customer_id, ts).
-* Write-behind (a background thread, bounded queue, batched executemany): the full decision record (context,
-  feature snapshot, scores, chosen and rejected actions with rules, model versions) and the event log. These
-  are for audit, monitoring and training, never read on the hot path. A full queue blocks the caller
-  (backpressure) instead of dropping; `close()` drains the queue; a batch that cannot be written after
-  retries is spooled to a JSON-lines file next to the state so nothing accepted is lost.
+* Write-through (synchronous, one short transaction, committed before the answer): the rows the policy reads back --
+  which actions a decision delivered (`decision_contacts`, caps and cool-downs must see a decision made a
+  millisecond ago by any worker), consent changes (`consents`, effective at once) -- and feedback.
+* Write-ahead, then write-behind: the full decision record (context, feature snapshot, scores, chosen and rejected
+  actions with rules, versions, request id) and the event log. Each record is first appended to this process's
+  journal (`nextbest.journal`: on disk before the answer, survives the process being killed), then queued for a
+  background thread that inserts batches, ignoring rows already there (decision ids and event ids are unique), so a
+  replay never duplicates. A record that fails alone (a poison value) goes to a dead-letter file with the error
+  and never stops the writer; a database that is down is retried with back-off while the journal keeps the records;
+  the writer thread is restarted if it ever dies. At start, journals of dead processes are replayed.
+  `backlogged` tells the service to shed load before the queue fills.
 
-Feedback joins a decision by id: if the decision is still queued in this process the queue is flushed first;
-a decision written by another worker is found in the database (its contacts rows are write-through). A decision
-that delivered no action has no write-through row, so feedback reaching another worker before that worker's writer
-ran (~50 ms) finds nothing: if the id is a well-formed decision id minted in the last `PENDING_JOIN_WINDOW_S`, the
-feedback is accepted and committed with `customer_id` NULL (`joined: false`), and the join completes when the
-decision row lands (the writer fills it in after each batch, and the feedback path re-checks after its commit, so
-whichever runs second sees the other). Ids that are malformed or old, or that name an action, are still refused.
+Idempotency: an event or a feedback carrying a client key (`event_id`, `feedback_id`, or the `Idempotency-Key`
+header) is stored once; a retry is answered as a duplicate and changes nothing.
+
+Feedback joins a decision by id. Decision ids carry an HMAC of their time and random parts (`serving.
+decision_id_secret`, or a per-installation secret file), so a made-up id is refused. A decision that delivered no
+action has no write-through row, so feedback reaching another worker before that worker's writer ran (~50 ms) finds
+nothing: if the id is genuine and minted in the last `PENDING_JOIN_WINDOW_S`, the feedback is committed with
+`customer_id` NULL (`joined: false`) and joins when the decision row lands.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import math
+import os
 import queue
+import secrets
 import threading
 import time
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,16 +50,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from nextbest.errors import NextbestError
+from nextbest.journal import Journal, orphaned_records
 from nextbest.policy import ContactRecord
 
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["shown", "accepted", "dismissed", "ignored"]
 OUTCOMES: tuple[str, ...] = ("shown", "accepted", "dismissed", "ignored")
-
-#: customer keys are stored as text (int keys as their decimal digits), so one schema serves int- and string-keyed
-#: projects; `DecisionLog(key_type=...)` turns them back into the project's type on read.
 KEY_LENGTH = 64
+#: the channel of a consent change that covers every channel (a general marketing opt-out)
+ALL_CHANNELS = "*"
 
 metadata = sa.MetaData()
 
@@ -63,6 +70,8 @@ decisions = sa.Table(
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("customer_id", sa.String(KEY_LENGTH), nullable=False, index=True),
     sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("request", sa.JSON),
     sa.Column("context", sa.JSON),
     sa.Column("features", sa.JSON),
     sa.Column("feature_service", sa.String(64)),
@@ -104,12 +113,15 @@ feedback = sa.Table(
     sa.Column("action_id", sa.String(64)),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("feedback_id", sa.String(64), unique=True),
 )
 
 events = sa.Table(
     "events",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64), unique=True),
     sa.Column("customer_id", sa.String(KEY_LENGTH), nullable=False, index=True),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
     sa.Column("event_type", sa.String(64), nullable=False),
@@ -118,9 +130,36 @@ events = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(KEY_LENGTH), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("granted", sa.Boolean, nullable=False),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_consents_customer_ts", "customer_id", "ts"),
+)
+
+#: every decision policy a decision was made with, by its digest (replaying a decision needs the policy itself)
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("policy_version", sa.String(64), primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: the columns a later version added: created on an older database at open (SQLite, PostgreSQL)
+_ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "decisions": ("request_id", "request", "model_scores", "related_features"),
+    "feedback": ("value", "feedback_id"),
+    "events": ("event_id",),
+}
+
 
 class UnknownDecisionError(NextbestError):
-    """Feedback names a decision id that was never logged."""
+    """Feedback names a decision id that was never logged (or a made-up one)."""
 
 
 class DecisionLogError(NextbestError):
@@ -129,7 +168,7 @@ class DecisionLogError(NextbestError):
 
 @dataclass(slots=True)
 class DecisionRecord:
-    """Everything logged about one decision (write-behind)."""
+    """Everything logged about one decision (write-ahead, then write-behind)."""
 
     decision_id: str
     ts: datetime
@@ -151,6 +190,9 @@ class DecisionRecord:
     model_scores: Mapping[str, float] = field(default_factory=dict)
     # Other entities a model rule read, by the rule's model: {"key": ..., "features": {...}} (e.g. a loan).
     related_features: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+    # The request as the channel sent it (what a replay decides again from)
+    request: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -161,6 +203,7 @@ class EventRecord:
     payload: Mapping[str, Any] = field(default_factory=dict)
     pushed: bool = False
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    event_id: str | None = None  # the client's idempotency key, else one made here (replays stay unique)
 
 
 @dataclass(slots=True)
@@ -168,30 +211,71 @@ class _Flush:
     done: threading.Event
 
 
+@dataclass(slots=True)
+class _Queued:
+    table: str
+    row: dict[str, Any]
+    segment: int | None
+
+
 #: SQLite: how often the writer thread checkpoints the WAL (requests never do; see make_engine).
 CHECKPOINT_INTERVAL_S = 1.0
-#: How long after a decision feedback may arrive before its record is written (queue backlog, retries), and still
-#: be accepted for a later join. Past it, an id the log does not know is unknown.
+#: How long after a decision feedback may arrive before its record is written, and still be accepted for a join.
 PENDING_JOIN_WINDOW_S = 300.0
 #: Tolerated clock difference between the worker or replica that minted an id and the one receiving feedback.
 CLOCK_SKEW_S = 5.0
+#: the queue share past which `backlogged` asks the service to shed load
+BACKLOG_SHARE = 0.8
+#: client event keys this process remembers (a retry within them is answered a duplicate without a query)
+RECENT_EVENT_IDS = 10_000
 
 
-def new_decision_id() -> str:
-    """A unique decision id, time-ordered by its millisecond prefix (helps range scans and humans)."""
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"
+# -------------------------------------------------------------------- decision ids
 
 
-def minted_recently(decision_id: str, now: float | None = None) -> bool:
-    """True if `decision_id` has the shape `new_decision_id` gives and was minted within the join window."""
+def installation_secret(folder: Path) -> bytes:
+    """This installation's decision-id secret: `<folder>/decision_id.key` (mode 600), made on first use."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "decision_id.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_hex(32).encode())
+    return path.read_bytes().strip()
+
+
+def _signature(secret: bytes, body: str) -> str:
+    return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:8]
+
+
+def new_decision_id(secret: bytes) -> str:
+    """A unique decision id: 12 hex digits of its millisecond (time-ordered), 12 random, 8 of an HMAC of both."""
+    body = f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+    return body + _signature(secret, body)
+
+
+def genuine(decision_id: str, secret: bytes) -> bool:
+    """Whether `decision_id` was minted with this secret (a made-up id of the right shape is not)."""
     if len(decision_id) != 32:
         return False
     try:
         int(decision_id, 16)
     except ValueError:
         return False
+    return hmac.compare_digest(decision_id[24:], _signature(secret, decision_id[:24]))
+
+
+def minted_recently(decision_id: str, secret: bytes, now: float | None = None) -> bool:
+    """True if `decision_id` is genuine and was minted within the join window."""
+    if not genuine(decision_id, secret):
+        return False
     age_s = (now if now is not None else time.time()) - int(decision_id[:12], 16) / 1000.0
     return -CLOCK_SKEW_S <= age_s <= PENDING_JOIN_WINDOW_S
+
+
+# -------------------------------------------------------------------- values and engines
 
 
 def _utc(ts: datetime | None) -> datetime | None:
@@ -201,23 +285,32 @@ def _utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf become null (PostgreSQL JSON rejects them), numpy scalars become Python."""
+def clean(value: Any) -> Any:
+    """A JSON-safe copy that never raises: NaN/inf and out-of-range integers become null, numpy scalars Python,
+    datetimes ISO strings, anything else its `str` (PostgreSQL JSON rejects NaN; a poison value must not reach a
+    writer)."""
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [clean(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            return str(value)
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else None
     if isinstance(value, datetime):
         return value.isoformat()
-    return value
+    return str(value)
 
 
 def make_engine(uri: str) -> Engine:
-    """A SQLAlchemy engine for the log; SQLite gets WAL, NORMAL sync and a busy timeout for multi-worker use."""
+    """A SQLAlchemy engine for the log; SQLite gets WAL, NORMAL sync and a busy timeout, PostgreSQL timeouts."""
     if uri.startswith("sqlite"):
         path = uri.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -241,13 +334,71 @@ def make_engine(uri: str) -> Engine:
         if uri.startswith(plain):
             # psycopg2 is the driver we ship; SQLAlchemy 2.1 would otherwise pick psycopg 3.
             uri = "postgresql+psycopg2://" + uri[len(plain) :]
-    return sa.create_engine(uri, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    # Every I/O bounded: 5 s to connect, 10 s per statement; a hung database fails fast into the retry path.
+    connect_args = {"connect_timeout": 5, "options": "-c statement_timeout=10000"}
+    return sa.create_engine(uri, pool_pre_ping=True, pool_size=4, max_overflow=4, connect_args=connect_args)
+
+
+def insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
+    """An INSERT that skips rows whose unique key is already stored (SQLite and PostgreSQL)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
+
+
+def _decision_row(record: DecisionRecord) -> dict[str, Any]:
+    return {
+        "decision_id": record.decision_id,
+        "ts": record.ts,
+        "customer_id": str(record.customer_id),
+        "channel": record.channel,
+        "request_id": record.request_id,
+        "request": clean(dict(record.request)),
+        "context": clean(dict(record.context)),
+        "features": clean(dict(record.features)),
+        "feature_service": record.feature_service,
+        "model_versions": clean(dict(record.model_versions)),
+        "policy_version": record.policy_version,
+        "churn_risk": clean(record.churn_risk),
+        "model_scores": clean(dict(record.model_scores)),
+        "related_features": clean(dict(record.related_features)),
+        "scores": clean(dict(record.scores)),
+        "chosen": clean(list(record.chosen)),
+        "rejected": clean(list(record.rejected)),
+        "degraded": bool(record.degraded),
+        "cold_start": bool(record.cold_start),
+        "latency_ms": clean(record.latency_ms),
+    }
+
+
+def _event_row(record: EventRecord) -> dict[str, Any]:
+    return {
+        "event_id": record.event_id or secrets.token_hex(16),
+        "customer_id": str(record.customer_id),
+        "ts": record.ts,
+        "event_type": record.event_type,
+        "payload": clean(dict(record.payload)),
+        "pushed": bool(record.pushed),
+        "received_at": record.received_at,
+    }
+
+
+_DATETIMES = {"ts", "received_at"}
+
+
+def _from_journal(row: dict[str, Any]) -> dict[str, Any]:
+    """A row read back from the journal: its timestamps are ISO strings again."""
+    return {k: (datetime.fromisoformat(v) if k in _DATETIMES and isinstance(v, str) else v) for k, v in row.items()}
 
 
 class DecisionLog:
-    """Durable decisions, contacts, feedback and events; thread-safe; one per process.
+    """Durable decisions, contacts, consents, feedback and events; thread-safe; one per process.
 
-    Call `start()` before logging write-behind records and `close()` on shutdown (drains the queue).
+    Call `start()` before logging write-behind records (it also replays dead processes' journals) and `close()` on
+    shutdown (drains the queue). `journal_dir` (default: beside the spool, or none for a bare test log) holds the
+    write-ahead journal; `spool_path` names the dead-letter file of records that could not be written.
     """
 
     def __init__(
@@ -258,28 +409,39 @@ class DecisionLog:
         batch_size: int = 500,
         flush_interval_s: float = 0.05,
         spool_path: Path | None = None,
+        journal_dir: Path | None = None,
         key_type: Literal["int", "str"] = "int",
+        id_secret: bytes | None = None,
     ) -> None:
         self.uri = uri
         self.key_type = key_type
         self.engine = make_engine(uri)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._queue_size = queue_size
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
-        self._spool_path = spool_path
+        self._dead_letters = spool_path.with_name(spool_path.stem + ".dead.jsonl") if spool_path else None
+        journal_dir = journal_dir or (spool_path.parent / "journal" if spool_path else None)
+        self._journal = Journal(journal_dir) if journal_dir else None
+        self._journal_dir = journal_dir
+        self._secret = id_secret or secrets.token_bytes(32)
         self._pending: set[str] = set()
+        self._recent_event_ids: dict[str, None] = {}  # insertion-ordered: the oldest is evicted first
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._next_checkpoint = 0.0
+        self.written = 0
+        self.dead_lettered = 0
         self.create_schema()
 
     # ---------------------------------------------------------------- lifecycle
     def create_schema(self) -> None:
-        """Create the tables if missing; tolerate another worker creating them at the same moment."""
+        """Create the tables if missing (and the columns a later version added); tolerate a concurrent creator."""
         for attempt in range(3):
             try:
                 metadata.create_all(self.engine)
+                self._add_missing_columns()
                 return
             except sa.exc.OperationalError as exc:
                 if attempt == 2:
@@ -288,8 +450,35 @@ class DecisionLog:
             except sa.exc.IntegrityError:
                 time.sleep(0.2)  # PostgreSQL: a concurrent CREATE TABLE won; the next pass sees the tables
 
+    def _add_missing_columns(self) -> None:
+        inspector = sa.inspect(self.engine)
+        for table_name, names in _ADDED_COLUMNS.items():
+            present = {c["name"] for c in inspector.get_columns(table_name)}
+            for name in names:
+                if name in present:
+                    continue
+                column = metadata.tables[table_name].c[name]
+                kind = column.type.compile(dialect=self.engine.dialect)
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f'ALTER TABLE "{table_name}" ADD COLUMN "{name}" {kind}')
+                if column.unique:
+                    with self.engine.begin() as conn:
+                        conn.exec_driver_sql(
+                            f'CREATE UNIQUE INDEX IF NOT EXISTS "ux_{table_name}_{name}" ON "{table_name}" ("{name}")'
+                        )
+                logger.info("decision log: added column %s.%s", table_name, name)
+
     def start(self) -> None:
-        if self._thread is None:
+        """Replay the journals of dead processes, then start the writer thread."""
+        self.replay_orphans()
+        self._ensure_writer()
+
+    def _ensure_writer(self) -> None:
+        if self._closed:
+            return
+        if self._thread is None or not self._thread.is_alive():
+            if self._thread is not None:
+                logger.error("decision log writer thread had stopped; restarting it")
             self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
             self._thread.start()
 
@@ -305,6 +494,8 @@ class DecisionLog:
         else:
             self._drain_inline()
         self._closed = True
+        if self._journal is not None:
+            self._journal.close()
         self.engine.dispose()
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -312,11 +503,34 @@ class DecisionLog:
         if self._thread is None:
             self._drain_inline()
             return True
+        self._ensure_writer()
         marker = _Flush(threading.Event())
         self._queue.put(marker)
         return marker.done.wait(timeout)
 
-    # ---------------------------------------------------------------- write-through (contact policy state)
+    @property
+    def backlogged(self) -> bool:
+        """The write-behind queue is nearly full (the database is slow or down): shed load before it fills."""
+        return self._queue.qsize() >= BACKLOG_SHARE * self._queue_size
+
+    # ---------------------------------------------------------------- decision ids
+    def new_decision_id(self) -> str:
+        return new_decision_id(self._secret)
+
+    def genuine(self, decision_id: str) -> bool:
+        return genuine(decision_id, self._secret)
+
+    def key(self, stored: str) -> int | str:
+        """A stored customer key in the project's type."""
+        return int(stored) if self.key_type == "int" else str(stored)
+
+    def _keyed(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        if out.get("customer_id") is not None:
+            out["customer_id"] = self.key(out["customer_id"])
+        return out
+
+    # ---------------------------------------------------------------- write-through
     def record_contacts(
         self,
         decision_id: str,
@@ -343,97 +557,155 @@ class DecisionLog:
         with self.engine.begin() as conn:
             conn.execute(decision_contacts.insert(), rows)
 
+    def record_consent(self, customer_id: int | str, channel: str, granted: bool, ts: datetime) -> None:
+        """Commit a consent change (channel `*`: every channel) before answering: the next decision honours it."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                consents.insert(), {"customer_id": str(customer_id), "channel": channel, "granted": granted, "ts": ts}
+            )
+
+    def remember_policy(self, policy_version: str, config: Mapping[str, Any]) -> None:
+        """Keep the policy a decision is made with, by its digest (once), so the decision can be replayed."""
+        stmt = insert_ignoring_duplicates(self.engine, policies)
+        with self.engine.begin() as conn:
+            row = {"policy_version": policy_version, "config": clean(dict(config)), "first_seen": datetime.now(UTC)}
+            conn.execute(stmt, [row])
+
+    def policy(self, policy_version: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(policies.c.config).where(policies.c.policy_version == policy_version)).first()
+        return dict(row.config) if row is not None else None
+
+    # ---------------------------------------------------------------- reads the policy needs
     def contact_history(self, customer_id: int | str, since: datetime) -> list[ContactRecord]:
         """Actions delivered to this customer since `since`, with outcomes (what caps and cool-downs need)."""
+        with self.engine.connect() as conn:
+            return self._history(conn, customer_id, since)
+
+    def contact_state(
+        self, customer_id: int | str, since: datetime, until: datetime | None = None
+    ) -> tuple[list[ContactRecord], list[tuple[str, bool]]]:
+        """The contact history and the consent changes (channel, granted) in time order, in one connection;
+        `until` (a replay) leaves out what happened after the decision."""
+        with self.engine.connect() as conn:
+            history = self._history(conn, customer_id, since, until)
+            c = consents.c
+            stmt = sa.select(c.channel, c.granted).where(c.customer_id == str(customer_id))
+            if until is not None:
+                stmt = stmt.where(c.ts <= until)
+            changes = [(r.channel, bool(r.granted)) for r in conn.execute(stmt.order_by(c.ts, c.id))]
+        return history, changes
+
+    def _history(
+        self, conn: sa.Connection, customer_id: int | str, since: datetime, until: datetime | None = None
+    ) -> list[ContactRecord]:
         c = decision_contacts.c
         stmt = sa.select(c.ts, c.decision_id, c.channel, c.action_id, c.kind, c.outcome, c.outcome_ts).where(
             c.customer_id == str(customer_id), c.ts >= since
         )
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return [
-            ContactRecord(
-                ts=_utc(r.ts),  # type: ignore[arg-type]
-                decision_id=r.decision_id,
-                channel=r.channel,
-                action_id=r.action_id,
-                kind=r.kind,
-                outcome=r.outcome,
-                outcome_ts=_utc(r.outcome_ts),
+        if until is not None:
+            stmt = stmt.where(c.ts < until)
+        out = []
+        for r in conn.execute(stmt):
+            outcome, outcome_ts = r.outcome, _utc(r.outcome_ts)
+            if until is not None and outcome_ts is not None and outcome_ts > until:
+                outcome, outcome_ts = None, None  # the outcome came after the decision being replayed
+            out.append(
+                ContactRecord(
+                    ts=_utc(r.ts),  # type: ignore[arg-type]
+                    decision_id=r.decision_id,
+                    channel=r.channel,
+                    action_id=r.action_id,
+                    kind=r.kind,
+                    outcome=outcome,
+                    outcome_ts=outcome_ts,
+                )
             )
-            for r in rows
-        ]
+        return out
 
+    # ---------------------------------------------------------------- feedback
     def record_feedback(
-        self, decision_id: str, outcome: str, action_id: str | None = None, ts: datetime | None = None
+        self,
+        decision_id: str,
+        outcome: str,
+        action_id: str | None = None,
+        ts: datetime | None = None,
+        value: float | None = None,
+        feedback_id: str | None = None,
     ) -> dict[str, Any]:
-        """Join an outcome to its decision (and delivered action); unknown decision id -> UnknownDecisionError."""
+        """Join an outcome to its decision (and delivered action); unknown or made-up id -> UnknownDecisionError.
+
+        With `feedback_id` (a client's idempotency key) a retry is answered as a duplicate and changes nothing.
+        """
         if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+            raise ValueError(f"outcome: must be one of {OUTCOMES}, got {outcome!r}")
         ts = ts or datetime.now(UTC)
+        if feedback_id is not None and (earlier := self._feedback_by_id(feedback_id)) is not None:
+            return earlier
         with self._lock:
             pending = decision_id in self._pending
         if pending:
             self.flush()
         found = self._find_decision(decision_id)
         if found is None:
-            if action_id is None and minted_recently(decision_id):
-                return self._record_pending_feedback(decision_id, outcome, ts)
+            if action_id is None and minted_recently(decision_id, self._secret):
+                return self._record_pending_feedback(decision_id, outcome, ts, value, feedback_id)
             raise UnknownDecisionError(f"unknown decision_id {decision_id!r}")
         customer_id, delivered = found
         if action_id is not None and action_id not in delivered:
             raise UnknownDecisionError(
                 f"decision {decision_id!r} did not deliver action {action_id!r}; delivered: {sorted(delivered)}"
             )
+        row = {"decision_id": decision_id, "customer_id": str(customer_id), "action_id": action_id}
+        row.update(outcome=outcome, ts=ts, value=value, feedback_id=feedback_id)
         c = decision_contacts.c
-        with self.engine.begin() as conn:
-            conn.execute(
-                feedback.insert(),
-                {
-                    "decision_id": decision_id,
-                    "customer_id": customer_id,
-                    "action_id": action_id,
-                    "outcome": outcome,
-                    "ts": ts,
-                },
-            )
-            upd = sa.update(decision_contacts).where(c.decision_id == decision_id)
-            if action_id is not None:
-                upd = upd.where(c.action_id == action_id)
-            # A later "shown" must not overwrite a final outcome such as "dismissed".
-            if outcome == "shown":
-                upd = upd.where(c.outcome.is_(None))
-            conn.execute(upd.values(outcome=outcome, outcome_ts=ts))
-        return {
-            "decision_id": decision_id,
-            "customer_id": customer_id,
-            "action_id": action_id,
-            "outcome": outcome,
-            "joined": True,
-        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(feedback.insert(), row)
+                upd = sa.update(decision_contacts).where(c.decision_id == decision_id)
+                if action_id is not None:
+                    upd = upd.where(c.action_id == action_id)
+                # A later "shown" must not overwrite a final outcome such as "dismissed".
+                if outcome == "shown":
+                    upd = upd.where(c.outcome.is_(None))
+                conn.execute(upd.values(outcome=outcome, outcome_ts=ts))
+        except sa.exc.IntegrityError:
+            if feedback_id is not None and (earlier := self._feedback_by_id(feedback_id)) is not None:
+                return earlier  # the same retry raced us on another worker
+            raise
+        return {**self._answer(row), "customer_id": customer_id, "joined": True}
 
-    def _record_pending_feedback(self, decision_id: str, outcome: str, ts: datetime) -> dict[str, Any]:
+    @staticmethod
+    def _answer(row: Mapping[str, Any]) -> dict[str, Any]:
+        keys = ("decision_id", "customer_id", "action_id", "outcome")
+        return {**{k: row[k] for k in keys}, "duplicate": False}
+
+    def _feedback_by_id(self, feedback_id: str) -> dict[str, Any] | None:
+        f = feedback.c
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(feedback).where(f.feedback_id == feedback_id)).mappings().first()
+        if row is None:
+            return None
+        answer = self._keyed(self._answer(row))
+        return {**answer, "joined": row["customer_id"] is not None, "duplicate": True}
+
+    def _record_pending_feedback(
+        self, decision_id: str, outcome: str, ts: datetime, value: float | None, feedback_id: str | None
+    ) -> dict[str, Any]:
         """Commit feedback for a decision whose record another worker has not written yet; join when it lands.
 
         Only a decision that delivered nothing can be missing here (delivered actions are write-through), so there
         are no contact outcomes to update: the join is the feedback row's customer_id.
         """
+        row = {"decision_id": decision_id, "customer_id": None, "action_id": None, "outcome": outcome, "ts": ts}
+        row.update(value=value, feedback_id=feedback_id)
         with self.engine.begin() as conn:
-            conn.execute(
-                feedback.insert(),
-                {"decision_id": decision_id, "customer_id": None, "action_id": None, "outcome": outcome, "ts": ts},
-            )
+            conn.execute(feedback.insert(), row)
         # The writer fills customer_id after its batch commits; if that ran before our commit, do it ourselves.
         joined = self._join_pending_feedback([decision_id]) > 0
         found = self._find_decision(decision_id) if joined else None
         logger.info("feedback for decision %s accepted before its record was written (joined: %s)", decision_id, joined)
-        return {
-            "decision_id": decision_id,
-            "customer_id": found[0] if found else None,
-            "action_id": None,
-            "outcome": outcome,
-            "joined": joined,
-        }
+        return {**self._answer(row), "customer_id": found[0] if found else None, "joined": joined}
 
     def _join_pending_feedback(self, decision_ids: Sequence[str]) -> int:
         """Fill customer_id of feedback rows that arrived before their decision row; returns rows joined.
@@ -466,36 +738,51 @@ class DecisionLog:
             row = conn.execute(sa.select(decisions.c.customer_id).where(decisions.c.decision_id == decision_id)).first()
         return (self.key(row.customer_id), set()) if row is not None else None
 
-    def key(self, stored: str) -> int | str:
-        """A stored customer key in the project's type."""
-        return int(stored) if self.key_type == "int" else str(stored)
-
-    # ---------------------------------------------------------------- write-behind
+    # ---------------------------------------------------------------- write-ahead, then write-behind
     def log_decision(self, record: DecisionRecord) -> None:
-        """Queue the full decision record (blocks if the queue is full: backpressure, never a drop)."""
+        """Journal the full decision record, then queue it for the writer (see the module docstring)."""
         with self._lock:
             self._pending.add(record.decision_id)
-        self._put(record)
+        self._put("decisions", _decision_row(record))
 
-    def log_event(self, record: EventRecord) -> None:
-        self._put(record)
+    def log_event(self, record: EventRecord) -> bool:
+        """Journal the event, then queue it; False (nothing stored) when its client key was stored before (in the
+        database, or queued by this process); a retry racing on another worker is dropped at insert."""
+        if record.event_id is not None:
+            with self._lock:
+                if record.event_id in self._recent_event_ids:
+                    return False
+                self._recent_event_ids[record.event_id] = None
+                while len(self._recent_event_ids) > RECENT_EVENT_IDS:
+                    self._recent_event_ids.pop(next(iter(self._recent_event_ids)))
+            if self._event_seen(record.event_id):
+                return False
+        self._put("events", _event_row(record))
+        return True
 
-    def _put(self, item: object) -> None:
+    def _event_seen(self, event_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(events.c.id).where(events.c.event_id == event_id)).first() is not None
+
+    def _put(self, table: str, row: dict[str, Any]) -> None:
         if self._closed:
             raise DecisionLogError("decision log is closed")
+        segment = self._journal.append({"table": table, "row": row}) if self._journal is not None else None
+        item = _Queued(table, row, segment)
         if self._thread is None:
             self._write_batch([item])
             return
+        self._ensure_writer()
         self._queue.put(item)
 
     def _drain_inline(self) -> None:
-        items: list[object] = []
+        items: list[_Queued] = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, DecisionRecord | EventRecord):
+            if isinstance(item, _Queued):
                 items.append(item)
         if items:
             self._write_batch(items)
@@ -505,27 +792,100 @@ class DecisionLog:
             item = self._queue.get()
             if item is None:
                 return
-            batch: list[object] = [item]
-            deadline = time.monotonic() + self._flush_interval_s
-            # Gather what arrives within the flush interval into one transaction (batching = throughput).
-            while len(batch) < self._batch_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or isinstance(batch[-1], _Flush):
-                    break
-                try:
-                    nxt = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(nxt)
-            records = [b for b in batch if isinstance(b, DecisionRecord | EventRecord)]
-            if records:
-                self._write_batch(records)
-            for b in batch:
-                if isinstance(b, _Flush):
-                    b.done.set()
+            batch = self._gather(item)
+            try:
+                records = [b for b in batch if isinstance(b, _Queued)]
+                if records:
+                    self._write_batch(records)
+            except Exception:  # the writer must survive anything: the journal still holds the records
+                logger.exception("decision log writer: a batch failed unexpectedly; its records stay journaled")
+            finally:
+                for b in batch:
+                    if isinstance(b, _Flush):
+                        b.done.set()
+
+    def _gather(self, first: object) -> list[object]:
+        """The first item and whatever else arrives within the flush interval (one transaction = throughput)."""
+        batch: list[object] = [first]
+        deadline = time.monotonic() + self._flush_interval_s
+        while len(batch) < self._batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or isinstance(batch[-1], _Flush):
+                break
+            try:
+                nxt = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            batch.append(nxt)
+        return batch
+
+    def _write_batch(self, items: Sequence[_Queued]) -> None:
+        """Insert the batch (duplicates ignored); on failure retry, then isolate a poison row; never lose one."""
+        delay = 0.2
+        while True:
+            try:
+                self._insert(items)
+                break
+            except sa.exc.OperationalError as exc:  # the database is down or locked: keep them, retry with back-off
+                if self._closed and delay > 5:
+                    logger.error("decision log unavailable at close; %d record(s) stay journaled", len(items))
+                    return
+                logger.warning("decision log write failed (%s); retrying in %.1f s", type(exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except Exception:  # noqa: BLE001 - a value the database refuses: write the rows one by one
+                self._write_one_by_one(items)
+                break
+        self._after_write(items)
+
+    def _insert(self, items: Sequence[_Queued]) -> None:
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            by_table.setdefault(item.table, []).append(item.row)
+        with self.engine.begin() as conn:
+            for table, rows in by_table.items():
+                conn.execute(insert_ignoring_duplicates(self.engine, metadata.tables[table]), rows)
+
+    def _write_one_by_one(self, items: Sequence[_Queued]) -> None:
+        for item in items:
+            try:
+                self._insert([item])
+            except Exception as exc:  # noqa: BLE001 - poison: to the dead letters, with why
+                self._dead_letter(item, exc)
+
+    def _dead_letter(self, item: _Queued, exc: BaseException) -> None:
+        self.dead_lettered += 1
+        logger.error(
+            "decision log: a %s row was refused (%s: %s); kept as a dead letter", item.table, type(exc).__name__, exc
+        )
+        if self._dead_letters is None:
+            return
+        self._dead_letters.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"table": item.table, "error": f"{type(exc).__name__}: {exc}", "row": clean(item.row)})
+        with self._dead_letters.open("a") as f:
+            f.write(line + "\n")
+
+    def _after_write(self, items: Sequence[_Queued]) -> None:
+        self.written += len(items)
+        ids = [i.row["decision_id"] for i in items if i.table == "decisions"]
+        if ids:
+            try:
+                self._join_pending_feedback(ids)
+            except sa.exc.SQLAlchemyError:  # the feedback rows are kept; they join by decision_id at read time too
+                logger.warning("could not join early feedback to %d written decisions", len(ids), exc_info=True)
+            with self._lock:
+                self._pending.difference_update(ids)
+        if self._journal is not None:
+            counts: dict[int, int] = {}
+            for i in items:
+                if i.segment is not None:
+                    counts[i.segment] = counts.get(i.segment, 0) + 1
+            for segment, n in counts.items():
+                self._journal.done(segment, n)
+        self._checkpoint()
 
     def _checkpoint(self) -> None:
         """SQLite: fold the WAL back into the database from the writer, at most once a second.
@@ -542,83 +902,19 @@ class DecisionLog:
         except sa.exc.SQLAlchemyError as exc:
             logger.warning("decision log checkpoint failed (%s); retrying later", exc.__class__.__name__)
 
-    def _write_batch(self, items: Iterable[object]) -> None:
-        decision_rows: list[dict[str, Any]] = []
-        event_rows: list[dict[str, Any]] = []
-        ids: list[str] = []
-        for item in items:
-            if isinstance(item, DecisionRecord):
-                ids.append(item.decision_id)
-                decision_rows.append(
-                    {
-                        "decision_id": item.decision_id,
-                        "ts": item.ts,
-                        "customer_id": str(item.customer_id),
-                        "channel": item.channel,
-                        "context": _clean(dict(item.context)),
-                        "features": _clean(dict(item.features)),
-                        "feature_service": item.feature_service,
-                        "model_versions": _clean(dict(item.model_versions)),
-                        "policy_version": item.policy_version,
-                        "churn_risk": _clean(item.churn_risk),
-                        "model_scores": _clean(dict(item.model_scores)),
-                        "related_features": _clean(dict(item.related_features)),
-                        "scores": _clean(dict(item.scores)),
-                        "chosen": _clean(list(item.chosen)),
-                        "rejected": _clean(list(item.rejected)),
-                        "degraded": item.degraded,
-                        "cold_start": item.cold_start,
-                        "latency_ms": item.latency_ms,
-                    }
-                )
-            elif isinstance(item, EventRecord):
-                event_rows.append(
-                    {
-                        "customer_id": str(item.customer_id),
-                        "ts": item.ts,
-                        "event_type": item.event_type,
-                        "payload": _clean(dict(item.payload)),
-                        "pushed": item.pushed,
-                        "received_at": item.received_at,
-                    }
-                )
-        written = False
-        for attempt in range(3):
-            try:
-                with self.engine.begin() as conn:
-                    if decision_rows:
-                        conn.execute(decisions.insert(), decision_rows)
-                    if event_rows:
-                        conn.execute(events.insert(), event_rows)
-                written = True
-                break
-            except sa.exc.SQLAlchemyError as exc:
-                if attempt < 2:
-                    logger.warning("decision log write failed (%s); retrying", exc.__class__.__name__)
-                    time.sleep(0.2 * (attempt + 1))
-                    continue
-                logger.exception("decision log write failed after retries; spooling %d rows", len(decision_rows))
-                self._spool(decision_rows, event_rows)
-        if written and ids:
-            try:
-                self._join_pending_feedback(ids)
-            except sa.exc.SQLAlchemyError:  # the feedback rows are kept; they join by decision_id at read time too
-                logger.warning("could not join early feedback to %d written decisions", len(ids), exc_info=True)
-        with self._lock:
-            self._pending.difference_update(ids)
-        self._checkpoint()
-
-    def _spool(self, decision_rows: list[dict[str, Any]], event_rows: list[dict[str, Any]]) -> None:
-        if self._spool_path is None:
-            logger.error(
-                "no spool path configured: %d decisions and %d events lost", len(decision_rows), len(event_rows)
-            )
-            return
-        self._spool_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._spool_path.open("a") as f:
-            for table, rows in (("decisions", decision_rows), ("events", event_rows)):
-                for row in rows:
-                    f.write(json.dumps({"table": table, "row": _clean(row)}) + "\n")
+    def replay_orphans(self) -> int:
+        """Insert the records of dead processes' journals (duplicates ignored) and delete them; returns records."""
+        if self._journal_dir is None:
+            return 0
+        replayed = 0
+        for path, records in orphaned_records(self._journal_dir):
+            items = [_Queued(r["table"], _from_journal(r["row"]), None) for r in records if "table" in r]
+            if items:
+                self._write_batch(items)
+            path.unlink(missing_ok=True)
+            replayed += len(items)
+            logger.warning("decision log: replayed %d record(s) from %s (a process that stopped)", len(items), path)
+        return replayed
 
     # ---------------------------------------------------------------- reads (audit, tests, training)
     def get_decision(self, decision_id: str) -> dict[str, Any] | None:
@@ -646,13 +942,7 @@ class DecisionLog:
             ]
         return out
 
-    def _keyed(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(row)
-        if out.get("customer_id") is not None:
-            out["customer_id"] = self.key(out["customer_id"])
-        return out
-
-    def count(self, table: Literal["decisions", "decision_contacts", "feedback", "events"]) -> int:
+    def count(self, table: Literal["decisions", "decision_contacts", "feedback", "events", "consents"]) -> int:
         t = metadata.tables[table]
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())

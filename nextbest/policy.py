@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -192,6 +192,9 @@ class PolicyConfig(Frozen):
     model_rules: tuple[ModelRule, ...] = ()
     # Where we reach out (not where the customer came to us): with `profile.consent: none` no marketing goes there.
     outbound_channels: tuple[str, ...] = ("email", "sms", "push", "call_centre")
+    # A customer with no marketing consent on any consent channel gets no marketing anywhere (inbound included):
+    # opting out of every channel is opting out of marketing.
+    marketing_needs_a_consent: bool = True
 
     @model_validator(mode="after")
     def _weights_known(self) -> PolicyConfig:
@@ -284,6 +287,8 @@ class CustomerView:
     value_at_risk: float = 0.0
     # The online features the view was built from (feature conditions of eligibility read them).
     features: Mapping[str, object] = field(default_factory=dict)
+    # The customer withdrew marketing consent on every channel (an event, effective before the features catch up).
+    withdrew_all: bool = False
 
     @property
     def in_distress(self) -> bool:
@@ -496,12 +501,41 @@ class DecisionPolicy:
             if channel in self.config.outbound_channels:
                 return Rejection(action.id, "consent.no_data", f"the project has no consent data for {channel}")
             return None
+        if customer.known and (
+            customer.withdrew_all
+            or (
+                self.config.marketing_needs_a_consent
+                and profile.consent_channels
+                and not any(customer.consents.values())
+            )
+        ):
+            # Opted out of every channel (or withdrew marketing altogether): no marketing anywhere, inbound included.
+            return Rejection(action.id, "consent.opted_out_everywhere", "no marketing consent on any channel")
         if channel in profile.consent_channels:
             if not customer.known:
                 return Rejection(action.id, "consent.unknown", f"no consent on record for {channel}")
             if not customer.consents.get(channel, False):
                 return Rejection(action.id, "consent.opted_out", f"no marketing consent for {channel}")
         return None
+
+    def with_consent_changes(self, customer: CustomerView, changes: Sequence[tuple[str, bool]]) -> CustomerView:
+        """The customer's consents after the changes recorded since the features were built, applied in time order.
+
+        A change names a channel or `*` (every channel: a withdrawal also blocks marketing everywhere, inbound
+        included, until a later grant).
+        """
+        if not changes or not customer.known:
+            return customer
+        consents = dict(customer.consents)
+        withdrew_all = customer.withdrew_all
+        for channel, granted in changes:
+            if channel == "*":
+                consents = {name: granted for name in self.config.profile.consent_channels}
+                withdrew_all = not granted
+            elif channel in self.config.profile.consent_channels:
+                consents[channel] = granted
+                withdrew_all = withdrew_all and not granted
+        return replace(customer, consents=consents, withdrew_all=withdrew_all)
 
     def model_rule_rejections(self, rule_scores: Sequence[RuleScore]) -> tuple[dict[str, Rejection], list[str]]:
         """{action id: rejection} for the model rules that withhold, and a note per rule that fired."""

@@ -36,6 +36,17 @@ class FeatureSettings(Frozen):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection_string: str = "127.0.0.1:6379"
     project: str = "nextbest"
+    # Every Redis call bounded (seconds): a Redis that accepts but never answers must not hold a worker's threads.
+    redis_timeout_s: float = Field(0.5, gt=0)
+
+    @property
+    def redis_connection(self) -> str:
+        """The connection string Feast gets: the configured one with socket timeouts unless it sets its own."""
+        out = self.redis_connection_string
+        for key in ("socket_timeout", "socket_connect_timeout"):
+            if f"{key}=" not in out:
+                out += f",{key}={self.redis_timeout_s:g}"
+        return out
 
 
 class MlflowSettings(Frozen):
@@ -59,8 +70,17 @@ class ServingSettings(Frozen):
     host: str = "127.0.0.1"
     port: int = 3000
     decision_log_uri: str | None = None  # None: sqlite under home; postgresql://... in production
-    auth_enabled: bool = False  # always on in the production profile (see Settings.auth_required)
+    auth_enabled: bool = False  # always on in the production profile (serving.auth)
+    # `sha256:<hex digest>` -> role (a plain key is accepted in the embedded profile only; serving/auth.py)
     api_keys: dict[str, Literal["channel", "admin"]] = Field(default_factory=dict)
+    api_keys_file: Path | None = None  # a YAML mapping of the same form, mode 600 (e.g. from a secrets manager)
+    # Load shedding: requests in flight per worker past which the service answers 429 + Retry-After at once.
+    max_in_flight: int = Field(16, gt=0)
+    max_body_bytes: int = Field(64 * 1024, gt=0)  # larger bodies: 413
+    body_timeout_s: float = Field(5.0, gt=0)  # a body that does not arrive in time (shorter than declared): 408
+    # Decision ids carry an HMAC so that feedback for a made-up id is refused; workers and replicas that share a
+    # decision log must share the secret (None: a per-installation secret file under home, mode 600).
+    decision_id_secret: str | None = None  # a secret: set it through NEXTBEST_SERVING__DECISION_ID_SECRET
     workers: int = Field(1, gt=0)
     policy_path: Path | None = None  # None: the project's policy (a file to try a candidate policy on)
     feature_timeout_ms: float = Field(25.0, gt=0)  # online read budget; past it the answer is the safe fallback

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nextbest.catalogue import Catalogue
-from nextbest.decision_log import DecisionLog, DecisionRecord, EventRecord, new_decision_id
-from nextbest.errors import ConfigError, NotReadyError
+from nextbest.decision_log import ALL_CHANNELS, DecisionLog, DecisionRecord, EventRecord, installation_secret
+from nextbest.errors import ConfigError, NotReadyError, OverloadedError
 from nextbest.features.online import FeatureStoreUnavailable, OnlineAccess, OnlineReader
 from nextbest.features.project import FeatureProject, feature_project
 from nextbest.features.store import online_number
@@ -177,6 +177,7 @@ class _Decision:
     model_scores: dict[str, float] = field(default_factory=dict)
     # Features of other entities a model rule read (e.g. the account's loan), by the rule's model.
     related: dict[str, dict[str, Any]] = field(default_factory=dict)
+    request_id: str | None = None
 
 
 @dataclass
@@ -219,6 +220,7 @@ class DecisionEngine(ChampionLifecycle):
         self._store: feast.FeatureStore | None = None
         self._log = decision_log
         self._access: OnlineAccess | None = None
+        self._push_access: OnlineAccess | None = None
         self._reader: OnlineReader | None = None
         self._rule_readers: dict[str, _RuleReader] = {}
         self._bundle: ModelBundle | None = None
@@ -277,14 +279,20 @@ class DecisionEngine(ChampionLifecycle):
             self._log = DecisionLog(
                 self.project.decision_log_uri(self.settings),
                 spool_path=home / "decision_log_spool.jsonl",
+                journal_dir=home / "journal",
                 key_type=self.project.served.key_type,
+                id_secret=decision_id_secret(self.settings),
             )
         self._log.start()
+        self._log.remember_policy(self.policy_version, self.policy.config.model_dump(mode="json"))
 
     def _open_readers(self) -> None:
         timeout_ms = self.serving.feature_timeout_ms or self.settings.serving.feature_timeout_ms
         serving = self.settings.serving
         self._access = OnlineAccess(timeout_ms / 1000.0, serving.breaker_failures, serving.breaker_reset_s)
+        # Pushes in their own small pool, bounded by a timeout: a hung store cannot take the reads' threads.
+        push_s = max(self.settings.features.redis_timeout_s, timeout_ms / 1000.0)
+        self._push_access = OnlineAccess(push_s, serving.breaker_failures, serving.breaker_reset_s, threads=2)
         entity = self.serving.entity
         services = [m.feature_service for m in self.project.models if m.entity == entity]
         views = self.features.served_views(entity, services, self.serving.feature_views)
@@ -337,8 +345,9 @@ class DecisionEngine(ChampionLifecycle):
     def close(self) -> None:
         """Stop background threads and drain the decision log (nothing accepted is lost)."""
         self._stop_background()
-        if self._access is not None:
-            self._access.close()
+        for access in (self._access, self._push_access):
+            if access is not None:
+                access.close()
         if self._log is not None:
             self._log.close()
 
@@ -406,6 +415,8 @@ class DecisionEngine(ChampionLifecycle):
             return False
         before = self.policy_version
         self._set_policy(config)
+        if self._log is not None:
+            self._log.remember_policy(self.policy_version, config.model_dump(mode="json"))
         logger.info("%s: decision policy reloaded: %s -> %s", self.engine_label, before, self.policy_version)
         return True
 
@@ -440,15 +451,21 @@ class DecisionEngine(ChampionLifecycle):
         return self._reader.read(req.customer_id, request)
 
     def recommend(
-        self, req: RecommendRequest, now: datetime | None = None, timings: dict[str, float] | None = None
+        self,
+        req: RecommendRequest,
+        now: datetime | None = None,
+        timings: dict[str, float] | None = None,
+        request_id: str | None = None,
     ) -> RecommendResponse:
         """One decision, synchronously (the feature read still has its timeout).
 
         `timings`, if given, receives seconds per stage (for profiling; see benchmarks/bench_serving.py).
-        ValueError (-> HTTP 400) for a key of the wrong type, an unknown channel or a refused `ts`.
+        ValueError (-> HTTP 400) for a key of the wrong type, an unknown channel or a refused `ts`;
+        OverloadedError (-> 429) when the decision log is backlogged (answering would outrun what it can keep).
         """
         t0 = time.perf_counter()
         self.project.parse_key(req.customer_id)
+        self._check_backlog()
         if req.channel not in self.catalogue.channels:
             raise ValueError(f"channel: unknown channel {req.channel!r}; known: {', '.join(self.catalogue.channels)}")
         now = now or self.decision_time(req)
@@ -461,9 +478,16 @@ class DecisionEngine(ChampionLifecycle):
             got = _Decision(degraded=True, notes=[f"degraded: {exc}"])
         if timings is not None:
             timings["feature_read"] = time.perf_counter() - t0
+        got.request_id = request_id
         return self._decide(req, ctx, now, got, t0, timings)
 
-    async def recommend_async(self, req: RecommendRequest, now: datetime | None = None) -> RecommendResponse:
+    def _check_backlog(self) -> None:
+        if self._log is not None and self._log.backlogged:
+            raise OverloadedError("the decision log is behind (its database is slow or down): retry shortly")
+
+    async def recommend_async(
+        self, req: RecommendRequest, now: datetime | None = None, request_id: str | None = None
+    ) -> RecommendResponse:
         """One decision from an event loop, computed on the loop thread.
 
         Measured here: awaiting the read through `asyncio.wrap_future` + `wait_for` added ~2 ms p50 per request
@@ -472,7 +496,7 @@ class DecisionEngine(ChampionLifecycle):
         keeps its timeout (the pool future), so a dead store still costs at most `feature_timeout_ms`, then the
         circuit breaker opens and requests skip the store.
         """
-        return self.recommend(req, now)
+        return self.recommend(req, now, request_id=request_id)
 
     def _decide(
         self,
@@ -485,7 +509,7 @@ class DecisionEngine(ChampionLifecycle):
     ) -> RecommendResponse:
         mark = _Stopwatch(timings)
         bundle, policy = self.bundle, self.policy  # one reference each for the whole request: no mixed versions
-        decision_id = new_decision_id()
+        decision_id = self.decision_log.new_decision_id()
         self._profile(req, now, got, bundle, policy, mark)
         assert got.customer is not None
         screening = policy.screen(got.customer, req.channel, got.history, now, only=got.only)
@@ -535,7 +559,9 @@ class DecisionEngine(ChampionLifecycle):
             return
         got.customer = policy.view(req.customer_id, got.features)
         try:
-            got.history = self.decision_log.contact_history(req.customer_id, now - timedelta(days=policy.history_days))
+            since = now - timedelta(days=policy.history_days)
+            got.history, changes = self.decision_log.contact_state(req.customer_id, since)
+            got.customer = policy.with_consent_changes(got.customer, changes)
         except Exception as exc:  # without contact history, caps cannot be honoured: service actions only
             logger.warning("contact history unavailable (%s): service actions only", exc.__class__.__name__)
             got.only = [a.id for a in self.catalogue.actions if a.kind == "service"]
@@ -709,6 +735,8 @@ class DecisionEngine(ChampionLifecycle):
                 feature_service=self._feature_service_label(),
                 model_versions=bundle.versions,
                 policy_version=self.policy_version,
+                request_id=got.request_id,
+                request=req.model_dump(mode="json"),
                 churn_risk=got.churn_risk,
                 model_scores=got.model_scores,
                 related_features=got.related,
@@ -726,26 +754,47 @@ class DecisionEngine(ChampionLifecycle):
         return ",".join(dict.fromkeys(action_services))
 
     # ---------------------------------------------------------------- events and feedback
-    def record_event(self, ev: EventRequest) -> EventResponse:
-        """Push a real-time event to the online store (projects with a push source) and record it durably.
+    def record_event(self, ev: EventRequest, idempotency_key: str | None = None) -> EventResponse:
+        """Record an event durably and act on it: a consent change at once (write-through), a real-time signal
+        pushed to the online store (projects with a push source, within `features.redis_timeout_s`-bounded calls
+        and the push pool's timeout).
 
         Context signals (airport check-in, card lost, ...) and app/web page views move the simulated bank's
         real-time state; other events (a login, a card payment), and every event of a project whose features are
-        batch-materialized, are recorded for training but change no online feature.
+        batch-materialized, are recorded for training but change no online feature. With an idempotency key (the
+        `Idempotency-Key` header or `event_id`), a retry of an event already recorded changes nothing.
         """
         self.project.parse_key(ev.customer_id)
+        key = _one_key(idempotency_key, ev.event_id, "event_id")
+        self._check_backlog()
         ts = ev.ts or datetime.now(UTC)
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=UTC)
         payload = ev.model_dump(exclude_none=True, mode="json")
         payload["ts"] = ts.isoformat()
-        pushed, detail = self._push(ev, ts)
-        self.decision_log.log_event(
-            EventRecord(customer_id=ev.customer_id, ts=ts, event_type=ev.event_type, payload=payload, pushed=pushed)
+        consent = self._consent_change(ev, ts)
+        pushed, detail = (False, consent) if consent else self._push(ev, ts)
+        record = EventRecord(
+            customer_id=ev.customer_id, ts=ts, event_type=ev.event_type, payload=payload, pushed=pushed, event_id=key
         )
+        if not self.decision_log.log_event(record):
+            return EventResponse(
+                accepted=True, pushed=False, event_type=ev.event_type, customer_id=ev.customer_id, duplicate=True,
+                detail="a retry of an event already recorded (same idempotency key): nothing changed",
+            )  # fmt: skip
         return EventResponse(
             accepted=True, pushed=pushed, event_type=ev.event_type, customer_id=ev.customer_id, detail=detail
         )
+
+    def _consent_change(self, ev: EventRequest, ts: datetime) -> str:
+        """A consent event recorded write-through (the next decision honours it); '' for any other event."""
+        if ev.event_type not in CONSENT_EVENTS:
+            return ""
+        channel = ev.channel or ALL_CHANNELS
+        if channel != ALL_CHANNELS and channel not in self.catalogue.channels:
+            raise ValueError(f"channel: unknown channel {channel!r}; known: {', '.join(self.catalogue.channels)}")
+        granted = ev.event_type == "consent_granted"
+        self.decision_log.record_consent(ev.customer_id, channel, granted, ts)
+        where = "every channel" if channel == ALL_CHANNELS else channel
+        return f"recorded; marketing consent {'granted' if granted else 'withdrawn'} on {where}, effective now"
 
     def _push(self, ev: EventRequest, ts: datetime) -> tuple[bool, str]:
         if not self.features.pushes:
@@ -753,7 +802,7 @@ class DecisionEngine(ChampionLifecycle):
                 f"recorded; project {self.project.name!r} has no real-time features (its features are "
                 "batch-materialized), so the event moved none"
             )
-        if self._store is None:
+        if self._store is None or self._push_access is None:
             return False, "recorded; online store not loaded"
         event = {
             "customer": ev.customer_id,
@@ -764,18 +813,40 @@ class DecisionEngine(ChampionLifecycle):
             "page": ev.page,
         }
         try:
-            pushed = self.features.push(event)
-        except Exception as exc:  # the store is down: the event is still kept durably, say it was not pushed
-            logger.warning("push to online store failed: %s: %s", type(exc).__name__, exc)
-            return False, f"recorded; push to online store failed ({type(exc).__name__})"
+            pushed = self._push_access.call(self.features.push, event)
+        except FeatureStoreUnavailable as exc:  # the store is down or slow: the event is still kept durably
+            logger.warning("push to online store failed: %s", exc)
+            return False, f"recorded; push to online store failed ({exc})"
         return pushed, "" if pushed else "recorded; this event type moves no real-time feature"
 
-    def record_feedback(self, fb: FeedbackRequest) -> FeedbackResponse:
-        out = self.decision_log.record_feedback(fb.decision_id, fb.outcome, action_id=fb.action_id, ts=fb.ts)
+    def record_feedback(self, fb: FeedbackRequest, idempotency_key: str | None = None) -> FeedbackResponse:
+        """Join an outcome to its decision; with an idempotency key a retry changes nothing (`duplicate`)."""
+        key = _one_key(idempotency_key, fb.feedback_id, "feedback_id")
+        out = self.decision_log.record_feedback(
+            fb.decision_id, fb.outcome, action_id=fb.action_id, ts=fb.ts, value=fb.value, feedback_id=key
+        )
         return FeedbackResponse(**out)
 
 
 # ---------------------------------------------------------------- helpers
+
+
+#: event types that change marketing consent (with `channel`, or on every channel without one)
+CONSENT_EVENTS: frozenset[str] = frozenset({"consent_withdrawn", "consent_granted"})
+
+
+def _one_key(header: str | None, field_value: str | None, field_name: str) -> str | None:
+    """The request's idempotency key: the header or the body field (they must agree when both are sent)."""
+    if header is not None and field_value is not None and header != field_value:
+        raise ValueError(f"{field_name}: differs from the Idempotency-Key header ({field_value!r} vs {header!r})")
+    return header or field_value
+
+
+def decision_id_secret(settings: Settings) -> bytes:
+    """The secret decision ids are signed with: `serving.decision_id_secret`, else this installation's key file."""
+    if settings.serving.decision_id_secret:
+        return settings.serving.decision_id_secret.encode()
+    return installation_secret(settings.home / "secrets")
 
 
 def decision_time(settings: Settings, req: RecommendRequest) -> datetime:

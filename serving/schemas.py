@@ -1,40 +1,77 @@
-"""Request and response models of the decision service (pydantic; BentoML turns them into OpenAPI).
+"""Request and response models of the decision API (pydantic; FastAPI turns them into the OpenAPI contract).
 
-Validation happens here, at the edge: a bad field becomes an HTTP 4xx whose message names the field. One schema
-serves every project: a customer key is a strict integer (0 to 2^63 - 1) or a short string, and the engine checks
-it against the project's key type and the channel against the project's catalogue (both 4xx naming the field).
+Validation happens here, at the edge, strictly: a customer key is an integer in [0, 2^63) that is not a bool nor a
+string of digits, or a short string key (the engine checks it against the project's key type); numbers are finite;
+timestamps fall between 1990 and tomorrow; free-form attributes are a small flat mapping of scalars; unknown fields
+are refused. A bad field becomes an HTTP 4xx in one shape, `Problem` (RFC 9457 problem details), naming the field.
+Channels are the project's catalogue channels: `request_models(channels)` gives the request models with the
+channel as an enum, so Swagger offers exactly the values the project accepts.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
 
 LOCATION_TYPES: tuple[str, ...] = ("airport", "dealership", "home", "branch", "store", "other")
+LocationType = Literal["airport", "dealership", "home", "branch", "store", "other"]
+OUTCOMES: tuple[str, ...] = ("shown", "accepted", "dismissed", "ignored")
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"
+_CLIENT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"
 INT64_MAX = 2**63 - 1
+#: the earliest timestamp a request may carry (a bank's history rarely starts before; Berka's starts in 1993)
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+MAX_ATTRIBUTES = 32
+MAX_TEXT = 256
+
 #: a customer (entity) key: an int64 that is not a bool or a string of digits, or a bank's string key
 CustomerKey = (
     Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
-    | Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")]
+    | Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_CLIENT_ID)]
 )
+#: a client's idempotency key: the same key twice is the same request (a retry), answered once
+ClientKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_CLIENT_ID)]
+Scalar = bool | int | float | Annotated[str, StringConstraints(max_length=MAX_TEXT)] | None
+
+
+def sane_time(value: datetime | None) -> datetime | None:
+    """UTC, between 1990 and tomorrow (a clock off by a day is tolerated; year 9999 or 0001 is not)."""
+    if value is None:
+        return None
+    ts = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not EARLIEST <= ts <= datetime.now(UTC) + timedelta(days=1):
+        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and tomorrow (UTC), got {ts.isoformat()}")
+    return ts
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RecommendContext(_Request):
     """What the calling channel knows about this moment."""
 
-    location_type: Literal["airport", "dealership", "home", "branch", "store", "other"] | None = None
+    location_type: LocationType | None = None
     event: str | None = Field(None, pattern=_NAME, description="what triggered the call, e.g. airport_checkin")
     page: str | None = Field(None, pattern=_NAME, description="app/web page the customer is on")
 
 
 class RecommendRequest(_Request):
+    """One decision: the next best actions for one customer on one channel, now."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {"customer_id": 3, "channel": "app", "context": {"event": "airport_checkin"}, "max_actions": 2}
+            ]
+        },
+    )
+
     customer_id: CustomerKey = Field(description="the bank's key of the served entity (integer or string)")
     channel: str = Field(pattern=_NAME, description="calling channel, one of the project's catalogue channels")
     context: RecommendContext = RecommendContext()
@@ -44,11 +81,13 @@ class RecommendRequest(_Request):
         description="simulation only: the decision's (simulated) time, UTC; refused unless serving.simulated_time",
     )
 
+    _ts = field_validator("ts")(sane_time)
+
 
 class RecommendedAction(BaseModel):
     rank: int
     action_id: str
-    kind: str
+    kind: Literal["sales", "retention", "service"]
     propensity: float
     value: float
     priority: float
@@ -61,7 +100,7 @@ class RecommendResponse(BaseModel):
     customer_id: int | str
     channel: str
     actions: list[RecommendedAction] = Field(description="best first; empty means 'no action' (a valid answer)")
-    churn_risk: float | None
+    churn_risk: float | None = Field(description="the project's churn model's risk; null without one or unknown")
     model_versions: dict[str, str]
     degraded: bool = Field(description="true when the answer came from the safe fallback (features unavailable)")
     cold_start: bool = Field(description="true for an unknown customer: profile-free defaults")
@@ -69,17 +108,38 @@ class RecommendResponse(BaseModel):
 
 
 class EventRequest(_Request):
-    """A real-time event: context signal, app/web event or card transaction."""
+    """A real-time event: a context signal, an app/web event, a consent change or a card transaction."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [{"customer_id": 3, "event_type": "airport_checkin", "location_type": "airport"}]
+        },
+    )
 
     customer_id: CustomerKey
-    event_type: str = Field(pattern=_NAME, description="e.g. airport_checkin, card_lost, login, page_view")
+    event_type: str = Field(pattern=_NAME, description="e.g. airport_checkin, card_lost, login, consent_withdrawn")
     ts: datetime | None = Field(None, description="when it happened (UTC); default now")
     channel: str | None = Field(None, pattern=_NAME)
-    location_type: Literal["airport", "dealership", "home", "branch", "store", "other"] | None = None
+    location_type: LocationType | None = None
     page: str | None = Field(None, pattern=_NAME)
-    amount: float | None = Field(None, ge=0)
+    amount: float | None = Field(None, ge=0, le=1e12)
     category: str | None = Field(None, pattern=_NAME)
-    attributes: dict[str, Any] = Field(default_factory=dict, description="anything else, stored with the event")
+    event_id: ClientKey | None = Field(None, description="idempotency key (or the Idempotency-Key header)")
+    attributes: dict[Annotated[str, StringConstraints(pattern=_NAME)], Scalar] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES, description="anything else (scalars), stored with the event"
+    )
+
+    _ts = field_validator("ts")(sane_time)
+
+    @field_validator("attributes")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"attributes.{key}: numbers must be finite")
+        return value
 
 
 class EventResponse(BaseModel):
@@ -87,14 +147,27 @@ class EventResponse(BaseModel):
     pushed: bool = Field(description="the online store was updated (false: recorded durably, push failed)")
     event_type: str
     customer_id: int | str
+    duplicate: bool = Field(False, description="true: a retry of an event already recorded (same idempotency key)")
     detail: str = ""
 
 
 class FeedbackRequest(_Request):
+    """The outcome of a decision, joined by its id."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [{"decision_id": "0193f3a1c2d40a1b2c3d4e5f60718293", "outcome": "accepted"}]},
+    )
+
     decision_id: str = Field(min_length=8, max_length=40, pattern=r"^[0-9a-f]+$")
     outcome: Literal["shown", "accepted", "dismissed", "ignored"]
     action_id: str | None = Field(None, pattern=_NAME, description="the action it refers to (default: all shown)")
     ts: datetime | None = None
+    value: float | None = Field(None, ge=0, le=1e12, description="the realised value, e.g. the loan amount")
+    feedback_id: ClientKey | None = Field(None, description="idempotency key (or the Idempotency-Key header)")
+
+    _ts = field_validator("ts")(sane_time)
 
 
 class FeedbackResponse(BaseModel):
@@ -107,6 +180,7 @@ class FeedbackResponse(BaseModel):
         description="false: the decision (made an instant ago, by another worker) is not written yet; the feedback "
         "is recorded and joins it when it lands",
     )
+    duplicate: bool = Field(False, description="true: a retry of feedback already recorded (same idempotency key)")
 
 
 class ReloadResponse(BaseModel):
@@ -128,3 +202,37 @@ class StatusResponse(BaseModel):
     online_store: str
     breaker_open: bool
     detail: str = ""
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the offending field, dotted (e.g. context.location_type)")
+    message: str
+
+
+class Problem(BaseModel):
+    """Every error of the API (RFC 9457 problem details, `application/problem+json`)."""
+
+    type: str = Field("about:blank", description="a URI naming the kind of problem")
+    title: str = Field(description="short, the same for every problem of this kind (e.g. 'Invalid request')")
+    status: int
+    detail: str = Field(description="what was wrong with this request, and what to do")
+    instance: str | None = Field(None, description="the request path")
+    field: str | None = Field(None, description="the first offending field, when the problem is one field")
+    errors: list[FieldError] | None = Field(None, description="every offending field")
+    request_id: str | None = Field(None, description="X-Request-ID of the request (also in the response header)")
+
+
+def request_models(channels: tuple[str, ...]) -> tuple[type[RecommendRequest], type[EventRequest]]:
+    """The request models with `channel` an enum of the project's catalogue channels (for validation and Swagger)."""
+    Channel = Literal[channels]  # type: ignore[valid-type]
+    recommend = create_model(
+        "RecommendRequest",
+        __base__=RecommendRequest,
+        channel=(Channel, Field(description="calling channel, one of the project's catalogue channels")),
+    )
+    event = create_model(
+        "EventRequest",
+        __base__=EventRequest,
+        channel=(Channel | None, Field(None, description="the channel it happened on (default app)")),
+    )
+    return recommend, event

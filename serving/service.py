@@ -1,52 +1,59 @@
 """The BentoML decision service: `bentoml serve serving.service:NextbestService` (or `nextbest serve`).
 
-A thin, typed shell over `serving.engine.DecisionEngine`, the one engine of every project (the simulated bank by
-default; `settings.project` / `nextbest serve --project FILE` for another): the engine (models, feature store,
-policy, log) is built once per worker when BentoML instantiates the class, never at import. Handlers are `async` so
-BentoML calls them on the event loop (no thread hop per request); the only blocking part, the online read, runs in
-the engine's own pool with a timeout. Access log and metrics are off in the service config: on this machine they
-cost more than the whole decision (see benchmarks/bench_serving.py); the API routes are left out of BentoML's
-OpenTelemetry tracing unless `serving.tracing` is on (+8-12% throughput, Redis p99 at 250 req/s halved:
-docs/benchmarks.md). Swagger/OpenAPI, `/livez` and `/readyz` are BentoML's; `/readyz` stays 503 until the champions
-and the store are loaded (`__is_ready__`).
+BentoML runs it (workers, the `/livez` and `/readyz` probes, `bentoml build`); the HTTP contract is the FastAPI app of
+`serving.api`, mounted at the root, so every route, error and schema is the project's own (versioned `/v1/` paths,
+problem details, the API-key scheme; Swagger at `/`, OpenAPI at `/docs.json`). In front of everything sits
+`serving.edge.Edge` (request id, load shedding, body size, content type and body timeout).
+
+The engine (models, feature store, policy, log) is built once per worker when BentoML instantiates the class, and
+loads in the background: the probes answer at once (`/readyz` 503 until the champions and the store are loaded),
+even when the registry is unreachable. At import the service reads the settings and the project (the channels
+become enums of the API; a project that cannot be served, or auth on without keys, stops the server with one line).
+Access log and metrics are off (on this machine they cost more than the whole decision, see
+benchmarks/bench_serving.py); the API routes are left out of BentoML's OpenTelemetry tracing unless
+`serving.tracing` is on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from http import HTTPStatus
+import sys
 
 import bentoml
-from bentoml.exceptions import BadInput, BentoMLException, NotFound, ServiceUnavailable
 
-from nextbest.decision_log import UnknownDecisionError
-from nextbest.errors import ConfigError, NotReadyError
-from nextbest.settings import load_settings
-from serving.auth import ApiKeyMiddleware, auth_required
+from nextbest.errors import ConfigError
+from nextbest.project import project_of
+from nextbest.settings import Settings, load_settings
+from serving.api import API_PREFIX, Api
+from serving.auth import key_ring, startup_problem
+from serving.edge import Edge
 from serving.engine import DecisionEngine
 from serving.lifecycle import freeze_heap
-from serving.schemas import (
-    EventRequest,
-    EventResponse,
-    FeedbackRequest,
-    FeedbackResponse,
-    RecommendRequest,
-    RecommendResponse,
-    ReloadResponse,
-    StatusResponse,
-)
 
 logger = logging.getLogger(__name__)
 
-
 #: the API routes; with `serving.tracing` off they are excluded from BentoML's OpenTelemetry middleware
-API_ROUTES = ("/recommend", "/events", "/feedback", "/status", "/admin/reload")
+API_ROUTES = tuple(
+    f"{prefix}{route}"
+    for prefix in (API_PREFIX, "")
+    for route in ("/recommend", "/events", "/feedback", "/status", "/admin/reload")
+)
 
 
-def _tracing_config() -> dict[str, list[str]]:
-    # Read when BentoML imports the service (the settings file is what `nextbest serve` hands the workers).
-    return {} if load_settings().serving.tracing else {"excluded_urls": list(API_ROUTES)}
+def _settings_or_exit() -> Settings:
+    """The settings the service starts with; a configuration that cannot serve exits the server with one line."""
+    try:
+        settings = load_settings()
+        project_of(settings).decisions()
+    except (ConfigError, ValueError) as exc:
+        sys.exit(f"nextbest serve: {str(exc).splitlines()[0]}")
+    if problem := startup_problem(settings):
+        sys.exit(f"nextbest serve: {problem}")
+    return settings
+
+
+_SETTINGS = _settings_or_exit()
+_API = Api(project_of(_SETTINGS), key_ring(_SETTINGS), engine=lambda: bentoml.get_current_service().engine).build()
 
 
 @bentoml.service(
@@ -55,26 +62,17 @@ def _tracing_config() -> dict[str, list[str]]:
     traffic={"timeout": 10},
     logging={"access": {"enabled": False}},
     metrics={"enabled": False},
-    tracing=_tracing_config(),
+    tracing={} if _SETTINGS.serving.tracing else {"excluded_urls": list(API_ROUTES)},
 )
+@bentoml.asgi_app(_API, path="/")
 class NextbestService:
     """Next best action for one customer, in milliseconds; events and feedback close the loop."""
 
     def __init__(self) -> None:
         self.settings = load_settings()
-        if auth_required(self.settings) and not self.settings.serving.api_keys:
-            raise ConfigError(
-                "API-key auth is on (production profile or serving.auth_enabled) but serving.api_keys is empty"
-            )
         self.engine = DecisionEngine(self.settings)
-        try:
-            self.engine.load()
-            self.engine.start_polling()
-            freeze_heap()  # full GC passes over the loaded heap stalled requests ~200 ms (see freeze_heap)
-        except Exception as exc:  # start anyway: /readyz reports not ready, loading retries in the background
-            self.engine.load_error = f"{exc.__class__.__name__}: {exc}"
-            logger.warning("decision engine not ready yet: %s", self.engine.load_error)
-            self.engine.load_in_background(retry_s=max(self.settings.serving.reload_interval_s, 5.0))
+        # In the background, always: a registry or store that hangs must not keep the probes from answering.
+        self.engine.load_in_background(retry_s=max(self.settings.serving.reload_interval_s, 5.0))
 
     def __is_ready__(self) -> bool:
         return self.engine.ready
@@ -83,64 +81,11 @@ class NextbestService:
     def shutdown(self) -> None:
         self.engine.close()
 
-    def _require_ready(self) -> None:
-        if not self.engine.ready:
-            raise ServiceUnavailable(f"models or feature store not loaded yet: {self.engine.load_error or 'loading'}")
 
-    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
-    async def recommend(self, **request: object) -> RecommendResponse:
-        """Ranked next best actions for one customer on one channel ("no action" is a valid answer)."""
-        self._require_ready()
-        req = RecommendRequest.model_construct(**request)  # already validated by BentoML against the spec
-        try:
-            return await self.engine.recommend_async(req)
-        except NotReadyError as exc:
-            raise ServiceUnavailable(str(exc)) from exc
-        except ValueError as exc:  # e.g. a simulated `ts` sent to a service that does not allow one
-            raise BadInput(str(exc)) from exc
-
-    @bentoml.api(route="/events", input_spec=EventRequest)
-    async def events(self, **event: object) -> EventResponse:
-        """A real-time event: pushed to the online store and recorded durably for training."""
-        self._require_ready()
-        ev = EventRequest.model_construct(**event)
-        try:
-            # the push reads and writes the online store (a few ms): keep it off the event loop
-            return await asyncio.to_thread(self.engine.record_event, ev)
-        except ValueError as exc:
-            raise BadInput(str(exc)) from exc
-
-    @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
-    async def feedback(self, **fb: object) -> FeedbackResponse:
-        """The outcome of a decision (shown, accepted, dismissed, ignored), joined by decision id."""
-        self._require_ready()
-        req = FeedbackRequest.model_construct(**fb)
-        try:
-            return await asyncio.to_thread(self.engine.record_feedback, req)
-        except UnknownDecisionError as exc:
-            raise NotFound(str(exc)) from exc
-        except ValueError as exc:
-            raise BadInput(str(exc)) from exc
-
-    @bentoml.api(route="/status")
-    async def status(self) -> StatusResponse:
-        """Readiness details: model versions in use, online store, circuit breaker."""
-        return self.engine.status()
-
-    @bentoml.api(route="/admin/reload")
-    def reload(self, force: bool = False) -> ReloadResponse:
-        """Admin: re-read the decision policy file (validated first: a bad file is refused with 422 and the policy
-        in use is kept) and load the registry's current champions now (the poller does both every
-        reload_interval_s)."""
-        try:
-            return self.engine.reload(force=force)
-        except ConfigError as exc:
-            raise BentoMLException(
-                f"policy: the edited decision policy is invalid and was not loaded: {exc}",
-                error_code=HTTPStatus.UNPROCESSABLE_ENTITY,
-            ) from exc
-        except NotReadyError as exc:
-            raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
-
-
-NextbestService.add_asgi_middleware(ApiKeyMiddleware)
+NextbestService.add_asgi_middleware(
+    Edge,
+    max_in_flight=_SETTINGS.serving.max_in_flight,
+    max_body_bytes=_SETTINGS.serving.max_body_bytes,
+    body_timeout_s=_SETTINGS.serving.body_timeout_s,
+)
+__all__ = ["NextbestService", "freeze_heap"]
