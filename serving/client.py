@@ -18,6 +18,8 @@ from typing import Any
 
 from nextbest.errors import NextbestError
 
+API_PREFIX = "/v1"
+
 
 class DecisionServiceError(NextbestError):
     def __init__(self, status: int, message: str) -> None:
@@ -31,11 +33,12 @@ class DecisionClient:
         self.api_key = api_key
         self.timeout = timeout
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["X-API-Key"] = self.api_key
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=headers)
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + API_PREFIX + path, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read())
@@ -44,7 +47,7 @@ class DecisionClient:
 
     def recommend(
         self,
-        customer_id: int,
+        customer_id: int | str,
         channel: str,
         context: dict[str, Any] | None = None,
         max_actions: int = 3,
@@ -58,7 +61,7 @@ class DecisionClient:
             body["ts"] = ts.isoformat()
         return self._post("/recommend", body)
 
-    def event(self, customer_id: int, event_type: str, **fields: Any) -> dict[str, Any]:
+    def event(self, customer_id: int | str, event_type: str, **fields: Any) -> dict[str, Any]:
         return self._post("/events", {"customer_id": customer_id, "event_type": event_type, **fields})
 
     def feedback(
@@ -75,4 +78,4 @@ class DecisionClient:
         return self._post("/admin/reload", {})
 
     def status(self) -> dict[str, Any]:
-        return self._post("/status", {})
+        return self._post("/status", None, method="GET")

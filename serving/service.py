@@ -28,7 +28,6 @@ from serving.api import API_PREFIX, Api
 from serving.auth import key_ring, startup_problem
 from serving.edge import Edge
 from serving.engine import DecisionEngine
-from serving.lifecycle import freeze_heap
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +37,11 @@ API_ROUTES = tuple(
     for prefix in (API_PREFIX, "")
     for route in ("/recommend", "/events", "/feedback", "/status", "/admin/reload")
 )
+
+
+def tracing_config(settings: Settings) -> dict[str, list[str]]:
+    """BentoML's tracing section: the API routes are excluded unless `serving.tracing` is on."""
+    return {} if settings.serving.tracing else {"excluded_urls": list(API_ROUTES)}
 
 
 def _settings_or_exit() -> Settings:
@@ -62,7 +66,7 @@ _API = Api(project_of(_SETTINGS), key_ring(_SETTINGS), engine=lambda: bentoml.ge
     traffic={"timeout": 10},
     logging={"access": {"enabled": False}},
     metrics={"enabled": False},
-    tracing={} if _SETTINGS.serving.tracing else {"excluded_urls": list(API_ROUTES)},
+    tracing=tracing_config(_SETTINGS),
 )
 @bentoml.asgi_app(_API, path="/")
 class NextbestService:
@@ -88,4 +92,3 @@ NextbestService.add_asgi_middleware(
     max_body_bytes=_SETTINGS.serving.max_body_bytes,
     body_timeout_s=_SETTINGS.serving.body_timeout_s,
 )
-__all__ = ["NextbestService", "freeze_heap"]

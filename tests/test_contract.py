@@ -61,6 +61,15 @@ def _post(url: str, body: object, headers: dict[str, str] | None = None) -> tupl
             return exc.code, raw.decode(errors="replace")
 
 
+def _get_json(url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
 def _get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
@@ -187,7 +196,7 @@ def server(case: Case, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
 
 
 def _recommend(server: Running, customer: object, channel: str, **extra: object) -> tuple[int, Any]:
-    return _post(server.url + "/recommend", {"customer_id": customer, "channel": channel, **extra}, CHAN)
+    return _post(server.url + "/v1/recommend", {"customer_id": customer, "channel": channel, **extra}, CHAN)
 
 
 def _marketing(decision: dict[str, Any]) -> list[str]:
@@ -232,13 +241,29 @@ def test_probes_openapi_and_auth(server: Running) -> None:
     assert _get(server.url + "/livez") == 200 and _get(server.url + "/readyz") == 200
     with urllib.request.urlopen(server.url + "/docs.json", timeout=5) as r:
         paths = json.loads(r.read())["paths"]
-    assert {"/recommend", "/events", "/feedback", "/admin/reload", "/status"} <= set(paths)
+    assert {"/v1/recommend", "/v1/events", "/v1/feedback", "/v1/admin/reload", "/v1/status"} <= set(paths)
     body = {"customer_id": 1, "channel": "app"}
-    assert _post(server.url + "/recommend", body)[0] == 401
-    assert _post(server.url + "/recommend", body, {"X-API-Key": "nope"})[0] == 401
-    assert _post(server.url + "/admin/reload", {}, CHAN)[0] == 403
-    status, reloaded = _post(server.url + "/admin/reload", {}, ADMIN)
+    status, unauthorized = _post(server.url + "/v1/recommend", body)
+    assert status == 401 and unauthorized["title"] == "Unauthorized" and unauthorized["request_id"]
+    assert _post(server.url + "/v1/recommend", body, {"X-API-Key": "nope"})[0] == 401
+    assert _post(server.url + "/v1/admin/reload", {}, CHAN)[0] == 403
+    status, reloaded = _post(server.url + "/v1/admin/reload", {}, ADMIN)
     assert status == 200 and reloaded["policy_version"]
+
+
+def test_request_ids_are_echoed_and_unknown_paths_are_problems(server: Running, case: Case) -> None:
+    body = json.dumps({"customer_id": case.reachable[0], "channel": case.inbound}).encode()
+    req = urllib.request.Request(
+        server.url + "/v1/recommend",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Request-ID": "trace-42", **CHAN},
+    )
+    with urllib.request.urlopen(req, timeout=15) as resp:
+        assert resp.headers["X-Request-ID"] == "trace-42"
+        decision_id = json.loads(resp.read())["decision_id"]
+    assert _wait_logged(server, decision_id, case)["request_id"] == "trace-42"
+    status, missing = _post(server.url + "/v1/nothing-here", {}, CHAN)
+    assert status == 404 and missing["status"] == 404 and missing["title"] == "Not found"
 
 
 def test_recommend_answers_with_the_projects_models(server: Running, case: Case, used: set[object]) -> None:
@@ -252,7 +277,7 @@ def test_recommend_answers_with_the_projects_models(server: Running, case: Case,
     assert 1 <= len(d["actions"]) <= 2 and [a["rank"] for a in d["actions"]] == list(range(1, len(d["actions"]) + 1))
     for a in d["actions"]:
         assert 0.0 <= a["propensity"] <= 1.0 and a["template_id"] and a["reason_codes"]
-    status, st = _post(server.url + "/status", {}, CHAN)
+    status, st = _get_json(server.url + "/v1/status", CHAN)
     assert status == 200 and st["ready"] and st["project"] == case.name and st["model_versions"] == d["model_versions"]
 
 
@@ -280,9 +305,9 @@ def test_bad_input_is_a_4xx_naming_the_field(server: Running, case: Case, mutati
         body["customer_id"] = case.wrong_type
     if mutation.get("customer_id", "") is None:
         body.pop("customer_id")
-    status, err = _post(server.url + "/recommend", body, CHAN)
-    assert 400 <= status < 500, (status, err)
-    assert field in json.dumps(err)
+    status, err = _post(server.url + "/v1/recommend", body, CHAN)
+    assert status == 400, (status, err)
+    assert err["title"] == "Invalid request" and err["status"] == 400 and err["field"] == field, err
 
 
 def test_no_marketing_without_consent(server: Running, case: Case) -> None:
@@ -298,14 +323,14 @@ def test_contact_caps_and_a_dismissal_cool_down_hold(server: Running, case: Case
     assert status == 200 and not _marketing(second), second  # the daily cap of this channel
     offered = _marketing(first)[0]
     status, fb = _post(
-        server.url + "/feedback",
+        server.url + "/v1/feedback",
         {"decision_id": first["decision_id"], "outcome": "dismissed", "action_id": offered},
         CHAN,
     )
     assert status == 200 and fb["customer_id"] == customer and fb["joined"]
     status, third = _recommend(server, customer, case.inbound, max_actions=3)
     assert status == 200 and offered not in [a["action_id"] for a in third["actions"]]
-    _post(server.url + "/status", {}, CHAN)  # the write-behind log catches up while the server runs on
+    _get_json(server.url + "/v1/status", CHAN)  # the write-behind log catches up while the server runs on
     rules = {r["rule"] for r in _wait_logged(server, second["decision_id"], case)["rejected"]}
     assert rules & {"contact_policy.daily_channel_cap", "contact_policy.window_cap"}
     rules = {(r["action_id"], r["rule"]) for r in _wait_logged(server, third["decision_id"], case)["rejected"]}
@@ -327,14 +352,14 @@ def _wait_logged(server: Running, decision_id: str, case: Case) -> dict[str, Any
 
 def test_events_and_feedback(server: Running, case: Case) -> None:
     customer = case.reachable[0]
-    status, ev = _post(server.url + "/events", {"customer_id": customer, "event_type": case.event}, CHAN)
+    status, ev = _post(server.url + "/v1/events", {"customer_id": customer, "event_type": case.event}, CHAN)
     assert status == 200 and ev["accepted"] and ev["pushed"] is case.pushes
     status, d = _recommend(server, customer, case.inbound)
-    status, fb = _post(server.url + "/feedback", {"decision_id": d["decision_id"], "outcome": "shown"}, CHAN)
+    status, fb = _post(server.url + "/v1/feedback", {"decision_id": d["decision_id"], "outcome": "shown"}, CHAN)
     assert status == 200 and fb["decision_id"] == d["decision_id"] and fb["customer_id"] == customer
-    status, _ = _post(server.url + "/feedback", {"decision_id": "0123456789abcdef", "outcome": "shown"}, CHAN)
+    status, _ = _post(server.url + "/v1/feedback", {"decision_id": "0123456789abcdef", "outcome": "shown"}, CHAN)
     assert status == 404
-    status, err = _post(server.url + "/events", {"customer_id": case.wrong_type, "event_type": case.event}, CHAN)
+    status, err = _post(server.url + "/v1/events", {"customer_id": case.wrong_type, "event_type": case.event}, CHAN)
     assert 400 <= status < 500 and "customer_id" in json.dumps(err)
 
 
@@ -351,7 +376,7 @@ def test_a_dead_online_store_gives_degraded_answers_not_errors(
     customer = case.reachable[0]
     with ServiceProcess(settings, port=free_port(), log_path=folder / "service.log") as svc:
         for _ in range(3):
-            status, d = _post(svc.url + "/recommend", {"customer_id": customer, "channel": case.inbound}, CHAN)
+            status, d = _post(svc.url + "/v1/recommend", {"customer_id": customer, "channel": case.inbound}, CHAN)
             assert status == 200 and d["degraded"] and not d["cold_start"] and not _marketing(d), d
-        status, ev = _post(svc.url + "/events", {"customer_id": customer, "event_type": case.event}, CHAN)
+        status, ev = _post(svc.url + "/v1/events", {"customer_id": customer, "event_type": case.event}, CHAN)
         assert status == 200 and ev["accepted"] and not ev["pushed"]  # recorded durably even so
