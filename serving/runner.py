@@ -2,9 +2,10 @@
 
 The child process gets the caller's settings through a YAML file (`NEXTBEST_CONFIG`) and no other `NEXTBEST_*`
 variables, so `Settings(home=tmp, ...)` in a test or the demo reaches the service exactly. Worker count goes to
-BentoML through `BENTOML_CONFIG_OVERRIDES` (its documented override of the service config). `ServiceProcess`
-waits for `/readyz` (models and store loaded) and stops the server with SIGTERM, which lets BentoML run the
-service's shutdown hook (the decision log drains its queue) before exiting.
+BentoML through `BENTOML_CONFIG_OVERRIDES` (its documented override of the service config); MLflow's request
+timeouts and retries are bounded (`nextbest.models.registry.REGISTRY_CALL_BOUNDS`, unless the caller set them).
+`ServiceProcess` waits for `/readyz` (models and store loaded) and stops the server with SIGTERM, which lets
+BentoML run the service's shutdown hook (the decision log drains its queue) before exiting.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from types import TracebackType
 import yaml
 
 from nextbest.errors import NotReadyError
+from nextbest.models.registry import bound_registry_calls
 from nextbest.settings import REPO_ROOT, Settings
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ def service_env(settings: Settings, workers: int, service_name: str = SERVICE_NA
     env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {service_name: {"workers": workers}}})
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in the service log
+    # Bounded registry calls (HTTP timeout and retries, PostgreSQL connect timeout): an unreachable or hung
+    # registry fails a load attempt or a poll in seconds instead of holding a worker for minutes.
+    bound_registry_calls(env)
     # One scoring thread per worker: parallelism comes from workers; OpenMP spinning hurts on 2 shared cores.
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)

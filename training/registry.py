@@ -7,6 +7,8 @@ margin that is larger than noise and does not buy ranking with worse probabiliti
 The very first version has no champion to beat and is promoted. Every decision, promoted or not, is appended to
 `<home>/promotions.jsonl` and written as tags on the challenger's model version (who, when, why, both metrics),
 so the MLflow UI and the file tell the same story. Serving follows the `champion` alias, never a version number.
+`register_version` records the artefact's sha256 digest on the version and the run (`nextbest.models.integrity`);
+every load checks it, so the gate and a manual `promote` refuse a tampered or corrupt version as serving does.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nextbest.errors import DataError, NotReadyError
+from nextbest.errors import ArtefactError, DataError, NotReadyError
 from nextbest.models.registry import mlflow_client
 from nextbest.settings import Settings
 from training.metrics import binary_metrics
@@ -29,6 +31,8 @@ from training.tracking import who
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from nextbest.models.integrity import ArtefactDigest
 
 logger = logging.getLogger(__name__)
 
@@ -110,16 +114,94 @@ def register_version(
     tags: dict[str, str] | None = None,
     description: str | None = None,
 ) -> str:
-    """Register a logged model as a new version of `name`, give it the `challenger` alias, return the version."""
+    """Register a logged model as a new version of `name`, give it the `challenger` alias, return the version.
+
+    The artefact's sha256 digest (`nextbest.models.integrity`) is computed from the files MLflow stored for
+    `model_uri` and recorded as tags of the version (at its creation, so no version exists without one) and of the
+    run; then the version is downloaded as `load_model` downloads it and checked against the digest, before the
+    `challenger` alias points at it.
+    """
     import mlflow
 
+    from nextbest.models.integrity import SOURCE_TAG
+
     client = mlflow_client(settings)
-    mv = mlflow.register_model(model_uri, name, tags=tags, await_registration_for=0)
+    digest = _stored_digest(settings, model_uri)
+    mv = mlflow.register_model(model_uri, name, tags={**(tags or {}), **digest.tags()}, await_registration_for=0)
+    run = run_id or mv.run_id
+    if run:
+        for key, value in {**digest.tags(), SOURCE_TAG: str(mv.source)}.items():
+            client.set_tag(run, key, value)
+    _verify_registered(settings, name, str(mv.version), digest)
     if description:
         client.update_model_version(name, mv.version, description=description)
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
-    logger.info("registered %s version %s (alias %s, run %s)", name, mv.version, CHALLENGER, run_id or mv.run_id)
+    logger.info(
+        "registered %s version %s (alias %s, run %s, sha256 %s)",
+        name,
+        mv.version,
+        CHALLENGER,
+        run,
+        digest.sha256[:12],
+    )
     return str(mv.version)
+
+
+def _stored_digest(settings: Settings, artifact_uri: str) -> ArtefactDigest:
+    """The digest of the model folder as the artefact store holds it (downloaded once into a temp dir)."""
+    import tempfile
+
+    import mlflow
+
+    from nextbest.models.integrity import artefact_digest
+    from nextbest.models.registry import registry_uri, tracking_uri, use_tracking
+
+    use_tracking(settings)  # as `download_version`: MLflow resolves part of a download through the fluent URIs
+    with tempfile.TemporaryDirectory(prefix="nextbest-digest-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri,
+            dst_path=tmp,
+            tracking_uri=tracking_uri(settings),
+            registry_uri=registry_uri(settings),
+        )
+        return artefact_digest(Path(local))
+
+
+def _verify_registered(settings: Settings, name: str, version: str, digest: ArtefactDigest) -> None:
+    """Download the new version through the registry, as serving will, and check it against `digest`."""
+    import tempfile
+
+    from nextbest.models.artefact import download_version
+    from nextbest.models.integrity import verify_artefact
+
+    with tempfile.TemporaryDirectory(prefix="nextbest-verify-") as tmp:
+        verify_artefact(
+            name, version, download_version(settings, name, version, Path(tmp)), digest.sha256, digest.files
+        )
+
+
+def record_artefact_digest(settings: Settings, name: str, version: str, reason: str) -> str:
+    """Vouch for a version registered without a digest (before digests existed, or by hand): record the digest of
+    the files the artefact store holds now, with who and why, so `load_model` accepts it. Returns the digest.
+
+    Only for versions whose files you trust: it records whatever is stored, tampered or not.
+    """
+    if not reason.strip():
+        raise DataError("recording an artefact digest needs a reason for the audit trail")
+    from nextbest.models.integrity import DIGEST_TAG
+
+    client = mlflow_client(settings)
+    mv = client.get_model_version(name, str(version))
+    if (mv.tags or {}).get(DIGEST_TAG):
+        raise DataError(f"model {name!r} version {version} already has a recorded digest; it cannot be replaced")
+    digest = _stored_digest(settings, f"models:/{name}/{version}")
+    attested = {
+        "nextbest.artefact_attested": json.dumps({"who": who(), "when": datetime.now(UTC).isoformat(), "why": reason})
+    }
+    for key, value in {**digest.tags(), **attested}.items():
+        client.set_model_version_tag(name, str(version), key, value[:_TAG_LIMIT])
+    logger.warning("recorded artefact digest %s for %s v%s by hand: %s", digest.sha256[:12], name, version, reason)
+    return digest.sha256
 
 
 def alias_version(settings: Settings, name: str, alias: str) -> str | None:
@@ -175,6 +257,9 @@ def promote_if_better(
         except DataError as exc:
             # A champion on another feature set cannot be scored on this holdout: a human decides (`promote`).
             promoted, reason = False, f"champion v{champion_version} cannot be scored on this holdout ({exc})"
+        except ArtefactError as exc:
+            # A refused champion (tampered, corrupt) is no yardstick: a human decides, with the reason on record.
+            promoted, reason = False, f"champion v{champion_version} cannot be loaded to compare ({exc})"
         else:
             promoted, reason = _verdict(challenger, champion, rule)
     decision = PromotionDecision(
@@ -246,6 +331,9 @@ def promote(settings: Settings, name: str, version: str, reason: str) -> Promoti
         mlflow_client(settings).get_model_version(name, str(version))
     except MlflowException as exc:
         raise NotReadyError(f"model {name!r} has no version {version}") from exc
+    from nextbest.models.artefact import load_model
+
+    load_model(name, settings=settings, version=version)  # ArtefactError: serving would refuse it, so do we
     decision = PromotionDecision(
         model=name,
         challenger_version=str(version),

@@ -99,6 +99,15 @@ def log_trial_run(
     return run.info.run_id
 
 
+def aggregate_example(frame: pd.DataFrame, feature_names: list[str]) -> pd.DataFrame:
+    """One input-example row of column medians (NaN for an all-missing column): the shape of the model's input
+    without any customer's row in it, so an erased customer never lives on in a logged model."""
+    import pandas as pd
+
+    values = frame[feature_names].astype("float64")
+    return pd.DataFrame([values.median(skipna=True).to_numpy()], columns=feature_names).astype("float64")
+
+
 def log_model(
     booster: xgb.Booster,
     calibrator: Calibrator,
@@ -108,19 +117,23 @@ def log_model(
 ) -> str:
     """Log the booster (native xgboost flavour, signature, input example) with calibrator and info as extra files.
 
-    Must be called inside an active run. Returns the model URI (`models:/<model id>`). The calibrator also goes to
-    the run's artefacts as `calibrator.json` so it is visible in the UI; the copy inside the model folder is the
-    one `load_model` applies, so a registered version always carries its own calibrator.
+    `input_example` is the frame the model's signature describes (its column types, and which columns hold
+    missing values); the logged example is not its rows but `aggregate_example` of it (column medians), so no
+    customer data is stored with the model. Must be called inside an active run. Returns the model URI
+    (`models:/<model id>`). The calibrator also goes to the run's artefacts as `calibrator.json` so it is visible
+    in the UI; the copy inside the model folder is the one `load_model` applies, so a registered version always
+    carries its own calibrator.
     """
     import mlflow
     import mlflow.xgboost
     from mlflow.models import infer_signature
 
-    example = input_example[feature_names].astype("float64")
+    frame = input_example[feature_names].astype("float64")
+    example = aggregate_example(frame, feature_names)
     predict_type = "margin" if calibrator.uses_margin else "value"
     raw = booster.inplace_predict(example.to_numpy(dtype=np.float32), predict_type=predict_type)
     proba = calibrator.apply(np.asarray(raw, dtype=np.float64))
-    signature = infer_signature(example, proba)
+    signature = infer_signature(frame, proba)  # the inputs' schema from the frame, as before the aggregate example
     with tempfile.TemporaryDirectory(prefix="nextbest-model-") as tmp:
         cal_path = calibrator.save(Path(tmp) / CALIBRATOR_FILE)
         info_path = Path(tmp) / MODEL_INFO_FILE

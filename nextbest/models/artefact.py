@@ -1,11 +1,13 @@
 """The trained model as serving and evaluation use it: a native XGBoost booster plus its calibrator.
 
 `load_model("nba")` resolves a registry alias (default `champion`) to a model version, downloads that version's
-MLflow model folder once (native xgboost flavour + `extra_files/calibrator.json` + `extra_files/model_info.json`)
-and returns a `LoadedModel`. The hot path is numpy only: `predict_proba` calls `Booster.inplace_predict` (no
-DMatrix, no DataFrame) and applies the calibrator, about 0.3 ms for 20 rows on this machine. Feature order is the
-booster's own `feature_names`; `frame_to_matrix` builds the matrix in that order from any DataFrame that holds the
-columns, so callers never depend on column order.
+MLflow model folder once (native xgboost flavour + `extra_files/calibrator.json` + `extra_files/model_info.json`),
+checks it against the sha256 digest recorded when the version was registered (`nextbest.models.integrity`) and
+returns a `LoadedModel`; a tampered or corrupt folder is refused with an `ArtefactError`, never loaded. The hot
+path is numpy only: `predict_proba` calls `Booster.inplace_predict` (no DMatrix, no DataFrame) and applies the
+calibrator, about 0.3 ms for 20 rows on this machine. Feature order is the booster's own `feature_names`;
+`frame_to_matrix` builds the matrix in that order from any DataFrame that holds the columns, so callers never
+depend on column order.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nextbest.errors import DataError, NotReadyError
+from nextbest.errors import ArtefactCorruptError, ArtefactError, DataError, NotReadyError
 from nextbest.models.calibration import Calibrator
 from nextbest.settings import Settings, load_settings
 
@@ -108,18 +110,42 @@ class LoadedModel:
 
     @classmethod
     def from_dir(cls, path: Path, name: str, version: str | None = None, run_id: str | None = None) -> LoadedModel:
-        """Load from a local MLflow xgboost model folder (as logged by `training.tracking.log_model`)."""
+        """Load from a local MLflow xgboost model folder (as logged by `training.tracking.log_model`).
+
+        Raises ArtefactCorruptError (naming the model, the version and why) when the folder does not load: a
+        corrupt booster, a calibrator or model info that is not valid JSON, missing files or feature names.
+        """
+        try:
+            return cls._from_dir(path, name, version, run_id)
+        except ArtefactCorruptError:
+            raise
+        except Exception as exc:  # xgboost, JSON, OS and MLflow errors alike: one clear error of one family
+            raise ArtefactCorruptError(
+                f"model {name!r} version {version}: its artefact does not load ({exc.__class__.__name__}: {exc})",
+                model=name,
+                version=version,
+            ) from exc
+
+    @classmethod
+    def _from_dir(cls, path: Path, name: str, version: str | None, run_id: str | None) -> LoadedModel:
         import mlflow.xgboost
 
-        booster = mlflow.xgboost.load_model(str(path))
+        def corrupt(why: str) -> ArtefactCorruptError:
+            return ArtefactCorruptError(f"model {name!r} version {version}: {why}", model=name, version=version)
+
         extra = path / "extra_files"
         if not (extra / CALIBRATOR_FILE).is_file():
-            raise DataError(f"model folder {path} has no {CALIBRATOR_FILE}; was it logged by nextbest training?")
+            raise corrupt(f"model folder {path} has no {CALIBRATOR_FILE}; was it logged by nextbest training?")
+        booster = mlflow.xgboost.load_model(str(path))
         calibrator = Calibrator.load(extra / CALIBRATOR_FILE)
         info = json.loads((extra / MODEL_INFO_FILE).read_text()) if (extra / MODEL_INFO_FILE).is_file() else {}
+        if not isinstance(info, dict):
+            raise corrupt(f"{MODEL_INFO_FILE} holds {type(info).__name__}, not an object")
         feature_names = list(booster.feature_names or info.get("feature_names") or [])
         if not feature_names:
-            raise DataError(f"model folder {path} records no feature names")
+            raise corrupt(f"model folder {path} records no feature names")
+        if booster.num_features() != len(feature_names):
+            raise corrupt(f"the booster has {booster.num_features()} features but {len(feature_names)} names")
         return cls(
             name=name,
             version=version,
@@ -141,37 +167,83 @@ def load_model(
 ) -> LoadedModel:
     """Load registered model `name` at `alias` (or an explicit `version`) from the MLflow registry.
 
-    `nthread` sets the booster's scoring threads. Default 1: a request scores tens of rows, too few to gain from
-    threads, and on a busy 2-core host OpenMP barriers cost far more than they save (None: XGBoost's default).
-    Raises NotReadyError when the model or alias does not exist yet (train first: `nextbest train <model>`).
+    The downloaded folder is checked against the digest recorded at registration before anything in it is
+    deserialised (`nextbest.models.integrity`). `nthread` sets the booster's scoring threads. Default 1: a request
+    scores tens of rows, too few to gain from threads, and on a busy 2-core host OpenMP barriers cost far more than
+    they save (None: XGBoost's default).
+    Raises NotReadyError when the model or alias does not exist yet (train first: `nextbest train <model>`) or the
+    registry cannot be reached; ArtefactIntegrityError when the files differ from the recorded digest or none was
+    recorded; ArtefactCorruptError when the folder does not load; ArtefactError when it cannot be downloaded.
+    """
+    from nextbest.models.integrity import recorded_digest, verify_artefact
+    from nextbest.models.registry import mlflow_client
+
+    settings = settings or load_settings()
+    client = mlflow_client(settings)
+    mv = _model_version(client, settings, name, alias, version)
+    number = str(mv.version)
+    expected, manifest = recorded_digest(client, mv)
+    with tempfile.TemporaryDirectory(prefix=f"nextbest-{name}-") as tmp:
+        local = download_version(settings, name, number, Path(tmp))
+        verify_artefact(name, number, local, expected, manifest)
+        loaded = LoadedModel.from_dir(local, name=name, version=number, run_id=mv.run_id)
+    if nthread is not None:
+        loaded.booster.set_param({"nthread": nthread})
+        loaded.nthread = nthread
+    logger.info("loaded model %s v%s (%s, %d features, digest ok)", name, number, alias, len(loaded.feature_names))
+    return loaded
+
+
+#: MLflow error codes that mean "no such model, version or alias" (anything else: the registry is failing)
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+
+def _model_version(client: Any, settings: Settings, name: str, alias: str, version: str | int | None) -> Any:
+    """The registry's model version for `version`, else for `alias` (NotReadyError when missing or unreachable)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if version is not None:
+            return client.get_model_version(name, str(version))
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        what = f"version {version}" if version is not None else f"alias {alias!r}"
+        if exc.error_code in _NOT_FOUND:
+            raise NotReadyError(
+                f"no registered model {name!r} with {what} in {settings.mlflow_tracking_uri}; "
+                f"run `nextbest train {name}` first"
+            ) from exc
+        raise NotReadyError(
+            f"model registry {settings.mlflow.registry_uri or settings.mlflow_tracking_uri} did not answer for "
+            f"model {name!r} {what}: {exc.message}"
+        ) from exc
+
+
+def download_version(settings: Settings, name: str, version: str, dst: Path) -> Path:
+    """Download model version `version` of `name` (its whole MLflow model folder) under `dst`; returns the folder.
+
+    ArtefactError (the base class: possibly transient, a later attempt may succeed) when the artefact store does
+    not hold it or cannot be reached.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from nextbest.models.registry import mlflow_client, registry_uri, tracking_uri
+    from nextbest.models.registry import registry_uri, tracking_uri, use_tracking
 
-    settings = settings or load_settings()
-    client = mlflow_client(settings)
+    # MLflow resolves part of a `models:/` download (the version's source) through the fluent API's URIs, whatever
+    # the arguments say: point those at this installation too.
+    use_tracking(settings)
     try:
-        mv = client.get_model_version(name, str(version)) if version is not None else None
-        if mv is None:
-            mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        what = f"version {version}" if version is not None else f"alias {alias!r}"
-        raise NotReadyError(
-            f"no registered model {name!r} with {what} in {settings.mlflow_tracking_uri}; "
-            f"run `nextbest train {name}` first"
-        ) from exc
-    with tempfile.TemporaryDirectory(prefix=f"nextbest-{name}-") as tmp:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{mv.version}",
-            dst_path=tmp,
+            artifact_uri=f"models:/{name}/{version}",
+            dst_path=str(dst),
             tracking_uri=tracking_uri(settings),
             registry_uri=registry_uri(settings),
         )
-        loaded = LoadedModel.from_dir(Path(local), name=name, version=str(mv.version), run_id=mv.run_id)
-    if nthread is not None:
-        loaded.booster.set_param({"nthread": nthread})
-        loaded.nthread = nthread
-    logger.info("loaded model %s v%s (%s, %d features)", name, mv.version, alias, len(loaded.feature_names))
-    return loaded
+    except (MlflowException, OSError) as exc:
+        raise ArtefactError(
+            f"model {name!r} version {version}: its artefact cannot be downloaded ({exc.__class__.__name__}: {exc})",
+            model=name,
+            version=version,
+        ) from exc
+    return Path(local)

@@ -3,16 +3,47 @@
 On the floor because training (which registers versions) and serving (which loads champions and polls aliases)
 both need it, and neither may import the other. URIs are set per call from `Settings` (never at import), so tests
 point MLflow at a temp dir by passing their own settings.
+
+`REGISTRY_CALL_BOUNDS` bounds every registry call of a long-running process (the decision service): MLflow's
+defaults against an HTTP tracking server are a 120 s timeout and 7 retries with exponential backoff (minutes per
+call), and libpq waits for a PostgreSQL connection as long as TCP does. `bound_registry_calls()` applies them to
+this process (values already set in the environment win); `serving.runner.service_env` hands them to the server.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING
 
 from nextbest.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+
+#: environment for MLflow clients that must fail fast: ~35 s at worst per HTTP call (3 tries of 10 s + backoff)
+REGISTRY_CALL_BOUNDS: dict[str, str] = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",  # seconds per request (connect, and each read of a streamed download)
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_DOWNLOAD_CHUNK_TIMEOUT": "60",  # presigned-URL chunk downloads (cloud artefact stores)
+    # libpq (psycopg2) connect timeout for SQL tracking/registry stores; MLflow still retries engine creation on
+    # its own (10 attempts, ~100 s of backoff), which a background load absorbs without blocking the probes.
+    "PGCONNECT_TIMEOUT": "10",
+}
+
+
+def bound_registry_calls(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set `REGISTRY_CALL_BOUNDS` in `environ` (default: this process) where not set already; returns what is used.
+
+    MLflow reads these variables at each request, so calling this before the first registry call is enough.
+    """
+    env = os.environ if environ is None else environ
+    for key, value in REGISTRY_CALL_BOUNDS.items():
+        env.setdefault(key, value)
+    return {key: env[key] for key in REGISTRY_CALL_BOUNDS}
 
 
 def database_uri(uri: str) -> str:
