@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,8 +92,10 @@ def _parquet_glob(path: Path) -> str:
     return str(path / "*.parquet") if path.is_dir() else str(path)
 
 
-def connect(sources_dir: Path, threads: int = 2, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection in UTC with one view `src_<table>` per source table."""
+def connect(
+    sources_dir: Path, threads: int = 2, memory_limit: str | None = None, excluded: Collection[int] = ()
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection in UTC with one view `src_<table>` per source table (without `excluded` customers)."""
     import duckdb
 
     con = duckdb.connect()
@@ -102,15 +104,24 @@ def connect(sources_dir: Path, threads: int = 2, memory_limit: str | None = None
     con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
-    bind_sources(con, sources_dir)
+    bind_sources(con, sources_dir, excluded=excluded)
     return con
 
 
-def bind_sources(con: duckdb.DuckDBPyConnection, sources_dir: Path, customers: tuple[int, int] | None = None) -> None:
-    """(Re)define the `src_<table>` views, optionally restricted to customer ids in [lo, hi) (one chunk)."""
-    where = (
-        "" if customers is None else f" WHERE customer_id >= {int(customers[0])} AND customer_id < {int(customers[1])}"
-    )
+def bind_sources(
+    con: duckdb.DuckDBPyConnection,
+    sources_dir: Path,
+    customers: tuple[int, int] | None = None,
+    excluded: Collection[int] = (),
+) -> None:
+    """(Re)define the `src_<table>` views, optionally restricted to customer ids in [lo, hi) (one chunk).
+
+    `excluded`: erased customers (`nextbest.erasure` tombstones) whose rows no feature may see.
+    """
+    conds = [] if customers is None else [f"customer_id >= {int(customers[0])}", f"customer_id < {int(customers[1])}"]
+    if excluded:
+        conds.append(f"customer_id NOT IN ({', '.join(str(int(c)) for c in sorted(excluded))})")
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
     for table in SOURCE_TABLES:
         path = _parquet_glob(source_path(sources_dir, table))
         con.execute(f"CREATE OR REPLACE VIEW src_{table} AS SELECT * FROM read_parquet('{path}'){where}")
@@ -536,28 +547,26 @@ def build_feature_tables(
     threads: int = 2,
     chunk_customers: int = 10_000,
     memory_limit: str | None = None,
+    excluded: Collection[int] = (),
 ) -> dict[str, Path]:
     """Build every feature table from the source tables and write one parquet file per view under `out_dir`.
 
     `start`/`end` default to the span of the events; the last snapshot is the first midnight after `end`.
     Customers are processed in chunks of `chunk_customers` ids (memory is bounded by a chunk's customer x day
     grid), each chunk's tables are written by DuckDB straight to parquet parts, and the parts are streamed into
-    one file per view. Returns {view name: parquet path}.
+    one file per view. `excluded` customers (erased: the project's tombstones) are in no table. Returns
+    {view name: parquet path}.
     """
     if chunk_customers < 1:
         raise ValueError(f"chunk_customers must be >= 1, got {chunk_customers}")
-    con = connect(sources_dir, threads=threads, memory_limit=memory_limit)
+    con = connect(sources_dir, threads=threads, memory_limit=memory_limit, excluded=excluded)
     work = out_dir / ".parts"
     try:
         lo, hi = world_bounds(con)
         start_day = (start or lo).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         end = (end or hi).astimezone(UTC)
         times = snapshot_times(start_day, end, every_days)
-        id_row = con.execute("SELECT min(customer_id), max(customer_id) FROM src_customers").fetchone()
-        if id_row is None or id_row[0] is None:
-            raise DataError(f"no customers in {source_path(sources_dir, 'customers')}")
-        first_id, last_id = int(id_row[0]), int(id_row[1])
-        chunks = [(a, min(a + chunk_customers, last_id + 1)) for a in range(first_id, last_id + 1, chunk_customers)]
+        chunks = _customer_chunks(con, sources_dir, chunk_customers)
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         # Let DuckDB spill window state to disk instead of failing when a chunk outgrows memory.
@@ -571,7 +580,7 @@ def build_feature_tables(
         parts: dict[str, list[Path]] = {view: [] for view in steps}
         total, done = len(chunks) * len(steps) + 1, 0
         for index, bounds in enumerate(chunks):
-            bind_sources(con, sources_dir, bounds)
+            bind_sources(con, sources_dir, bounds, excluded)
             _prepare_grid(con, start_day, times)
             for view, builder in builders.items():
                 part = work / f"{view}-{index:05d}.parquet"
@@ -600,6 +609,15 @@ def build_feature_tables(
     finally:
         con.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _customer_chunks(con: duckdb.DuckDBPyConnection, sources_dir: Path, size: int) -> list[tuple[int, int]]:
+    """[lo, hi) customer id ranges of `size` ids covering every customer of the sources."""
+    id_row = con.execute("SELECT min(customer_id), max(customer_id) FROM src_customers").fetchone()
+    if id_row is None or id_row[0] is None:
+        raise DataError(f"no customers in {source_path(sources_dir, 'customers')}")
+    first_id, last_id = int(id_row[0]), int(id_row[1])
+    return [(a, min(a + size, last_id + 1)) for a in range(first_id, last_id + 1, size)]
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

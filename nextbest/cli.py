@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from nextbest.commands import demo, evaluate, features, loop, monitor, onboard, serve, simulate, train
+from nextbest.commands import demo, erase, evaluate, features, loop, monitor, onboard, serve, simulate, train
 
 app = typer.Typer(
     name="nextbest",
@@ -35,7 +35,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for _module in (simulate, features, train, evaluate, serve, monitor, loop, onboard, demo):
+for _module in (simulate, features, train, evaluate, serve, monitor, loop, onboard, demo, erase):
     _module.register(app)
 
 

@@ -8,6 +8,7 @@ What this module decides (and the feature repo does not): WHICH entity rows and 
   `contact_id`, `logging_propensity` and `n_eligible` ride along (never features) for off-policy evaluation.
 Features come from `store.get_historical_features(entity_df, features=store.get_feature_service(...))`; this
 module never computes a feature itself (the NBA action attributes come from the feature repo's helper too).
+Erased customers (the project's tombstones, `nextbest.erasure`) are never entity rows.
 
 Splits are by time: train (oldest) / validation (early stopping + calibration) / test (most recent, the gate's
 holdout). Boundaries are row quantiles of the timestamp; rows sharing a timestamp never straddle a boundary, and
@@ -378,6 +379,7 @@ def build_churn_training_set(
     customers = read_source(settings, "customers", ["customer_id", "signup_date"])
     closures = read_source(settings, "closures", ["customer_id", "closed_at"])
     entity = churn_entity_frame(customers, closures, start, end, horizon, snapshot_every_days, warmup_days)
+    entity = without_erased(settings, entity)
     store = store or nb_features.get_store(settings)
     frame = _retrieve(store, nb_features.CHURN_SERVICE, entity.drop(columns=[LABEL]))
     frame = _in_key_order(_attach_label(entity, frame, ["customer_id", TIMESTAMP]), ["customer_id"])
@@ -389,6 +391,15 @@ def build_churn_training_set(
         "churn training set: %d rows, %d features, positive rate %.4f", len(frame), len(features), frame[LABEL].mean()
     )
     return TrainingSet(model=name, frame=frame, feature_names=features, lineage=lineage, kind=CLOSES_WITHIN)
+
+
+def without_erased(settings: Settings, entity: pd.DataFrame) -> pd.DataFrame:
+    """Entity rows without erased customers (the simulated bank's tombstones, `nextbest.erasure`): a rebuilt or
+    re-simulated world never brings an erased customer back into a training set."""
+    from nextbest.erasure import Tombstones
+
+    erased = Tombstones.at(settings.home)
+    return erased.drop(entity, "customer_id").reset_index(drop=True) if erased else entity
 
 
 def _in_key_order(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -484,6 +495,7 @@ def build_nba_training_set(
     start, _ = world_window(settings)
     contacts = read_source(settings, "contacts")
     contacts = contacts[pd.to_datetime(contacts["ts"], utc=True) >= start + pd.Timedelta(days=warmup_days)]
+    contacts = without_erased(settings, contacts)
     request_fields = list(nb_features.REQUEST_FIELDS)
     entity = nba_entity_frame(contacts)
     frame = nba_feature_rows(store or nb_features.get_store(settings), entity)

@@ -47,6 +47,7 @@ from training.datasets import (
     TrainingSet,
     build_project_training_set,
     nba_feature_rows,
+    without_erased,
 )
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def build_served_nba_rows(
     """
     from nextbest import features as nb_features
 
-    contacts = read_served_contacts(uri or settings.decision_log_uri, as_of)
+    contacts = without_erased(settings, read_served_contacts(uri or settings.decision_log_uri, as_of))
     labelled = label_served(contacts, as_of, feedback_timeout_days)
     if labelled.empty:
         return labelled

@@ -262,3 +262,68 @@ class OnlineReader:
                 self.access.call(self._read, key, value, dict(request or {}), timeout_s=2.0, record=False)
         except FeatureStoreUnavailable as exc:  # a store down at startup must not stop the service: it is degraded
             logger.warning("online store warm-up failed (%s); answers will be degraded", exc)
+
+
+# -------------------------------------------------------------------- erasure
+
+
+def erase_entities(
+    store: FeatureStore, join_key: str, key_type: str, values: Sequence[object], views: Sequence[str]
+) -> int:
+    """Delete entities' rows from the online store, keyed exactly as `OnlineReader` reads them; returns rows removed.
+
+    SQLite: every row of `views`' tables with the entities' serialized keys, on a connection with `secure_delete`
+    (freed pages are zeroed, so the key's bytes leave the file). Redis: the entity's hash (Feast keeps one hash per
+    entity key and project, holding every view's fields), so all its views go at once; rows removed count hashes.
+    Another online store type: ConfigError (Feast has no per-key delete for it).
+    """
+    from nextbest.errors import ConfigError
+
+    if not values:
+        return 0
+    keys = [entity_key(join_key, key_type, v) for v in values]
+    kind = str(store.config.online_store.type)
+    if kind == "sqlite" or kind.endswith("SqliteOnlineStore"):
+        return _erase_sqlite(store, keys, views)
+    if kind == "redis" or kind.endswith("RedisOnlineStore"):
+        online = store._get_provider().online_store
+        redis_keys = online._generate_redis_keys_for_entities(store.config, keys)
+        return int(online._get_client(store.config.online_store).delete(*redis_keys))
+    raise ConfigError(f"erasing from a {kind} online store is not supported; use SQLite or Redis")
+
+
+def _erase_sqlite(store: FeatureStore, keys: Sequence[Any], views: Sequence[str]) -> int:
+    import sqlite3
+    from pathlib import Path
+
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore, _quote_id, _table_id
+
+    config = store.config
+    version = config.entity_key_serialization_version
+    versioned = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
+    blobs = [serialize_entity_key(k, entity_key_serialization_version=version) for k in keys]
+    path = SqliteOnlineStore._get_db_path(config)
+    if not Path(path).is_file():
+        return 0  # never materialized
+    con = sqlite3.connect(path, timeout=30)
+    removed = 0
+    try:
+        con.execute("PRAGMA secure_delete = ON")
+        present = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        with con:
+            for name in views:
+                try:
+                    table = _table_id(config.project, store.get_feature_view(name), versioned)
+                except Exception:  # feast's FeatureViewNotFoundException: not applied, nothing materialized
+                    continue
+                if table not in present:
+                    continue  # never materialized
+                for lo in range(0, len(blobs), 500):
+                    chunk = blobs[lo : lo + 500]
+                    marks = ", ".join("?" * len(chunk))
+                    cur = con.execute(f"DELETE FROM {_quote_id(table)} WHERE entity_key IN ({marks})", chunk)
+                    removed += cur.rowcount
+    finally:
+        con.close()
+    return removed

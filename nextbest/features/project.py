@@ -8,19 +8,24 @@ engine and monitoring call this interface and never the kind-specific modules, s
 What a kind provides: build the offline feature tables, register the Feast objects (apply), load the online store
 (materialize), the Feast store, which materialized views a feature service or the served entity reads (and their
 fields), and, for the genome only, request-time context (an on-demand view) and real-time pushes.
+
+Erasure (`nextbest.erasure`, the job `nextbest.jobs.erase`): `erase_online` deletes entities from the online store,
+`erase_offline` rewrites the feature tables without them, `related_keys` names what else belonged to an entity
+(its contacts, its loans). Build, materialize and push leave out the keys of the project's `tombstones`.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nextbest.erasure import Tombstones
 from nextbest.errors import ConfigError, NotReadyError
-from nextbest.features.store import MaterializeMethod, MaterializeStats, ProgressFn
+from nextbest.features.store import MaterializeMethod, MaterializeStats, ProgressFn, ViewTable
 from nextbest.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,6 +48,7 @@ class FeatureProject(ABC):
         self.project = project
         self.settings = settings
         self._store: FeatureStore | None = None
+        self._tombstones: Tombstones | None = None
 
     # ---------------------------------------------------------------- the pipeline
     @abstractmethod
@@ -58,6 +64,35 @@ class FeatureProject(ABC):
         self, method: MaterializeMethod = "fast", end: datetime | None = None, progress: ProgressFn | None = None
     ) -> MaterializeStats:
         """Load the latest row of every entity into the online store."""
+
+    @abstractmethod
+    def view_tables(self) -> list[ViewTable]:
+        """Every materialized view's offline table, key and fields (what materialization and erasure read)."""
+
+    # ---------------------------------------------------------------- erasure
+    @property
+    def tombstones(self) -> Tombstones:
+        """The keys this project erased (`nextbest.erasure`), under the project's home (re-read when it changes)."""
+        if self._tombstones is None:
+            self._tombstones = Tombstones.at(self.project.home(self.settings))
+        return self._tombstones
+
+    def erase_online(self, entity: str, keys: Sequence[object]) -> int:
+        """Delete `keys` of `entity` from every one of its views in the online store; rows (Redis: hashes) removed."""
+        from nextbest.features.online import erase_entities
+
+        spec = self.project.entities[entity]
+        return erase_entities(self.store(), spec.key, spec.key_type, list(keys), self.entity_views(entity))
+
+    def erase_offline(self, drop: Mapping[str, Collection[object]]) -> dict[str, int]:
+        """Rewrite the feature tables without rows whose key is in `drop` (key column -> values); view -> rows."""
+        from nextbest.erasure import drop_rows
+
+        return {v.name: drop_rows(v.path, {v.key: drop[v.key]}) for v in self.view_tables() if drop.get(v.key)}
+
+    @abstractmethod
+    def related_keys(self, entity: str, key: object) -> dict[str, set[Any]]:
+        """The keys of what belonged to one entity (key column -> values), e.g. a customer's contacts."""
 
     def store(self) -> FeatureStore:
         """The project's Feast store, opened once (NotReadyError before `apply` for a table project)."""
@@ -148,7 +183,43 @@ class GenomeFeatures(FeatureProject):
             every_days=every_days,
             progress=progress,
             chunk_customers=chunk_customers,
+            excluded=self._erased_customers(),
         )
+
+    def _erased_customers(self) -> set[int]:
+        """The world's customers that were erased (nothing read when the project erased none)."""
+        import pyarrow.parquet as pq
+
+        from feature_repo.pipeline import source_path
+        from feature_repo.specs import JOIN_KEY
+
+        erased = self.tombstones
+        if not erased:
+            return set()
+        path = source_path(self.settings.sources_dir, "customers")
+        ids = pq.read_table(path, columns=[JOIN_KEY]).column(0).unique().to_pylist()
+        return {int(i) for i in erased.matching(JOIN_KEY, ids)}
+
+    def related_keys(self, entity: str, key: object) -> dict[str, set[Any]]:
+        """A world customer's logged contacts (`contact_id`: the simulator's truth is keyed by them too)."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        from feature_repo.pipeline import source_path
+        from nextbest.errors import DataError
+
+        try:
+            path = source_path(self.settings.sources_dir, "contacts")
+        except DataError:
+            return {}
+        table = pq.read_table(path, columns=["customer_id", "contact_id"])
+        mine = table.filter(pc.equal(table.column("customer_id"), int(key)))  # type: ignore[call-overload]
+        return {"contact_id": set(mine.column("contact_id").to_pylist())}
+
+    def view_tables(self) -> list[ViewTable]:
+        from nextbest.features.store import genome_views
+
+        return genome_views(self.settings)
 
     def apply(self) -> None:
         """Register the entity, sources, views and feature services (what `feast apply` does), and create tables."""
@@ -168,10 +239,12 @@ class GenomeFeatures(FeatureProject):
         self, method: MaterializeMethod = "fast", end: datetime | None = None, progress: ProgressFn | None = None
     ) -> MaterializeStats:
         """Load every customer's latest row (within each view's TTL before `end`, default the newest row)."""
-        from nextbest.features.store import feature_tables_end, genome_views, materialize_views
+        from nextbest.features.store import feature_tables_end, materialize_views
 
         end = end or feature_tables_end(self.settings)
-        return materialize_views(self.store(), genome_views(self.settings), end, method=method, progress=progress)
+        return materialize_views(
+            self.store(), self.view_tables(), end, method=method, progress=progress, erased=self.tombstones
+        )
 
     def _open_store(self) -> FeatureStore:
         from nextbest.features.store import get_store
@@ -227,6 +300,8 @@ class GenomeFeatures(FeatureProject):
         from nextbest.features.realtime import push_event
 
         kind = event["event_type"]
+        if self.tombstones.contains(JOIN_KEY, event["customer"]):
+            return False  # an erased customer: nothing of theirs enters the online store again
         if kind in SIGNAL_COLUMNS:
             row = {"signal": kind, "location_type": event.get("location_type")}
         elif kind in DIGITAL_EVENTS:
@@ -288,11 +363,22 @@ class TableFeatures(FeatureProject):
         have rows across the whole history, so views never expire (ttl 0: from the epoch).
         """
         from nextbest.features.store import materialize_views
-        from nextbest.onboarding.feast_repo import view_tables
 
         end = end or datetime.combine(self.mapping.data_end, datetime.min.time(), tzinfo=UTC)
-        views = view_tables(self.mapping, self.settings)
-        return materialize_views(self.store(), views, end, method=method, progress=progress)
+        views = self.view_tables()
+        return materialize_views(self.store(), views, end, method=method, progress=progress, erased=self.tombstones)
+
+    def view_tables(self) -> list[ViewTable]:
+        from nextbest.onboarding.feast_repo import view_tables
+
+        return view_tables(self.mapping, self.settings)
+
+    def related_keys(self, entity: str, key: object) -> dict[str, set[Any]]:
+        """The keys of the other entities whose table names this entity's key (a customer's contacts, an account's
+        loans), read from the bank's tables."""
+        from nextbest.onboarding.tables import related_keys
+
+        return related_keys(self.mapping, entity, key)
 
     def _open_store(self) -> FeatureStore:
         from nextbest.onboarding.feast_repo import get_project_store

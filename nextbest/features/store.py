@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from feast.repo_config import RepoConfig
 
     from feature_repo.definitions import Definitions
+    from nextbest.erasure import Tombstones
 
 logger = logging.getLogger(__name__)
 
@@ -321,9 +322,12 @@ def _registered(store: FeatureStore, view: str) -> FeatureView:
 
 
 def _materialize_view(
-    store: FeatureStore, view: ViewTable, end: datetime, method: MaterializeMethod
+    store: FeatureStore, view: ViewTable, end: datetime, method: MaterializeMethod, erased: Tombstones | None = None
 ) -> tuple[int, float]:
-    """Materialize one view over [end - ttl, end] (from the epoch for a view that never expires); (rows, seconds)."""
+    """Materialize one view over [end - ttl, end] (from the epoch for a view that never expires); (rows, seconds).
+
+    With `erased` tombstones, their keys are never written (fast) or deleted right after Feast wrote them (feast).
+    """
     if not view.path.is_file():
         raise NotReadyError(f"feature table {view.path} missing: run `nextbest features build` first")
     fv = _registered(store, view.name)
@@ -331,9 +335,17 @@ def _materialize_view(
     started = time.perf_counter()
     if method == "feast":
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
-        seconds = time.perf_counter() - started
-        return len(latest_rows(view.path, view.key, start, end, view.timestamp)), seconds  # Feast reports no count
+        frame = latest_rows(view.path, view.key, start, end, view.timestamp)  # Feast reports no count
+        if erased:
+            from nextbest.features.online import erase_entities
+
+            gone = sorted(erased.matching(view.key, frame[view.key].tolist()))
+            erase_entities(store, view.key, view.key_type, gone, [view.name])
+            frame = frame[~frame[view.key].isin(gone)]
+        return len(frame), time.perf_counter() - started
     frame = latest_rows(view.path, view.key, start, end, view.timestamp)
+    if erased:
+        frame = erased.drop(frame, view.key)
     if len(frame):
         _write_fast(store, fv, view, frame)
     store.registry.apply_materialization(fv, store.config.project, start, end)
@@ -346,11 +358,12 @@ def materialize_views(
     end: datetime,
     method: MaterializeMethod = "fast",
     progress: ProgressFn | None = None,
+    erased: Tombstones | None = None,
 ) -> MaterializeStats:
     """Load the latest row of every entity of each view (within the view's TTL before `end`) into the online store.
 
     The one materialization of every project (the module docstring describes both methods); `end` is inclusive,
-    a naive `end` is UTC.
+    a naive `end` is UTC. Keys in `erased` (the project's tombstones, `nextbest.erasure`) are left out.
     """
     if method not in ("fast", "feast"):
         raise ConfigError(f"unknown materialization method {method!r}; use 'fast' or 'feast'")
@@ -360,7 +373,7 @@ def materialize_views(
     for i, view in enumerate(views):
         if progress is not None:
             progress(view.name, i, len(views))
-        rows, took = _materialize_view(store, view, end, method)
+        rows, took = _materialize_view(store, view, end, method, erased)
         counts[view.name] = rows
         n_values += rows * len(view.fields)
         seconds += took

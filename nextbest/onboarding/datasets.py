@@ -8,7 +8,8 @@ Label timing (the part that decides whether a model is honest):
 - `outcome_column`: one row per entity at its own event time (a loan at its grant date), label from an outcome
   column observed later (the loan's status at the end of the extract). Features are from before that time.
 The training frame comes only from `store.get_historical_features` with the model's feature service; this module
-computes labels, never features. Entity keys keep their type (int64, or strings for `key_type: str`) throughout.
+computes labels, never features. Erased keys (the project's tombstones, `nextbest.erasure`) are never rows.
+Entity keys keep their type (int64, or strings for `key_type: str`) throughout.
 It returns `training.datasets.TrainingSet`, the shared training code's type.
 """
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pandas as pd
 
+from nextbest.erasure import Tombstones
 from nextbest.errors import DataError
 from nextbest.onboarding.config import (
     EventWithinLabel,
@@ -28,7 +30,7 @@ from nextbest.onboarding.config import (
     OutcomeColumnLabel,
     feature_names_of,
 )
-from nextbest.onboarding.features import TIMESTAMP_COLUMN, build_spine, spine_table
+from nextbest.onboarding.features import TIMESTAMP_COLUMN, build_spine, project_paths, spine_table
 from nextbest.onboarding.tables import KEY_SQL_TYPES, columns_of, connect, ident, key_column, literal
 from nextbest.settings import Settings
 
@@ -148,8 +150,11 @@ def build_training_set(
     from training.datasets import TrainingSet
 
     model = config.model(model_name)
-    con = con or connect(config)
+    erased = Tombstones.at(project_paths(config, settings).root)
+    con = con or connect(config, erased)
     labels = label_frame(con, config, model)
+    if erased:  # no erased customer (nor their contacts, loans...) is a training row
+        labels = erased.drop(labels, config.entities[model.entity].key).reset_index(drop=True)
     store = store or get_project_store(config, settings, require_applied=True)
     frame = retrieve(store, model, labels)
     features = model_feature_names(config, model)

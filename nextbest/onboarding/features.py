@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pandas as pd
 
+from nextbest.erasure import Tombstones
 from nextbest.errors import ConfigError
 from nextbest.onboarding.config import (
     Aggregation,
@@ -256,10 +257,11 @@ def write_feature_tables(
     """Compute every feature view and write it as parquet under the project's offline folder; view -> path.
 
     The table project's build step (`nextbest.features.project.TableFeatures.build`); `progress(view, done, total)`
-    is called as views complete.
+    is called as views complete. Erased keys (the project's tombstones, `nextbest.erasure`) are in no table.
     """
-    con = con or connect(config)
     paths = project_paths(config, settings)
+    erased = Tombstones.at(paths.root)
+    con = con or connect(config, erased)
     paths.offline_dir.mkdir(parents=True, exist_ok=True)
     for entity in config.entities:
         rows = build_spine(con, config, entity)
@@ -269,6 +271,8 @@ def write_feature_tables(
         if progress is not None:
             progress(view.name, done, len(config.feature_views))
         frame = compute_view(con, config, view)
+        if erased:  # a connection the caller opened may still hold erased keys
+            frame = erased.drop(frame, config.entities[view.entity].key).reset_index(drop=True)
         path = paths.table(view.name)
         # Write then rename: Feast may be reading the previous table (an online service materializing).
         tmp = path.with_suffix(".parquet.tmp")

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
 
 from nextbest.errors import ConfigError, DataError
 from nextbest.onboarding.config import OnboardingConfig, TableConfig
+
+if TYPE_CHECKING:
+    from nextbest.erasure import Tombstones
 
 logger = logging.getLogger(__name__)
 
@@ -95,18 +99,72 @@ def load_table(con: duckdb.DuckDBPyConnection, name: str, table: TableConfig, da
     return n
 
 
-def connect(config: OnboardingConfig) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB holding every table and derived table of the config (derived built in order)."""
+def connect(config: OnboardingConfig, erased: Tombstones | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB holding every table and derived table of the config (derived built in order).
+
+    `erased`: the project's tombstones (`nextbest.erasure`); rows holding an erased key are deleted from the bank's
+    tables as they are loaded, before anything is derived from them, so no feature, label or training row of an
+    erased customer (or of their contacts, loans...) is rebuilt from files the bank has not cleaned yet.
+    """
     con = duckdb.connect()
     for name, table in config.tables.items():
         load_table(con, name, table, config.data_dir)
+    if erased:
+        exclude_erased(con, list(config.tables), erased)
     for name, sql in config.derived.items():
         try:
             con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS {sql}")
         except duckdb.Error as exc:
             raise ConfigError(f"derived table {name!r}: its SQL failed: {exc}") from exc
+    if erased:
+        exclude_erased(con, list(config.derived), erased)
     _check_entities(con, config)
     return con
+
+
+def exclude_erased(con: duckdb.DuckDBPyConnection, tables: list[str], erased: Tombstones) -> dict[str, int]:
+    """Delete, from each of `tables`, the rows whose column named like an erased key column holds an erased key;
+    rows deleted per table (each table's distinct keys are hashed once)."""
+    removed: dict[str, int] = {}
+    columns = set(erased.columns())
+    for table in tables:
+        for column in sorted(columns & set(columns_of(con, table))):
+            distinct = [r[0] for r in con.execute(f"SELECT DISTINCT {ident(column)} FROM {ident(table)}").fetchall()]
+            gone = erased.matching(column, distinct)
+            if not gone:
+                continue
+            values = ", ".join(literal(v) for v in sorted(gone, key=str))
+            before = _count(con, table)
+            con.execute(f"DELETE FROM {ident(table)} WHERE {ident(column)} IN ({values})")
+            removed[table] = removed.get(table, 0) + before - _count(con, table)
+    if removed:
+        logger.info("left out the rows of erased keys: %s", removed)
+    return removed
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def related_keys(config: OnboardingConfig, entity: str, key: object) -> dict[str, set[Any]]:
+    """The keys of the other entities that belong to one entity: those whose entity table has a column named like
+    its key, with that key (a customer's contacts, an account's loans); key column -> values."""
+    con = connect(config)
+    try:
+        own = config.entities[entity].key
+        out: dict[str, set[Any]] = {}
+        for name, other in config.entities.items():
+            if name == entity or other.key == own or own not in columns_of(con, other.table):
+                continue
+            rows = con.execute(
+                f"SELECT DISTINCT {ident(other.key)} FROM {ident(other.table)} "
+                f"WHERE CAST({ident(own)} AS VARCHAR) = {literal(str(key))}"
+            ).fetchall()
+            out.setdefault(other.key, set()).update(r[0] for r in rows if r[0] is not None)
+        return out
+    finally:
+        con.close()
 
 
 def columns_of(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
