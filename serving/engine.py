@@ -767,7 +767,7 @@ class DecisionEngine(ChampionLifecycle):
         self.project.parse_key(ev.customer_id)
         key = _one_key(idempotency_key, ev.event_id, "event_id")
         self._check_backlog()
-        ts = ev.ts or datetime.now(UTC)
+        ts = self._reported_time(ev.ts)
         payload = ev.model_dump(exclude_none=True, mode="json")
         payload["ts"] = ts.isoformat()
         consent = self._consent_change(ev, ts)
@@ -783,6 +783,16 @@ class DecisionEngine(ChampionLifecycle):
         return EventResponse(
             accepted=True, pushed=pushed, event_type=ev.event_type, customer_id=ev.customer_id, detail=detail
         )
+
+    def _reported_time(self, ts: datetime | None) -> datetime:
+        """When an event or an outcome happened: now by default; a reported time in the future (past a day of clock
+        skew) is refused unless the service runs simulated time."""
+        now = datetime.now(UTC)
+        if ts is None:
+            return now
+        if ts > now + timedelta(days=1) and not self.settings.serving.simulated_time:
+            raise ValueError(f"ts: {ts.isoformat()} is in the future")
+        return ts
 
     def _consent_change(self, ev: EventRequest, ts: datetime) -> str:
         """A consent event recorded write-through (the next decision honours it); '' for any other event."""
@@ -822,8 +832,9 @@ class DecisionEngine(ChampionLifecycle):
     def record_feedback(self, fb: FeedbackRequest, idempotency_key: str | None = None) -> FeedbackResponse:
         """Join an outcome to its decision; with an idempotency key a retry changes nothing (`duplicate`)."""
         key = _one_key(idempotency_key, fb.feedback_id, "feedback_id")
+        ts = self._reported_time(fb.ts)
         out = self.decision_log.record_feedback(
-            fb.decision_id, fb.outcome, action_id=fb.action_id, ts=fb.ts, value=fb.value, feedback_id=key
+            fb.decision_id, fb.outcome, action_id=fb.action_id, ts=ts, value=fb.value, feedback_id=key
         )
         return FeedbackResponse(**out)
 

@@ -11,7 +11,7 @@ channel as an enum, so Swagger offers exactly the values the project accepts.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
@@ -22,8 +22,10 @@ OUTCOMES: tuple[str, ...] = ("shown", "accepted", "dismissed", "ignored")
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"
 _CLIENT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"
 INT64_MAX = 2**63 - 1
-#: the earliest timestamp a request may carry (a bank's history rarely starts before; Berka's starts in 1993)
+#: the range a request's timestamp must fall in (Berka's history starts in 1993; year 9999 or 0001 is a bug). A time
+#: in the future is refused by the engine unless the service runs simulated time (closed-loop simulations, tests).
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_ATTRIBUTES = 32
 MAX_TEXT = 256
 
@@ -38,12 +40,12 @@ Scalar = bool | int | float | Annotated[str, StringConstraints(max_length=MAX_TE
 
 
 def sane_time(value: datetime | None) -> datetime | None:
-    """UTC, between 1990 and tomorrow (a clock off by a day is tolerated; year 9999 or 0001 is not)."""
+    """UTC, between 1990 and 2100 (year 9999 or 0001 is not a time a bank's event happened)."""
     if value is None:
         return None
     ts = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if not EARLIEST <= ts <= datetime.now(UTC) + timedelta(days=1):
-        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and tomorrow (UTC), got {ts.isoformat()}")
+    if not EARLIEST <= ts < LATEST:
+        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC), got {ts.isoformat()}")
     return ts
 
 

@@ -38,7 +38,7 @@ def _customers(n: int, rng: np.random.Generator, shift: float = 0.0) -> pd.DataF
 
 def _log_traffic(uri: str, n: int, seed: int, shift: float, acceptance_lift: float) -> None:
     """Write `n` decisions through the service's own DecisionLog, with feedback for most delivered actions."""
-    from nextbest.decision_log import DecisionLog, DecisionRecord, new_decision_id
+    from nextbest.decision_log import DecisionLog, DecisionRecord
 
     rng = np.random.default_rng(seed)
     feats = _customers(n, rng, shift)
@@ -47,7 +47,7 @@ def _log_traffic(uri: str, n: int, seed: int, shift: float, acceptance_lift: flo
     try:
         for i in range(n):
             ts = END - timedelta(hours=float(rng.uniform(1, 20 * 24)))
-            decision_id = new_decision_id() + f"{i:06d}"[-6:]
+            decision_id = log.new_decision_id() + f"{i:06d}"[-6:]
             scores = {a: float(rng.uniform(0.02, 0.2)) for a in ACTIONS}
             no_action = rng.uniform() < 0.15
             chosen_id = max(scores, key=scores.get)
@@ -199,7 +199,7 @@ def test_monitoring_with_real_champions_rebuilds_their_training_rows_and_judges_
     builders for the champion's recorded training range and scored by the champion; served traffic replays the
     world's most recent feature rows through the decision log, scored by the same champions: no alarm."""
     from monitoring.sources import champion_reference
-    from nextbest.decision_log import DecisionLog, DecisionRecord, new_decision_id
+    from nextbest.decision_log import DecisionLog, DecisionRecord
     from nextbest.models.artefact import load_model
 
     references = {m: champion_reference(trained_world, m) for m in ("churn", "nba")}
@@ -222,7 +222,7 @@ def test_monitoring_with_real_champions_rebuilds_their_training_rows_and_judges_
     feedback = []
     for i, (row, risk) in enumerate(zip(recent.itertuples(index=False), churn_risk, strict=True)):
         features = {c: getattr(row, c) for c in customer_inputs}
-        decision_id = new_decision_id() + f"{i:06d}"
+        decision_id = log.new_decision_id() + f"{i:06d}"
         ts = now - timedelta(minutes=len(recent) - i)
         log.log_decision(
             DecisionRecord(

@@ -41,7 +41,7 @@ def record(decision_id: str, customer_id: int = 1, ts: datetime = NOW) -> Decisi
 
 def exercise_log(log: DecisionLog) -> None:
     """The behaviour both backends must show."""
-    did = new_decision_id()
+    did = log.new_decision_id()
     log.record_contacts(did, 1, "app", NOW, [("travel_card", "sales"), ("card_replacement", "service")])
     # write-through: visible at once, before any flush
     history = log.contact_history(1, NOW - timedelta(days=7))
@@ -70,7 +70,7 @@ def exercise_log(log: DecisionLog) -> None:
         log.record_feedback(did, "loved")
 
     # a no-action decision (no contacts row) is joinable too, once logged
-    quiet = new_decision_id()
+    quiet = log.new_decision_id()
     log.log_decision(record(quiet, customer_id=3))
     assert log.record_feedback(quiet, "ignored")["customer_id"] == 3
 
@@ -97,7 +97,7 @@ def test_nothing_accepted_is_lost_when_closing_with_a_full_queue(tmp_path: Path)
     log = DecisionLog(uri, queue_size=64, batch_size=50)
     log.start()
     for i in range(1000):
-        log.log_decision(record(new_decision_id(), customer_id=i))
+        log.log_decision(record(log.new_decision_id(), customer_id=i))
         log.log_event(EventRecord(customer_id=i, ts=NOW, event_type="login", payload={"i": i}))
     log.close()  # drains
     reopened = DecisionLog(uri)
@@ -106,11 +106,17 @@ def test_nothing_accepted_is_lost_when_closing_with_a_full_queue(tmp_path: Path)
     reopened.close()
 
 
-def test_decision_ids_are_unique_and_time_ordered() -> None:
-    ids = [new_decision_id() for _ in range(2000)]
+def test_decision_ids_are_unique_time_ordered_and_signed() -> None:
+    from nextbest.decision_log import genuine
+
+    ids = [new_decision_id(b"secret") for _ in range(2000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 for i in ids)
     assert ids[0][:12] <= ids[-1][:12]
+    assert all(genuine(i, b"secret") for i in ids)
+    assert not any(genuine(i, b"another secret") for i in ids[:50])  # another installation's ids
+    forged = ids[0][:24] + "00000000"  # the right shape and a current time, not the signature
+    assert not genuine(forged, b"secret")
 
 
 @pytest.fixture

@@ -133,10 +133,30 @@ def test_inbound_channels_are_not_capped_but_outbound_ones_are(policy: DecisionP
     assert first  # app impressions did not use up the outbound caps
 
 
-def test_inbound_channel_needs_no_marketing_consent(policy: DecisionPolicy) -> None:
-    features = make_features(consent_email=0, consent_sms=0, consent_push=0, consent_app=0, consent_call=0)
-    chosen, _, _ = decide(policy, features, "web", propensity=0.2)
-    assert chosen and chosen[0].action.kind in MARKETING_KINDS
+def test_inbound_channel_needs_no_consent_of_its_own_but_opting_out_everywhere_means_no_marketing(
+    policy: DecisionPolicy,
+) -> None:
+    email_only = make_features(consent_email=1, consent_sms=0, consent_push=0, consent_app=0, consent_call=0)
+    chosen, _, _ = decide(policy, email_only, "web", propensity=0.2)
+    assert chosen and chosen[0].action.kind in MARKETING_KINDS  # web is inbound: the customer came to us
+    nowhere = make_features(consent_email=0, consent_sms=0, consent_push=0, consent_app=0, consent_call=0)
+    for channel in ("web", "atm", "app"):
+        chosen, rejected, _ = decide(policy, nowhere, channel, propensity=0.2)
+        assert not [r for r in chosen if r.action.kind in MARKETING_KINDS], channel
+        assert any(r.rule == "consent.opted_out_everywhere" for r in rejected)
+
+
+def test_a_consent_change_takes_effect_before_the_features_catch_up(policy: DecisionPolicy) -> None:
+    customer = customer_view(7, make_features(), policy.config)
+    withdrawn = policy.with_consent_changes(customer, [("email", False)])
+    assert withdrawn.consents["email"] is False and withdrawn.consents["sms"] is True
+    everywhere = policy.with_consent_changes(customer, [("email", True), ("*", False)])
+    assert not any(everywhere.consents.values()) and everywhere.withdrew_all
+    action = policy.catalogue.action("savings_account")
+    assert policy.suitability_rule(action, everywhere, "web").rule == "consent.opted_out_everywhere"  # type: ignore[union-attr]
+    regained = policy.with_consent_changes(customer, [("*", False), ("app", True)])
+    assert regained.consents["app"] and not regained.withdrew_all
+    assert policy.suitability_rule(action, regained, "app") is None
 
 
 def test_daily_channel_cap_blocks_a_second_marketing_contact_the_same_day(policy: DecisionPolicy) -> None:

@@ -44,7 +44,10 @@ def with_serving(settings: Settings, **serving: object) -> Settings:
 @pytest.fixture(scope="module")
 def engine(world: ServedWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DecisionEngine]:
     log = tmp_path_factory.mktemp("engine-log") / "decisions.db"
-    eng = DecisionEngine(with_serving(world.settings, decision_log_uri=f"sqlite:///{log}", **RELAXED))
+    # simulated time: these tests replay days ahead of now (fresh stretches of one customer's contact history)
+    eng = DecisionEngine(
+        with_serving(world.settings, decision_log_uri=f"sqlite:///{log}", simulated_time=True, **RELAXED)
+    )
     eng.load()
     yield eng
     eng.close()
@@ -262,12 +265,14 @@ def test_online_store_unavailable_still_answers_flagged_degraded(
 def test_feedback_for_a_decision_another_worker_has_not_written_yet_is_kept_and_joined(
     world: ServedWorld, tmp_path: Path
 ) -> None:
-    from nextbest.decision_log import DecisionLog, new_decision_id
+    from nextbest.decision_log import DecisionLog
+    from serving.engine import decision_id_secret
 
     uri = f"sqlite:///{tmp_path / 'decisions.db'}"
     settings = with_serving(world.settings, decision_log_uri=uri, **RELAXED)
     # Worker A's writer holds its batch open (flushes only on close), so A's record is not written yet.
-    worker_a = DecisionEngine(settings, decision_log=DecisionLog(uri, flush_interval_s=600.0))
+    secret = decision_id_secret(settings)  # the workers of one installation share it
+    worker_a = DecisionEngine(settings, decision_log=DecisionLog(uri, flush_interval_s=600.0, id_secret=secret))
     worker_b = DecisionEngine(settings)
     try:
         worker_a.load()
@@ -283,7 +288,11 @@ def test_feedback_for_a_decision_another_worker_has_not_written_yet_is_kept_and_
                 worker_b.record_feedback(FeedbackRequest(decision_id=bad, outcome="shown"))
         with pytest.raises(UnknownDecisionError):
             worker_b.record_feedback(
-                FeedbackRequest(decision_id=new_decision_id(), outcome="accepted", action_id="card_replacement")
+                FeedbackRequest(
+                    decision_id=worker_b.decision_log.new_decision_id(),
+                    outcome="accepted",
+                    action_id="card_replacement",
+                )
             )
     finally:
         worker_a.close()  # the writer drains: the decision lands and the early feedback joins it
