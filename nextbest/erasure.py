@@ -12,7 +12,7 @@ folder) without the rows holding an erased key; `drop_spooled` the decision log'
 `erase_decision_log` deletes a customer's rows from every table of the decision log (`nextbest.decision_log`:
 decisions, decision_contacts, feedback, events, and any later table with a `customer_id` or `decision_id`). SQLite
 files are erased with `secure_delete` (freed pages are zeroed) and the WAL is checkpointed and truncated, so the
-erased bytes do not linger in the file. The job that runs every step is `nextbest.jobs.erase`.
+erased bytes do not linger in the file. The job that runs every step is `nextbest.forget`.
 """
 
 from __future__ import annotations

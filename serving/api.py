@@ -96,6 +96,15 @@ def problem(request: Request, status: int, detail: str, *, errors: list[FieldErr
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def _typed_key(raw: str, key_type: str) -> int | str:
+    """A key from a URL path, as the project types it (ValueError naming the field for a bad integer)."""
+    if key_type != "int":
+        return raw
+    if not raw.isdigit() or len(raw) > 19 or int(raw) >= 2**63:
+        raise ValueError(f"customer_id: an integer key in [0, 2^63) is expected, got {raw!r}")
+    return int(raw)
+
+
 def _field_path(loc: Any) -> str:
     """A validation error's location as a dotted field: `body`, union-branch tags (`constrained-int`) left out."""
     parts = [
@@ -253,6 +262,21 @@ class Api:
 
         summary = "Re-read the policy (validated) and load the registry's champions"
         _add(app, "/admin/reload", reload, ["POST"], ReloadResponse, admin, (409, 422), summary, "admin")
+
+        async def erase(customer_id: str, request: Request) -> JSONResponse:
+            key = self.project.parse_key(_typed_key(customer_id, self.project.served.key_type))
+            report = await self.io(self.engine().erase, key)
+            return JSONResponse(report, status_code=200 if report.get("complete") else 500)
+
+        app.add_api_route(
+            f"{API_PREFIX}/customers/{{customer_id}}",
+            erase,
+            methods=["DELETE"],
+            dependencies=[admin],
+            responses={**_responses(), 200: {"description": "the erasure report (what was removed where)"}},
+            summary="Forget a customer everywhere (the right to erasure)",
+            tags=["admin"],
+        )
 
 
 def _add(

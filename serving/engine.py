@@ -465,6 +465,8 @@ class DecisionEngine(ChampionLifecycle):
         """
         t0 = time.perf_counter()
         self.project.parse_key(req.customer_id)
+        if self._erased(req.customer_id):
+            return self._forgotten(req)
         self._check_backlog()
         if req.channel not in self.catalogue.channels:
             raise ValueError(f"channel: unknown channel {req.channel!r}; known: {', '.join(self.catalogue.channels)}")
@@ -480,6 +482,32 @@ class DecisionEngine(ChampionLifecycle):
             timings["feature_read"] = time.perf_counter() - t0
         got.request_id = request_id
         return self._decide(req, ctx, now, got, t0, timings)
+
+    def _erased(self, customer_id: int | str) -> bool:
+        """Whether the customer asked to be forgotten (the project's tombstones; re-read when they change)."""
+        return self.features.tombstones.contains(self.project.served.key, customer_id)
+
+    def _forgotten(self, req: RecommendRequest) -> RecommendResponse:
+        """The answer for an erased customer: nothing decided, nothing logged (a new decision would log them)."""
+        return RecommendResponse(
+            decision_id=self.decision_log.new_decision_id(),
+            customer_id=req.customer_id,
+            channel=req.channel,
+            actions=[],
+            churn_risk=None,
+            model_versions=self.current_versions(),
+            degraded=False,
+            cold_start=True,
+            notes=["erased: this customer was forgotten at their request; nothing is decided or logged"],
+        )
+
+    def erase(self, customer_id: int | str) -> dict[str, Any]:
+        """Forget a customer everywhere (`nextbest.forget.erase_customer`) after the log wrote what it holds."""
+        from nextbest.forget import erase_customer
+
+        self.project.parse_key(customer_id)
+        self.decision_log.flush()
+        return erase_customer(self.project, self.settings, customer_id).to_dict()
 
     def _check_backlog(self) -> None:
         if self._log is not None and self._log.backlogged:
@@ -766,6 +794,11 @@ class DecisionEngine(ChampionLifecycle):
         """
         self.project.parse_key(ev.customer_id)
         key = _one_key(idempotency_key, ev.event_id, "event_id")
+        if self._erased(ev.customer_id):
+            return EventResponse(
+                accepted=True, pushed=False, event_type=ev.event_type, customer_id=ev.customer_id,
+                detail="erased customer: the event was not recorded (the customer was forgotten at their request)",
+            )  # fmt: skip
         self._check_backlog()
         ts = self._reported_time(ev.ts)
         payload = ev.model_dump(exclude_none=True, mode="json")

@@ -24,24 +24,25 @@ import bentoml
 from nextbest.errors import ConfigError
 from nextbest.project import project_of
 from nextbest.settings import Settings, load_settings
-from serving.api import API_PREFIX, Api
+from serving.api import Api
 from serving.auth import key_ring, startup_problem
 from serving.edge import Edge
 from serving.engine import DecisionEngine
 
 logger = logging.getLogger(__name__)
 
-#: the API routes; with `serving.tracing` off they are excluded from BentoML's OpenTelemetry middleware
-API_ROUTES = tuple(
-    f"{prefix}{route}"
-    for prefix in (API_PREFIX, "")
-    for route in ("/recommend", "/events", "/feedback", "/status", "/admin/reload")
-)
+
+def api_routes(app: object) -> tuple[str, ...]:
+    """The API's paths (a path parameter's part cut: `/v1/customers/`), for BentoML's tracing exclusions."""
+    from fastapi.routing import APIRoute
+
+    paths = {r.path.split("{")[0] for r in getattr(app, "routes", ()) if isinstance(r, APIRoute)}
+    return tuple(sorted(paths - {"/docs.json"}))
 
 
-def tracing_config(settings: Settings) -> dict[str, list[str]]:
+def tracing_config(settings: Settings, routes: tuple[str, ...]) -> dict[str, list[str]]:
     """BentoML's tracing section: the API routes are excluded unless `serving.tracing` is on."""
-    return {} if settings.serving.tracing else {"excluded_urls": list(API_ROUTES)}
+    return {} if settings.serving.tracing else {"excluded_urls": list(routes)}
 
 
 def _settings_or_exit() -> Settings:
@@ -66,7 +67,7 @@ _API = Api(project_of(_SETTINGS), key_ring(_SETTINGS), engine=lambda: bentoml.ge
     traffic={"timeout": 10},
     logging={"access": {"enabled": False}},
     metrics={"enabled": False},
-    tracing=tracing_config(_SETTINGS),
+    tracing=tracing_config(_SETTINGS, API_ROUTES),
 )
 @bentoml.asgi_app(_API, path="/")
 class NextbestService:

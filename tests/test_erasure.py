@@ -1,4 +1,4 @@
-"""The right to erasure (nextbest/erasure.py, nextbest/jobs/erase.py, `nextbest erase`): one customer erased from
+"""The right to erasure (nextbest/erasure.py, nextbest/forget.py, `nextbest erase`): one customer erased from
 every store of a project, then every store searched for them.
 
 On copies of the session's served worlds (other tests share the originals): the simulated bank's (int keys: its
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from nextbest.erasure import Tombstones, count_customer_rows, drop_rows
 from nextbest.features.project import FeatureProject, feature_project
-from nextbest.jobs.erase import erase_customer
+from nextbest.forget import erase_customer
 from nextbest.project import Project, load_project
 from nextbest.settings import REPO_ROOT, FeatureSettings, Settings
 

@@ -72,6 +72,7 @@ def test_api_routes_are_left_out_of_tracing_unless_it_is_switched_on() -> None:
 
     # every API route is in the list (a new endpoint must not silently pay for tracing)
     routes = {r.path for r in service._API.routes if isinstance(r, APIRoute) and r.path != "/docs.json"}
-    assert routes == set(service.API_ROUTES)
+    assert routes and all(any(r.startswith(p) for p in service.API_ROUTES) for r in routes)
+    assert {"/v1/recommend", "/recommend", "/v1/customers/"} <= set(service.API_ROUTES)
     assert service.NextbestService.config["tracing"] == {"excluded_urls": list(service.API_ROUTES)}
-    assert service.tracing_config(Settings(serving={"tracing": True})) == {}
+    assert service.tracing_config(Settings(serving={"tracing": True}), service.API_ROUTES) == {}

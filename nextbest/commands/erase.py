@@ -1,6 +1,6 @@
 """CLI command: erase, the right to erasure (`nextbest erase CUSTOMER [--project FILE] [--yes]`).
 
-A thin shell over `nextbest.jobs.erase.erase_customer`: asks for confirmation (unless `--yes`), erases the customer
+A thin shell over `nextbest.forget.erase_customer`: asks for confirmation (unless `--yes`), erases the customer
 from every store of the project, and prints what was removed, the bank's files to erase at the source and the
 model versions trained on data that could have held the customer. `--json` prints the report as JSON instead.
 Exit status 1 when a step failed (a store down, a file held by a running process): run it again.
@@ -22,7 +22,7 @@ def print_report(report: object) -> None:
     from rich.table import Table
 
     from nextbest.console import console
-    from nextbest.jobs.erase import ErasureReport
+    from nextbest.forget import ErasureReport
 
     assert isinstance(report, ErasureReport)
     title = f"{report.project}: erased {report.entity} {report.key} ({report.rows_removed:,} rows)"
@@ -71,7 +71,7 @@ def erase(
     import json
 
     from nextbest.commands.monitor import project_settings
-    from nextbest.jobs.erase import coerce_key, erase_customer, erased_entity
+    from nextbest.forget import coerce_key, erase_customer, erased_entity
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings, project = project_settings(project_file)

@@ -9,7 +9,7 @@ What a kind provides: build the offline feature tables, register the Feast objec
 (materialize), the Feast store, which materialized views a feature service or the served entity reads (and their
 fields), and, for the genome only, request-time context (an on-demand view) and real-time pushes.
 
-Erasure (`nextbest.erasure`, the job `nextbest.jobs.erase`): `erase_online` deletes entities from the online store,
+Erasure (`nextbest.erasure`, the job `nextbest.forget`): `erase_online` deletes entities from the online store,
 `erase_offline` rewrites the feature tables without them, `related_keys` names what else belonged to an entity
 (its contacts, its loans). Build, materialize and push leave out the keys of the project's `tombstones`.
 """
