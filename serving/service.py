@@ -59,6 +59,8 @@ def _settings_or_exit() -> Settings:
 
 _SETTINGS = _settings_or_exit()
 _API = Api(project_of(_SETTINGS), key_ring(_SETTINGS), engine=lambda: bentoml.get_current_service().engine).build()
+#: the API routes; with `serving.tracing` off they are excluded from BentoML's OpenTelemetry middleware
+API_ROUTES = api_routes(_API)
 
 
 @bentoml.service(
