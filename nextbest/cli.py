@@ -10,7 +10,20 @@ import logging
 
 import typer
 
-from nextbest.commands import demo, erase, evaluate, features, loop, monitor, onboard, serve, simulate, train
+from nextbest.commands import (
+    demo,
+    erase,
+    evaluate,
+    features,
+    keys,
+    loop,
+    monitor,
+    onboard,
+    replay,
+    serve,
+    simulate,
+    train,
+)
 
 app = typer.Typer(
     name="nextbest",
@@ -35,7 +48,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for _module in (simulate, features, train, evaluate, serve, monitor, loop, onboard, demo, erase):
+for _module in (simulate, features, train, evaluate, serve, replay, monitor, loop, onboard, demo, erase, keys):
     _module.register(app)
 
 

@@ -70,6 +70,8 @@ decisions = sa.Table(
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("customer_id", sa.String(KEY_LENGTH), nullable=False, index=True),
     sa.Column("channel", sa.String(32), nullable=False),
+    # wall-clock time the decision started (its `ts` may be simulated): what a replay treats as "already known"
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
     sa.Column("request_id", sa.String(64)),
     sa.Column("request", sa.JSON),
     sa.Column("context", sa.JSON),
@@ -101,6 +103,9 @@ decision_contacts = sa.Table(
     sa.Column("rank", sa.Integer, nullable=False),
     sa.Column("outcome", sa.String(16)),
     sa.Column("outcome_ts", sa.DateTime(timezone=True)),
+    # wall-clock commit times of the row and of its outcome (a replay sees only what was committed before it)
+    sa.Column("recorded_at", sa.DateTime(timezone=True)),
+    sa.Column("outcome_recorded_at", sa.DateTime(timezone=True)),
     sa.Index("ix_decision_contacts_customer_ts", "customer_id", "ts"),
 )
 
@@ -138,6 +143,7 @@ consents = sa.Table(
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("granted", sa.Boolean, nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True)),
     sa.Index("ix_consents_customer_ts", "customer_id", "ts"),
 )
 
@@ -152,7 +158,8 @@ policies = sa.Table(
 
 #: the columns a later version added: created on an older database at open (SQLite, PostgreSQL)
 _ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "decisions": ("request_id", "request", "model_scores", "related_features"),
+    "decisions": ("decided_at", "request_id", "request", "model_scores", "related_features"),
+    "decision_contacts": ("recorded_at", "outcome_recorded_at"),
     "feedback": ("value", "feedback_id"),
     "events": ("event_id",),
 }
@@ -193,6 +200,7 @@ class DecisionRecord:
     request_id: str | None = None
     # The request as the channel sent it (what a replay decides again from)
     request: Mapping[str, Any] = field(default_factory=dict)
+    decided_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -354,6 +362,7 @@ def _decision_row(record: DecisionRecord) -> dict[str, Any]:
         "ts": record.ts,
         "customer_id": str(record.customer_id),
         "channel": record.channel,
+        "decided_at": record.decided_at,
         "request_id": record.request_id,
         "request": clean(dict(record.request)),
         "context": clean(dict(record.context)),
@@ -385,7 +394,7 @@ def _event_row(record: EventRecord) -> dict[str, Any]:
     }
 
 
-_DATETIMES = {"ts", "received_at"}
+_DATETIMES = {"ts", "received_at", "decided_at"}
 
 
 def _from_journal(row: dict[str, Any]) -> dict[str, Any]:
@@ -542,6 +551,7 @@ class DecisionLog:
         """Commit the actions a decision delivered ((action id, kind) in rank order) before answering."""
         if not actions:
             return
+        recorded_at = datetime.now(UTC)
         rows = [
             {
                 "decision_id": decision_id,
@@ -551,6 +561,7 @@ class DecisionLog:
                 "action_id": action_id,
                 "kind": kind,
                 "rank": rank,
+                "recorded_at": recorded_at,
             }
             for rank, (action_id, kind) in enumerate(actions, 1)
         ]
@@ -560,9 +571,8 @@ class DecisionLog:
     def record_consent(self, customer_id: int | str, channel: str, granted: bool, ts: datetime) -> None:
         """Commit a consent change (channel `*`: every channel) before answering: the next decision honours it."""
         with self.engine.begin() as conn:
-            conn.execute(
-                consents.insert(), {"customer_id": str(customer_id), "channel": channel, "granted": granted, "ts": ts}
-            )
+            row = {"customer_id": str(customer_id), "channel": channel, "granted": granted, "ts": ts}
+            conn.execute(consents.insert(), {**row, "recorded_at": datetime.now(UTC)})
 
     def remember_policy(self, policy_version: str, config: Mapping[str, Any]) -> None:
         """Keep the policy a decision is made with, by its digest (once), so the decision can be replayed."""
@@ -583,33 +593,36 @@ class DecisionLog:
             return self._history(conn, customer_id, since)
 
     def contact_state(
-        self, customer_id: int | str, since: datetime, until: datetime | None = None
+        self, customer_id: int | str, since: datetime, seen_before: datetime | None = None
     ) -> tuple[list[ContactRecord], list[tuple[str, bool]]]:
-        """The contact history and the consent changes (channel, granted) in time order, in one connection;
-        `until` (a replay) leaves out what happened after the decision."""
+        """The contact history and the consent changes (channel, granted) in time order, in one connection.
+
+        `seen_before` (a replay): only what had been committed before that wall-clock time -- the contacts, outcomes
+        and consent changes the decision could see when it was made.
+        """
         with self.engine.connect() as conn:
-            history = self._history(conn, customer_id, since, until)
+            history = self._history(conn, customer_id, since, seen_before)
             c = consents.c
             stmt = sa.select(c.channel, c.granted).where(c.customer_id == str(customer_id))
-            if until is not None:
-                stmt = stmt.where(c.ts <= until)
+            if seen_before is not None:
+                stmt = stmt.where(c.recorded_at < seen_before)
             changes = [(r.channel, bool(r.granted)) for r in conn.execute(stmt.order_by(c.ts, c.id))]
         return history, changes
 
     def _history(
-        self, conn: sa.Connection, customer_id: int | str, since: datetime, until: datetime | None = None
+        self, conn: sa.Connection, customer_id: int | str, since: datetime, seen_before: datetime | None = None
     ) -> list[ContactRecord]:
         c = decision_contacts.c
-        stmt = sa.select(c.ts, c.decision_id, c.channel, c.action_id, c.kind, c.outcome, c.outcome_ts).where(
-            c.customer_id == str(customer_id), c.ts >= since
-        )
-        if until is not None:
-            stmt = stmt.where(c.ts < until)
+        cols = (c.ts, c.decision_id, c.channel, c.action_id, c.kind, c.outcome, c.outcome_ts, c.outcome_recorded_at)
+        stmt = sa.select(*cols).where(c.customer_id == str(customer_id), c.ts >= since)
+        if seen_before is not None:
+            stmt = stmt.where(c.recorded_at < seen_before)
         out = []
         for r in conn.execute(stmt):
             outcome, outcome_ts = r.outcome, _utc(r.outcome_ts)
-            if until is not None and outcome_ts is not None and outcome_ts > until:
-                outcome, outcome_ts = None, None  # the outcome came after the decision being replayed
+            recorded = _utc(r.outcome_recorded_at)
+            if seen_before is not None and (recorded is None or recorded >= seen_before):
+                outcome, outcome_ts = None, None  # the outcome arrived after the decision being replayed
             out.append(
                 ContactRecord(
                     ts=_utc(r.ts),  # type: ignore[arg-type]
@@ -668,7 +681,7 @@ class DecisionLog:
                 # A later "shown" must not overwrite a final outcome such as "dismissed".
                 if outcome == "shown":
                     upd = upd.where(c.outcome.is_(None))
-                conn.execute(upd.values(outcome=outcome, outcome_ts=ts))
+                conn.execute(upd.values(outcome=outcome, outcome_ts=ts, outcome_recorded_at=datetime.now(UTC)))
         except sa.exc.IntegrityError:
             if feedback_id is not None and (earlier := self._feedback_by_id(feedback_id)) is not None:
                 return earlier  # the same retry raced us on another worker
@@ -925,6 +938,7 @@ class DecisionLog:
                 return None
             out = dict(row)
             out["ts"] = _utc(out["ts"])
+            out["decided_at"] = _utc(out.get("decided_at"))
             out["customer_id"] = self.key(out["customer_id"])
             out["contacts"] = [
                 self._keyed(r)

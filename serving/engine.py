@@ -164,7 +164,7 @@ def approx_contributions(model: LoadedModel, X: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _Decision:
+class DecisionInputs:
     """What one recommend has gathered so far, before logging."""
 
     features: dict[str, Any] = field(default_factory=dict)
@@ -178,6 +178,7 @@ class _Decision:
     # Features of other entities a model rule read (e.g. the account's loan), by the rule's model.
     related: dict[str, dict[str, Any]] = field(default_factory=dict)
     request_id: str | None = None
+    decided_at: datetime | None = None  # wall clock at the start (the decision's `ts` may be simulated)
 
 
 @dataclass
@@ -464,6 +465,7 @@ class DecisionEngine(ChampionLifecycle):
         OverloadedError (-> 429) when the decision log is backlogged (answering would outrun what it can keep).
         """
         t0 = time.perf_counter()
+        decided_at = datetime.now(UTC)
         self.project.parse_key(req.customer_id)
         if self._erased(req.customer_id):
             return self._forgotten(req)
@@ -471,16 +473,17 @@ class DecisionEngine(ChampionLifecycle):
         if req.channel not in self.catalogue.channels:
             raise ValueError(f"channel: unknown channel {req.channel!r}; known: {', '.join(self.catalogue.channels)}")
         now = now or self.decision_time(req)
-        ctx = _context(req)
+        ctx = decision_context(req)
         if self._reader is None or self._bundle is None:
             raise NotReadyError("decision engine not loaded")
         try:
-            got = _Decision(features=self.read_features(req, ctx, now))
+            got = DecisionInputs(features=self.read_features(req, ctx, now))
         except FeatureStoreUnavailable as exc:
-            got = _Decision(degraded=True, notes=[f"degraded: {exc}"])
+            got = DecisionInputs(degraded=True, notes=[f"degraded: {exc}"])
         if timings is not None:
             timings["feature_read"] = time.perf_counter() - t0
         got.request_id = request_id
+        got.decided_at = decided_at
         return self._decide(req, ctx, now, got, t0, timings)
 
     def _erased(self, customer_id: int | str) -> bool:
@@ -531,13 +534,13 @@ class DecisionEngine(ChampionLifecycle):
         req: RecommendRequest,
         ctx: DecisionContext,
         now: datetime,
-        got: _Decision,
+        got: DecisionInputs,
         t0: float,
         timings: dict[str, float] | None = None,
     ) -> RecommendResponse:
         mark = _Stopwatch(timings)
         bundle, policy = self.bundle, self.policy  # one reference each for the whole request: no mixed versions
-        decision_id = self.decision_log.new_decision_id()
+        decision_id = self._new_decision_id()
         self._profile(req, now, got, bundle, policy, mark)
         assert got.customer is not None
         screening = policy.screen(got.customer, req.channel, got.history, now, only=got.only)
@@ -575,7 +578,7 @@ class DecisionEngine(ChampionLifecycle):
         self,
         req: RecommendRequest,
         now: datetime,
-        got: _Decision,
+        got: DecisionInputs,
         bundle: ModelBundle,
         policy: DecisionPolicy,
         mark: _Stopwatch,
@@ -587,8 +590,7 @@ class DecisionEngine(ChampionLifecycle):
             return
         got.customer = policy.view(req.customer_id, got.features)
         try:
-            since = now - timedelta(days=policy.history_days)
-            got.history, changes = self.decision_log.contact_state(req.customer_id, since)
+            got.history, changes = self._contact_state(req.customer_id, now, policy)
             got.customer = policy.with_consent_changes(got.customer, changes)
         except Exception as exc:  # without contact history, caps cannot be honoured: service actions only
             logger.warning("contact history unavailable (%s): service actions only", exc.__class__.__name__)
@@ -610,6 +612,17 @@ class DecisionEngine(ChampionLifecycle):
             got.notes.append("cold_start: unknown customer, profile-free defaults")
         mark("churn_score")
 
+    def _contact_state(
+        self, customer_id: int | str, now: datetime, policy: DecisionPolicy
+    ) -> tuple[list[ContactRecord], list[tuple[str, bool]]]:
+        """The contact history the caps need and the consent changes since the features were built (a replay reads
+        them as they stood at the decision)."""
+        return self.decision_log.contact_state(customer_id, now - timedelta(days=policy.history_days))
+
+    def _read_subject(self, rule: ModelRule, key: int | str) -> dict[str, Any]:
+        """The features of another entity a model rule assesses (a replay reads the ones the decision logged)."""
+        return self._rule_readers[rule.name].reader.read(key)
+
     def _score_entity(self, bundle: ModelBundle, name: str, features: Mapping[str, object]) -> float:
         row = customer_row(features, bundle.layouts[name]).reshape(1, -1)
         return float(self._predict(bundle.models[name], row)[0])
@@ -625,7 +638,7 @@ class DecisionEngine(ChampionLifecycle):
 
     # ---------------------------------------------------------------- model rules
     def _model_rules(
-        self, screening: Screening, got: _Decision, bundle: ModelBundle, policy: DecisionPolicy
+        self, screening: Screening, got: DecisionInputs, bundle: ModelBundle, policy: DecisionPolicy
     ) -> Screening:
         """Score the model rules that could still withhold a candidate, and withhold what they rule out."""
         rules = policy.rules_needed(screening.candidates)
@@ -642,7 +655,7 @@ class DecisionEngine(ChampionLifecycle):
         got.notes.extend(notes)
         return screening
 
-    def _rule_score(self, rule: ModelRule, got: _Decision, bundle: ModelBundle) -> RuleScore:
+    def _rule_score(self, rule: ModelRule, got: DecisionInputs, bundle: ModelBundle) -> RuleScore:
         if rule.key_feature is None:
             p = self._score_entity(bundle, rule.model, got.features)
             key = self.project.served.key
@@ -651,24 +664,24 @@ class DecisionEngine(ChampionLifecycle):
         key = online_number(raw)
         if key != key:  # nothing of that entity to assess (e.g. the account holds no loan)
             return RuleScore(rule.name, "no_subject")
-        rr = self._rule_readers[rule.name]
-        subject_key: int | str = int(key) if rr.reader.key_type == "int" else str(raw)
-        subject = f"{rr.reader.join_key} {subject_key}"
+        entity = self.project.entities[self.project.model(rule.model).entity]
+        subject_key: int | str = int(key) if entity.key_type == "int" else str(raw)
+        subject = f"{entity.key} {subject_key}"
         try:
-            features = rr.reader.read(subject_key)
+            features = self._read_subject(rule, subject_key)
         except FeatureStoreUnavailable:
             return RuleScore(rule.name, "unavailable", subject=subject)
         layout = bundle.layouts[rule.model]
         got.related[rule.model] = {
             "key": subject_key,
-            "features": {k: v for k, v in features.items() if k != rr.reader.join_key},
+            "features": {k: v for k, v in features.items() if k != entity.key},
         }
         if not any(online_number(features.get(n)) == online_number(features.get(n)) for n in layout.customer_names):
             return RuleScore(rule.name, "unknown_subject", subject=subject)
         return RuleScore(rule.name, "scored", self._score_entity(bundle, rule.model, features), subject)
 
     # ---------------------------------------------------------------- scoring and reasons
-    def _score(self, candidates: Sequence[Any], got: _Decision, bundle: ModelBundle) -> _Scored:
+    def _score(self, candidates: Sequence[Any], got: DecisionInputs, bundle: ModelBundle) -> _Scored:
         """Each candidate's propensity from its model: one batch per model (none when degraded)."""
         props = np.zeros(len(candidates))
         out = _Scored(propensities=props)
@@ -720,7 +733,7 @@ class DecisionEngine(ChampionLifecycle):
         now: datetime,
         chosen: list[RankedAction],
         rejected: list[Rejection],
-        got: _Decision,
+        got: DecisionInputs,
     ) -> list[RankedAction]:
         """Commit the delivered actions write-through (caps must see them at once); nothing if that fails."""
         if not chosen:
@@ -743,7 +756,7 @@ class DecisionEngine(ChampionLifecycle):
         decision_id: str,
         req: RecommendRequest,
         now: datetime,
-        got: _Decision,
+        got: DecisionInputs,
         bundle: ModelBundle,
         scores: dict[str, float],
         actions: list[RecommendedAction],
@@ -752,7 +765,7 @@ class DecisionEngine(ChampionLifecycle):
     ) -> None:
         assert got.customer is not None
         key = self.project.served.key
-        self.decision_log.log_decision(
+        self._emit(
             DecisionRecord(
                 decision_id=decision_id,
                 ts=now,
@@ -765,6 +778,7 @@ class DecisionEngine(ChampionLifecycle):
                 policy_version=self.policy_version,
                 request_id=got.request_id,
                 request=req.model_dump(mode="json"),
+                decided_at=got.decided_at,
                 churn_risk=got.churn_risk,
                 model_scores=got.model_scores,
                 related_features=got.related,
@@ -776,6 +790,13 @@ class DecisionEngine(ChampionLifecycle):
                 latency_ms=(time.perf_counter() - t0) * 1000.0,
             )
         )
+
+    def _new_decision_id(self) -> str:
+        return self.decision_log.new_decision_id()
+
+    def _emit(self, record: DecisionRecord) -> None:
+        """Journal and queue the decision record (a replay keeps it instead, to compare with the logged one)."""
+        self.decision_log.log_decision(record)
 
     def _feature_service_label(self) -> str:
         action_services = [m.feature_service for m in self.project.models if m.name in set(self._action_model.values())]
@@ -923,7 +944,7 @@ class _Stopwatch:
             self._last = now
 
 
-def _context(req: RecommendRequest) -> DecisionContext:
+def decision_context(req: RecommendRequest) -> DecisionContext:
     c = req.context
     return DecisionContext(location_type=c.location_type, event=c.event, page=c.page)
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nextbest.errors import NextbestError
@@ -160,7 +162,6 @@ class OnlineReader:
         from feast.protos.feast.types.Value_pb2 import Value
 
         config = self.store.config
-        online = self._provider.online_store
         version = config.entity_key_serialization_version
         versioned = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
         views = self._views
@@ -172,10 +173,23 @@ class OnlineReader:
         wanted = [frozenset(names) for _view, names in views]
         nulls = {name: None for _view, names in views for name in names}
         parse, to_python = Value.FromString, self._to_python
+        path = str(config.online_store.path)
+        if not Path(path).is_absolute():
+            path = str(Path(str(config.repo_path or ".")) / path)
+        local = threading.local()
+
+        def connection() -> sqlite3.Connection:
+            # One read-only connection per reading thread: Feast's own store keeps ONE connection for the process,
+            # shared with the pushes' write transactions (interleaved statements of two threads on one connection
+            # lost acknowledged pushes). A reader of its own sees what the writers commit, and never their work.
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+            return conn
 
         def read_sqlite(key: Any) -> dict[str, Any]:
             blob = serialize_entity_key(key, entity_key_serialization_version=version)
-            rows = online._get_conn(config).execute(sql, [blob] * len(views)).fetchall()
+            rows = connection().execute(sql, [blob] * len(views)).fetchall()
             out = dict(nulls)
             for i, name, value in rows:
                 if name in wanted[i]:

@@ -86,13 +86,28 @@ def push_events(store: FeatureStore, events: Iterable[Mapping[str, Any]]) -> pd.
         return pd.DataFrame(columns=[JOIN_KEY, TIMESTAMP_FIELD, *REALTIME_FIELDS])
     frame = pd.DataFrame(relevant)
     customers = sorted(set(frame[JOIN_KEY]))
-    with customer_locks(store, customers):  # read, fold and write as one step per customer (see module docstring)
+    with _sqlite_writes(store), customer_locks(store, customers):  # one read-fold-write step per customer
         previous = current_state(store, customers)
         state = fold_realtime_state(frame, previous=previous if len(previous) else None)
         latest = state.groupby(JOIN_KEY, sort=False).tail(1).reset_index(drop=True)
         latest = _after_stored(latest, previous)
         store.push(PUSH_SOURCE, latest, to=PushMode.ONLINE)
     return latest
+
+
+#: Feast's SQLite online store keeps one connection per process: its write transactions are serialized here, so two
+#: threads' pushes (two events of two customers) never interleave statements on it.
+_SQLITE_WRITE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _sqlite_writes(store: FeatureStore) -> Iterator[None]:
+    kind = str(store.config.online_store.type)
+    if kind == "sqlite" or kind.endswith("SqliteOnlineStore"):
+        with _SQLITE_WRITE_LOCK:
+            yield
+    else:
+        yield
 
 
 def _after_stored(latest: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
