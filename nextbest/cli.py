@@ -7,6 +7,7 @@ command functions so `nextbest --help` stays fast.
 from __future__ import annotations
 
 import logging
+import os
 
 import typer
 
@@ -34,9 +35,37 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"nextbest {version('nextbest')}")
+        raise typer.Exit()
+
+
+def _quiet_third_parties() -> None:
+    """Deprecation and future warnings of the libraries (Feast, ibis, SQLAlchemy, MLflow, pandas) are theirs to
+    fix, not the user's to read; `--verbose` keeps them."""
+    import warnings
+
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*is an experimental feature.*")
+    warnings.filterwarnings("ignore", module=r"(feast|mlflow|ibis|sqlalchemy|pydantic|bentoml|_bentoml_.*)(\..*)?$")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")  # child processes
+
+
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level; show library warnings."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     from rich.logging import RichHandler
+
+    if not verbose:
+        _quiet_third_parties()
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from nextbest.base import Frozen
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
@@ -136,7 +139,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get("NEXTBEST_CONFIG", "nextbest.yaml"))
+        named = os.environ.get("NEXTBEST_CONFIG")
+        config_file = Path(named or "nextbest.yaml")
+        if named and not config_file.is_file():
+            raise FileNotFoundError(f"NEXTBEST_CONFIG names {config_file}, which does not exist")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if config_file.is_file():
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
@@ -194,5 +200,31 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Load settings from file + environment, with explicit keyword overrides on top."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Load settings from file + environment, with explicit keyword overrides on top.
+
+    A bad key or value is a `ConfigError` of one line naming the key and where it came from (the environment
+    variable, or the settings file); a `NEXTBEST_CONFIG` that names no file is an error too, never ignored.
+    """
+    from pydantic import ValidationError
+
+    from nextbest.errors import ConfigError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    except ValidationError as exc:
+        raise ConfigError(_settings_problem(exc)) from None
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    """`settings: serving.port: Input should be a valid integer (from NEXTBEST_SERVING__PORT)` -- the first error."""
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first.get("loc", ())) or "(settings)"
+    env = "NEXTBEST_" + key.upper().replace(".", "__")
+    if env in os.environ:
+        source = f"environment variable {env}"
+    else:
+        source = f"settings file {os.environ.get('NEXTBEST_CONFIG') or 'nextbest.yaml'}"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"settings: {key}: {first.get('msg', 'invalid')} (from {source}){more}"

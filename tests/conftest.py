@@ -20,7 +20,9 @@ def _isolated_state() -> Iterator[Path]:
     saved = {k: os.environ.get(k) for k in ("NEXTBEST_HOME", "NEXTBEST_CONFIG", "MLFLOW_TRACKING_URI")}
     with tempfile.TemporaryDirectory(prefix="nextbest-test-") as home:
         os.environ["NEXTBEST_HOME"] = home
-        os.environ["NEXTBEST_CONFIG"] = str(Path(home) / "absent-nextbest.yaml")
+        empty = Path(home) / "empty-nextbest.yaml"  # an empty settings file: no developer's nextbest.yaml is read
+        empty.write_text("")
+        os.environ["NEXTBEST_CONFIG"] = str(empty)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         os.environ.setdefault("MPLBACKEND", "Agg")
         yield Path(home)

@@ -84,7 +84,7 @@ def loop(
     monitor_churn: bool = typer.Option(False, "--monitor-churn", help="Also monitor the churn model (slower)."),
 ) -> None:
     """Closed loop: simulated customers hit the running service, drift starts, monitoring detects, retrain recovers."""
-    from nextbest.console import console
+    from nextbest.console import progress
     from nextbest.jobs.loop import LoopConfig, action_models, loop_project, run_loop
     from nextbest.settings import load_settings
 
@@ -106,7 +106,14 @@ def loop(
         **{k: v for k, v in given.items() if v is not None},
         monitored=(*action_models(project), churn) if monitor_churn and churn else None,
     )
-    result = run_loop(settings, config, progress=lambda message: console.print(f"[cyan]loop[/] {message}"))
+    with progress() as bar:
+        task = bar.add_task("closed loop: days replayed", total=None)
+        result = run_loop(
+            settings,
+            config,
+            progress=lambda message: bar.console.print(f"[cyan]loop[/] {message}"),
+            on_day=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     print_loop_result(result)
 
 

@@ -320,8 +320,15 @@ class _World:
         return action_models(self.project)
 
 
-def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: ProgressFn | None = None) -> LoopResult:
-    """Run the closed loop end to end (see the module docstring); everything lands under `<home>/loop`."""
+def run_loop(
+    base: Settings,
+    config: LoopConfig = LoopConfig(),
+    progress: ProgressFn | None = None,
+    on_day: Callable[[int, int], None] | None = None,
+) -> LoopResult:
+    """Run the closed loop end to end (see the module docstring); everything lands under `<home>/loop`.
+
+    `progress` receives what happens (a line per step), `on_day(days replayed, days to replay)` after every day."""
     from serving.client import DecisionClient
     from serving.runner import ServiceProcess, free_port
 
@@ -344,6 +351,8 @@ def run_loop(base: Settings, config: LoopConfig = LoopConfig(), progress: Progre
             elapsed = day + 1 - config.loop_start_day
             if elapsed >= config.window_days and (elapsed - config.window_days) % config.monitor_every_days == 0:
                 _monitor_and_retrain(world, live, day, replay)
+            if on_day is not None:
+                on_day(elapsed, config.days - config.loop_start_day)
     return _finish(world, replay, time.perf_counter() - started)
 
 
