@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen
-# `bentoml build` (and its test) calls uv by name: keep the pip --user install of uv reachable
+# `nextbest bento` (and its test) calls uv by name: keep the pip --user install of uv reachable
 export PATH := $(HOME)/.local/bin:$(PATH)
 
 .DEFAULT_GOAL := help

@@ -565,11 +565,12 @@ def test_recommend_and_events_on_the_redis_online_store(world: ServedWorld, tmp_
         nbf.get_store(settings).teardown()
 
 
-def test_bentoml_build_produces_a_bento_from_the_bentofile(tmp_path: Path) -> None:
+def test_the_bento_is_built_with_the_locked_requirements_and_no_training_code(tmp_path: Path) -> None:
     import os
     import shutil
     import subprocess
     import sys
+    from importlib.metadata import version
 
     from nextbest.settings import REPO_ROOT
 
@@ -579,7 +580,7 @@ def test_bentoml_build_produces_a_bento_from_the_bentofile(tmp_path: Path) -> No
     if shutil.which("uv") is None and (user_bin / "uv").exists():
         env["PATH"] = f"{user_bin}{os.pathsep}{env.get('PATH', '')}"
     out = subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", "--output", "tag"],
+        [sys.executable, "-m", "nextbest.cli", "bento", "--output", "tag"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -593,3 +594,6 @@ def test_bentoml_build_produces_a_bento_from_the_bentofile(tmp_path: Path) -> No
     assert (src / "serving" / "service.py").is_file() and (src / "nextbest" / "data" / "policy.yaml").is_file()
     assert (src / "nextbest" / "data" / "catalogue.yaml").is_file() and (src / "configs" / "simbank.yaml").is_file()
     assert not (src / "training").exists()  # the service ships no training code
+    requirements = (bentos[0].parent / "env" / "python" / "requirements.txt").read_text()
+    for package in ("bentoml", "feast", "xgboost-cpu", "mlflow"):
+        assert f"{package}=={version(package)}" in requirements, package  # the locked versions the tests ran on

@@ -7,8 +7,42 @@ from pathlib import Path
 import typer
 
 
+def bento(output: str = typer.Option("default", "--output", "-o", help="default, or tag (the tag only).")) -> None:
+    """Package the decision service as a bento with the locked requirements (uv.lock: the versions tested)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    from nextbest.settings import REPO_ROOT
+
+    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    with tempfile.TemporaryDirectory(prefix="nextbest-bento-") as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        export = [uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "-o", str(requirements)]
+        done = subprocess.run(export, cwd=REPO_ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            typer.echo(f"error: uv export failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}", err=True)
+            raise typer.Exit(code=2)
+        pins = [
+            line.strip()
+            for line in requirements.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith(("#", "-"))
+        ]
+        spec = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
+        spec["python"] = {"packages": pins, "lock_packages": False}  # BentoML takes no requirements file outside
+        bentofile = Path(tmp) / "bentofile.yaml"
+        bentofile.write_text(yaml.safe_dump(spec, sort_keys=False))
+        build = [sys.executable, "-m", "bentoml", "build", "-f", str(bentofile), "--output", output, str(REPO_ROOT)]
+        code = subprocess.run(build, cwd=REPO_ROOT).returncode
+    raise typer.Exit(code)
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
+    app.command("bento")(bento)
 
     @app.command("serve")
     def serve(
