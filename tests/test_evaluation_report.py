@@ -231,7 +231,7 @@ def test_report_is_logged_to_mlflow_with_metrics_and_table_artefacts(tmp_path: P
         tracking_uri=settings.mlflow_tracking_uri,
         dst_path=str(tmp_path / "dl"),
     )
-    assert {"ladder.csv", "ladder.md", "ope.csv", "model_quality.csv", "report.json"} <= {
+    assert {"ladder.csv", "ladder.md", "ladder.png", "ope.csv", "model_quality.csv", "report.json"} <= {
         p.name for p in Path(local).iterdir()
     }
     assert pd.read_csv(Path(local) / "ladder.csv")["value_per_1000"].tolist() == [2000.0, 6000.0, 10000.0]

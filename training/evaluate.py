@@ -906,7 +906,8 @@ def _churn_quality(churn: LoadedModel, churn_set: TrainingSet, world: Any) -> di
 
 
 def log_report(settings: Settings, report: EvaluationReport) -> str:
-    """One MLflow run in `<prefix>-evaluation`: params, flat metrics, and the tables as CSV/markdown/JSON."""
+    """One MLflow run in `<prefix>-evaluation`: params, flat metrics, the tables as CSV/markdown/JSON, and the ladder
+    as a bar chart beside its table (`evaluation/ladder.png`: value per 1,000 decisions by stage)."""
     import mlflow
 
     from nextbest.models.registry import use_tracking
@@ -929,6 +930,10 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
                 (out / f"{name}.md").write_text(
                     frame.to_markdown(index=False) if _has_tabulate() else frame.to_string()
                 )
+            if {"stage", "value_per_1000"} <= set(report.ladder.columns) and len(report.ladder):
+                from training.plots import ladder_plot
+
+                ladder_plot(report.ladder, out / "ladder.png")  # the chart beside its table
             (out / "report.json").write_text(
                 json.dumps(
                     {

@@ -1,4 +1,5 @@
-"""Diagnostic plots logged as run artefacts: ROC, PR, calibration, lift, feature importance, Optuna history.
+"""Diagnostic plots logged as run artefacts: ROC, PR, calibration, lift, feature importance, Optuna history, and
+the evaluation ladder (value per 1,000 decisions by stage).
 
 Figures are built with `matplotlib.figure.Figure` and saved through the Agg canvas directly: no pyplot, so no
 global backend state, no GUI and no figure registry to leak in long-running jobs or tests.
@@ -17,6 +18,7 @@ from training.metrics import calibration_curve
 
 if TYPE_CHECKING:
     import optuna
+    import pandas as pd
     import xgboost as xgb
     from matplotlib.figure import Figure
 
@@ -151,4 +153,23 @@ def optuna_importance_plot(study: optuna.Study, path: Path, title: str = "Hyperp
     names = list(reversed(importances))
     ax.barh(names, [importances[n] for n in names])
     ax.set(xlabel="importance (fANOVA)", title=title)
+    return _save(fig, path)
+
+
+def ladder_plot(ladder: pd.DataFrame, path: Path, title: str = "Value per 1,000 decisions by stage") -> Path:
+    """The evaluation ladder as horizontal bars (stage names read in full), value per 1,000 decisions labelled,
+    the oracle's value as a dashed line when the ladder has one."""
+    stages = [str(s) for s in ladder["stage"]]
+    values = ladder["value_per_1000"].astype(float).to_numpy()
+    fig = _figure(8.0, max(3.0, 0.45 * len(stages) + 1.4))
+    ax = fig.add_subplot()
+    rows = np.arange(len(stages))[::-1]  # first stage on top, as in the table
+    bars = ax.barh(rows, values, color=["#b0b0b0" if "oracle" in s else "#4c72b0" for s in stages])
+    ax.set_yticks(rows, stages)
+    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=3)
+    oracle = [v for s, v in zip(stages, values, strict=True) if "oracle" in s]
+    if oracle:
+        ax.axvline(oracle[-1], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlim(0, max(1.0, float(np.nanmax(values)) * 1.15) if len(values) else 1.0)
+    ax.set(xlabel="value per 1,000 decisions", title=title)
     return _save(fig, path)
