@@ -92,7 +92,7 @@ def repo_config(settings: Settings) -> RepoConfig:
     if settings.features.online_store == "sqlite":
         online: dict[str, Any] = {"type": "sqlite", "path": str(features_dir / "online_store.db")}
     elif settings.features.online_store == "redis":
-        online = {"type": "redis", "connection_string": settings.features.redis_connection_string}
+        online = {"type": "redis", "connection_string": settings.features.redis_connection}
     else:  # pragma: no cover - the settings Literal rejects anything else
         raise ConfigError(f"unknown online store {settings.features.online_store!r}")
     return RepoConfig(

@@ -39,7 +39,7 @@ def repo_config_dict(config: OnboardingConfig, settings: Settings) -> dict[str, 
     paths = project_paths(config, settings)
     if settings.features.online_store == "redis":
         # The project name is part of every Redis key Feast writes, so projects share one Redis safely.
-        online: dict[str, Any] = {"type": "redis", "connection_string": settings.features.redis_connection_string}
+        online: dict[str, Any] = {"type": "redis", "connection_string": settings.features.redis_connection}
     else:
         online = {"type": "sqlite", "path": str(paths.online_db)}
     return {
