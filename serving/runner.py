@@ -39,7 +39,11 @@ def service_env(settings: Settings, workers: int, service_name: str = SERVICE_NA
     folder = settings.home / "serving"
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "settings.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+    # The settings can hold secrets (the decision-id secret, database URIs with passwords): owner-only.
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+    config.chmod(0o600)  # an older file keeps its mode on O_CREAT
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTBEST_") or k == "NEXTBEST_CATALOGUE"}
     env["NEXTBEST_CONFIG"] = str(config)
     env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {service_name: {"workers": workers}}})

@@ -365,6 +365,7 @@ def test_the_service_environment_bounds_registry_calls_unless_set(
     assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == REGISTRY_CALL_BOUNDS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
     assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"  # an operator's value wins
     assert set(REGISTRY_CALL_BOUNDS) <= set(env) and "PGCONNECT_TIMEOUT" in env
+    assert Path(env["NEXTBEST_CONFIG"]).stat().st_mode & 0o777 == 0o600  # the settings can hold secrets
 
 
 # ---------------------------------------------------------------------------------------------------------------
