@@ -339,12 +339,13 @@ def _input_reasons(policy: DriftPolicy, features: Sequence[ColumnDrift], n_drift
         reasons.append(
             f"{n_drifted} of {len(features)} inputs drifted ({share:.0%} >= {policy.drift_share:.0%}), "
             f"most: {', '.join(f'{c.column} ({c.method} {c.score:.3f})' for c in top)}"
+            + (f" (+{n_drifted - len(top)} more in the report)" if n_drifted > len(top) else "")
         )
     severe = [c for c in features if c.drifted and c.score >= policy.severe_factor * c.threshold]
     if severe:
         reasons.append(
             f"{len(severe)} input(s) moved far (>= {policy.severe_factor:g} x threshold): "
-            + ", ".join(f"{c.column} ({c.method} {c.score:.3f})" for c in severe[:5])
+            + ", ".join(f"{c.column} ({c.method} {c.score:.3f})" for c in severe)  # every one it counts
         )
     if policy.key_features:
         by_name = {c.column: c for c in features}

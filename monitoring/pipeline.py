@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from monitoring.drift import DriftPolicy, DriftVerdict, OutcomeShift, calibration_shifts, decide_drift
+from monitoring.policy_view import describe_policy
 from monitoring.reports import (
     MonitoringReport,
     build_business_report,
@@ -56,7 +57,18 @@ from monitoring.sources import (
     champion_reference,
     served_window,
 )
-from monitoring.store import SavedReport, monitoring_dirs, open_workspace, save_report, ui_command
+from monitoring.store import (
+    BUSINESS,
+    BUSINESS_DESCRIPTION,
+    Dashboard,
+    SavedReport,
+    ensure_project,
+    monitoring_dirs,
+    open_workspace,
+    project_description,
+    save_report,
+    ui_command,
+)
 from nextbest.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -261,7 +273,14 @@ def _action_reports(
     ref_scores = pd.DataFrame({NBA_PROPENSITY: reference.frame[SCORE].to_numpy()})
     reports = [
         build_prediction_drift_report(
-            ref_scores, delivered, [NBA_PROPENSITY], policy=policy, metadata=meta, title=f"{plan.model}: propensity"
+            ref_scores,
+            delivered,
+            [NBA_PROPENSITY],
+            policy=policy,
+            metadata=meta,
+            title=f"{plan.model}: propensity",
+            view="propensity",
+            judged=False,
         )
     ]
     outcomes = calibration_shifts(delivered, "accepted", NBA_PROPENSITY, policy, group_by="action_id")
@@ -275,6 +294,7 @@ def _action_reports(
                 reference=ref_quality,
                 metadata=meta,
                 title=f"{plan.model}: acceptance quality",
+                min_rows=policy.min_rows,
             )
         )
     return reports, outcomes
@@ -367,6 +387,46 @@ def monitored_models(project: Project, models: Sequence[str] | None = None) -> t
     return tuple(dict.fromkeys(models))
 
 
+def dashboards(project: Project, policy: DriftPolicy, models: Sequence[str] | None = None) -> list[Dashboard]:
+    """The Evidently dashboards of a project's monitoring: one per monitored model (what its plan checks), and the
+    business view."""
+    policy_words = describe_policy(policy)
+    out = []
+    for model in monitored_models(project, models):
+        plan = model_plan(project, model)
+        # an entity-level score is logged per decision for entity models; an action model's are its propensities
+        scores = [(score_column(model), f"{model} score, mean of served decisions")]
+        if project.model(model).scores == "action":
+            scores = []
+        if plan.actions:
+            scores.append((NBA_PROPENSITY, "propensity of delivered actions, mean"))
+        out.append(
+            Dashboard(
+                name=model,
+                description=project_description(model, plan.description),
+                inputs=plan.inputs_served,
+                scores=tuple(scores),
+                quality=bool(plan.actions),
+                policy=policy_words,
+            )
+        )
+    return [*out, Dashboard(name=BUSINESS, description=BUSINESS_DESCRIPTION)]
+
+
+def prepare_workspace(settings: Settings, project: Project | None = None) -> Path:
+    """Create the project's Evidently workspace, its projects and their dashboards before any monitoring run (so
+    `evidently ui` opens on them after `make demo`); returns the workspace folder. Safe to call again."""
+    from nextbest.project import project_of
+
+    project = project or project_of(settings)
+    ws_path, reports = monitoring_dirs(settings, project)
+    workspace = open_workspace(ws_path)
+    for spec in dashboards(project, project.drift):
+        ensure_project(workspace, spec)
+    reports.mkdir(parents=True, exist_ok=True)
+    return ws_path
+
+
 def run_monitoring(
     settings: Settings,
     *,
@@ -393,6 +453,8 @@ def run_monitoring(
     served = served or served_window(settings, project, window_days=window_days, end=end)
     ws_path, reports_dir = monitoring_dirs(settings, project)
     workspace = open_workspace(ws_path)
+    for spec in dashboards(project, policy, names):
+        ensure_project(workspace, spec)
     reports_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, ModelMonitoring] = {}
     for model in names:
@@ -407,7 +469,7 @@ def run_monitoring(
             stamp=stamp,
             plan=model_plan(project, model),
         )
-    business = _business(served, window_days, workspace, reports_dir, stamp)
+    business = _business(served, window_days, workspace, reports_dir, stamp, policy.min_rows)
     result = MonitoringResult(
         drifted=any(m.verdict.drifted for m in results.values()),
         models=results,
@@ -423,11 +485,13 @@ def run_monitoring(
 
 
 def _business(
-    served: ServedWindow, window_days: float, workspace: Any, reports_dir: Path, stamp: datetime
+    served: ServedWindow, window_days: float, workspace: Any, reports_dir: Path, stamp: datetime, min_rows: int
 ) -> SavedReport | None:
     if not len(served.business):
         return None
-    report = build_business_report(business_frame(served.business), metadata={"window_days": window_days})
+    report = build_business_report(
+        business_frame(served.business), metadata={"window_days": window_days}, min_rows=min_rows
+    )
     return save_report(report, "business", workspace=workspace, reports_dir=reports_dir, stamp=stamp)
 
 

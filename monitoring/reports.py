@@ -2,8 +2,8 @@
 
 Four views, one per question MLOps asks:
 
-- `build_drift_report`: did the model's inputs move? (`DataDriftPreset` with a distance method per column, see
-  `monitoring.drift` for why distances and not p-values);
+- `build_drift_report`: did the model's inputs move? (a distance method per column, see `monitoring.drift` for why
+  distances and not p-values);
 - `build_prediction_drift_report`: did the score distributions move?
 - `build_quality_report`: once outcomes arrived, is the model still good? (ROC-AUC and log-loss from Evidently,
   plus PR-AUC, calibration error and lift computed with the same functions training logs, so a number means the
@@ -13,11 +13,19 @@ Four views, one per question MLOps asks:
   "no action", share of decisions where a contact cap removed an action), as Evidently `MeanValue`s of per-decision
   columns so the Evidently UI plots them over time like any other metric.
 
-Evidently's own pass/fail tests are kept (`include_tests=True`) and results are read back BY NAME (metric type and
-column from `Snapshot.dict()`), never by list position, so a preset that adds a metric cannot shift our reading.
-Big frames are cut to a fixed-size seeded sample first (`DriftPolicy.sample_rows`): the drift scores are distances
-between distributions and a 20k-row sample estimates them well below the thresholds, while Evidently's cost (stat
-tests and plotly figures per column) grows with the rows.
+The drift reports show the project's own drift policy, not a preset that contradicts it: each column is scored and
+judged first (`monitoring.guards`: the policy's method and threshold, then the noise floor and the trend guard),
+then Evidently's `DataDriftPreset` is run with the threshold each column's judgement implies, so its per-column
+tests and its count of drifted columns equal the verdict's; the report's first widget (`monitoring.policy_view`)
+says how many columns drifted under the policy and how each threshold was reached. A window with fewer rows than the
+policy's `min_rows` is marked `too little data` (tag, metadata, widget) and gets no drift tests: it is not judged,
+and the dashboards do not plot it.
+
+Results are read back BY NAME (metric type and column from `Snapshot.dict()`), never by list position, so a preset
+that adds a metric cannot shift our reading. Big frames are cut to a fixed-size seeded sample first
+(`DriftPolicy.sample_rows`): the drift scores are distances between distributions and a 20k-row sample estimates
+them well below the thresholds, while Evidently's cost (stat tests and plotly figures per column) grows with the
+rows.
 
 Nothing here touches the disk; `monitoring.store` saves reports to the workspace and as HTML/JSON.
 """
@@ -30,14 +38,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from monitoring.drift import ColumnDrift, ColumnKind, DriftPolicy, infer_column_kinds, sample_rows
+from monitoring.frames import check_frames, prepare, usable_columns
+from monitoring.guards import applied_threshold, apply_noise_floor, apply_trend_guard, stat_scores
+from monitoring.guards import noise_floor as noise_floor  # re-exported: the guards used to live here
+from monitoring.guards import score_columns as score_columns
+from monitoring.policy_view import TOO_LITTLE_DATA, Rule, policy_metric, policy_rows, window_tags
 from nextbest.errors import DataError
 
 if TYPE_CHECKING:
-    from evidently import Run
+    from evidently import Dataset, Run
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +83,8 @@ class MonitoringReport:
     skipped_columns: tuple[str, ...] = ()
     reference_rows: int = 0
     current_rows: int = 0
+    # False for a window with fewer rows than the policy needs: marked `too little data`, not judged, not plotted.
+    enough_data: bool = True
 
     def evidently_dict(self) -> dict[str, Any]:
         """Metrics and test results as Evidently exports them (JSON-ready)."""
@@ -99,274 +113,116 @@ def _value(entries: Sequence[Mapping[str, Any]], metric_type: str, **params: obj
     return None
 
 
-def _check_frames(reference: pd.DataFrame | None, current: pd.DataFrame, columns: Sequence[str]) -> None:
-    if not columns:
-        raise DataError("no columns to monitor: pass at least one column name")
-    for name, frame in (("current", current), ("reference", reference)):
-        if frame is None:
-            continue
-        if len(frame) == 0:
-            raise DataError(f"the {name} frame is empty: nothing to compare (is the monitoring window empty?)")
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            more = " ..." if len(missing) > 10 else ""
-            raise DataError(f"the {name} frame lacks monitored column(s) {missing[:10]}{more}")
+def _window_metadata(enough: bool, rows: tuple[int, int], min_rows: int) -> dict[str, MetadataValue]:
+    """`window`: "measured", or why it is not (the Evidently UI lists a run's metadata beside it)."""
+    if enough:
+        return {"window": "measured"}
+    return {"window": f"{TOO_LITTLE_DATA}: {rows[1]} current / {rows[0]} reference rows < {min_rows}"}
 
 
-def _usable_columns(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str]
-) -> tuple[list[str], list[str]]:
-    """Columns with at least one finite/non-null value on both sides (Evidently refuses empty columns)."""
-    usable, skipped = [], []
-    for col in columns:
-        ok = True
-        for frame in (reference, current):
-            s = frame[col]
-            if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-                ok = ok and bool(np.isfinite(s.to_numpy(dtype=float, na_value=np.nan)).any())
-            else:
-                ok = ok and bool(s.notna().any())
-        (usable if ok else skipped).append(col)
-    if skipped:
-        logger.warning("drift: skipping %d column(s) empty on one side: %s", len(skipped), skipped[:10])
-    return usable, skipped
+def _datasets(
+    reference: pd.DataFrame, current: pd.DataFrame, kinds: Mapping[str, ColumnKind]
+) -> tuple[Dataset, Dataset]:
+    """(current, reference) Evidently datasets of prepared frames, each column typed by its kind."""
+    from evidently import DataDefinition, Dataset
 
-
-def _category_labels(values: pd.Series) -> pd.Series:
-    """Category labels as strings, numbers spelled one way whatever their dtype.
-
-    A flag read from the training set is int64 (`1`) but from the decision log's JSON snapshots float64 (`1.0`);
-    as plain strings those are different categories and PSI reports ~18 for a column that did not move (measured
-    in the closed loop: 43 of 110 inputs "drifted" on a drift-free window).
-    """
-    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
-        numbers = pd.to_numeric(values, errors="coerce").astype(float)
-        return numbers.map(lambda v: None if pd.isna(v) else format(v, "g")).astype(object)
-    return values.astype("string").astype(object).where(values.notna(), None)
-
-
-def _prepare(
-    reference: pd.DataFrame, current: pd.DataFrame, kinds: Mapping[str, ColumnKind], winsorize: float
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evidently-ready copies of both frames.
-
-    Categorical columns become strings (Evidently counts categories by value; flags must not be averaged).
-    Numeric columns are winsorized at the reference's `winsorize` and `1 - winsorize` quantiles on both sides: a
-    normed Wasserstein distance on raw balances is dominated by a handful of extreme customers and fires on
-    sampling noise alone; clipped, a shift of the bulk still shows and mass moving past the tails still piles up
-    at the clip value.
-    """
-    ref_out, cur_out = {}, {}
-    for col, kind in kinds.items():
-        r, c = reference[col], current[col]
-        if kind == "categorical":
-            ref_out[col], cur_out[col] = _category_labels(r), _category_labels(c)
-            continue
-        r = pd.to_numeric(r, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
-        c = pd.to_numeric(c, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
-        if winsorize > 0:
-            lo, hi = r.quantile(winsorize), r.quantile(1 - winsorize)
-            if pd.notna(lo) and pd.notna(hi) and hi > lo:
-                r, c = r.clip(lo, hi), c.clip(lo, hi)
-        ref_out[col], cur_out[col] = r, c
-    return pd.DataFrame(ref_out, index=reference.index), pd.DataFrame(cur_out, index=current.index)
-
-
-def _read_column_drift(run: Run, kinds: Mapping[str, ColumnKind]) -> list[ColumnDrift]:
-    """Per-column drift from the ValueDrift metrics and their tests, matched by column name."""
-    entries = _metric_entries(run)
-    tests = _tests_by_name(run)
-    out: list[ColumnDrift] = []
-    for col, kind in kinds.items():
-        entry = next(
-            (m for m in entries if m["config"].get("type") == VALUE_DRIFT and m["config"].get("column") == col), None
-        )
-        if entry is None:
-            raise DataError(f"Evidently returned no drift result for column {col!r}")
-        test_name = f"Value Drift for column {col}"
-        if test_name not in tests:
-            raise DataError(f"Evidently returned no drift test for column {col!r} (expected test {test_name!r})")
-        out.append(
-            ColumnDrift(
-                column=col,
-                kind=kind,
-                method=str(entry["config"].get("method")),
-                score=float(entry["value"]),
-                threshold=float(entry["config"].get("threshold")),
-                drifted=tests[test_name] == "FAIL",
-            )
-        )
-    return out
-
-
-def noise_floor(
-    reference: pd.Series,
-    current_rows: int,
-    kind: ColumnKind,
-    method: str,
-    threshold: float,
-    resamples: int,
-    quantile: float,
-    seed: int = 0,
-) -> float:
-    """The `quantile` of drift scores between two bootstrap resamples of the reference, of sizes (len(reference),
-    current_rows): the score a column reaches by chance alone. Same stat-test implementation Evidently's ValueDrift
-    uses, so the numbers compare."""
-    from evidently.legacy.calculations.stattests.registry import get_stattest
-    from evidently.legacy.core import ColumnType
-
-    col_type = ColumnType.Numerical if kind == "numeric" else ColumnType.Categorical
-    ref = reference.replace([np.inf, -np.inf], np.nan).dropna().reset_index(drop=True)
-    if ref.empty or resamples <= 0:
-        return 0.0
-    stattest = get_stattest(ref, ref, col_type, method)
-    rng = np.random.default_rng(seed)
-    scores = []
-    for _ in range(resamples):
-        a = ref.iloc[rng.integers(0, len(ref), size=len(ref))].reset_index(drop=True)
-        b = ref.iloc[rng.integers(0, len(ref), size=max(1, current_rows))].reset_index(drop=True)
-        scores.append(float(stattest(a, b, col_type, threshold).drift_score))
-    return float(np.quantile(scores, quantile))
-
-
-def _apply_noise_floor(
-    columns: list[ColumnDrift], reference: pd.DataFrame, current: pd.DataFrame, policy: DriftPolicy
-) -> list[ColumnDrift]:
-    """Re-judge only the columns Evidently flagged (cheap): drifted = over the threshold AND over the noise floor.
-
-    Frames are the prepared (Evidently-ready) ones; the current size is the column's non-missing count, as
-    Evidently drops missing values before comparing."""
-    out = []
-    for i, c in enumerate(columns):
-        current_rows = int(current[c.column].notna().sum())
-        if c.drifted and policy.noise_resamples > 0 and current_rows <= policy.noise_max_rows:
-            floor = noise_floor(
-                reference[c.column],
-                current_rows,
-                c.kind,
-                c.method,
-                c.threshold,
-                policy.noise_resamples,
-                policy.noise_quantile,
-                seed=policy.seed + 1000 + i,
-            )
-            c = c.model_copy(update={"noise_floor": floor, "drifted": c.score > floor})
-        out.append(c)
-    return out
-
-
-def _apply_trend_guard(
-    columns: list[ColumnDrift],
-    reference: pd.DataFrame,
-    reference_time: str,
-    policy: DriftPolicy,
-    kinds: Mapping[str, ColumnKind],
-) -> list[ColumnDrift]:
-    """Re-judge flagged columns against the reference's own drift between its older and newer halves."""
-    flagged = [c.column for c in columns if c.drifted]
-    if not flagged or policy.trend_factor <= 0:
-        return columns
-    ts = pd.to_datetime(reference[reference_time], utc=True)
-    middle = ts.quantile(0.5)
-    older, newer = reference.loc[ts < middle], reference.loc[ts >= middle]
-    if len(older) < policy.min_rows // 2 or len(newer) < policy.min_rows // 2:
-        logger.info("trend guard skipped: reference halves too small (%d, %d rows)", len(older), len(newer))
-        return columns
-    trend = {
-        c.column: c.score
-        for c in score_columns(older, newer, flagged, policy=policy, kinds={k: kinds[k] for k in flagged})
-    }
-    out = []
-    for c in columns:
-        if c.column in trend:
-            c = c.model_copy(
-                update={"trend": trend[c.column], "drifted": c.score >= policy.trend_factor * trend[c.column]}
-            )
-        out.append(c)
-    return out
-
-
-def score_columns(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    columns: Sequence[str],
-    *,
-    policy: DriftPolicy | None = None,
-    kinds: Mapping[str, ColumnKind] | None = None,
-) -> list[ColumnDrift]:
-    """The per-column scores of `build_drift_report` on ALL rows, without building an Evidently report.
-
-    Same preparation and the same stat-test implementations Evidently's ValueDrift calls, minus the report's
-    figures; used to check that the sampled report reaches the verdict the full data would (see the benchmark).
-    No noise floor: on full data it is negligible.
-    """
-    from evidently.legacy.calculations.stattests.registry import get_stattest
-    from evidently.legacy.core import ColumnType
-
-    policy = policy or DriftPolicy()
-    _check_frames(reference, current, columns)
-    usable, _ = _usable_columns(reference, current, columns)
-    resolved = (
-        dict(kinds) if kinds is not None else infer_column_kinds(reference, usable, policy.max_categorical_values)
+    definition = DataDefinition(
+        numerical_columns=[c for c, k in kinds.items() if k == "numeric"],
+        categorical_columns=[c for c, k in kinds.items() if k == "categorical"],
     )
-    resolved = {c: resolved[c] for c in usable}
-    ref_e, cur_e = _prepare(reference, current, resolved, policy.winsorize_quantile)
-    out = []
-    for col, kind in resolved.items():
-        col_type = ColumnType.Numerical if kind == "numeric" else ColumnType.Categorical
-        r, c = ref_e[col].dropna(), cur_e[col].dropna()
-        method, threshold = policy.method_for(kind), policy.threshold_for(kind)
-        result = get_stattest(r, c, col_type, method)(r, c, col_type, threshold)
-        out.append(
-            ColumnDrift(
-                column=col,
-                kind=kind,
-                method=method,
-                score=float(result.drift_score),
-                threshold=threshold,
-                drifted=bool(result.drifted),
-            )
-        )
-    return out
+    return (
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    )
 
 
-def _run_drift(
+@dataclass(frozen=True)
+class _Judged:
+    """Columns scored and judged under the policy, and the Evidently datasets they were scored on."""
+
+    columns: list[ColumnDrift]
+    current: Dataset
+    reference: Dataset
+
+
+def _judge(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     kinds: Mapping[str, ColumnKind],
     methods: Mapping[str, str],
     thresholds: Mapping[str, float],
-    drift_share: float,
+    policy: DriftPolicy,
+) -> _Judged:
+    """Score prepared frames with the policy's methods and thresholds, then apply the noise floor. Scores are
+    computed on the datasets Evidently is given, with the stat tests its ValueDrift calls."""
+    current_ds, reference_ds = _datasets(reference, current, kinds)
+    columns = stat_scores(reference_ds.as_dataframe(), current_ds.as_dataframe(), kinds, methods, thresholds)
+    return _Judged(apply_noise_floor(columns, reference, current, policy), current_ds, reference_ds)
+
+
+@dataclass(frozen=True)
+class _PolicyRun:
+    """What one policy report is about: its view, its rule, the judged columns and the rows on both sides."""
+
+    view: str
+    rule: Rule
+    columns: Sequence[ColumnDrift]
+    rows: tuple[int, int]
+
+
+def _run_policy_report(
+    judged: _Judged,
+    spec: _PolicyRun,
+    policy: DriftPolicy,
     metadata: Mapping[str, MetadataValue],
     tags: Sequence[str],
     extra_metrics: Sequence[Any] = (),
 ) -> Run:
-    from evidently import DataDefinition, Dataset, Report
+    """The Evidently report of one view: the policy metric first, then (on a measured window) Evidently's drift
+    metrics at each column's applied threshold, so its tests and counts are the verdict's."""
+    from evidently import Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    cols = list(kinds)
-    definition = DataDefinition(
-        numerical_columns=[c for c in cols if kinds[c] == "numeric"],
-        categorical_columns=[c for c in cols if kinds[c] == "categorical"],
-    )
+    metric = policy_metric(spec.view, spec.rule, spec.columns, policy, spec.rows)
+    metrics: list[Any] = [metric]
+    if metric.enough_data:
+        applied = {c.column: applied_threshold(c, policy.trend_factor) for c in spec.columns}
+        methods = {c.column: c.method for c in spec.columns}
+        if spec.rule == "reported":  # shown, never judged: no tests
+            metrics += [ValueDrift(column=c, method=methods[c], threshold=t, tests=[]) for c, t in applied.items()]
+        else:
+            # "any": one drifted score is an alarm, so Evidently's dataset test fails on one column of n
+            share = policy.drift_share if spec.rule == "share" else min(policy.drift_share, 1 / len(applied))
+            metrics.append(
+                DataDriftPreset(
+                    columns=list(applied), per_column_method=methods, per_column_threshold=applied, drift_share=share
+                )
+            )
+    meta = {**_window_metadata(metric.enough_data, spec.rows, policy.min_rows), **metadata}
     report = Report(
-        [
-            DataDriftPreset(
-                columns=cols,
-                per_column_method=dict(methods),
-                per_column_threshold=dict(thresholds),
-                drift_share=drift_share,
-            ),
-            *extra_metrics,
-        ],
+        [*metrics, *extra_metrics],
         include_tests=True,
-        metadata=dict(metadata),
-        tags=list(tags),
+        metadata=meta,
+        tags=[*tags, *window_tags(metric.enough_data)],
     )
-    return report.run(
-        Dataset.from_pandas(current, data_definition=definition),
-        Dataset.from_pandas(reference, data_definition=definition),
-    )
+    return report.run(judged.current, judged.reference)
+
+
+def _disagreements(run: Run, columns: Sequence[ColumnDrift]) -> list[str]:
+    """Columns whose Evidently score or flag differs from the policy's judgement (expected: none)."""
+    by_column = {m["config"].get("column"): m for m in _metric_entries(run) if m["config"].get("type") == VALUE_DRIFT}
+    out = []
+    for c in columns:
+        entry = by_column.get(c.column)
+        if entry is None:
+            continue
+        score = float(entry["value"])
+        if abs(score - c.score) > 1e-9 * max(1.0, abs(c.score)) or (score >= entry["config"]["threshold"]) != c.drifted:
+            out.append(c.column)
+    if out:
+        logger.warning("Evidently and the drift policy disagree on %d column(s): %s", len(out), out[:10])
+    return out
 
 
 def build_drift_report(
@@ -385,28 +241,22 @@ def build_drift_report(
 
     Numeric columns use `policy.numeric_method` (normed Wasserstein), categorical and few-valued ones
     `policy.categorical_method` (PSI), each with its threshold; both frames are cut to `policy.sample_rows`
-    seeded rows first. Columns empty on either side are skipped and listed in `skipped_columns`. Evidently's
-    per-column test is then re-judged by the noise floor and, with `reference_time` (the reference's timestamp
-    column), the trend guard (see `DriftPolicy`); both only ever clear a flag, never raise one.
+    seeded rows first. Columns empty on either side are skipped and listed in `skipped_columns`. A column over its
+    threshold is then re-judged by the noise floor and, with `reference_time` (the reference's timestamp column),
+    the trend guard (see `DriftPolicy`); both only ever clear a flag, never raise one. The Evidently report shows
+    the result (see the module docstring).
     """
     policy = policy or DriftPolicy()
-    _check_frames(reference, current, columns)
-    usable, skipped = _usable_columns(reference, current, columns)
+    check_frames(reference, current, columns)
+    usable, skipped = usable_columns(reference, current, columns)
     if not usable:
         raise DataError(f"none of the {len(columns)} monitored columns has values on both sides")
+    if reference_time is not None and reference_time not in reference.columns:
+        raise DataError(f"reference frame has no timestamp column {reference_time!r}")
     ref = sample_rows(reference, policy.sample_rows, policy.seed)
     cur = sample_rows(current, policy.sample_rows, policy.seed + 1)
     resolved = dict(kinds) if kinds is not None else infer_column_kinds(ref, usable, policy.max_categorical_values)
     resolved = {c: resolved[c] for c in usable}
-    methods = {c: policy.method_for(k) for c, k in resolved.items()}
-    thresholds = {c: policy.threshold_for(k) for c, k in resolved.items()}
-    meta: dict[str, MetadataValue] = {
-        "report": "data_drift",
-        "reference_rows": len(reference),
-        "current_rows": len(current),
-        "sampled_rows_per_side": min(len(reference), policy.sample_rows or len(reference)),
-        **(metadata or {}),
-    }
     logger.info(
         "drift report: %d columns, %d reference rows (%d used), %d current rows (%d used)",
         len(resolved),
@@ -415,14 +265,23 @@ def build_drift_report(
         len(current),
         len(cur),
     )
-    ref_e, cur_e = _prepare(ref, cur, resolved, policy.winsorize_quantile)
-    run = _run_drift(ref_e, cur_e, resolved, methods, thresholds, policy.drift_share, meta, tags)
-    column_drift = _apply_noise_floor(_read_column_drift(run, resolved), ref_e, cur_e, policy)
+    ref_e, cur_e = prepare(ref, cur, resolved, policy.winsorize_quantile)
+    methods = {c: policy.method_for(k) for c, k in resolved.items()}
+    thresholds = {c: policy.threshold_for(k) for c, k in resolved.items()}
+    judged = _judge(ref_e, cur_e, resolved, methods, thresholds, policy)
+    column_drift = judged.columns
     if reference_time is not None:
-        if reference_time not in reference.columns:
-            raise DataError(f"reference frame has no timestamp column {reference_time!r}")
-        column_drift = _apply_trend_guard(column_drift, ref, reference_time, policy, resolved)
-    summary = _drift_summary(run, column_drift, skipped, (len(reference), len(current)), (len(ref), len(cur)))
+        column_drift = apply_trend_guard(column_drift, ref, reference_time, policy, resolved)
+    rows = (len(reference), len(current))
+    meta: dict[str, MetadataValue] = {
+        "report": "data_drift",
+        "reference_rows": rows[0],
+        "current_rows": rows[1],
+        "sampled_rows_per_side": min(len(reference), policy.sample_rows or len(reference)),
+        **(metadata or {}),
+    }
+    run = _run_policy_report(judged, _PolicyRun("inputs", "share", column_drift, rows), policy, meta, tags)
+    summary = _drift_summary(run, column_drift, skipped, rows, (len(ref), len(cur)), policy)
     return MonitoringReport(
         kind="data_drift",
         title=title,
@@ -430,8 +289,9 @@ def build_drift_report(
         summary=summary,
         columns=tuple(column_drift),
         skipped_columns=tuple(skipped),
-        reference_rows=len(reference),
-        current_rows=len(current),
+        reference_rows=rows[0],
+        current_rows=rows[1],
+        enough_data=summary["enough_data"],
     )
 
 
@@ -441,23 +301,31 @@ def _drift_summary(
     skipped: Sequence[str],
     rows: tuple[int, int],
     used: tuple[int, int],
+    policy: DriftPolicy,
 ) -> dict[str, Any]:
-    """The data-drift report's summary: counts, share, per-column scores and what the guards cleared."""
-    drifted = _value(_metric_entries(run), DRIFTED_COLUMNS) or {}
+    """The data-drift report's summary: counts under the policy (Evidently's own count beside them), per-column
+    scores and what the guards cleared, and the policy table the report shows."""
+    drifted = int(sum(c.drifted for c in column_drift))
+    evidently_count = _value(_metric_entries(run), DRIFTED_COLUMNS)
     return {
         "columns": len(column_drift),
-        "drifted_columns": int(sum(c.drifted for c in column_drift)),
-        "drifted_share": float(drifted.get("share", 0.0)) if isinstance(drifted, dict) else float("nan"),
+        "drifted_columns": drifted,
+        "drifted_share": drifted / len(column_drift) if column_drift else 0.0,
+        "enough_data": min(rows) >= policy.min_rows,
+        # Evidently's DriftedColumnsCount at the applied thresholds (None on a too-small window: no drift tests)
+        "evidently_drifted_columns": int(evidently_count["count"]) if isinstance(evidently_count, dict) else None,
+        "evidently_disagreements": _disagreements(run, column_drift),
         "skipped_columns": list(skipped),
         "reference_rows": rows[0],
         "current_rows": rows[1],
         "reference_rows_used": used[0],
         "current_rows_used": used[1],
         "scores": {c.column: round(c.score, 6) for c in column_drift},
-        # over Evidently's threshold, before the noise floor and trend guard had their say
+        # over the policy's threshold, before the noise floor and trend guard had their say
         "evidently_flagged": [c.column for c in column_drift if c.drifted or c.noise_floor > 0 or c.trend > 0],
         "noise_floors": {c.column: round(c.noise_floor, 6) for c in column_drift if c.noise_floor > 0},
         "trends": {c.column: round(c.trend, 6) for c in column_drift if c.trend > 0},
+        "policy": policy_rows(column_drift, policy.trend_factor),
     }
 
 
@@ -470,58 +338,82 @@ def build_prediction_drift_report(
     title: str = "Prediction drift",
     metadata: Mapping[str, MetadataValue] | None = None,
     tags: Sequence[str] = (),
+    view: str = "score",
+    judged: bool = True,
 ) -> MonitoringReport:
-    """Drift of model score distributions (e.g. churn risk, NBA propensity) with `policy.prediction_method`."""
+    """Drift of model score distributions (e.g. churn risk, NBA propensity) with `policy.prediction_method`.
+
+    `view` names what the scores are (`score`: a model's entity-level score, part of the verdict; `propensity`: the
+    propensities of delivered actions, reported with `judged=False` since the policy picks high ones by design).
+    """
     from evidently.metrics import MeanValue
 
     policy = policy or DriftPolicy()
-    _check_frames(reference, current, score_columns)
-    usable, skipped = _usable_columns(reference, current, score_columns)
+    check_frames(reference, current, score_columns)
+    usable, skipped = usable_columns(reference, current, score_columns)
     if not usable:
         raise DataError("no score column has values on both sides")
     ref = sample_rows(reference, policy.sample_rows, policy.seed)
     cur = sample_rows(current, policy.sample_rows, policy.seed + 1)
     kinds: dict[str, ColumnKind] = {c: "numeric" for c in usable}
+    rows = (len(reference), len(current))
     meta: dict[str, MetadataValue] = {
         "report": "prediction_drift",
-        "reference_rows": len(reference),
-        "current_rows": len(current),
+        "view": view,
+        "reference_rows": rows[0],
+        "current_rows": rows[1],
         **(metadata or {}),
     }
     # Scores live in [0, 1] and their tail (the few high-risk customers) is the point: no winsorizing here.
-    ref_e, cur_e = _prepare(ref, cur, kinds, 0.0)
-    run = _run_drift(
+    ref_e, cur_e = prepare(ref, cur, kinds, 0.0)
+    scored = _judge(
         ref_e,
         cur_e,
         kinds,
         {c: policy.prediction_method for c in usable},
         {c: policy.prediction_threshold for c in usable},
-        policy.drift_share,
-        meta,
-        tags,
-        extra_metrics=[MeanValue(column=c) for c in usable],
+        policy,
     )
-    column_drift = _apply_noise_floor(_read_column_drift(run, kinds), ref_e, cur_e, policy)
-    entries = _metric_entries(run)
-    summary = {
-        "scores": {c.column: round(c.score, 6) for c in column_drift},
-        "drifted": [c.column for c in column_drift if c.drifted],
-        "mean_current": {c: float(_value(entries, MEAN_VALUE, column=c)) for c in usable},
-        "mean_reference": {c: float(pd.to_numeric(reference[c], errors="coerce").mean()) for c in usable},
-        "skipped_columns": skipped,
-        "reference_rows": len(reference),
-        "current_rows": len(current),
-    }
+    spec = _PolicyRun(view, "any" if judged else "reported", scored.columns, rows)
+    run = _run_policy_report(scored, spec, policy, meta, tags, extra_metrics=[MeanValue(column=c) for c in usable])
+    summary = _prediction_summary(run, scored.columns, reference, usable, skipped, rows, policy)
+    summary["judged"] = judged
     return MonitoringReport(
         kind="prediction_drift",
         title=title,
         run=run,
         summary=summary,
-        columns=tuple(column_drift),
+        columns=tuple(scored.columns),
         skipped_columns=tuple(skipped),
-        reference_rows=len(reference),
-        current_rows=len(current),
+        reference_rows=rows[0],
+        current_rows=rows[1],
+        enough_data=summary["enough_data"],
     )
+
+
+def _prediction_summary(
+    run: Run,
+    columns: Sequence[ColumnDrift],
+    reference: pd.DataFrame,
+    usable: Sequence[str],
+    skipped: Sequence[str],
+    rows: tuple[int, int],
+    policy: DriftPolicy,
+) -> dict[str, Any]:
+    """The prediction-drift report's summary: scores, what drifted, mean scores on both sides, the policy table."""
+    entries = _metric_entries(run)
+    return {
+        "scores": {c.column: round(c.score, 6) for c in columns},
+        "drifted": [c.column for c in columns if c.drifted],
+        "mean_current": {c: float(_value(entries, MEAN_VALUE, column=c)) for c in usable},
+        "mean_reference": {c: float(pd.to_numeric(reference[c], errors="coerce").mean()) for c in usable},
+        "skipped_columns": list(skipped),
+        "reference_rows": rows[0],
+        "current_rows": rows[1],
+        "enough_data": min(rows) >= policy.min_rows,
+        "evidently_disagreements": _disagreements(run, columns),
+        "policy": policy_rows(columns, policy.trend_factor),
+    }
 
 
 def _labelled(frame: pd.DataFrame, label: str, score: str, name: str) -> pd.DataFrame:
@@ -556,11 +448,13 @@ def build_quality_report(
     title: str = "Model quality",
     metadata: Mapping[str, MetadataValue] | None = None,
     tags: Sequence[str] = (),
+    min_rows: int = 0,
 ) -> MonitoringReport:
     """Classification quality of a probability `score` against a binary `label` (rows without either are dropped).
 
     With a reference (e.g. the champion's test split), Evidently's tests compare each metric with it and the
-    summary holds both sets of values and their differences.
+    summary holds both sets of values and their differences. Fewer than `min_rows` rows with an outcome: the run is
+    marked `too little data` (not plotted on the dashboards).
     """
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.metrics import LogLoss, MeanValue, RocAuc
@@ -578,15 +472,17 @@ def build_quality_report(
     metrics: list[Any] = [MeanValue(column="label"), MeanValue(column="score"), LogLoss()]
     if both_classes:
         metrics.insert(0, RocAuc())
+    enough = len(cur) >= min_rows
     meta: dict[str, MetadataValue] = {
         "report": "quality",
+        **_window_metadata(enough, (0 if ref is None else len(ref), len(cur)), min_rows),
         "current_rows": len(cur),
         **{f"current_{k}": round(v, 6) for k, v in values.items() if not math.isnan(v)},
         **(metadata or {}),
     }
     if ref_values is not None:
         meta.update({f"reference_{k}": round(v, 6) for k, v in ref_values.items() if not math.isnan(v)})
-    report = Report(metrics, include_tests=True, metadata=meta, tags=list(tags))
+    report = Report(metrics, include_tests=enough, metadata=meta, tags=[*tags, *window_tags(enough)])
     run = report.run(
         Dataset.from_pandas(cur, data_definition=definition),
         Dataset.from_pandas(ref, data_definition=definition) if ref is not None else None,
@@ -597,6 +493,7 @@ def build_quality_report(
         "evidently_roc_auc": _value(entries, ROC_AUC),
         "evidently_log_loss": _value(entries, LOG_LOSS),
         "rows": len(cur),
+        "enough_data": enough,
     }
     if ref_values is not None:
         summary["reference"] = ref_values
@@ -608,6 +505,7 @@ def build_quality_report(
         summary=summary,
         reference_rows=0 if ref is None else len(ref),
         current_rows=len(cur),
+        enough_data=enough,
     )
 
 
@@ -649,10 +547,12 @@ def build_business_report(
     title: str = "Business view",
     metadata: Mapping[str, MetadataValue] | None = None,
     tags: Sequence[str] = (),
+    min_rows: int = 0,
 ) -> MonitoringReport:
     """Acceptance rate, value per 1,000 decisions, share of "no action", share of cap hits.
 
-    `current` (and optional `reference`, e.g. the previous window) are frames from `business_frame`.
+    `current` (and optional `reference`, e.g. the previous window) are frames from `business_frame`. A window of
+    fewer than `min_rows` decisions is marked `too little data` (not plotted on the dashboards).
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import MeanValue, RowCount
@@ -669,13 +569,17 @@ def build_business_report(
     definition = DataDefinition(numerical_columns=list(BUSINESS_COLUMNS))
     with_outcome = current["accepted"].notna()
     metrics: list[Any] = [RowCount(), *(MeanValue(column=c) for c in BUSINESS_COLUMNS)]
+    enough = len(current) >= min_rows
     meta: dict[str, MetadataValue] = {
         "report": "business",
+        **_window_metadata(enough, (0 if reference is None else len(reference), len(current)), min_rows),
         "decisions": len(current),
         "decisions_with_outcome": int(with_outcome.sum()),
         **(metadata or {}),
     }
-    report = Report(metrics, include_tests=reference is not None, metadata=meta, tags=list(tags))
+    report = Report(
+        metrics, include_tests=reference is not None and enough, metadata=meta, tags=[*tags, *window_tags(enough)]
+    )
     run = report.run(
         Dataset.from_pandas(current[list(BUSINESS_COLUMNS)], data_definition=definition),
         Dataset.from_pandas(reference[list(BUSINESS_COLUMNS)], data_definition=definition)
@@ -695,6 +599,7 @@ def build_business_report(
         "value_per_1000_decisions": mean("value_per_1000"),
         "no_action_share": mean("no_action"),
         "cap_hit_share": mean("cap_hit"),
+        "enough_data": enough,
     }
     return MonitoringReport(
         kind="business",
@@ -703,4 +608,5 @@ def build_business_report(
         summary=summary,
         reference_rows=0 if reference is None else len(reference),
         current_rows=len(current),
+        enough_data=enough,
     )

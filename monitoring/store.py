@@ -6,8 +6,11 @@ Each bank (`nextbest.project.Project`) has its own workspace and reports folder 
 `<home>/projects/<name>/evidently` and `<home>/projects/<name>/reports` (next to its Feast project and decision log),
 so two banks' histories never mix and a model name can repeat across banks.
 
-Evidently projects are found by name and created on first use with a small dashboard (drift share, prediction
-drift, quality, business values over time), so the UI is useful from the first report without any clicking.
+Evidently projects are found by name and created with a dashboard (`Dashboard`: the drift policy in words, the
+share and count of inputs drifted under it, the mean served scores, acceptance quality, the business values over
+time; every series named, only runs tagged `measured` plotted), so the UI is useful from the first report without
+any clicking. `monitoring.pipeline.prepare_workspace` creates them before the first monitoring run (`make demo`
+does), and every run rewrites them. `dashboard_series` reads back what the dashboard plots, as the UI does.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitoring.policy_view import MEASURED, POLICY_METRIC, TOO_LITTLE_DATA
 from monitoring.reports import MonitoringReport
 from nextbest.errors import DataError
 
@@ -73,74 +77,145 @@ def open_workspace(path: Path) -> Workspace:
     return Workspace(str(path))
 
 
-def _dashboard_panels(name: str, description: str) -> list[Any]:
-    """Panels plotting our key values over the project's runs."""
-    from evidently.sdk.models import PanelMetric
-    from evidently.sdk.panels import line_plot_panel, text_panel
+@dataclass(frozen=True)
+class Dashboard:
+    """What one Evidently project's dashboard plots (`monitoring.pipeline.dashboards` builds them per project).
 
-    panels = [text_panel(title=f"{name}: monitoring history", description=description)]
-    if name != BUSINESS:
+    `inputs`: the model's inputs are checked (its drift report exists); `scores`: (column, legend) of the score
+    columns whose served mean is plotted; `quality`: acceptance quality is reported; `policy`: the drift policy in
+    words (`monitoring.policy_view.describe_policy`).
+    """
+
+    name: str
+    description: str
+    inputs: bool = True
+    scores: tuple[tuple[str, str], ...] = ()
+    quality: bool = False
+    policy: str = ""
+
+
+def _measured(legend: str, metric: str, **labels: str) -> Any:
+    """A named series of runs tagged `measured` (a too-small window is never drawn as a measurement)."""
+    from evidently.sdk.models import PanelMetric
+
+    return PanelMetric(legend=legend, metric=metric, metric_labels=labels, tags=[MEASURED])
+
+
+def _model_panels(spec: Dashboard) -> list[Any]:
+    from evidently.sdk.panels import line_plot_panel
+
+    panels = []
+    if spec.inputs:
         panels += [
             line_plot_panel(
-                title="Share of drifted inputs",
-                values=[
-                    PanelMetric(legend="share", metric="DriftedColumnsCount", metric_labels={"value_type": "share"})
-                ],
+                title="Share of inputs drifted under the drift policy",
+                description="after the noise and trend guards: the share the verdict's first rule reads",
+                values=[_measured("share of inputs drifted", POLICY_METRIC, view="inputs", value_type="share")],
                 size="half",
             ),
             line_plot_panel(
-                title="Model quality (ROC-AUC, log-loss)",
-                values=[
-                    PanelMetric(legend="ROC-AUC", metric="RocAuc"),
-                    PanelMetric(legend="log-loss", metric="LogLoss"),
-                ],
+                title="Inputs drifted under the drift policy",
+                values=[_measured("inputs drifted", POLICY_METRIC, view="inputs", value_type="count")],
                 size="half",
             ),
         ]
-    else:
-        panels += [
+    if spec.scores:
+        panels.append(
             line_plot_panel(
-                title="Acceptance, no-action and cap-hit shares",
-                values=[
-                    PanelMetric(legend=col, metric="MeanValue", metric_labels={"column": col})
-                    for col in ("accepted", "no_action", "cap_hit")
-                ],
+                title="Scores of served decisions (mean)",
+                values=[_measured(legend, "MeanValue", column=column) for column, legend in spec.scores],
                 size="half",
-            ),
+            )
+        )
+    if spec.quality:
+        panels.append(
             line_plot_panel(
-                title="Value per 1,000 decisions (EUR)",
-                values=[PanelMetric(legend="value", metric="MeanValue", metric_labels={"column": "value_per_1000"})],
+                title="Acceptance quality of delivered actions",
+                values=[_measured("ROC-AUC", "RocAuc"), _measured("log-loss", "LogLoss")],
                 size="half",
-            ),
-        ]
+            )
+        )
     return panels
 
 
-def _add_dashboard(workspace: Workspace, project: Project, name: str, description: str) -> None:
+def _business_panels() -> list[Any]:
+    from evidently.sdk.panels import line_plot_panel
+
+    return [
+        line_plot_panel(
+            title="Acceptance, no-action and cap-hit shares",
+            values=[
+                _measured(legend, "MeanValue", column=col)
+                for col, legend in (
+                    ("accepted", "acceptance rate"),
+                    ("no_action", "no-action share"),
+                    ("cap_hit", "cap-hit share"),
+                )
+            ],
+            size="half",
+        ),
+        line_plot_panel(
+            title="Value per 1,000 decisions (EUR)",
+            values=[_measured("value per 1,000 decisions", "MeanValue", column="value_per_1000")],
+            size="half",
+        ),
+    ]
+
+
+def _dashboard_panels(spec: Dashboard) -> list[Any]:
+    """A text panel (what the project is, the drift policy, how small windows are treated), then the plots."""
+    from evidently.sdk.panels import text_panel
+
+    words = " ".join(
+        w
+        for w in (
+            spec.description,
+            spec.policy,
+            f"Runs tagged '{TOO_LITTLE_DATA}' (fewer rows than the policy needs) are listed but never plotted.",
+        )
+        if w
+    )
+    panels = [text_panel(title=f"{spec.name}: monitoring history", description=words)]
+    return panels + (_business_panels() if spec.name == BUSINESS else _model_panels(spec))
+
+
+def save_dashboard(workspace: Workspace, project: Project, spec: Dashboard) -> None:
+    """Write the project's dashboard (replacing the one it had)."""
     # The model is saved in one go: `ProjectDashboard.add_panel` of evidently 0.7.23 lists a panel twice in an
     # existing tab.
     from evidently.sdk.models import DashboardModel, DashboardTabModel
 
-    panels = _dashboard_panels(name, description)
+    panels = _dashboard_panels(spec)
     model = DashboardModel(tabs=[DashboardTabModel(title="Overview", panels=[p.id for p in panels])], panels=panels)
     workspace.save_dashboard(project.id, model)
 
 
-def get_project(workspace: Workspace, name: str, model_description: str = "") -> Project:
-    """The project called `name` (a model's name or `business`), created (with its dashboard) if the workspace has
-    none; `model_description` (the bank's project file's words for the model) goes into its description."""
+def _check_name(name: str) -> None:
     if not _NAME.match(name):
         raise DataError(f"invalid monitoring project name {name!r}: a model name or {BUSINESS!r}")
+
+
+def get_project(workspace: Workspace, name: str, model_description: str = "") -> Project:
+    """The project called `name` (a model's name or `business`), created (with a default dashboard) if the workspace
+    has none; `model_description` (the bank's project file's words for the model) goes into its description."""
+    _check_name(name)
     found = workspace.search_project(name)
     if found:
         return found[0]
-    description = project_description(name, model_description)
-    project = workspace.create_project(name, description=description)
+    return ensure_project(workspace, Dashboard(name, project_description(name, model_description)))
+
+
+def ensure_project(workspace: Workspace, spec: Dashboard) -> Project:
+    """The project `spec.name`, created if missing, its dashboard written from `spec` (older dashboards replaced)."""
+    _check_name(spec.name)
+    found = workspace.search_project(spec.name)
+    project = found[0] if found else workspace.create_project(spec.name, description=spec.description)
+    if not found:
+        logger.info("created Evidently project %s (%s)", spec.name, project.id)
     try:
-        _add_dashboard(workspace, project, name, description)
+        save_dashboard(workspace, project, spec)
     except Exception:  # the dashboard is a convenience; never lose a report over it
-        logger.warning("could not add dashboard panels to project %s", name, exc_info=True)
-    logger.info("created Evidently project %s (%s)", name, project.id)
+        logger.warning("could not write the dashboard of project %s", spec.name, exc_info=True)
     return project
 
 
@@ -174,7 +249,8 @@ def save_report(
     metrics and tests). `description`: the model's, for an Evidently project created now."""
     stamp = stamp or datetime.now(UTC)
     proj = get_project(workspace, project, description)
-    ref = workspace.add_run(proj.id, report.run, name=f"{project} {report.kind} {stamp:%Y-%m-%d %H:%M:%S}")
+    marked = "" if report.enough_data else f" ({TOO_LITTLE_DATA})"
+    ref = workspace.add_run(proj.id, report.run, name=f"{project} {report.kind} {stamp:%Y-%m-%d %H:%M:%S}{marked}")
     folder = reports_dir / f"{stamp:%Y%m%dT%H%M%SZ}"
     folder.mkdir(parents=True, exist_ok=True)
     base = folder / f"{project}-{_slug(report.kind)}"
@@ -190,6 +266,7 @@ def save_report(
         "evidently_run_id": str(ref.id),
         "reference_rows": report.reference_rows,
         "current_rows": report.current_rows,
+        "enough_data": report.enough_data,
         "summary": report.summary,
         **(extra or {}),
         "evidently": report.evidently_dict(),
@@ -232,10 +309,34 @@ def read_verdicts(reports_dir: Path) -> list[dict[str, Any]]:
 
 
 def drift_table(report_json: Path, top: int | None = None) -> list[dict[str, Any]]:
-    """Per-column drift of a saved data-drift report (score, threshold, drifted per Evidently's test), worst first."""
+    """Per-column drift of a saved drift report under the drift policy, worst first (score / policy threshold).
+
+    Each row: the column, its method, score, the policy's threshold, whether the score is over it, the noise floor
+    and trend bar of the guards (0 when not estimated), the threshold applied (Evidently's) and the verdict's flag.
+    """
     payload = json.loads(report_json.read_text())
     if payload.get("kind") not in ("data_drift", "prediction_drift"):
         raise DataError(f"{report_json} is a {payload.get('kind')!r} report, not a drift report")
+    rows = [
+        {
+            "column": r["column"],
+            "method": r["method"],
+            "score": r["score"],
+            "threshold": r["threshold"],
+            "over_threshold": r["score"] >= r["threshold"],
+            "noise_floor": r["noise_floor"],
+            "trend_bar": r["trend_bar"],
+            "threshold_applied": r["threshold_applied"],
+            "drifted": r["drifted"],
+        }
+        for r in payload["summary"].get("policy") or _legacy_policy_rows(payload)
+    ]
+    rows.sort(key=lambda r: -(r["score"] / r["threshold"] if r["threshold"] else 0.0))
+    return rows[:top] if top else rows
+
+
+def _legacy_policy_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Policy rows of a report saved before reports carried them (Evidently's test at the policy's threshold)."""
     tests = {t["name"]: t["status"] for t in payload["evidently"]["tests"]}
     noise = payload["summary"].get("noise_floors", {})
     trends = payload["summary"].get("trends", {})
@@ -245,16 +346,55 @@ def drift_table(report_json: Path, top: int | None = None) -> list[dict[str, Any
         if cfg.get("type") != "evidently:metric_v2:ValueDrift":
             continue
         col = cfg["column"]
+        failed = tests.get(f"Value Drift for column {col}") == "FAIL"
         rows.append(
             {
                 "column": col,
                 "method": cfg.get("method"),
                 "score": m["value"],
                 "threshold": cfg.get("threshold"),
-                "over_threshold": tests.get(f"Value Drift for column {col}") == "FAIL",
                 "noise_floor": noise.get(col, 0.0),
-                "trend": trends.get(col, 0.0),
+                "trend_bar": trends.get(col, 0.0),
+                "threshold_applied": cfg.get("threshold"),
+                "drifted": failed and m["value"] > noise.get(col, 0.0),
             }
         )
-    rows.sort(key=lambda r: -(r["score"] / r["threshold"] if r["threshold"] else 0.0))
-    return rows[:top] if top else rows
+    return rows
+
+
+def dashboard_series(path: Path, project: str) -> list[dict[str, Any]]:
+    """What the project's dashboard plots, read as the Evidently UI reads it (its data storage, its series filters).
+
+    One entry per plotted series: panel title, the legend the UI shows (the panel value whose filter the series
+    matched), the series' metric parameters, its values (None where a run has no point) and the runs' tags. An
+    empty list for a project that does not exist yet.
+    """
+    from evidently.legacy.utils.sync import async_to_sync
+    from evidently.ui.service.base import SeriesFilter
+    from evidently.ui.service.storage.local import create_local_project_manager
+
+    found = open_workspace(path).search_project(project)
+    if not found:
+        return []
+    manager = create_local_project_manager(str(path), autorefresh=False)
+    dashboard = async_to_sync(manager.dashboard_manager.get_dashboard(found[0].id))
+    out = []
+    for panel in dashboard.panels:
+        if not panel.values:
+            continue
+        filters = [
+            SeriesFilter(tags=v.tags, metadata=v.metadata, metric=v.metric, metric_labels=v.metric_labels)
+            for v in panel.values
+        ]
+        response = async_to_sync(manager.data_storage.get_data_series(found[0].id, filters, None, None))
+        for series in response.series:
+            out.append(
+                {
+                    "panel": panel.title,
+                    "legend": panel.values[series.filter_index].legend,
+                    "params": series.params,
+                    "values": series.values,
+                    "tags": [s.tags for s in response.sources],
+                }
+            )
+    return out
