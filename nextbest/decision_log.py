@@ -164,6 +164,9 @@ _ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("event_id",),
 }
 
+#: keys per `IN (...)` of a batched read (well under SQLite's bound-parameter limit)
+_IN_CHUNK = 500
+
 
 class UnknownDecisionError(NextbestError):
     """Feedback names a decision id that was never logged (or a made-up one)."""
@@ -568,6 +571,30 @@ class DecisionLog:
         with self.engine.begin() as conn:
             conn.execute(decision_contacts.insert(), rows)
 
+    def record_contacts_many(
+        self, deliveries: Sequence[tuple[str, int | str, str, datetime, Sequence[tuple[str, str]]]]
+    ) -> None:
+        """`record_contacts` for many decisions ((decision id, customer, channel, ts, actions)) in ONE transaction:
+        all are committed or none (a batch of decisions delivers all its actions or nothing)."""
+        recorded_at = datetime.now(UTC)
+        rows = [
+            {
+                "decision_id": decision_id,
+                "customer_id": str(customer_id),
+                "ts": ts,
+                "channel": channel,
+                "action_id": action_id,
+                "kind": kind,
+                "rank": rank,
+                "recorded_at": recorded_at,
+            }
+            for decision_id, customer_id, channel, ts, actions in deliveries
+            for rank, (action_id, kind) in enumerate(actions, 1)
+        ]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(decision_contacts.insert(), rows)
+
     def record_consent(self, customer_id: int | str, channel: str, granted: bool, ts: datetime) -> None:
         """Commit a consent change (channel `*`: every channel) before answering: the next decision honours it."""
         with self.engine.begin() as conn:
@@ -609,32 +636,59 @@ class DecisionLog:
             changes = [(r.channel, bool(r.granted)) for r in conn.execute(stmt.order_by(c.ts, c.id))]
         return history, changes
 
+    def contact_states(
+        self, customer_ids: Sequence[int | str], since: datetime
+    ) -> dict[str, tuple[list[ContactRecord], list[tuple[str, bool]]]]:
+        """`contact_state` of many customers (by `str(key)`), in one connection and a few `IN` queries.
+
+        Each customer's lists are exactly what `contact_state(key, since)` returns; a caller needing a later `since`
+        per customer filters the history by `ts`.
+        """
+        keys = list(dict.fromkeys(str(k) for k in customer_ids))
+        out: dict[str, tuple[list[ContactRecord], list[tuple[str, bool]]]] = {k: ([], []) for k in keys}
+        c, g = decision_contacts.c, consents.c
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), _IN_CHUNK):
+                chunk = keys[start : start + _IN_CHUNK]
+                stmt = self._history_select(c.customer_id.in_(chunk), since).add_columns(c.customer_id)
+                for r in conn.execute(stmt):
+                    out[r.customer_id][0].append(self._contact_record(r))
+                stmt = sa.select(g.customer_id, g.channel, g.granted).where(g.customer_id.in_(chunk))
+                for r in conn.execute(stmt.order_by(g.ts, g.id)):
+                    out[r.customer_id][1].append((r.channel, bool(r.granted)))
+        return out
+
+    @staticmethod
+    def _history_select(where: Any, since: datetime, seen_before: datetime | None = None) -> sa.Select:
+        c = decision_contacts.c
+        cols = (c.ts, c.decision_id, c.channel, c.action_id, c.kind, c.outcome, c.outcome_ts, c.outcome_recorded_at)
+        stmt = sa.select(*cols).where(where, c.ts >= since)
+        if seen_before is not None:
+            stmt = stmt.where(c.recorded_at < seen_before)
+        return stmt.order_by(c.ts, c.id)
+
+    @staticmethod
+    def _contact_record(r: Any, seen_before: datetime | None = None) -> ContactRecord:
+        outcome, outcome_ts = r.outcome, _utc(r.outcome_ts)
+        if seen_before is not None:
+            recorded = _utc(r.outcome_recorded_at)
+            if recorded is None or recorded >= seen_before:
+                outcome, outcome_ts = None, None  # the outcome arrived after the decision being replayed
+        return ContactRecord(
+            ts=_utc(r.ts),  # type: ignore[arg-type]
+            decision_id=r.decision_id,
+            channel=r.channel,
+            action_id=r.action_id,
+            kind=r.kind,
+            outcome=outcome,
+            outcome_ts=outcome_ts,
+        )
+
     def _history(
         self, conn: sa.Connection, customer_id: int | str, since: datetime, seen_before: datetime | None = None
     ) -> list[ContactRecord]:
-        c = decision_contacts.c
-        cols = (c.ts, c.decision_id, c.channel, c.action_id, c.kind, c.outcome, c.outcome_ts, c.outcome_recorded_at)
-        stmt = sa.select(*cols).where(c.customer_id == str(customer_id), c.ts >= since)
-        if seen_before is not None:
-            stmt = stmt.where(c.recorded_at < seen_before)
-        out = []
-        for r in conn.execute(stmt):
-            outcome, outcome_ts = r.outcome, _utc(r.outcome_ts)
-            recorded = _utc(r.outcome_recorded_at)
-            if seen_before is not None and (recorded is None or recorded >= seen_before):
-                outcome, outcome_ts = None, None  # the outcome arrived after the decision being replayed
-            out.append(
-                ContactRecord(
-                    ts=_utc(r.ts),  # type: ignore[arg-type]
-                    decision_id=r.decision_id,
-                    channel=r.channel,
-                    action_id=r.action_id,
-                    kind=r.kind,
-                    outcome=outcome,
-                    outcome_ts=outcome_ts,
-                )
-            )
-        return out
+        stmt = self._history_select(decision_contacts.c.customer_id == str(customer_id), since, seen_before)
+        return [self._contact_record(r, seen_before) for r in conn.execute(stmt)]
 
     # ---------------------------------------------------------------- feedback
     def record_feedback(

@@ -189,6 +189,21 @@ class _Scored:
     matrices: dict[str, tuple[np.ndarray, dict[str, int]]] = field(default_factory=dict)
 
 
+@dataclass
+class _Pending:
+    """One decision of a batch on its way through the steps."""
+
+    req: RecommendRequest
+    ctx: DecisionContext
+    now: datetime
+    got: DecisionInputs
+    t0: float
+    decision_id: str = ""
+    screening: Screening = field(default_factory=lambda: Screening([], []))
+    chosen: list[RankedAction] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class _RuleReader:
     """How a model rule keyed by another entity reads that entity (its reader and the key feature)."""
@@ -486,6 +501,74 @@ class DecisionEngine(ChampionLifecycle):
         got.decided_at = decided_at
         return self._decide(req, ctx, now, got, t0, timings)
 
+    def decide_batch(
+        self,
+        requests: Sequence[RecommendRequest],
+        features: Sequence[Mapping[str, Any]] | None = None,
+        now: Sequence[datetime] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> list[RecommendResponse]:
+        """Many decisions through the steps of `recommend`, batched: what campaigns and the policy twin call.
+
+        `features`: each request's feature row (the online read's names; e.g. the genome of a simulated day or the
+        latest offline values), else one online read per request. `now`: each decision's time (default as
+        `recommend`). A customer asked for more than once is decided in order, each decision seeing the contacts of
+        the earlier ones (caps hold within a batch). Erased customers get the forgotten answer. ValueError names
+        the first bad request (key type, channel, time); OverloadedError when the decision log is backlogged.
+        """
+        if features is not None and len(features) != len(requests):
+            raise ValueError(f"features: {len(features)} rows for {len(requests)} requests")
+        if now is not None and len(now) != len(requests):
+            raise ValueError(f"now: {len(now)} times for {len(requests)} requests")
+        if self._reader is None or self._bundle is None:
+            raise NotReadyError("decision engine not loaded")
+        self._check_backlog()
+        out: list[RecommendResponse | None] = [None] * len(requests)
+        waves: list[list[tuple[int, _Pending]]] = []
+        seen: dict[str, int] = {}
+        key = self.project.served.key
+        for n, req in enumerate(requests):
+            try:
+                pending = self._pending(req, None if now is None else now[n], None if features is None else features[n])
+            except ValueError as exc:
+                raise ValueError(f"request {n}: {exc}") from exc
+            if pending is None:
+                out[n] = self._forgotten(req)
+                continue
+            pending.got.features.setdefault(key, req.customer_id)
+            wave = seen[str(req.customer_id)] = seen.get(str(req.customer_id), -1) + 1
+            if wave == len(waves):
+                waves.append([])
+            waves[wave].append((n, pending))
+        for wave in waves:
+            for (n, _pending), response in zip(wave, self._decide_all([p for _n, p in wave], timings), strict=True):
+                out[n] = response
+        return [r for r in out if r is not None]
+
+    def _pending(
+        self, req: RecommendRequest, now: datetime | None, features: Mapping[str, Any] | None
+    ) -> _Pending | None:
+        """A batch request checked and its inputs gathered (None: an erased customer)."""
+        t0 = time.perf_counter()
+        self.project.parse_key(req.customer_id)
+        if self._erased(req.customer_id):
+            return None
+        if req.channel not in self.catalogue.channels:
+            raise ValueError(f"channel: unknown channel {req.channel!r}; known: {', '.join(self.catalogue.channels)}")
+        now = now or self.decision_time(req)
+        ctx = decision_context(req)
+        if features is not None:
+            assert self._reader is not None
+            request = self.features.request_row(req.channel, now, location_type=ctx.location_type)
+            got = DecisionInputs(features=self._reader.with_context(dict(features), request))
+        else:
+            try:
+                got = DecisionInputs(features=self.read_features(req, ctx, now))
+            except FeatureStoreUnavailable as exc:
+                got = DecisionInputs(degraded=True, notes=[f"degraded: {exc}"])
+        got.decided_at = datetime.now(UTC)
+        return _Pending(req, ctx, now, got, t0)
+
     def _erased(self, customer_id: int | str) -> bool:
         """Whether the customer asked to be forgotten (the project's tombstones; re-read when they change)."""
         return self.features.tombstones.contains(self.project.served.key, customer_id)
@@ -538,34 +621,54 @@ class DecisionEngine(ChampionLifecycle):
         t0: float,
         timings: dict[str, float] | None = None,
     ) -> RecommendResponse:
+        """One decision: a batch of one through the same steps as `decide_batch`."""
+        return self._decide_all([_Pending(req, ctx, now, got, t0)], timings)[0]
+
+    def _decide_all(
+        self, items: Sequence[_Pending], timings: dict[str, float] | None = None
+    ) -> list[RecommendResponse]:
+        """The decisions of distinct customers, each step batched over them (I/O and model calls once per batch);
+        the policy decides each customer alone, so a decision is the same in a batch of one or of a million."""
         mark = _Stopwatch(timings)
-        bundle, policy = self.bundle, self.policy  # one reference each for the whole request: no mixed versions
-        decision_id = self._new_decision_id()
-        self._profile(req, now, got, bundle, policy, mark)
-        assert got.customer is not None
-        screening = policy.screen(got.customer, req.channel, got.history, now, only=got.only)
-        screening = self._model_rules(screening, got, bundle, policy)
+        bundle, policy = self.bundle, self.policy  # one reference each for the whole batch: no mixed versions
+        for it in items:
+            it.decision_id = self._new_decision_id()
+        self._profiles(items, bundle, policy, mark)
+        for it in items:
+            got = it.got
+            assert got.customer is not None
+            screening = policy.screen(got.customer, it.req.channel, got.history, it.now, only=got.only)
+            it.screening = self._model_rules(screening, got, bundle, policy)
         mark("policy_screen")
-        scored = self._score(screening.candidates, got, bundle)
+        scored = self._score_all(items, bundle)
         mark("nba_score")
-        ranked, below = policy.arbitrate(
-            screening.candidates, scored.propensities, got.customer, req.channel, ctx, got.features, got.churn_risk
-        )
-        chosen, outranked = policy.top_k(ranked, req.max_actions)
-        rejected = [*screening.rejected, *below, *outranked]
+        for it, sc in zip(items, scored, strict=True):
+            got, candidates = it.got, it.screening.candidates
+            ranked, below = policy.arbitrate(
+                candidates, sc.propensities, got.customer, it.req.channel, it.ctx, got.features, got.churn_risk
+            )
+            it.chosen, outranked = policy.top_k(ranked, it.req.max_actions)
+            it.rejected = [*it.screening.rejected, *below, *outranked]
         mark("policy_arbitrate")
-        self._explain(chosen, scored, bundle, policy)
+        self._explain_all(items, scored, bundle, policy)
         mark("reason_codes")
-        chosen = self._deliver(decision_id, req, now, chosen, rejected, got)
+        self._deliver_all(items)
         mark("log_write_through")
-        actions = [_action_out(rank, r) for rank, r in enumerate(chosen, 1)]
-        scores = {a.id: float(p) for a, p in zip(screening.candidates, scored.propensities, strict=True)}
-        self._log_decision(decision_id, req, now, got, bundle, scores, actions, rejected, t0)
+        out = [self._finish(it, sc, bundle) for it, sc in zip(items, scored, strict=True)]
         mark("log_enqueue")
+        return out
+
+    def _finish(self, it: _Pending, scored: _Scored, bundle: ModelBundle) -> RecommendResponse:
+        """Log the decision (write-behind) and build its answer."""
+        got = it.got
+        assert got.customer is not None
+        actions = [_action_out(rank, r) for rank, r in enumerate(it.chosen, 1)]
+        scores = {a.id: float(p) for a, p in zip(it.screening.candidates, scored.propensities, strict=True)}
+        self._log_decision(it.decision_id, it.req, it.now, got, bundle, scores, actions, it.rejected, it.t0)
         return RecommendResponse(
-            decision_id=decision_id,
-            customer_id=req.customer_id,
-            channel=req.channel,
+            decision_id=it.decision_id,
+            customer_id=it.req.customer_id,
+            channel=it.req.channel,
             actions=actions,
             churn_risk=got.churn_risk,
             model_versions=bundle.versions,
@@ -574,49 +677,81 @@ class DecisionEngine(ChampionLifecycle):
             notes=got.notes,
         )
 
-    def _profile(
-        self,
-        req: RecommendRequest,
-        now: datetime,
-        got: DecisionInputs,
-        bundle: ModelBundle,
-        policy: DecisionPolicy,
-        mark: _Stopwatch,
+    def _profiles(
+        self, items: Sequence[_Pending], bundle: ModelBundle, policy: DecisionPolicy, mark: _Stopwatch
     ) -> None:
-        """The customer's facts, contact history and churn risk (or the degraded / cold-start defaults)."""
-        if got.degraded:
-            got.customer = CustomerView(customer_id=req.customer_id, known=False)
-            got.only = policy.config.degraded_actions
-            return
-        got.customer = policy.view(req.customer_id, got.features)
-        try:
-            got.history, changes = self._contact_state(req.customer_id, now, policy)
-            got.customer = policy.with_consent_changes(got.customer, changes)
-        except Exception as exc:  # without contact history, caps cannot be honoured: service actions only
-            logger.warning("contact history unavailable (%s): service actions only", exc.__class__.__name__)
-            got.only = [a.id for a in self.catalogue.actions if a.kind == "service"]
-            got.degraded = True
-            got.notes.append("degraded: contact history unavailable")
+        """The customers' facts, contact histories and entity scores (or the degraded / cold-start defaults)."""
+        live = []
+        for it in items:
+            got = it.got
+            if got.degraded:
+                got.customer = CustomerView(customer_id=it.req.customer_id, known=False)
+                got.only = policy.config.degraded_actions
+            else:
+                got.customer = policy.view(it.req.customer_id, got.features)
+                live.append(it)
+        self._histories(live, policy)
         mark("contact_history")
-        if got.customer.known:
-            # Every entity-level score of the customer, whatever the screening keeps: monitoring compares these
-            # with the model's training rows, so they must not be a policy-filtered subset.
-            for name in self._entity_scores:
-                got.model_scores[name] = self._score_entity(bundle, name, got.features)
-            churn = policy.config.churn_model
-            if churn is not None:
-                got.churn_risk = got.model_scores.get(churn)
-                if got.churn_risk is None:
-                    got.churn_risk = got.model_scores[churn] = self._score_entity(bundle, churn, got.features)
-        else:
-            got.notes.append("cold_start: unknown customer, profile-free defaults")
+        known = [it for it in live if it.got.customer is not None and it.got.customer.known]
+        # Every entity-level score of the customer, whatever the screening keeps: monitoring compares these with
+        # the model's training rows, so they must not be a policy-filtered subset.
+        churn = policy.config.churn_model
+        names = list(self._entity_scores)
+        if churn is not None and churn not in names:
+            names.append(churn)
+        for name in names:
+            probabilities = self._score_entities(bundle, name, [it.got.features for it in known])
+            for it, p in zip(known, probabilities, strict=True):
+                it.got.model_scores[name] = float(p)
+        known_ids = {id(it) for it in known}
+        for it in live:
+            if id(it) in known_ids:
+                if churn is not None:
+                    it.got.churn_risk = it.got.model_scores[churn]
+            else:
+                it.got.notes.append("cold_start: unknown customer, profile-free defaults")
         mark("churn_score")
+
+    def _histories(self, items: Sequence[_Pending], policy: DecisionPolicy) -> None:
+        """Each customer's contact history and consent changes, read in one go; without them caps cannot be
+        honoured, so those customers get service actions only."""
+        if not items:
+            return
+        try:
+            states = self._contact_states([(it.req.customer_id, it.now) for it in items], policy)
+        except Exception as exc:
+            logger.warning("contact history unavailable (%s): service actions only", exc.__class__.__name__)
+            service = [a.id for a in self.catalogue.actions if a.kind == "service"]
+            for it in items:
+                it.got.only = service
+                it.got.degraded = True
+                it.got.notes.append("degraded: contact history unavailable")
+            return
+        for it, (history, changes) in zip(items, states, strict=True):
+            assert it.got.customer is not None
+            it.got.history = history
+            it.got.customer = policy.with_consent_changes(it.got.customer, changes)
+
+    def _contact_states(
+        self, keys: Sequence[tuple[int | str, datetime]], policy: DecisionPolicy
+    ) -> list[tuple[list[ContactRecord], list[tuple[str, bool]]]]:
+        """Per (customer, decision time): the contact history the caps need and the consent changes since the
+        features were built, in one read of the log (a replay reads them as they stood at the decision)."""
+        if len(keys) == 1:
+            key, now = keys[0]
+            return [self._contact_state(key, now, policy)]
+        window = timedelta(days=policy.history_days)
+        states = self.decision_log.contact_states([k for k, _now in keys], min(now for _k, now in keys) - window)
+        out = []
+        for key, now in keys:
+            history, changes = states[str(key)]
+            since = now - window
+            out.append(([h for h in history if h.ts >= since], changes))
+        return out
 
     def _contact_state(
         self, customer_id: int | str, now: datetime, policy: DecisionPolicy
     ) -> tuple[list[ContactRecord], list[tuple[str, bool]]]:
-        """The contact history the caps need and the consent changes since the features were built (a replay reads
-        them as they stood at the decision)."""
         return self.decision_log.contact_state(customer_id, now - timedelta(days=policy.history_days))
 
     def _read_subject(self, rule: ModelRule, key: int | str) -> dict[str, Any]:
@@ -624,8 +759,15 @@ class DecisionEngine(ChampionLifecycle):
         return self._rule_readers[rule.name].reader.read(key)
 
     def _score_entity(self, bundle: ModelBundle, name: str, features: Mapping[str, object]) -> float:
-        row = customer_row(features, bundle.layouts[name]).reshape(1, -1)
-        return float(self._predict(bundle.models[name], row)[0])
+        return float(self._score_entities(bundle, name, [features])[0])
+
+    def _score_entities(self, bundle: ModelBundle, name: str, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
+        """An entity model's probabilities of many feature rows in one call."""
+        if not rows:
+            return np.zeros(0)
+        layout = bundle.layouts[name]
+        X = np.stack([customer_row(features, layout) for features in rows])
+        return self._predict(bundle.models[name], X)
 
     def _predict(self, model: LoadedModel, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of the rows of X in one `inplace_predict` (the benchmark's naive variant
@@ -681,75 +823,114 @@ class DecisionEngine(ChampionLifecycle):
         return RuleScore(rule.name, "scored", self._score_entity(bundle, rule.model, features), subject)
 
     # ---------------------------------------------------------------- scoring and reasons
-    def _score(self, candidates: Sequence[Any], got: DecisionInputs, bundle: ModelBundle) -> _Scored:
-        """Each candidate's propensity from its model: one batch per model (none when degraded)."""
-        props = np.zeros(len(candidates))
-        out = _Scored(propensities=props)
-        if not candidates or got.degraded:
-            return out
-        by_model: dict[str, list[int]] = {}
-        for i, a in enumerate(candidates):
-            by_model.setdefault(self._action_model[a.id], []).append(i)
-        for name, rows in by_model.items():
-            model, layout = bundle.models[name], bundle.layouts[name]
-            cust = customer_row(got.features, layout)
+    def _score_all(self, items: Sequence[_Pending], bundle: ModelBundle) -> list[_Scored]:
+        """Each candidate's propensity from its model: ONE prediction per model over every customer's rows (an
+        action model's (action x feature) rows, an entity model's score of the profile); none when degraded."""
+        out = [_Scored(propensities=np.zeros(len(it.screening.candidates))) for it in items]
+        wanted: dict[str, list[tuple[int, list[int]]]] = {}  # model -> (item, candidate positions)
+        for n, it in enumerate(items):
+            if it.got.degraded:
+                continue
+            by_model: dict[str, list[int]] = {}
+            for i, a in enumerate(it.screening.candidates):
+                by_model.setdefault(self._action_model[a.id], []).append(i)
+            for name, rows in by_model.items():
+                wanted.setdefault(name, []).append((n, rows))
+        for name, parts in wanted.items():
             if self.project.model(name).scores == "action":
-                index = [self._action_index[candidates[i].id] for i in rows]
-                X = action_rows(len(model.feature_names), layout, cust, index)
-                props[rows] = self._predict(model, X)
-                positions = {candidates[i].id: j for j, i in enumerate(rows)}
+                self._score_actions(name, bundle, items, parts, out)
             else:
-                X = cust.reshape(1, -1)
-                p1 = got.model_scores.get(name)
-                if p1 is None:  # a cold-start customer: the profile-free row is scored for its cold-start actions
-                    p1 = got.model_scores[name] = float(self._predict(model, X)[0])
-                props[rows] = p1
-                positions = {candidates[i].id: 0 for i in rows}
-            out.matrices[name] = (X, positions)
+                self._score_profiles(name, bundle, items, parts, out)
         return out
 
-    def _explain(
-        self, chosen: Sequence[RankedAction], scored: _Scored, bundle: ModelBundle, policy: DecisionPolicy
+    def _score_actions(
+        self,
+        name: str,
+        bundle: ModelBundle,
+        items: Sequence[_Pending],
+        parts: Sequence[tuple[int, list[int]]],
+        out: list[_Scored],
     ) -> None:
-        """Reason codes of the chosen actions from their model's approximate contributions (chosen rows only)."""
-        by_model: dict[str, list[RankedAction]] = {}
-        for r in chosen:
-            name = self._action_model[r.action.id]
-            if name in scored.matrices:
-                by_model.setdefault(name, []).append(r)
+        model, layout = bundle.models[name], bundle.layouts[name]
+        width = len(model.feature_names)
+        matrices = []
+        for n, rows in parts:
+            candidates = items[n].screening.candidates
+            index = [self._action_index[candidates[i].id] for i in rows]
+            matrices.append(action_rows(width, layout, customer_row(items[n].got.features, layout), index))
+        p = self._predict(model, np.concatenate(matrices)) if len(matrices) > 1 else self._predict(model, matrices[0])
+        start = 0
+        for (n, rows), X in zip(parts, matrices, strict=True):
+            candidates = items[n].screening.candidates
+            out[n].propensities[rows] = p[start : start + len(rows)]
+            out[n].matrices[name] = (X, {candidates[i].id: j for j, i in enumerate(rows)})
+            start += len(rows)
+
+    def _score_profiles(
+        self,
+        name: str,
+        bundle: ModelBundle,
+        items: Sequence[_Pending],
+        parts: Sequence[tuple[int, list[int]]],
+        out: list[_Scored],
+    ) -> None:
+        layout = bundle.layouts[name]
+        # A cold-start customer has no entity score yet: its profile-free row is scored for its cold-start actions.
+        cold = [n for n, _rows in parts if name not in items[n].got.model_scores]
+        for n, p in zip(cold, self._score_entities(bundle, name, [items[n].got.features for n in cold]), strict=True):
+            items[n].got.model_scores[name] = float(p)
+        for n, rows in parts:
+            candidates = items[n].screening.candidates
+            out[n].propensities[rows] = items[n].got.model_scores[name]
+            X = customer_row(items[n].got.features, layout).reshape(1, -1)
+            out[n].matrices[name] = (X, {candidates[i].id: 0 for i in rows})
+
+    def _explain_all(
+        self, items: Sequence[_Pending], scored: Sequence[_Scored], bundle: ModelBundle, policy: DecisionPolicy
+    ) -> None:
+        """Reason codes of the chosen actions from their model's approximate contributions: one call per model over
+        the chosen rows of every customer (~0.5 ms a row; exact SHAP is ~8x dearer)."""
+        by_model: dict[str, list[tuple[RankedAction, np.ndarray]]] = {}
+        for it, sc in zip(items, scored, strict=True):
+            for r in it.chosen:
+                name = self._action_model[r.action.id]
+                if name in sc.matrices:
+                    X, positions = sc.matrices[name]
+                    by_model.setdefault(name, []).append((r, X[positions[r.action.id]]))
         for name, picks in by_model.items():
-            X, positions = scored.matrices[name]
             model = bundle.models[name]
-            # Approximate contributions for the chosen rows only (~0.5 ms a row; exact SHAP is ~8x dearer).
-            contrib = self._contributions(model, X, [positions[r.action.id] for r in picks])
-            for r, row in zip(picks, contrib, strict=True):
-                r.reasons.extend(c for c in policy.reason_codes(model.feature_names, row) if c not in r.reasons)
+            contrib = self._contributions(model, np.stack([row for _r, row in picks]), range(len(picks)))
+            for (r, _row), c in zip(picks, contrib, strict=True):
+                r.reasons.extend(code for code in policy.reason_codes(model.feature_names, c) if code not in r.reasons)
 
     # ---------------------------------------------------------------- the log
-    def _deliver(
-        self,
-        decision_id: str,
-        req: RecommendRequest,
-        now: datetime,
-        chosen: list[RankedAction],
-        rejected: list[Rejection],
-        got: DecisionInputs,
-    ) -> list[RankedAction]:
-        """Commit the delivered actions write-through (caps must see them at once); nothing if that fails."""
-        if not chosen:
-            return chosen
+    def _deliver_all(self, items: Sequence[_Pending]) -> None:
+        """Commit the delivered actions write-through, in one transaction (caps must see them at once); if that
+        fails nothing is delivered."""
+        delivering = [it for it in items if it.chosen]
+        if not delivering:
+            return
         try:
-            self.decision_log.record_contacts(
-                decision_id, req.customer_id, req.channel, now, [(r.action.id, r.action.kind) for r in chosen]
+            self.decision_log.record_contacts_many(
+                [
+                    (
+                        it.decision_id,
+                        it.req.customer_id,
+                        it.req.channel,
+                        it.now,
+                        [(r.action.id, r.action.kind) for r in it.chosen],
+                    )
+                    for it in delivering
+                ]
             )
         except Exception:
             # Not recorded means caps could not see it: deliver nothing rather than break the contact policy.
             logger.exception("decision log write-through failed; answering without actions")
-            rejected.extend(Rejection(r.action.id, "decision_log.unavailable") for r in chosen)
-            got.degraded = True
-            got.notes.append("degraded: decision log unavailable")
-            return []
-        return chosen
+            for it in delivering:
+                it.rejected.extend(Rejection(r.action.id, "decision_log.unavailable") for r in it.chosen)
+                it.chosen = []
+                it.got.degraded = True
+                it.got.notes.append("degraded: decision log unavailable")
 
     def _log_decision(
         self,

@@ -70,7 +70,7 @@ def _score(model: LoadedModel, features: dict[str, object]) -> float:
 
 @pytest.fixture
 def engine(berka: OnboardedProject, tmp_path: Path) -> Iterator[DecisionEngine]:
-    eng = _engine(berka, tmp_path)
+    eng = _engine(berka, tmp_path, simulated_time=True)  # the tests decide days ahead of now
     yield eng
     eng.close()
 

@@ -244,13 +244,18 @@ class OnlineReader:
     def _read(self, key: Any, value: object, request: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {self.join_key: value}
         out.update(self._one_trip(key) if self._one_trip is not None else self._view_by_view(key))
+        return self.with_context(out, request)
+
+    def with_context(self, row: dict[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+        """`row` (the entity's features) with the request-time context features added, as a read returns them:
+        the one place they are computed for a read and for rows a batch brings (campaigns, the policy twin)."""
         if self._context is not None:
             inputs_fields, fn = self._context
-            inputs = {c: [out.get(c)] for c in inputs_fields}
+            inputs = {c: [row.get(c)] for c in inputs_fields}
             inputs.update({k: [v] for k, v in request.items()})
             for name, column in fn(inputs).items():
-                out[name] = column[0]
-        return out
+                row[name] = column[0]
+        return row
 
     def read(self, value: object, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The entity's features (None for missing values), within the timeout; FeatureStoreUnavailable else.

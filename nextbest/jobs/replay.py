@@ -72,8 +72,8 @@ class _ReplayEngine(DecisionEngine):
             raise DataError(f"decision {self._logged['decision_id']} logged no features for rule {rule.name!r}")
         return dict(related["features"])
 
-    def _deliver(self, decision_id: str, req: Any, now: datetime, chosen: Any, rejected: Any, got: Any) -> Any:
-        return chosen  # the contacts are already in the log: nothing is written again
+    def _deliver_all(self, items: Any) -> None:
+        return None  # the contacts are already in the log: nothing is written again
 
     def _emit(self, record: DecisionRecord) -> None:
         self.record = record

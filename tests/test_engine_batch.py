@@ -1,0 +1,161 @@
+"""The batched decision path (`DecisionEngine.decide_batch`, what campaigns and the policy twin call) decides exactly
+as `recommend` does, for every project: same actions, propensities, priorities, reasons, entity scores and logged
+contacts, with caps holding inside one batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nextbest.decision_log import DecisionLog
+from nextbest.project import Project
+from nextbest.settings import Settings
+from serving.engine import DecisionEngine, decision_context
+from serving.schemas import RecommendRequest, RecommendResponse
+
+RELAXED: dict[str, object] = {"reload_interval_s": 0, "feature_timeout_ms": 2000.0, "simulated_time": True}
+
+
+def _engine(settings: Settings, project: Project | None, log: Path) -> DecisionEngine:
+    serving = settings.serving.model_copy(update=RELAXED)
+    eng = DecisionEngine(
+        settings.model_copy(update={"serving": serving}),
+        project=project,
+        decision_log=DecisionLog(
+            f"sqlite:///{log}", key_type=(project.served.key_type if project is not None else "int")
+        ),
+    )
+    eng.load()
+    return eng
+
+
+def _comparable(r: RecommendResponse) -> dict[str, Any]:
+    """A decision without its id (every engine mints its own)."""
+    return r.model_dump(exclude={"decision_id"})
+
+
+def _requests(
+    keys: list[Any], channels: tuple[str, ...], repeats: int
+) -> tuple[list[RecommendRequest], list[datetime]]:
+    """Each key asked `repeats` times on different channels, a minute apart, in an interleaved order."""
+    start = datetime(2026, 9, 1, 12, tzinfo=UTC)
+    requests, times = [], []
+    for r in range(repeats):
+        for n, key in enumerate(keys):
+            requests.append(RecommendRequest(customer_id=key, channel=channels[(n + r) % len(channels)]))
+            times.append(start + timedelta(minutes=r))
+    return requests, times
+
+
+def _pair(settings: Settings, project: Project | None, tmp: Path) -> Iterator[tuple[DecisionEngine, DecisionEngine]]:
+    single, batch = _engine(settings, project, tmp / "single.db"), _engine(settings, project, tmp / "batch.db")
+    try:
+        yield single, batch
+    finally:
+        single.close()
+        batch.close()
+
+
+def _assert_same_decisions(single: DecisionEngine, batch: DecisionEngine, keys: list[Any], repeats: int = 2) -> None:
+    channels = tuple(single.catalogue.channels)
+    requests, times = _requests(keys, channels, repeats)
+    one_by_one = [single.recommend(req, now=now) for req, now in zip(requests, times, strict=True)]
+    batched = batch.decide_batch(requests, now=times)
+    assert len(batched) == len(requests)
+    differing = [
+        (req.customer_id, req.channel)
+        for req, a, b in zip(requests, one_by_one, batched, strict=True)
+        if _comparable(a) != _comparable(b)
+    ]
+    assert not differing, f"{len(differing)} of {len(requests)} decisions differ, e.g. {differing[:3]}"
+    assert sum(bool(r.actions) for r in batched) > len(batched) // 4  # the comparison covers real offers
+    single.decision_log.flush()
+    batch.decision_log.flush()
+    since = times[0] - timedelta(days=1)
+    for key in keys:
+        a, b = single.decision_log.contact_history(key, since), batch.decision_log.contact_history(key, since)
+        assert [(c.ts, c.channel, c.action_id) for c in a] == [(c.ts, c.channel, c.action_id) for c in b]
+
+
+def test_a_batch_decides_the_simulated_bank_exactly_as_one_request_at_a_time(served_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for single, batch in _pair(served_world.settings, None, tmp_path):
+        _assert_same_decisions(single, batch, served_world.customer_ids[:60], repeats=3)
+
+
+def _berka_keys() -> list[Any]:
+    """Accounts with and without a loan (the default-risk rule reads the loan: a second entity's features)."""
+    import pandas as pd
+    from project_fixtures import BERKA_DIR
+
+    loans = set(pd.read_csv(BERKA_DIR / "loan.csv", sep=";").account_id)
+    accounts = pd.read_csv(BERKA_DIR / "account.csv", sep=";").account_id
+    with_loan = [int(a) for a in accounts if a in loans][:20]
+    return with_loan + [int(a) for a in accounts if a not in loans][:20]
+
+
+def _flat_keys() -> list[Any]:
+    import pandas as pd
+
+    from nextbest.settings import REPO_ROOT
+
+    contacts = pd.read_csv(REPO_ROOT / "configs/examples/flat_contacts.csv")
+    return [str(c) for c in sorted(contacts.customer_id.astype(str).unique())[:40]]
+
+
+def test_a_batch_decides_berka_and_string_keys_exactly_as_one_request_at_a_time(  # type: ignore[no-untyped-def]
+    berka, flat_project, tmp_path: Path
+) -> None:
+    for case, keys in ((berka, _berka_keys()), (flat_project, _flat_keys())):
+        folder = tmp_path / case.project.name
+        folder.mkdir()
+        for single, batch in _pair(case.settings, case.project, folder):
+            _assert_same_decisions(single, batch, keys, repeats=2)
+
+
+def test_the_rows_a_batch_brings_are_completed_with_the_request_time_context(served_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for single, batch in _pair(served_world.settings, None, tmp_path):
+        keys = served_world.customer_ids[60:90]
+        requests, times = _requests(keys, ("app", "web"), 1)
+        context = set(single._context_names())
+        assert context, "the simulated bank has request-time context features"
+        rows = []
+        for req, now in zip(requests, times, strict=True):
+            read = single.read_features(req, decision_context(req), now)
+            rows.append({k: v for k, v in read.items() if k not in context})  # the entity's features only
+        given = batch.decide_batch(requests, features=rows, now=times)
+        read = single.decide_batch(requests, now=times)
+        assert [_comparable(r) for r in given] == [_comparable(r) for r in read]
+
+
+def test_caps_hold_inside_one_batch(served_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from nextbest.policy import MARKETING_KINDS
+
+    for single, batch in _pair(served_world.settings, None, tmp_path):
+        caps = batch.policy.config.caps
+        channel = (caps.channels or batch.catalogue.channels)[0]
+        now = datetime(2026, 9, 2, 9, tzinfo=UTC)
+        probe = [RecommendRequest(customer_id=k, channel=channel) for k in served_world.customer_ids[:80]]
+        offered = [
+            r.customer_id for r in single.decide_batch(probe, now=[now] * len(probe)) if _marketing(r, MARKETING_KINDS)
+        ]
+        assert offered, f"nobody gets a marketing offer on {channel}: the test cannot see a cap"
+        requests = [RecommendRequest(customer_id=offered[0], channel=channel) for _ in range(12)]
+        out = batch.decide_batch(requests, now=[now + timedelta(minutes=m) for m in range(12)])
+        marketing = [r for r in out if _marketing(r, MARKETING_KINDS)]
+        assert 1 <= len(marketing) <= caps.max_per_day_per_channel  # one customer, one channel, one day
+
+
+def _marketing(r: RecommendResponse, kinds: Any) -> bool:
+    return any(a.kind in kinds for a in r.actions)
+
+
+def test_a_bad_request_in_a_batch_is_named(served_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for _single, batch in _pair(served_world.settings, None, tmp_path):
+        ok = RecommendRequest(customer_id=served_world.customer_ids[0], channel="app")
+        bad = RecommendRequest.model_construct(customer_id=served_world.customer_ids[1], channel="fax")
+        with pytest.raises(ValueError, match=r"request 1: channel: unknown channel 'fax'"):
+            batch.decide_batch([ok, bad])
