@@ -190,7 +190,8 @@ def test_challenger_trained_on_shuffled_labels_is_not_promoted(gated: dict) -> N
     d = shuffled.decision
     assert d.champion_version == "1"
     assert d.challenger_metrics["roc_auc"] < d.champion_metrics["roc_auc"]
-    assert "not better enough" in d.reason
+    # Shuffled labels rank the real holdout about like chance: the floor or the comparison refuses it.
+    assert "below the floor" in d.reason or "not better enough" in d.reason
 
 
 def test_better_challenger_is_promoted_and_aliases_move(gated: dict) -> None:
@@ -379,7 +380,7 @@ def test_promotions_command_lists_every_gate_decision(gated: dict, monkeypatch: 
     result = CliRunner().invoke(app, ["promotions", "--json"])
     assert result.exit_code == 0, result.output
     assert result.output.count('"challenger_version"') == 3
-    assert "not better enough" in result.output
+    assert "below the floor" in result.output or "not better enough" in result.output
 
 
 @pytest.mark.slow

@@ -1,21 +1,31 @@
-"""The training job end to end: training set -> time split -> Optuna study -> final model -> calibration ->
-test metrics and plots -> MLflow model -> registry (`challenger`) -> promotion gate (`champion`).
+"""The training job end to end: training set -> time split -> Optuna study -> early-stopped best trial -> refit on
+train + validation -> calibration -> holdout metrics with a bootstrap interval, beside a plain XGBoost -> MLflow
+model -> registry (`challenger`) -> promotion gate (`champion`).
 
 `train_model(settings, model, trials)` trains one of the simulated bank's models (by its name in the project file) and
 is what the CLI, the demo, experiments and serving tests call;
 `fit_and_log(settings, training_set, FitOptions(...))` does the same from an already built `TrainingSet` (synthetic
 frames in tests, ablations in experiments, retraining and onboarded projects). `FitOptions` holds the job's knobs
 (budget, seed, split, calibration, study/experiment names, registration and gate); `fit_and_log` runs the steps
-below it in order: prepare the splits and tuning data, resolve the names, log the params, run the study, refit the
-best trial, calibrate, evaluate on the test split, log artefacts and the model, register and gate.
+below it in order: prepare the splits and tuning data, resolve the names, log the params, run the study, fit the
+recipe (`training.recipe`: early-stop the best trial on the validation split, refit it on every row before the test
+split for that many rounds, calibrate with the early-stopped booster's validation margins), evaluate the registered
+model on the test split, log artefacts and the model, register and gate.
+
+The figures a run reports as `test_*` are the REGISTERED model's own, on rows no step of the job saw (the test
+split): the refit booster with its calibrator, as serving loads it. `test_roc_auc_ci_low/high` is a 95% bootstrap
+interval, `baseline_test_*` a plain XGBoost (defaults, 100 rounds) fitted on the same rows, and `stopped_test_*`
+the early-stopped booster fitted on the training split alone (what the refit adds).
 
 One MLflow parent run per call holds the study: every trial is a nested run (params + metrics only, no artefacts,
 so it stays cheap), and the parent carries the final model, its test metrics, plots, data lineage and the gate's
-decision.
+decision. Its name is readable and unique: model, data fingerprint, UTC time (`churn-3f2a9c1b-20260501-120003`).
 
 The default study name is the model plus a fingerprint of the training data (features, time range, rows, world
 seed, options): re-running on the same data resumes the same study and adds trials (its best can only improve),
-while new data starts a fresh study whose trials are comparable with each other.
+while new data starts a fresh study whose trials are comparable with each other. When the data (fingerprint of
+every row) and the fitted recipe (best parameters and options) are exactly the champion's, nothing is registered:
+the run says so (`registry.skipped`) and the registry keeps one version per distinct model.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +46,7 @@ import pandas as pd
 
 from nextbest.errors import DataError
 from nextbest.models.artefact import LoadedModel, matrix_from_frame
-from nextbest.models.calibration import CalibrationMethod, Calibrator, fit_calibrator
+from nextbest.models.calibration import CalibrationMethod
 from nextbest.models.registry import mlflow_client
 from nextbest.settings import Settings
 from training.datasets import (
@@ -48,8 +58,9 @@ from training.datasets import (
     build_training_set,
     split_training_frame,
 )
-from training.metrics import binary_metrics
-from training.registry import GateRule, PromotionDecision, promote_if_better, register_version
+from training.metrics import auc_standard_error, binary_metrics, bootstrap_auc_interval
+from training.recipe import RecipeFit, Rows, fit_recipe, plain_baseline
+from training.registry import GateRule, PromotionDecision, promote_if_better, register_version, unchanged_since
 from training.tune import (
     TuningConfig,
     TuningData,
@@ -68,7 +79,8 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What one training job produced; `version` is None when the model was not registered."""
+    """What one training job produced; `version` is None when the model was not registered (`unchanged` says why
+    when it matched the champion)."""
 
     model: str
     run_id: str
@@ -85,6 +97,8 @@ class TrainResult:
     seconds: float = 0.0
     lineage: dict[str, Any] = field(default_factory=dict)
     trial_run_ids: list[str] = field(default_factory=list)
+    data_fingerprint: str = ""
+    unchanged: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -94,9 +108,11 @@ class TrainResult:
             "run_id": self.run_id,
             "study": self.study_name,
             "roc_auc": self.metrics.get("test_roc_auc"),
+            "roc_auc_ci": (self.metrics.get("test_roc_auc_ci_low"), self.metrics.get("test_roc_auc_ci_high")),
+            "baseline_roc_auc": self.metrics.get("baseline_test_roc_auc"),
             "log_loss": self.metrics.get("test_log_loss"),
             "ece": self.metrics.get("test_ece"),
-            "reason": self.decision.reason if self.decision else None,
+            "reason": self.decision.reason if self.decision else self.unchanged,
         }
 
 
@@ -106,7 +122,8 @@ class FitOptions:
     split, where the study and the MLflow run go, and whether (under which name, by which gate) it is registered.
 
     `None` means "from the settings" (`trials`, `seed`, `storage`) or "derived" (`study_name`: the model plus a
-    data fingerprint; `experiment_name`: `<prefix>-<model>`; `registered_name`: the training set's model).
+    data fingerprint; `experiment_name`: `<prefix>-<model>`; `registered_name`: the training set's model;
+    `run_name`: model, data fingerprint and UTC time).
     """
 
     trials: int | None = None
@@ -187,14 +204,15 @@ def fit_and_log(
     """Tune, fit, calibrate, evaluate and log a model on `training_set`; register and gate it if asked.
 
     Steps: split and build the tuning data (`_prepare`), resolve the names (`_resolve_job`); in one MLflow run log
-    the params, run the study (`_tune`), refit the best trial (`_fit_final_model`), `_calibrate`, score the test
-    split (`_evaluate_on_test`), log plots, lineage and the model; then `_register_and_gate`.
+    the params, run the study (`_tune`), fit the recipe with the best trial (`_fit_final_model`: early stopping on
+    the validation split, refit on train + validation, calibration), score the registered model and the plain
+    baseline on the test split (`_evaluate_on_test`), log plots, lineage and the model; then `_register_and_gate`.
 
     `options.registered_name` defaults to the training set's model ("churn" / "nba"); tests pass their own to keep
     registries apart. With `options.register=False` nothing touches the registry (experiments, ablations).
     `progress(done, total)` is called after each trial (the CLI draws a progress bar with it). `holdout` is the
-    frame the gate scores challenger and champion on (default: this run's test split, the most recent data);
-    pass one when the training set itself may be suspect, e.g. to show a corrupted challenger is rejected.
+    frame the gate scores challenger, champion and baseline on (default: this run's test split, the most recent
+    data); pass one when the training set itself may be suspect, e.g. to show a corrupted challenger is rejected.
     `options.purge_days` drops rows within that many days before each split boundary. For churn, label windows of
     the last training snapshots reach into the validation period (a customer closing in March is positive at
     February and March snapshots), which inflates validation AUC; a purge of the horizon removes that, at the cost
@@ -215,15 +233,15 @@ def fit_and_log(
         _log_job_params(job, training_set, data)
         study, trial_log = _tune(client, job, data, parent_id, progress)
         best_params = dict(study.best_params)
-        booster = _fit_final_model(job, data, best_params)
-        calibrator = _calibrate(job, data, booster)
-        fitted = LoadedModel(job.name, None, parent_id, booster, calibrator, list(data.features))
-        metrics, p_test, raw_test = _evaluate_on_test(fitted, data, training_set.kind)
+        final = _fit_final_model(job, data, best_params)
+        fitted = LoadedModel(job.name, None, parent_id, final.booster, final.calibrator, list(data.features))
+        baseline = plain_baseline(data.train.plus(data.valid), job.seed, job.options.config.nthread)
+        metrics, p_test, raw_test = _evaluate_on_test(fitted, final, baseline, data, training_set.kind)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
-        _log_artefacts(training_set, data, p_test, raw_test, booster, study)
+        _log_artefacts(training_set, data, p_test, raw_test, final.booster, study)
         model_uri = _log_model(job, training_set, data, fitted, best_params, metrics)
-    gate_holdout = data.splits.test if holdout is None else holdout
-    version, decision = _register_and_gate(settings, client, job, training_set, model_uri, parent_id, gate_holdout)
+    gate = _GateInputs(data.splits.test if holdout is None else holdout, baseline, _recipe_digest(job, best_params))
+    version, decision, unchanged = _register_and_gate(settings, client, job, training_set, model_uri, parent_id, gate)
     seconds = time.perf_counter() - started
     client.log_metric(parent_id, "job_seconds", seconds)
     result = TrainResult(
@@ -242,6 +260,8 @@ def fit_and_log(
         trial_run_ids=list(trial_log.run_ids),
         seconds=seconds,
         lineage=training_set.lineage,
+        data_fingerprint=job.data_fingerprint,
+        unchanged=unchanged,
     )
     _log_outcome(result, job.name)
     return result
@@ -259,21 +279,41 @@ class _Job:
     storage: str
     experiment_name: str
     experiment_id: str
+    data_fingerprint: str
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """The split training set as model inputs: validation and test matrices, labels, weights, the tuning data."""
+    """The split training set as model inputs: the parts' rows (matrix, labels, weights) and the tuning data."""
 
     splits: Splits
     features: list[str]
     tuning: TuningData
-    X_valid: np.ndarray
-    X_test: np.ndarray
-    y_valid: np.ndarray
-    y_test: np.ndarray
-    w_valid: np.ndarray | None
+    train: Rows
+    valid: Rows
+    test: Rows
     ips_clip: float | None  # the NBA weights' clip, None when the rows are unweighted
+
+    # The names the evaluation steps read (kept for their readers).
+    @property
+    def X_valid(self) -> np.ndarray:
+        return self.valid.X
+
+    @property
+    def X_test(self) -> np.ndarray:
+        return self.test.X
+
+    @property
+    def y_valid(self) -> np.ndarray:
+        return self.valid.y
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.test.y
+
+    @property
+    def w_valid(self) -> np.ndarray | None:
+        return self.valid.w
 
 
 def _prepare(settings: Settings, training_set: TrainingSet, options: FitOptions, seed: int) -> _Prepared:
@@ -296,8 +336,9 @@ def _prepare(settings: Settings, training_set: TrainingSet, options: FitOptions,
     nthread = options.config.nthread
     tuning = make_tuning_data(X_tr, y_tr, X_va, y_va, features, nthread=nthread, w_train=w_tr, w_valid=w_va)
     return _Prepared(
-        splits, features, tuning, X_va, X_te, y_va, y_te, w_va, ips_clip=clip if w_tr is not None else None
-    )
+        splits, features, tuning, Rows(X_tr, y_tr, w_tr), Rows(X_va, y_va, w_va), Rows(X_te, y_te),
+        ips_clip=clip if w_tr is not None else None,
+    )  # fmt: skip
 
 
 def _resolve_job(settings: Settings, training_set: TrainingSet, options: FitOptions, splits: Splits, seed: int) -> _Job:
@@ -316,6 +357,7 @@ def _resolve_job(settings: Settings, training_set: TrainingSet, options: FitOpti
         storage=options.storage or settings.optuna_storage,
         experiment_name=experiment_name,
         experiment_id=tracking.ensure_experiment(settings, experiment_name),
+        data_fingerprint=data_fingerprint(training_set),
     )
 
 
@@ -333,12 +375,18 @@ def _start_study_run(job: _Job, training_set: TrainingSet) -> Any:
         **{f"who.{k}": v for k, v in tracking.who().items()},
         **(job.options.tags or {}),
     }
+    tags["nextbest.data_fingerprint"] = job.data_fingerprint
     return mlflow.start_run(
         experiment_id=job.experiment_id,
-        run_name=job.options.run_name or job.study_name,
+        run_name=job.options.run_name or run_name(job.name, job.data_fingerprint),
         tags=tags,
         nested=mlflow.active_run() is not None,
     )
+
+
+def run_name(model: str, fingerprint: str, at: datetime | None = None) -> str:
+    """A parent run's readable, unique name: model, short data fingerprint, UTC time to the second."""
+    return f"{model}-{fingerprint[:8]}-{(at or datetime.now(UTC)):%Y%m%d-%H%M%S}"
 
 
 def _log_job_params(job: _Job, training_set: TrainingSet, data: _Prepared) -> None:
@@ -364,6 +412,9 @@ def _log_job_params(job: _Job, training_set: TrainingSet, data: _Prepared) -> No
             "split": options.split,
             "gate_min_auc_gain": options.rule.min_auc_gain,
             "gate_max_logloss_increase": options.rule.max_logloss_increase,
+            "gate_floor_z": options.rule.floor_z,
+            "gate_baseline_tolerance": options.rule.baseline_tolerance,
+            "data_fingerprint": job.data_fingerprint,
             **{f"data.{k}": v for k, v in _flat_lineage(training_set.lineage).items()},
             **{f"split.{k}.{m}": v for k, r in data.splits.ranges().items() for m, v in r.items()},
         }
@@ -387,35 +438,45 @@ def _tune(
     return study, trial_log
 
 
-def _fit_final_model(job: _Job, data: _Prepared, best_params: dict[str, Any]) -> Any:
-    """Step 5: refit the best parameters. Deterministic for a fixed seed, and the best trial may come from another
-    worker process or an earlier session of a resumed study, so its booster is not in this process."""
+def _fit_final_model(job: _Job, data: _Prepared, best_params: dict[str, Any]) -> RecipeFit:
+    """Step 5: the recipe (`training.recipe.fit_recipe`) with the best parameters: early stopping on the validation
+    split (refit here: deterministic for a fixed seed, and the best trial may come from another worker process or
+    an earlier session of a resumed study, so its booster is not in this process), then the model refitted on
+    train + validation for the best iteration's rounds, calibrated with the early-stopped booster's validation
+    margins."""
     config = job.options.config
-    return fit_booster(booster_params(best_params, job.seed, config.nthread), data.tuning, config)
-
-
-def _calibrate(job: _Job, data: _Prepared, booster: Any) -> Calibrator:
-    """Step 6: the calibrator of the booster's validation margins (weighted like the validation rows)."""
-    margin = booster.inplace_predict(data.X_valid, predict_type="margin")
-    return fit_calibrator(data.y_valid, margin, job.options.calibration, sample_weight=data.w_valid)
+    params = booster_params(best_params, job.seed, config.nthread)
+    stopped = fit_booster(params, data.tuning, config)
+    return fit_recipe(
+        params, data.train, data.valid, config, calibration=job.options.calibration, feature_names=data.features,
+        stopped=stopped,
+    )  # fmt: skip
 
 
 def _evaluate_on_test(
-    fitted: LoadedModel, data: _Prepared, kind: str
+    fitted: LoadedModel, final: RecipeFit, baseline: Any, data: _Prepared, kind: str
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Step 7: test (and validation) metrics of the calibrated model, the raw booster's calibration beside them,
-    and for NBA the greedy policy's value; returns the metrics and the test predictions (calibrated, raw)."""
-    y_te, y_va = data.y_test, data.y_valid
-    p_te, raw_te, p_va = (
-        fitted.predict_proba(data.X_test),
-        fitted.predict_raw(data.X_test),
-        fitted.predict_proba(data.X_valid),
-    )
+    """Step 6: the registered model's test metrics with a bootstrap interval and the DeLong SE of its AUC; the
+    plain baseline (`baseline_test_*`) and the early-stopped train-only booster (`stopped_test_*`) on the same
+    rows; validation metrics of the early-stopped booster (the rows the refit has seen, so not the refit's); the
+    raw booster's calibration; for NBA the greedy policy's value. Returns the metrics and the test predictions
+    (calibrated, raw) of the registered model."""
+    y_te = data.y_test
+    p_te, raw_te = fitted.predict_proba(data.X_test), fitted.predict_raw(data.X_test)
     metrics = {f"test_{k}": v for k, v in binary_metrics(y_te, p_te).items()}
-    metrics.update({f"valid_{k}": v for k, v in binary_metrics(y_va, p_va).items()})
+    metrics["test_roc_auc_se"] = auc_standard_error(y_te, p_te)[1]
+    metrics["test_roc_auc_ci_low"], metrics["test_roc_auc_ci_high"] = bootstrap_auc_interval(y_te, p_te)
+    stopped = LoadedModel(fitted.name, None, None, final.stopped, fitted.calibrator, fitted.feature_names)
+    p_valid = stopped.predict_proba(data.X_valid)
+    metrics.update({f"valid_{k}": v for k, v in binary_metrics(data.y_valid, p_valid).items()})
+    metrics["stopped_test_roc_auc"] = binary_metrics(y_te, stopped.predict_proba(data.X_test))["roc_auc"]
+    for key, value in binary_metrics(y_te, baseline.inplace_predict(data.X_test)).items():
+        if key in ("roc_auc", "pr_auc", "log_loss"):
+            metrics[f"baseline_test_{key}"] = value
     raw = binary_metrics(y_te, raw_te)
     metrics.update(test_raw_ece=raw["ece"], test_raw_log_loss=raw["log_loss"])
-    metrics["best_iteration"] = float(fitted.booster.best_iteration)
+    metrics.update(best_iteration=float(final.rounds - 1), refit_rounds=float(final.rounds))
+    metrics["refit_rows"] = float(len(data.train) + len(data.valid))
     if kind == OFFER_ACCEPTED:
         metrics.update(_policy_value(fitted, data.splits.test))
     return metrics, p_te, raw_te
@@ -424,7 +485,7 @@ def _evaluate_on_test(
 def _log_artefacts(
     training_set: TrainingSet, data: _Prepared, p_test: np.ndarray, raw_test: np.ndarray, booster: Any, study: Any
 ) -> None:
-    """Step 8: the plots, the data lineage (with the split ranges) and the feature list as run artefacts."""
+    """Step 7: the plots, the data lineage (with the split ranges) and the feature list as run artefacts."""
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="nextbest-run-") as tmp:
@@ -447,7 +508,7 @@ def _log_model(
     best_params: dict[str, Any],
     metrics: dict[str, float],
 ) -> str:
-    """Step 9: the booster, calibrator and features as the run's MLflow model, with what made it; returns its URI."""
+    """Step 8: the refit booster, calibrator and features as the run's MLflow model, with what made it; its URI."""
     from training import tracking
 
     info = {
@@ -458,11 +519,37 @@ def _log_model(
         "best_params": best_params,
         "calibration": fitted.calibrator.method,
         "seed": job.seed,
-        "test_metrics": {k: metrics[k] for k in ("test_roc_auc", "test_log_loss", "test_ece")},
+        "test_metrics": {
+            k: metrics[k]
+            for k in (
+                "test_roc_auc",
+                "test_roc_auc_ci_low",
+                "test_roc_auc_ci_high",
+                "test_log_loss",
+                "test_ece",
+                "baseline_test_roc_auc",
+            )
+        },  # fmt: skip
+        "refit": {"rows": int(metrics["refit_rows"]), "rounds": int(metrics["refit_rounds"])},
+        "data_fingerprint": job.data_fingerprint,
         "lineage": training_set.lineage,
     }
     example = data.splits.test[data.features].head(5)
     return tracking.log_model(fitted.booster, fitted.calibrator, list(data.features), example, info)
+
+
+@dataclass(frozen=True)
+class _GateInputs:
+    """What the gate needs beside the registry: its holdout, the plain baseline fitted on the registered model's
+    rows (scored on that holdout), and the digest of the fitted recipe (with the data fingerprint: "unchanged")."""
+
+    holdout: pd.DataFrame
+    baseline: Any
+    recipe_digest: str
+
+    def baseline_metrics(self, features: list[str]) -> dict[str, float]:
+        p = self.baseline.inplace_predict(matrix_from_frame(self.holdout, features))
+        return binary_metrics(self.holdout[LABEL].to_numpy(), p)
 
 
 def _register_and_gate(
@@ -472,38 +559,54 @@ def _register_and_gate(
     training_set: TrainingSet,
     model_uri: str,
     parent_id: str,
-    gate_holdout: pd.DataFrame,
-) -> tuple[str | None, PromotionDecision | None]:
-    """Step 10: register the model as a new `challenger` version and, if asked, let the gate promote it on
-    `gate_holdout`; the decision goes on the parent run. Nothing happens with `register=False`."""
+    gate: _GateInputs,
+) -> tuple[str | None, PromotionDecision | None, str | None]:
+    """Step 9: register the model as a new `challenger` version and, if asked, let the gate promote it on the
+    gate's holdout; the decision goes on the parent run. Nothing happens with `register=False`, and nothing is
+    registered when the champion was made from the same data with the same recipe (the third value says so)."""
     if not job.options.register:
-        return None, None
+        return None, None, None
+    unchanged = unchanged_since(settings, job.name, job.data_fingerprint, gate.recipe_digest)
+    if unchanged is not None:
+        client.set_tag(parent_id, "registry.skipped", unchanged[:4900])
+        logger.info("%s: %s", job.name, unchanged)
+        return None, None, unchanged
     feature_service = training_set.lineage.get("feature_service")
     version = register_version(
         settings,
         job.name,
         model_uri,
         run_id=parent_id,
-        tags={"study_name": job.study_name, "feature_service": str(feature_service or "")},
+        tags={
+            "study_name": job.study_name, "feature_service": str(feature_service or ""),
+            "data_fingerprint": job.data_fingerprint, "recipe_digest": gate.recipe_digest,
+        },
         description=f"{training_set.model} model from study {job.study_name}",
-    )
+    )  # fmt: skip
     decision = None
     if job.options.promote:
-        decision = promote_if_better(settings, job.name, version, gate_holdout, rule=job.options.rule, run_id=parent_id)
+        baseline = gate.baseline_metrics(training_set.feature_names)
+        decision = promote_if_better(
+            settings, job.name, version, gate.holdout, rule=job.options.rule, run_id=parent_id, baseline=baseline
+        )
         client.set_tag(parent_id, "promotion.decision", "promoted" if decision.promoted else "rejected")
         client.set_tag(parent_id, "promotion.reason", decision.reason[:4900])
         client.log_metric(parent_id, "promoted", float(decision.promoted))
     client.set_tag(parent_id, "registered_version", version)
-    return version, decision
+    return version, decision, None
 
 
 def _log_outcome(result: TrainResult, name: str) -> None:
     metrics = result.metrics
     logger.info(
-        "trained %s in %.0f s: test ROC-AUC %.4f, log-loss %.4f, ECE %.4f; version %s%s",
+        "trained %s in %.0f s: test ROC-AUC %.4f [%.4f, %.4f] (plain XGBoost %.4f), log-loss %.4f, ECE %.4f; "
+        "version %s%s",
         name,
         result.seconds,
         metrics.get("test_roc_auc", float("nan")),
+        metrics.get("test_roc_auc_ci_low", float("nan")),
+        metrics.get("test_roc_auc_ci_high", float("nan")),
+        metrics.get("baseline_test_roc_auc", float("nan")),
         metrics.get("test_log_loss", float("nan")),
         metrics.get("test_ece", float("nan")),
         result.version or "not registered",
@@ -596,6 +699,28 @@ def _fingerprint(training_set: TrainingSet, splits: Splits, seed: int, config: T
         "config": [config.max_rounds, config.early_stopping_rounds],
     }
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def data_fingerprint(training_set: TrainingSet) -> str:
+    """Hash of every row of the training set (all columns, in order) and of its feature list: the same value
+    means the same data, whatever built it."""
+    frame = training_set.frame
+    digest = hashlib.sha256(json.dumps([training_set.feature_names, list(frame.columns)]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _recipe_digest(job: _Job, best_params: dict[str, Any]) -> str:
+    """Hash of what turns the data into the model: the best parameters and every option that changes the fit."""
+    o = job.options
+    payload = {
+        "params": best_params,
+        "seed": job.seed,
+        "calibration": o.calibration,
+        "split": [o.split, o.valid_fraction, o.test_fraction, o.purge_days],
+        "config": [o.config.max_rounds, o.config.early_stopping_rounds],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _flat_lineage(lineage: dict[str, Any]) -> dict[str, Any]:

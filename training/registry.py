@@ -1,12 +1,20 @@
 """Model registry: versions, the `challenger` / `champion` aliases, and the promotion gate with its audit log.
 
 The gate (`promote_if_better`) scores the challenger AND the current champion now, on the same most-recent holdout
-(the test split of the challenger's training run), and moves `champion` only if the challenger is better by a
-margin that is larger than noise and does not buy ranking with worse probabilities:
+(the test split of the challenger's training run), as serving loads them. Every version must first clear a FLOOR,
+the very first one included:
+    chance:    challenger ROC-AUC - 1.96 x SE(AUC) > 0.5          (DeLong's SE on this holdout: the lower end of
+               its 95% interval is above chance, so a few lucky positives are no pass), and
+    baseline:  challenger ROC-AUC >= plain XGBoost's ROC-AUC - 0.02 (defaults, 100 rounds, fitted on the same rows
+               as the challenger and scored on the same holdout; the training job passes it).
+A version below the floor stays registered (as `challenger`, with the reason on it) and is not promoted. Above it,
+the first version is promoted; a later one moves `champion` only if it is better than the champion by a margin
+that is larger than noise and does not buy ranking with worse probabilities:
     challenger ROC-AUC >= champion ROC-AUC + 0.002   and   challenger log-loss <= champion log-loss + 0.002.
-The very first version has no champion to beat and is promoted. Every decision, promoted or not, is appended to
-`<home>/promotions.jsonl` and written as tags on the challenger's model version (who, when, why, both metrics),
-so the MLflow UI and the file tell the same story. Serving follows the `champion` alias, never a version number.
+Every decision, promoted or not, is appended to `<home>/promotions.jsonl` and written as tags on the challenger's
+model version (who, when, why, both metrics, the floor), so the MLflow UI and the file tell the same story. Serving
+follows the `champion` alias, never a version number. `unchanged_since` tells the trainer that the champion was
+made from the same data with the same recipe, so nothing new is registered.
 `register_version` records the artefact's sha256 digest on the version and the run (`nextbest.models.integrity`);
 every load checks it, so the gate and a manual `promote` refuse a tampered or corrupt version as serving does.
 """
@@ -26,7 +34,7 @@ import numpy as np
 from nextbest.errors import ArtefactError, DataError, NotReadyError
 from nextbest.models.registry import mlflow_client
 from nextbest.settings import Settings
-from training.metrics import binary_metrics
+from training.metrics import auc_standard_error, binary_metrics
 from training.tracking import who
 
 if TYPE_CHECKING:
@@ -44,10 +52,15 @@ _TAG_LIMIT = 4900  # MLflow tag values are capped at 5000 characters
 
 @dataclass(frozen=True)
 class GateRule:
-    """How much better a challenger must be on the holdout to replace the champion."""
+    """The floor every version must clear on the holdout, and how much better than the champion it must be.
+
+    `floor_z`: AUC - floor_z x SE(AUC) must exceed 0.5 (None: no chance floor). `baseline_tolerance`: AUC may be at
+    most this much below the plain baseline's on the same holdout (None, or no baseline given: not checked)."""
 
     min_auc_gain: float = 0.002
     max_logloss_increase: float = 0.002
+    floor_z: float | None = 1.96
+    baseline_tolerance: float | None = 0.02
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class PromotionDecision:
     holdout: dict[str, Any]
     rule: dict[str, float]
     who: dict[str, str] = field(default_factory=who)
+    floor: dict[str, Any] = field(default_factory=dict)
     when: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_record(self) -> dict[str, Any]:
@@ -215,11 +229,58 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
 
 
 def _score(settings: Settings, name: str, version: str, holdout: pd.DataFrame, label: str) -> dict[str, float]:
+    """A version's holdout metrics as serving would compute its scores, with the DeLong SE of its AUC."""
     from nextbest.models.artefact import load_model
 
     model = load_model(name, settings=settings, version=version)
     p = model.predict_proba(model.frame_to_matrix(holdout))
-    return binary_metrics(holdout[label].to_numpy(), p)
+    y = holdout[label].to_numpy()
+    return {**binary_metrics(y, p), "roc_auc_se": auc_standard_error(y, p)[1]}
+
+
+def unchanged_since(settings: Settings, name: str, data_fingerprint: str, recipe_digest: str) -> str | None:
+    """Why a new version would add nothing (the champion was made from the same data, by fingerprint, with the same
+    recipe), or None (no champion, or anything differs)."""
+    from mlflow.exceptions import MlflowException
+
+    version = alias_version(settings, name, CHAMPION)
+    if version is None:
+        return None
+    try:
+        tags = mlflow_client(settings).get_model_version(name, version).tags or {}
+    except MlflowException:
+        return None
+    if tags.get("data_fingerprint") == data_fingerprint and tags.get("recipe_digest") == recipe_digest:
+        return (
+            f"unchanged: champion v{version} was trained on the same data (fingerprint {data_fingerprint[:8]}) "
+            "with the same parameters; no new version registered"
+        )
+    return None
+
+
+def floor_verdict(
+    challenger: dict[str, float], baseline: dict[str, float] | None, rule: GateRule
+) -> tuple[bool, dict[str, Any]]:
+    """Does the challenger clear the floor (module docstring)? (passed, the figures and the reason)."""
+    auc, se = challenger.get("roc_auc", float("nan")), challenger.get("roc_auc_se", float("nan"))
+    base = (baseline or {}).get("roc_auc")
+    out: dict[str, Any] = {"roc_auc": auc, "roc_auc_se": se, "baseline_roc_auc": base}
+    if not np.isfinite(auc):
+        return False, {**out, "reason": "holdout holds one class only: AUC undefined"}
+    if rule.floor_z is not None:
+        lower = auc - rule.floor_z * se if np.isfinite(se) else float("nan")
+        out["lower"] = lower
+        if not lower > 0.5:
+            why = f"AUC {auc:.3f} - {rule.floor_z:g} x SE {se:.3f} = {lower:.3f} is not above chance (0.5)"
+            return False, {**out, "reason": why}
+    tolerance = rule.baseline_tolerance
+    if tolerance is not None and base is not None and np.isfinite(base) and auc < base - tolerance:
+        why = f"AUC {auc:.3f} is worse than a plain XGBoost on the same rows ({base:.3f}) by more than {tolerance:g}"
+        return False, {**out, "reason": why}
+    shown = [f"AUC {auc:.3f} +- {se:.3f} (SE)"] if rule.floor_z is not None else []
+    if tolerance is not None and base is not None:
+        shown.append(f"plain XGBoost {base:.3f}")
+    return True, {**out, "reason": "clears the floor: " + ", ".join(shown) if shown else ""}
 
 
 def _holdout_info(holdout: pd.DataFrame, timestamp: str) -> dict[str, Any]:
@@ -239,29 +300,28 @@ def promote_if_better(
     timestamp: str = "event_timestamp",
     rule: GateRule = GateRule(),
     run_id: str | None = None,
+    baseline: dict[str, float] | None = None,
 ) -> PromotionDecision:
-    """Score challenger and champion on `holdout` now; move `champion` only if the challenger wins by `rule`."""
+    """Score challenger and champion on `holdout` now; move `champion` only if the challenger clears the floor
+    (`floor_verdict`; `baseline`: the plain XGBoost's metrics on this holdout, when the caller fitted one) and,
+    when there is a champion, beats it by `rule`."""
     if holdout.empty or label not in holdout.columns:
         raise DataError(f"the gate needs a non-empty holdout with a {label!r} column")
     challenger_version = str(challenger_version)
     champion_version = alias_version(settings, name, CHAMPION)
     challenger = _score(settings, name, challenger_version, holdout, label)
+    cleared, floor = floor_verdict(challenger, baseline, rule)
     champion: dict[str, float] | None = None
-    if champion_version is None:
-        promoted, reason = True, "first version: no champion to beat"
-    elif champion_version == challenger_version:
+    if champion_version == challenger_version:
         promoted, reason = False, f"version {challenger_version} already is the champion"
-    else:
-        try:
-            champion = _score(settings, name, champion_version, holdout, label)
-        except DataError as exc:
-            # A champion on another feature set cannot be scored on this holdout: a human decides (`promote`).
-            promoted, reason = False, f"champion v{champion_version} cannot be scored on this holdout ({exc})"
-        except ArtefactError as exc:
-            # A refused champion (tampered, corrupt) is no yardstick: a human decides, with the reason on record.
-            promoted, reason = False, f"champion v{champion_version} cannot be loaded to compare ({exc})"
-        else:
-            promoted, reason = _verdict(challenger, champion, rule)
+    elif champion_version is None:
+        promoted, reason = True, "; ".join(filter(None, ["first version: no champion to beat", floor["reason"]]))
+    else:  # the champion is scored even below the floor: the record shows both
+        compared = _against_champion(settings, name, champion_version, challenger, holdout, label, rule)
+        promoted, reason, champion = compared
+    if not cleared and champion_version != challenger_version:
+        first = "first version: " if champion_version is None else ""
+        promoted, reason = False, f"{first}below the floor: {floor['reason']}; registered, not promoted"
     decision = PromotionDecision(
         model=name,
         challenger_version=challenger_version,
@@ -272,9 +332,32 @@ def promote_if_better(
         champion_metrics=_finite(champion) if champion else None,  # type: ignore[arg-type]
         holdout=_holdout_info(holdout, timestamp),
         rule=asdict(rule),
+        floor={k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in floor.items()},
     )
     _record(settings, decision, run_id=run_id)
     return decision
+
+
+def _against_champion(
+    settings: Settings,
+    name: str,
+    champion_version: str,
+    challenger: dict[str, float],
+    holdout: pd.DataFrame,
+    label: str,
+    rule: GateRule,
+) -> tuple[bool, str, dict[str, float] | None]:
+    """(promoted, reason, the champion's metrics) of a challenger above the floor against the current champion."""
+    try:
+        champion = _score(settings, name, champion_version, holdout, label)
+    except DataError as exc:
+        # A champion on another feature set cannot be scored on this holdout: a human decides (`promote`).
+        return False, f"champion v{champion_version} cannot be scored on this holdout ({exc})", None
+    except ArtefactError as exc:
+        # A refused champion (tampered, corrupt) is no yardstick: a human decides, with the reason on record.
+        return False, f"champion v{champion_version} cannot be loaded to compare ({exc})", None
+    promoted, reason = _verdict(challenger, champion, rule)
+    return promoted, reason, champion
 
 
 def _verdict(challenger: dict[str, float], champion: dict[str, float], rule: GateRule) -> tuple[bool, str]:
@@ -308,6 +391,7 @@ def _record(settings: Settings, decision: PromotionDecision, run_id: str | None 
         "promotion.compared_to": decision.champion_version or "none",
         "promotion.metrics": metrics[:_TAG_LIMIT],
         "promotion.holdout": json.dumps(decision.holdout)[:_TAG_LIMIT],
+        "promotion.floor": json.dumps(decision.floor, default=_json_default)[:_TAG_LIMIT],
     }
     for key, value in tags.items():
         client.set_model_version_tag(decision.model, decision.challenger_version, key, value)

@@ -1,4 +1,5 @@
-"""MLflow plumbing for training: tracking/registry URIs from settings, experiments, trial runs, model logging.
+"""MLflow plumbing for training: tracking/registry URIs from settings, experiments (tagged as model training for
+MLflow 3's UI), trial runs, model logging.
 
 URIs are set per call from `Settings` (never at import), so tests point MLflow at a temp dir by passing their own
 settings. Trial runs are written through `MlflowClient.log_batch` (one round trip: params + metrics + tags, no
@@ -39,22 +40,34 @@ def experiment_name(settings: Settings, model: str) -> str:
     return f"{settings.mlflow.experiment_prefix}-{model}"
 
 
+#: MLflow 3's experiment-kind tag: its UI opens an experiment by kind, and an untagged one it may infer to be a
+#: GenAI experiment (traces, token costs). Ours are model training, shown as runs, metrics and models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+
+
 def ensure_experiment(settings: Settings, name: str) -> str:
-    """Experiment id for `name`, created with artefacts under `settings.mlflow_artifact_location` if new."""
+    """Experiment id for `name`, created with artefacts under `settings.mlflow_artifact_location` if new; tagged
+    as a model-training experiment (`EXPERIMENT_KIND_TAG`), older ones included, so the UI opens on its runs."""
     from mlflow.exceptions import MlflowException
 
     client = mlflow_client(settings)
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=f"{settings.mlflow_artifact_location}/{name}")
-    except MlflowException:
-        # Another worker created it between our lookup and create: use theirs.
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        try:
+            return client.create_experiment(
+                name,
+                artifact_location=f"{settings.mlflow_artifact_location}/{name}",
+                tags={EXPERIMENT_KIND_TAG: TRAINING_KIND},
+            )
+        except MlflowException:
+            # Another worker created it between our lookup and create: use theirs.
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if (found.tags or {}).get(EXPERIMENT_KIND_TAG) is None:
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+    return found.experiment_id
 
 
 def who() -> dict[str, str]:

@@ -126,24 +126,34 @@ def _train_tables(
 
 
 def _print_result(name: str, result: TrainResult) -> None:
+    """The registered model's own holdout figures (refit on train + validation, scored on the test split), the
+    plain XGBoost beside them, and what the registry and the gate did, with why."""
     from rich.table import Table
 
     from nextbest.console import console
 
-    table = Table(title=f"{name}: test split (most recent {int(result.metrics.get('test_rows', 0))} rows)")
+    m = result.metrics
+    table = Table(
+        title=f"{name}: the registered model on the test split (most recent {int(m.get('test_rows', 0))} rows; "
+        f"refit on {int(m.get('refit_rows', 0))} rows, {int(m.get('refit_rounds', 0))} rounds)"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
-    shown = ("roc_auc", "pr_auc", "log_loss", "ece", "lift_top_decile", "base_rate")
-    for key in shown:
-        table.add_row(key, f"{result.metrics.get(f'test_{key}', float('nan')):.4f}")
+    low, high = m.get("test_roc_auc_ci_low", float("nan")), m.get("test_roc_auc_ci_high", float("nan"))
+    table.add_row("roc_auc [95% bootstrap]", f"{m.get('test_roc_auc', float('nan')):.4f} [{low:.4f}, {high:.4f}]")
+    table.add_row("plain XGBoost roc_auc (same rows)", f"{m.get('baseline_test_roc_auc', float('nan')):.4f}")
+    for key in ("pr_auc", "log_loss", "ece", "lift_top_decile", "base_rate"):
+        table.add_row(key, f"{m.get(f'test_{key}', float('nan')):.4f}")
     for key in ("policy_value_snips_eur", "logging_value_eur"):
-        if key in result.metrics:
-            table.add_row(key, f"{result.metrics[key]:.2f}")
+        if key in m:
+            table.add_row(key, f"{m[key]:.2f}")
     console.print(table)
     console.print(
         f"study [bold]{result.study_name}[/] ({result.trials_run} trials this run), best: {result.best_params}"
     )
     console.print(f"MLflow run {result.run_id} in experiment {result.experiment_name}")
+    if result.unchanged:
+        console.print(f"[bold]{name}[/]: {result.unchanged}")
     if result.version is not None:
         verdict = "[green]promoted to champion[/]" if result.promoted else "[yellow]not promoted[/]"
         reason = f": {result.decision.reason}" if result.decision else ""
