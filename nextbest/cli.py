@@ -21,6 +21,7 @@ from nextbest.commands import (
     monitor,
     onboard,
     replay,
+    segment,
     serve,
     simulate,
     train,
@@ -77,7 +78,21 @@ def _main(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for _module in (simulate, features, train, evaluate, serve, replay, monitor, loop, onboard, demo, erase, keys):
+for _module in (
+    simulate,
+    features,
+    segment,
+    train,
+    evaluate,
+    serve,
+    replay,
+    monitor,
+    loop,
+    onboard,
+    demo,
+    erase,
+    keys,
+):
     _module.register(app)
 
 

@@ -17,6 +17,11 @@ action keeps the rule that removed it):
    "nothing" possible;
 5. top-k with reason codes from the model's per-feature contributions.
 
+Segments (`nextbest.segments`, a project's named rules over its features) enter in two places: `segment_rules` make
+actions eligible only for a segment's members (or never for them, `exclude`), `segment_action_weights` weight an
+action for a segment's members in arbitration. The policy is given the project's bound segments
+(`DecisionPolicy(..., segments=...)`) and `view` records which referenced segments the customer is in.
+
 The service scores only the actions that survive stages 1-3 (one batch), so the policy is split into
 `DecisionPolicy.screen` (before scoring) and `DecisionPolicy.arbitrate` (after). Every parameter lives in a
 project's policy file (the simulated bank's: `nextbest/data/policy.yaml`), validated by `PolicyConfig` (unknown
@@ -28,11 +33,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import yaml
@@ -151,6 +156,15 @@ class ModelRule(Frozen):
     reason: str = Field(pattern=r"^[a-z][a-z0-9_.]*$")
 
 
+class SegmentRule(Frozen):
+    """Eligibility by segment (`nextbest.segments`): the listed actions go only to the segment's members, or, with
+    `exclude: true`, never to them. A customer with no profile (cold start) is decided by the cold-start rules."""
+
+    segment: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    actions: tuple[str, ...] = Field(min_length=1)
+    exclude: bool = False
+
+
 class ReasonConfig(Frozen):
     top_n: int = Field(3, ge=0)
     # feature name or prefix -> readable reason code; the longest matching prefix wins.
@@ -195,6 +209,15 @@ class PolicyConfig(Frozen):
     # A customer with no marketing consent on any consent channel gets no marketing anywhere (inbound included):
     # opting out of every channel is opting out of marketing.
     marketing_needs_a_consent: bool = True
+    # Segments of the project (its `segments:`) in eligibility, and segment -> {action id: weight} in arbitration.
+    segment_rules: tuple[SegmentRule, ...] = ()
+    segment_action_weights: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @property
+    def segment_names(self) -> tuple[str, ...]:
+        """The segments this policy refers to (the project must declare them)."""
+        names = [r.segment for r in self.segment_rules] + list(self.segment_action_weights)
+        return tuple(dict.fromkeys(names))
 
     @model_validator(mode="after")
     def _weights_known(self) -> PolicyConfig:
@@ -217,6 +240,10 @@ class PolicyConfig(Frozen):
         for rule in self.model_rules:
             if rule.blocks != "credit":
                 named |= set(rule.blocks)
+        for seg_rule in self.segment_rules:
+            named |= set(seg_rule.actions)
+        for weights in self.segment_action_weights.values():
+            named |= set(weights)
         unknown = sorted(named - known)
         if unknown:
             raise ConfigError(f"policy names unknown action(s) {unknown}; catalogue has {sorted(known)}")
@@ -289,6 +316,8 @@ class CustomerView:
     features: Mapping[str, object] = field(default_factory=dict)
     # The customer withdrew marketing consent on every channel (an event, effective before the features catch up).
     withdrew_all: bool = False
+    # The segments the policy refers to that the customer is in (`DecisionPolicy.view`).
+    segments: frozenset[str] = frozenset()
 
     @property
     def in_distress(self) -> bool:
@@ -423,20 +452,67 @@ def _holds(condition: FeatureCondition, value: object) -> bool:
 # ---------------------------------------------------------------- the policy
 
 
-class DecisionPolicy:
-    """The policy for one catalogue and one config; stateless, so one instance serves all requests."""
+class SegmentMembership(Protocol):
+    """What the policy needs of a project's segments (`nextbest.segments.Segments`)."""
 
-    def __init__(self, catalogue: Catalogue, config: PolicyConfig) -> None:
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    def memberships(self, features: Mapping[str, object], names: Iterable[str]) -> frozenset[str]: ...
+
+
+class DecisionPolicy:
+    """The policy for one catalogue and one config; stateless, so one instance serves all requests.
+
+    `segments`: the project's bound segments, required when the config refers to any (a rule that cannot be
+    evaluated is a configuration error, not a silent pass)."""
+
+    def __init__(self, catalogue: Catalogue, config: PolicyConfig, segments: SegmentMembership | None = None) -> None:
         config.check_against(catalogue)
         self.catalogue = catalogue
         self.config = config
         self._triggers: dict[str, list[ServiceTrigger]] = {}
         for t in config.service_triggers:
             self._triggers.setdefault(t.action, []).append(t)
+        self.segments = segments
+        self._segment_rules: dict[str, list[SegmentRule]] = {}
+        for rule in config.segment_rules:
+            for action_id in rule.actions:
+                self._segment_rules.setdefault(action_id, []).append(rule)
+        if config.segment_names:
+            if segments is None:
+                raise ConfigError(
+                    f"the policy refers to segments {list(config.segment_names)}: build it with the project's "
+                    "segments (nextbest.segments.project_segments)"
+                )
+            unknown = sorted(set(config.segment_names) - set(segments.names))
+            if unknown:
+                raise ConfigError(f"the policy refers to unknown segment(s) {unknown}; known: {list(segments.names)}")
 
     def view(self, customer_id: int | str, features: Mapping[str, object]) -> CustomerView:
-        """The customer's profile facts from its online features (the project's products and profile mapping)."""
-        return customer_view(customer_id, features, self.config, self.catalogue.products)
+        """The customer's profile facts from its online features (the project's products and profile mapping), and
+        the segments the policy refers to that they are in."""
+        view = customer_view(customer_id, features, self.config, self.catalogue.products)
+        if view.known and self.segments is not None and self.config.segment_names:
+            view = replace(view, segments=self.segments.memberships(features, self.config.segment_names))
+        return view
+
+    def segment_rule(self, action: Action, customer: CustomerView) -> Rejection | None:
+        """The first segment rule that withholds this action from this (known) customer, if any."""
+        for rule in self._segment_rules.get(action.id, ()):
+            inside = rule.segment in customer.segments
+            if inside == rule.exclude:
+                detail = f"in segment {rule.segment}" if inside else f"not in segment {rule.segment}"
+                return Rejection(action.id, "eligibility.segment_rule", detail)
+        return None
+
+    def segment_weight(self, action: Action, customer: CustomerView) -> float:
+        """The product of the weights the customer's segments give this action (1.0 without any)."""
+        w = 1.0
+        for segment, weights in self.config.segment_action_weights.items():
+            if segment in customer.segments:
+                w *= weights.get(action.id, 1.0)
+        return w
 
     # ---- stage 1: eligibility
     def eligibility_rule(self, action: Action, customer: CustomerView, channel: str) -> Rejection | None:
@@ -467,7 +543,7 @@ class DecisionPolicy:
             value = customer.features.get(cond.feature)
             if not _holds(cond, value):
                 return Rejection(action.id, f"eligibility.{cond.feature}", f"{value} outside [{cond.min}, {cond.max}]")
-        return None
+        return self.segment_rule(action, customer) if self._segment_rules else None
 
     def _cold_start_rule(self, action: Action) -> Rejection | None:
         """Without a profile: the project's cold-start list, else only actions whose eligibility needs none."""
@@ -695,6 +771,8 @@ class DecisionPolicy:
         for action, p in zip(candidates, propensities, strict=True):
             p = float(p)
             w = self.context_weight(action, channel, context)
+            if customer.segments and self.config.segment_action_weights:
+                w *= self.segment_weight(action, customer)
             value = action.value
             reasons: list[str] = []
             if action.kind == "retention" and churn_risk is not None:

@@ -9,9 +9,11 @@ engine, the policy, training, monitoring and retraining read it and nothing else
 
 A project file is YAML. The simulated bank's says `features: {kind: genome}`; an onboarded bank's carries the
 table mapping (`data_dir`, `tables`, `derived`, `entities`, `feature_views`, `models`, see
-`nextbest.onboarding.config`) beside the contract's own sections. `catalogue`, `policy` and `drift` are either a
-path (relative to the project file) or an inline mapping; a missing `catalogue`/`policy` means the simulated bank's
-shipped files. Everything is validated at load: an unknown key, model, action, view or channel is an error naming it.
+`nextbest.onboarding.config`) beside the contract's own sections. `catalogue`, `policy`, `drift` and `segments` are
+either a path (relative to the project file) or an inline mapping; a missing `catalogue`/`policy`/`segments` means the
+simulated bank's shipped files for a genome project (none for a bank's tables). `serving.assignment` declares the
+universal holdout, campaign control share and live traffic splits (`nextbest.assignment`). Everything is validated at
+load: an unknown key, model, action, view, channel or segment is an error naming it.
 """
 
 from __future__ import annotations
@@ -23,17 +25,21 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from nextbest.assignment import AssignmentConfig
 from nextbest.base import Frozen
 from nextbest.catalogue import Catalogue, load_catalogue
 from nextbest.drift_policy import DriftPolicy
 from nextbest.errors import ConfigError
 from nextbest.onboarding.config import CONTRACT_KEYS, OnboardingConfig, parse_config
 from nextbest.policy import PolicyConfig, load_policy, parse_policy
+from nextbest.segments import SegmentBook, load_segments, parse_segments
 from nextbest.settings import REPO_ROOT, Settings
 
 DEFAULT_PROJECT = REPO_ROOT / "configs" / "simbank.yaml"
 KeyType = Literal["int", "str"]
 _NAME = r"^[a-z][a-z0-9_]*$"
+#: the contract's own top-level keys (a table project's other keys are its mapping)
+PROJECT_KEYS: frozenset[str] = CONTRACT_KEYS | {"segments"}
 
 
 class EntitySpec(Frozen):
@@ -75,6 +81,8 @@ class ServingSpec(Frozen):
     # Views of that entity read with the models' views (profile, consent, eligibility features, keys of others).
     feature_views: tuple[str, ...] = ()
     feature_timeout_ms: float | None = Field(None, gt=0, description="Online read budget; default the settings'.")
+    # Universal holdout, campaign control share and live traffic splits (`nextbest.assignment`).
+    assignment: AssignmentConfig = AssignmentConfig()
 
 
 class Project(Frozen):
@@ -93,6 +101,8 @@ class Project(Frozen):
     drift: DriftPolicy = DriftPolicy()
     serving: ServingSpec | None
     tables: OnboardingConfig | None = None
+    # Named customer segments (`nextbest.segments`): parsed and checked for cycles here, bound to features at use.
+    segments: SegmentBook | None = None
     source: Path | None = Field(None, description="The project file it was read from.")
 
     @model_validator(mode="after")
@@ -105,6 +115,7 @@ class Project(Frozen):
                 raise ValueError(f"model {m.name!r}: unknown entity {m.entity!r}; known: {sorted(self.entities)}")
         if (self.kind == "tables") != (self.tables is not None):
             raise ValueError("a `tables` project needs the table mapping, a `genome` project none")
+        self._check_segments()
         if self.serving is None or self.catalogue is None or self.policy is None:
             if self.kind == "genome" or not (self.serving is None and self.catalogue is None and self.policy is None):
                 raise ValueError("serving, catalogue and policy go together: give all three (or, train-only, none)")
@@ -115,6 +126,16 @@ class Project(Frozen):
         self._check_policy_models(models)
         self.policy.check_against(self.catalogue)
         return self
+
+    def _check_segments(self) -> None:
+        book = self.segments
+        if book is not None and book.entity is not None and book.entity not in self.entities:
+            raise ValueError(f"segments.entity: unknown entity {book.entity!r}; known: {sorted(self.entities)}")
+        named = self.policy.segment_names if self.policy is not None else ()
+        unknown = sorted(set(named) - set(book.names if book is not None else ()))
+        if unknown:
+            known = ", ".join(book.names) if book is not None else "none (no `segments:` section)"
+            raise ValueError(f"policy refers to unknown segment(s) {unknown}; the project's segments: {known}")
 
     def _check_action_models(self, models: Mapping[str, ModelSpec]) -> None:
         assert self.catalogue is not None and self.serving is not None
@@ -259,6 +280,13 @@ def _policy(raw: Any, where: Path, override: Path | None, kind: str) -> PolicyCo
     return parse_policy(data, str(source))
 
 
+def _segments(raw: Any, where: Path, kind: str) -> SegmentBook | None:
+    if raw is None:
+        return load_segments() if kind == "genome" else None
+    data, source = _section(raw, where, "segments")
+    return parse_segments(data, str(source))
+
+
 def _genome_models(raw: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     models = raw.get("models")
     if not isinstance(models, list):
@@ -294,11 +322,11 @@ def parse_project(raw: Any, path: Path, policy_override: Path | None = None) -> 
     kind = "genome" if isinstance(features, dict) and features.get("kind") == "genome" else "tables"
     mapping: OnboardingConfig | None = None
     if kind == "tables":
-        mapping = parse_config({k: v for k, v in raw.items() if k not in CONTRACT_KEYS}, path)
+        mapping = parse_config({k: v for k, v in raw.items() if k not in PROJECT_KEYS}, path)
         models, entities = _table_models(mapping)
         name, description = mapping.project, mapping.description
     else:
-        unknown = sorted(set(raw) - CONTRACT_KEYS - {"project", "description", "models", "entities"})
+        unknown = sorted(set(raw) - PROJECT_KEYS - {"project", "description", "models", "entities"})
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {unknown} in a genome project")
         models, entities = _genome_models(raw)
@@ -318,6 +346,7 @@ def parse_project(raw: Any, path: Path, policy_override: Path | None = None) -> 
                 "drift": DriftPolicy.model_validate(drift_raw),
                 "serving": raw.get("serving"),
                 "tables": mapping,
+                "segments": _segments(raw.get("segments"), path, kind),
                 "source": path,
             }
         )
