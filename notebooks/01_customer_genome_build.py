@@ -13,6 +13,14 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 OUT = Path(__file__).with_name("01_customer_genome.ipynb")
+FIGURE_KEY = "nextbest_figure"  # the figure a cell draws (tests/notebook_runner.py checks it is displayed)
+FIGURES = ("signals_and_contacts", "features_over_time")
+
+
+def figure_cell(name: str, source: str) -> nbformat.NotebookNode:
+    """A code cell that draws the figure `name` inline."""
+    return new_code_cell(source, metadata={FIGURE_KEY: name})
+
 
 CELLS = [
     new_markdown_cell(
@@ -27,9 +35,7 @@ CELLS = [
     new_code_cell(
         "import os\n"
         "\n"
-        "import matplotlib\n"
-        "\n"
-        "matplotlib.use('Agg')\n"
+        "import matplotlib.dates as mdates\n"
         "import matplotlib.pyplot as plt\n"
         "import pandas as pd\n"
         "\n"
@@ -39,6 +45,15 @@ CELLS = [
         "from nextbest.settings import load_settings\n"
         "\n"
         "N_CUSTOMERS = int(os.environ.get('NB_CUSTOMERS', '3'))\n"
+        "\n"
+        "\n"
+        "def date_axis(ax):\n"
+        '    """Few, short date labels (no overlap in narrow panels)."""\n'
+        "    locator = mdates.AutoDateLocator(minticks=3, maxticks=7)\n"
+        "    ax.xaxis.set_major_locator(locator)\n"
+        "    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))\n"
+        "\n"
+        "\n"
         "settings = load_settings()  # reads NEXTBEST_HOME\n"
         "print('state folder:', settings.home)\n"
         "assert settings.sources_dir.exists(), 'simulate a world first: nextbest simulate'"
@@ -85,39 +100,57 @@ CELLS = [
         "## Signals and contacts over time\n"
         "Real-time context signals (dots) and the campaign contacts shown to the customer (crosses: accepted in green)."
     ),
-    new_code_cell(
-        "fig, axes = plt.subplots(len(picks), 1, figsize=(10, 2.2 * len(picks)), squeeze=False)\n"
-        "for ax, customer_id in zip(axes[:, 0], picks):\n"
-        "    signals = src['context_signals'].query('customer_id == @customer_id')\n"
-        "    for i, (signal, rows) in enumerate(signals.groupby('signal')):\n"
-        "        ax.scatter(rows['ts'], [signal] * len(rows), s=18)\n"
-        "    contacts = src['contacts'].query('customer_id == @customer_id')\n"
-        "    colours = contacts['accepted'].map({True: 'green', False: 'grey'})\n"
-        "    ax.scatter(contacts['ts'], ['contact'] * len(contacts), marker='x', c=colours)\n"
-        "    ax.set_title(f'customer {customer_id}', fontsize=9)\n"
-        "fig.tight_layout()"
+    figure_cell(
+        "signals_and_contacts",
+        "signals = src['context_signals'][src['context_signals']['customer_id'].isin(picks)]\n"
+        "contacts = src['contacts'][src['contacts']['customer_id'].isin(picks)]\n"
+        "shown = [c for c in picks if (signals['customer_id'] == c).any() or (contacts['customer_id'] == c).any()]\n"
+        "rows = {c: sorted(signals.loc[signals['customer_id'] == c, 'signal'].unique()) + ['contact'] for c in shown}\n"
+        "heights = [0.3 * len(r) + 0.6 for r in rows.values()]\n"
+        "palette = dict(zip(sorted(signals['signal'].unique()), plt.cm.tab10.colors * 3))  # one colour per signal\n"
+        "fig, axes = plt.subplots(len(shown), 1, figsize=(10, sum(heights) + 0.8), sharex=True, squeeze=False,\n"
+        "                         gridspec_kw={'height_ratios': heights})\n"
+        "for ax, customer_id in zip(axes[:, 0], shown):\n"
+        "    names = rows[customer_id]\n"
+        "    for signal, group in signals[signals['customer_id'] == customer_id].groupby('signal'):\n"
+        "        ax.scatter(group['ts'], [names.index(signal)] * len(group), s=14, color=palette[signal])\n"
+        "    mine = contacts[contacts['customer_id'] == customer_id]\n"
+        "    colours = mine['accepted'].map({True: 'green', False: 'grey'})\n"
+        "    ax.scatter(mine['ts'], [names.index('contact')] * len(mine), marker='x', c=colours)\n"
+        "    ax.set_yticks(range(len(names)), names, fontsize=8)\n"
+        "    ax.set_ylim(-0.6, len(names) - 0.4)\n"
+        "    ax.set_title(f'customer {customer_id}', fontsize=9, loc='left')\n"
+        "date_axis(axes[-1, 0])\n"
+        "fig.suptitle('Context signals (dots) and contacts (crosses, accepted in green)')\n"
+        "fig.tight_layout()",
     ),
     new_markdown_cell(
         "## Features over time (daily point-in-time snapshots)\n"
         "Each row stamped t uses only source rows before t. These tables are the offline store Feast reads."
     ),
-    new_code_cell(
+    figure_cell(
+        "features_over_time",
         "activity = pd.read_parquet(offline_dir(settings) / 'customer_activity.parquet')\n"
         "contacts_fv = pd.read_parquet(offline_dir(settings) / 'contact_history.parquet')\n"
-        "fig, axes = plt.subplots(len(picks), 3, figsize=(12, 2.4 * len(picks)), squeeze=False)\n"
+        "fig, axes = plt.subplots(len(picks), 3, figsize=(13, 2.6 * len(picks) + 0.6), sharex=True, squeeze=False)\n"
         "for row, customer_id in zip(axes, picks):\n"
-        "    a = activity.query('customer_id == @customer_id')\n"
-        "    c = contacts_fv.query('customer_id == @customer_id')\n"
+        "    a = activity.query('customer_id == @customer_id').sort_values('event_timestamp')\n"
+        "    c = contacts_fv.query('customer_id == @customer_id').sort_values('event_timestamp')\n"
         "    row[0].plot(a['event_timestamp'], a['current_balance'] + a['savings_balance'])\n"
-        "    row[0].set_title(f'{customer_id}: deposits', fontsize=9)\n"
+        "    row[0].set_title(f'{customer_id}: deposits (EUR)', fontsize=9)\n"
         "    row[1].plot(a['event_timestamp'], a['logins_30d'], label='logins 30d')\n"
         "    row[1].plot(a['event_timestamp'], a['travel_amount_30d'] / 100, label='travel spend 30d / 100')\n"
-        "    row[1].legend(fontsize=7)\n"
+        "    row[1].set_title(f'{customer_id}: activity', fontsize=9)\n"
+        "    row[1].legend(fontsize=7, loc='upper left')\n"
         "    row[2].step(c['event_timestamp'], c['contacts_30d'], label='contacts 30d')\n"
         "    row[2].step(c['event_timestamp'], c['dismissals_30d'], label='dismissals 30d')\n"
-        "    row[2].legend(fontsize=7)\n"
+        "    row[2].set_title(f'{customer_id}: contact history', fontsize=9)\n"
+        "    row[2].legend(fontsize=7, loc='upper left')\n"
+        "for ax in axes[-1]:\n"
+        "    date_axis(ax)\n"
+        "fig.suptitle('Daily point-in-time feature snapshots')\n"
         "fig.tight_layout()\n"
-        "print({view: len(fields) for view, fields in VIEW_FIELDS.items()}, 'features per view')"
+        "print({view: len(fields) for view, fields in VIEW_FIELDS.items()}, 'features per view')",
     ),
     new_markdown_cell(
         "## A training frame from Feast (point in time)\n"
