@@ -119,10 +119,18 @@ class Catalogue(Frozen):
     products: tuple[str, ...] = PRODUCTS
     segments: tuple[str, ...] = SEGMENTS
     risk_bands: tuple[str, ...] = RISK_BANDS  # lowest risk first
+    # What delivering one action costs on each channel, EUR (agent time, message fees); a channel not listed costs 0.
+    channel_costs: dict[str, float] = Field(default_factory=dict)
     actions: tuple[Action, ...]
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalogue:
+        unknown = [c for c in self.channel_costs if c not in self.channels]
+        if unknown:
+            raise ValueError(f"channel_costs for unknown channel(s) {unknown}; channels: {list(self.channels)}")
+        negative = [c for c, v in self.channel_costs.items() if v < 0]
+        if negative:
+            raise ValueError(f"channel_costs must be >= 0; negative for {negative}")
         ids = [a.id for a in self.actions]
         if len(ids) != len(set(ids)):
             raise ValueError("duplicate action ids in catalogue")
@@ -146,6 +154,12 @@ class Catalogue(Frozen):
     @property
     def action_ids(self) -> tuple[str, ...]:
         return tuple(a.id for a in self.actions)
+
+    def channel_cost(self, channel: str) -> float:
+        """EUR cost of delivering one action on `channel` (0 when the catalogue declares none)."""
+        if channel not in self.channels:
+            raise KeyError(f"unknown channel {channel!r}; channels: {', '.join(self.channels)}")
+        return float(self.channel_costs.get(channel, 0.0))
 
     def action(self, action_id: str) -> Action:
         for a in self.actions:

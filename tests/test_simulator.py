@@ -233,7 +233,9 @@ def test_airport_checkin_lifts_travel_offers_for_hours_then_fades(truth: TrueWor
     old = truth.p_accept(base.assign(ts=ts + pd.Timedelta(days=5), signal=None))
     later = truth.p_accept(base.assign(ts=ts + pd.Timedelta(days=5), signal="airport_checkin"))
     assert np.median(later[active] / np.maximum(old[active], 1e-12)) > 5
-    assert now[active].mean() > 0.2 and without[active].mean() < 0.06
+    # travel insurance is need-gated: for random customers (mostly not travelling) even a check-in lifts it only to
+    # a few percent; the logged check-in triggers (customers who do travel) are in the next test
+    assert now[active].mean() > 0.04 and without[active].mean() < 0.01
 
 
 @pytest.mark.parametrize(
@@ -314,6 +316,63 @@ def test_bayes_optimal_aucs_are_informative_but_well_below_one(truth: TrueWorld)
 def test_true_world_reproduces_the_logged_acceptance_probabilities(truth: TrueWorld, contacts: pd.DataFrame) -> None:
     p = truth.p_accept(contacts[["customer_id", "action_id", "channel", "ts"]])
     np.testing.assert_allclose(p, contacts["p_accept"].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_true_world_reproduces_the_logged_organic_probabilities(truth: TrueWorld, contacts: pd.DataFrame) -> None:
+    p = truth.p_organic(contacts[["customer_id", "action_id", "ts"]])
+    np.testing.assert_allclose(p, contacts["p_organic"].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert (contacts["p_organic"] > 0.05).sum() > 10  # some contacts reach customers who would buy anyway
+    prod = contacts["action_id"].map({a.id: a.product for a in load_catalogue().actions})
+    assert (contacts.loc[prod.isna(), "p_organic"] == 0).all()
+
+
+def test_contact_truth_holds_the_expected_consequences_of_each_contact(contacts: pd.DataFrame) -> None:
+    marketing = contacts["action_id"].map({a.id: a.kind != "service" for a in load_catalogue().actions})
+    assert (contacts.loc[~marketing, ["p_opt_out", "p_complaint"]] == 0).all().all()
+    m = contacts[marketing]
+    assert m["p_opt_out"].between(0, 0.2).all() and m["p_complaint"].between(0, 0.05).all()
+    # irrelevant contacts draw more opt-outs than relevant ones on the same channel
+    email = m[m["channel"] == "email"]
+    low, high = email["p_accept"] < 0.005, email["p_accept"] > 0.05
+    assert email.loc[low, "p_opt_out"].mean() > 1.3 * email.loc[high, "p_opt_out"].mean()
+
+
+# published untargeted response rates (docs/simulator.md, "Response rates"), per delivered offer
+SOURCED_RANGES = {
+    "credit_card": (0.003, 0.02),  # card mailings 0.6% (Mail Monitor 2003) - 1.2% (1998)
+    "travel_card": (0.002, 0.02),
+    "personal_loan": (0.002, 0.015),  # hard offers "below 1%"
+    "savings_account": (0.005, 0.05),
+    "term_deposit": (0.005, 0.05),  # by phone 11.3% (UCI): the web channel is far below
+    "investment_fund": (0.002, 0.02),
+    "home_insurance": (0.002, 0.02),
+    "mortgage": (0.0, 0.005),  # need-gated: almost never without the intent
+    "car_loan": (0.0, 0.005),
+    "business_loan": (0.0, 0.005),
+    "travel_insurance": (0.0, 0.01),
+}
+
+
+def test_untargeted_acceptance_by_product_is_in_the_published_range(truth: TrueWorld) -> None:
+    ids = truth.customers.ids
+    ts = pd.Timestamp("2026-03-10 11:00", tz=UTC)
+    for action, (lo, hi) in SOURCED_RANGES.items():
+        p = truth.p_accept(pd.DataFrame({"customer_id": ids, "action_id": action, "channel": "web", "ts": ts}))
+        p = p[p > 0]
+        assert lo <= p.mean() <= hi, (action, p.mean())
+
+
+def test_big_ticket_products_are_taken_almost_only_with_the_matching_intent(truth: TrueWorld) -> None:
+    ids = truth.customers.ids
+    ts = pd.Timestamp("2026-03-10 11:00", tz=UTC)
+    levels = truth.intent_levels(ids, ts)
+    for action, intent in (("mortgage", "home_purchase"), ("car_loan", "car_purchase")):
+        p = truth.p_accept(pd.DataFrame({"customer_id": ids, "action_id": action, "channel": "app", "ts": ts}))
+        need = (levels[intent] > 0.4).to_numpy() & (p > 0)
+        none = (levels[intent] == 0).to_numpy() & (p > 0)
+        assert need.sum() >= 3 and none.sum() > 100
+        assert np.median(p[none]) < 0.002
+        assert p[need].mean() > 20 * p[none].mean(), action
 
 
 def test_p_accept_scores_thousands_of_pairs_in_one_vectorized_call(truth: TrueWorld, world: Path) -> None:
@@ -409,8 +468,9 @@ def test_logging_policy_choice_frequencies_match_the_logged_propensities() -> No
     for a in ("credit_card", "savings_account", "personal_loan", "home_insurance"):
         eligible[:, table.ids.index(a)] = True
     consent = np.ones((m, len(table.channels)), dtype=bool)
-    choice = policy.decide(
-        rng,
+    choice = policy.choose(
+        rng.random(m),
+        rng.random(m),
         eligible,
         consent,
         np.full(m, table.channels.index("app")),
@@ -433,8 +493,10 @@ def test_logging_policy_respects_consent() -> None:
     m = 100
     consent = np.zeros((m, len(table.channels)), dtype=bool)
     consent[:, table.channels.index("email")] = True
-    choice = policy.decide(
-        np.random.default_rng(1),
+    u = np.random.default_rng(1).random((2, m))
+    choice = policy.choose(
+        u[0],
+        u[1],
         np.ones((m, len(table.ids)), dtype=bool),
         consent,
         np.full(m, table.channels.index("app")),
@@ -443,8 +505,9 @@ def test_logging_policy_respects_consent() -> None:
         np.full(m, 0.3),
     )
     assert (choice.channel == table.channels.index("email")).all()
-    nobody = policy.decide(
-        np.random.default_rng(1),
+    nobody = policy.choose(
+        u[0],
+        u[1],
         np.ones((m, len(table.ids)), dtype=bool),
         np.zeros_like(consent),
         np.zeros(m, dtype=np.int64),

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nextbest.errors import ConfigError
 from nextbest.simulator.scenarios import SCENARIOS
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"  # 2.0: sourced response rates, contact consequences, common random numbers
 
 
 class SimulationConfig(BaseModel):

@@ -19,6 +19,7 @@ INTENTS: tuple[str, ...] = (
     "retirement",
     "financial_distress",
     "switching",
+    "business_expansion",  # a small business plans an investment (premises, equipment): what a business loan needs
 )
 # Half-life of an intent's strength, days. Fixed per intent type so a customer's level of one intent is a single
 # exponentially decaying sum (the simulator carries it as one number; the oracle recomputes it from the rows).
@@ -30,6 +31,7 @@ INTENT_HALF_LIFE_DAYS: dict[str, float] = {
     "retirement": 90.0,
     "financial_distress": 30.0,
     "switching": 21.0,
+    "business_expansion": 45.0,
 }
 # Base daily arrival rate of each life event / intent (Poisson); population.py and dynamics.py scale it per customer.
 INTENT_BASE_RATE: dict[str, float] = {
@@ -40,6 +42,7 @@ INTENT_BASE_RATE: dict[str, float] = {
     "retirement": 1 / 600,
     "financial_distress": 1 / 1500,
     "switching": 1 / 1500,
+    "business_expansion": 1 / 700,  # small businesses only (engine._static_intent_rates)
 }
 
 SIGNALS: tuple[str, ...] = (
@@ -113,15 +116,21 @@ CHANNEL_CONSENT: dict[str, str | None] = {
 }
 CONSENT_COLUMNS: tuple[str, ...] = ("consent_email", "consent_sms", "consent_push", "consent_app", "consent_call")
 # Baseline response by channel (logit shift); the customer's own channel affinity adds to it.
+# Order from the DMA response rate reports (phone and direct mail far above email: house-list mail 3.40% vs email
+# 0.12% in 2012) and the UCI telemarketing study (term deposits by phone 11.3%); magnitudes are modelling choices
+# (docs/simulator.md, sources table).
 CHANNEL_EFFECT: dict[str, float] = {
     "app": 0.25,
     "web": 0.0,
     "email": -0.45,
     "sms": -0.55,
     "push": 0.05,
-    "call_centre": 0.45,
+    "call_centre": 0.9,
     "atm": -0.35,
 }
+# Channels the bank pushes a message through (the customer is not in a session with the bank): the consequences of
+# unwanted contact (opt-out, complaint, nuisance churn) weigh on these; app, web and ATM offers are shown in session.
+OUTBOUND_CHANNELS: frozenset[str] = frozenset({"email", "sms", "push", "call_centre"})
 DIGITAL_CHANNELS: frozenset[str] = frozenset({"app", "web", "push"})
 
 REGIONS: tuple[str, ...] = ("capital", "north", "south", "east", "west")
@@ -129,6 +138,28 @@ HOME_COUNTRY = "NL"
 TRAVEL_COUNTRIES: tuple[str, ...] = ("ES", "FR", "IT", "PT", "GR", "GB", "US", "DE")
 
 # ---- true acceptance model: logit = base(kind, value) + fit + intent + context + channel + fatigue + drift + noise
+# Untargeted acceptance of each product's offer on the reference channel (channel effect 0), for a customer with no
+# particular need: logit(rate) is the action's base logit. Sources in docs/simulator.md ("Response rates"): card
+# mailings 0.6-1.2% (Mail Monitor), hard offers to a list "below 1%", deposits by phone 11.3% (UCI, Moro et al.
+# 2014). The big-ticket products are need-gated: without the matching intent or life event they are almost never
+# taken (a mortgage offer to someone not buying a home), with it a timely offer converts at 15-30% (INTENT_EFFECT).
+ACCEPT_BASE_RATE: dict[str, float] = {
+    "travel_card": 0.005,
+    "travel_insurance": 0.002,
+    "credit_card": 0.008,
+    "personal_loan": 0.005,
+    "car_loan": 0.0008,
+    "mortgage": 0.0005,
+    "savings_account": 0.015,
+    "term_deposit": 0.02,
+    "investment_fund": 0.005,
+    "home_insurance": 0.007,
+    "bnpl": 0.005,
+    "business_loan": 0.001,
+    "merchant_acquiring": 0.005,
+}
+# Actions without an ACCEPT_BASE_RATE entry (retention, service, and any action a bank adds to its catalogue): base by
+# kind and value. Retention and service acceptance is driven by their triggers (switching, complaint, card lost).
 KIND_BASE_LOGIT: dict[str, float] = {"sales": -3.55, "retention": -3.9, "service": -5.6}
 VALUE_SLOPE = -0.3  # per log(value / 100): bigger commitments are harder to sell
 NOISE_SCALE = 0.35  # logistic noise per (customer, action, day), reproducible by hashing
@@ -143,15 +174,16 @@ INTENT_EFFECT: dict[str, dict[str, float]] = {
     "travel_insurance": {"travel": 3.0},
     "credit_card": {"travel": 0.5, "new_child": 0.4},
     "personal_loan": {"new_child": 0.8, "financial_distress": 1.0, "home_purchase": 0.6},
-    "car_loan": {"car_purchase": 3.6},
-    "mortgage": {"home_purchase": 3.8},
+    # need-gated: at a typical intent level (0.7) plus the matching signal a timely offer converts at 15-30%
+    "car_loan": {"car_purchase": 5.0},
+    "mortgage": {"home_purchase": 6.6},
     "savings_account": {"new_child": 1.2, "retirement": 0.6},
     "term_deposit": {"retirement": 1.8},
     "investment_fund": {"retirement": 1.6},
     "home_insurance": {"home_purchase": 2.2, "new_child": 0.9},
     "bnpl": {"financial_distress": 0.6},
-    "business_loan": {"financial_distress": 0.5},
-    "merchant_acquiring": {},
+    "business_loan": {"business_expansion": 5.5, "financial_distress": 0.5},
+    "merchant_acquiring": {"business_expansion": 1.0},
     "fee_waiver": {"switching": 2.2, "financial_distress": 0.8},
     "loyalty_rate_boost": {"switching": 2.4},
     "card_replacement": {},
@@ -161,7 +193,7 @@ INTENT_EFFECT: dict[str, dict[str, float]] = {
 # Action -> {signal: logit gain at age 0, decaying with SIGNAL_TAU_HOURS}
 CONTEXT_EFFECT: dict[str, dict[str, float]] = {
     "travel_card": {"airport_checkin": 2.2},
-    "travel_insurance": {"airport_checkin": 2.8},
+    "travel_insurance": {"airport_checkin": 3.2},
     "car_loan": {"car_dealership_visit": 2.5},
     "mortgage": {"property_search": 1.6},
     "home_insurance": {"property_search": 1.0},
@@ -247,15 +279,26 @@ PRODUCT_AMOUNT: dict[str, float] = {
     "business_loan": 40_000.0,
     "merchant_acquiring": 0.0,
 }
-# Organic uptake without any contact: daily probability gain per unit intent level.
+# Organic uptake without any contact: daily probability gain per unit intent level (capped at 1.5). Over an intent
+# episode of strength 1 the uptake here is 1 - exp(-gain * half_life / ln 2): mortgage ~40% (Accenture UK 2010: 46%
+# likely to buy their next product from their current provider), car loan ~15% (Experian: banks finance 24-28% of
+# vehicles, about half of cars are financed), business loan ~32%, travel insurance ~13%.
 ORGANIC_UPTAKE: dict[str, dict[str, float]] = {
-    "mortgage": {"home_purchase": 0.006},
-    "car_loan": {"car_purchase": 0.010},
+    "mortgage": {"home_purchase": 0.0089},
+    "car_loan": {"car_purchase": 0.0054},
     "travel_insurance": {"travel": 0.010},
     "home_insurance": {"home_purchase": 0.004},
     "savings": {"new_child": 0.003},
     "personal_loan": {"financial_distress": 0.004},
+    "business_loan": {"business_expansion": 0.006},
 }
+# Horizon of the truth's organic probability (`TrueWorld.p_organic`, `contact_truth.p_organic`): the chance that the
+# customer takes the product anyway within this many days, on their own, given the intents they have now.
+ORGANIC_HORIZON_DAYS = 90
+# Products only taken organically by customers in the low or medium risk band (the bank's own credit check).
+ORGANIC_CREDIT_CHECK: frozenset[str] = frozenset({"mortgage", "personal_loan", "car_loan", "business_loan"})
+ORGANIC_LEVEL_CAP = 1.5
+LIVE_INTENT_LEVEL = 0.005  # below this on every intent a customer has no live need (no intent page views, no uptake)
 
 # ---- churn hazard (daily), logit scale
 CHURN_BASE_LOGIT = -7.45
@@ -273,6 +316,11 @@ CHURN_RETENTION_GAIN = -1.6  # per accepted retention action, decayed
 CHURN_RETENTION_TAU_DAYS = 60.0
 CHURN_SERVICE_GAIN = -0.6  # per accepted service action (complaint resolved, card replaced), decayed
 CHURN_SERVICE_TAU_DAYS = 30.0
+# Nuisance: each unwanted marketing contact (outbound, not accepted) adds to a memory decaying over 30 days; the churn
+# logit rises by this gain per log(1 + memory). Direction from Localytics 2017 (22% of users stop using an app at 2-5
+# pushes a week, 31% at 6-10); a bank relationship is far stickier than an app, so the gain is small (modelling choice).
+CHURN_NUISANCE_GAIN = 0.25
+CHURN_NUISANCE_TAU_DAYS = 30.0
 # Horizon over which the evaluation credits churn an accepted action prevents (truth.churn_prevented): ~3 time
 # constants of the retention effect, so nearly all of what the simulator does after an acceptance is counted.
 CHURN_PREVENTION_HORIZON_DAYS = 180
@@ -281,8 +329,31 @@ CHURN_PREVENTION_HORIZON_DAYS = 180
 SCHEDULED_CONTACT_RATE = 0.07  # probability per customer-day of a scheduled campaign decision
 EPSILON_SCHEDULED = 0.3
 EPSILON_TRIGGERED = 0.2
-DISMISS_SHARE = 0.4  # of non-accepted outcomes on interactive channels, share explicitly dismissed
-OPT_OUT_AFTER_DISMISS = 0.03  # probability a dismissal makes the customer withdraw that channel's consent
+
+# ---- consequences of a delivered contact that is not accepted (docs/simulator.md, "Contacts have consequences")
+# P(withdraw that channel's consent) and P(complain) are logistic in: the channel's base rate, frequency
+# (log(1 + recent contacts), the fatigue memory of 7 days), irrelevance (decades of true acceptance below 10%, at
+# most 3) and an explicit dismissal.
+OPT_OUT_BASE_RATE: dict[str, float] = {
+    "email": 0.0017,  # Campaign Monitor 2019 benchmark: 0.17% unsubscribes per email
+    "sms": 0.018,  # HelloWorld/Cellit study of 1,180 retail SMS campaigns: 1.8% per message on weekdays
+    "push": 0.009,  # Localytics 2017: 10% disable push at one a week (~0.9% per push over ~12 weeks)
+    "call_centre": 0.01,  # modelling choice: between push and SMS (a "do not call me" request)
+    "app": 0.002,  # modelling choice: in-session messages are the least intrusive
+    "web": 0.001,
+}
+COMPLAINT_BASE_RATE: dict[str, float] = {
+    "email": 0.0003,  # Gmail sender guidelines: keep spam complaints below 0.1%, never at 0.3%
+    "sms": 0.001,  # modelling choice: SMS is more intrusive than email
+    "push": 0.0002,
+    "call_centre": 0.002,  # modelling choice: unsolicited calls draw the most complaints
+    "app": 0.0001,
+    "web": 0.0001,
+}
+CONSEQUENCE_FREQUENCY_GAIN = 0.6  # Localytics 2017: 10% -> 37% -> +33% disable at 1, 2-5, 6-10 pushes a week
+CONSEQUENCE_IRRELEVANCE_GAIN = 0.5  # modelling choice: per decade of p_accept below RELEVANT_P_ACCEPT
+RELEVANT_P_ACCEPT = 0.10
+CONSEQUENCE_DISMISS_GAIN = 0.7  # modelling choice: an explicit "not interested" weighs more than an ignored message
 # The rule the logging policy follows before exploring: action priority per trigger and per segment.
 TRIGGER_RULE: dict[str, tuple[str, ...]] = {
     "airport_checkin": ("travel_insurance", "travel_card"),

@@ -1,25 +1,110 @@
-"""The logging policy that produced the historical contacts: a segment/trigger rule with epsilon-greedy exploration.
+"""The contact decision of each simulated day as a protocol, and the logging policy that made the historical contacts.
 
-Its choice probabilities are known exactly and logged with every contact (`logging_propensity`, `n_eligible`), so a
-new policy can be evaluated off-policy from the logs alone. The rule: on a trigger, the trigger's offers first; on a
-scheduled campaign, the segment's offers first; otherwise catalogue order. With probability epsilon it explores
-uniformly among the eligible actions for the chosen channel. The channel is picked first (triggered: push, app,
-SMS, email; scheduled: the customer's preferred channel first) among channels with consent and at least one
-eligible action.
+Each day the world hands a `ContactPolicy` the day's decision points as arrays (`DecisionPoints`: who, when, the
+triggering signal, what the bank knows about eligibility and consent) and gets back, per point, an action and a
+channel or nothing (`Decisions`). `LoggingPolicy` is the implementation that produced the historical contacts: a
+segment/trigger rule with epsilon-greedy exploration. Its choice probabilities are known exactly and logged with
+every contact (`logging_propensity`, `n_eligible`), so a new policy can be evaluated off-policy from the logs alone.
+
+The logging rule: on a trigger, the trigger's offers first; on a scheduled campaign, the segment's offers first;
+otherwise catalogue order. With probability epsilon it explores uniformly among the eligible actions for the chosen
+channel. The channel is picked first (triggered: push, app, SMS, email; scheduled: the customer's preferred channel
+first) among channels with consent and at least one eligible action. Its exploration draws come from its own
+counter-based stream keyed by (customer, day), so the same policy over the same points chooses the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Protocol
 
 import numpy as np
 
 from nextbest.catalogue import SEGMENTS
 from nextbest.simulator import params as P
 from nextbest.simulator.propensity import ActionTable
+from nextbest.simulator.streams import Stream, Streams
 
 _TRIGGER_CHANNEL_ORDER = ("push", "app", "sms", "email")
 _SCHEDULED_CHANNEL_ORDER = ("email", "app", "call_centre", "sms", "web", "push")
+
+
+@dataclass(frozen=True)
+class DecisionPoints:
+    """One simulated day's decision points, one row each (at most one per customer and day).
+
+    Times are int64 seconds since the world start (`SimulationConfig.start_epoch_seconds` turns them into UTC).
+    `eligible` is the catalogue's eligibility as the bank sees it (age, segment, risk band, holdings, no credit to
+    vulnerable customers); `consent` the channels the customer has consented to (index: the catalogue's channels).
+    """
+
+    day: int
+    customer_id: np.ndarray  # int64 key
+    ts: np.ndarray  # int64 seconds since the world start
+    trigger: np.ndarray  # index into params.SIGNALS, -1 for a scheduled (campaign) decision
+    location: np.ndarray  # index into params.LOCATION_TYPES
+    eligible: np.ndarray  # (m, n_actions) bool
+    consent: np.ndarray  # (m, n_channels) bool
+    preferred_channel: np.ndarray  # index into the catalogue's channels
+    segment: np.ndarray  # index into catalogue.SEGMENTS
+    chunk: np.ndarray  # which chunk of customers the point belongs to
+    row: np.ndarray  # the customer's row in that chunk
+
+    @property
+    def m(self) -> int:
+        return len(self.customer_id)
+
+    @property
+    def triggered(self) -> np.ndarray:
+        return self.trigger >= 0
+
+    def take(self, index: np.ndarray) -> DecisionPoints:
+        """The points at `index` (positions or a boolean mask)."""
+        kw = {f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "day"}
+        return DecisionPoints(day=self.day, **kw)
+
+    @classmethod
+    def concat(cls, parts: list[DecisionPoints], day: int) -> DecisionPoints:
+        """Points of several chunks of the same day as one batch."""
+        names = [f.name for f in fields(cls) if f.name != "day"]
+        return cls(day=day, **{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Per decision point: the action index (-1: nothing), the channel index, the choice probability (NaN when the
+    policy does not know it) and the size of the eligible set the choice was made from (0 when unknown)."""
+
+    action: np.ndarray
+    channel: np.ndarray
+    propensity: np.ndarray
+    n_eligible: np.ndarray
+
+    @classmethod
+    def nothing(cls, m: int) -> Decisions:
+        """No contact at any of `m` points."""
+        return cls(
+            action=np.full(m, -1, dtype=np.int64),
+            channel=np.zeros(m, dtype=np.int64),
+            propensity=np.full(m, np.nan),
+            n_eligible=np.zeros(m, dtype=np.int64),
+        )
+
+    def take(self, index: np.ndarray) -> Decisions:
+        return Decisions(*(getattr(self, f.name)[index] for f in fields(self)))
+
+
+class ContactPolicy(Protocol):
+    """Decides, for each of a day's decision points, what to show on which channel (or nothing)."""
+
+    def decide(self, points: DecisionPoints) -> Decisions: ...
+
+
+class NoContactPolicy:
+    """The control: never contacts anyone (the world's organic baseline)."""
+
+    def decide(self, points: DecisionPoints) -> Decisions:
+        return Decisions.nothing(points.m)
 
 
 @dataclass(frozen=True)
@@ -33,10 +118,11 @@ class Choice:
 
 
 class LoggingPolicy:
-    """Epsilon-greedy over a rule, vectorized over decision points."""
+    """Epsilon-greedy over a rule, vectorized over decision points (see module docstring)."""
 
-    def __init__(self, table: ActionTable) -> None:
+    def __init__(self, table: ActionTable, seed: int = 0) -> None:
         self.table = table
+        self.streams = Streams(seed)
         n_a = len(table.ids)
         ids = {a: i for i, a in enumerate(table.ids)}
         # catalogue order breaks ties, below any rule
@@ -67,9 +153,26 @@ class LoggingPolicy:
         trig_row = np.where(trigger >= 0, trigger, len(P.SIGNALS))
         return self._default[None, :] + self._segment_prio[segment] + self._trigger_prio[trig_row]
 
-    def decide(
+    def decide(self, points: DecisionPoints) -> Decisions:
+        """The `ContactPolicy` call: explore with epsilon (triggered 0.2, scheduled 0.3), else follow the rule."""
+        u = self.streams.uniform(Stream.POLICY, points.day, points.customer_id, width=2)
+        epsilon = np.where(points.triggered, P.EPSILON_TRIGGERED, P.EPSILON_SCHEDULED)
+        c = self.choose(
+            u[:, 0],
+            u[:, 1],
+            points.eligible,
+            points.consent,
+            points.preferred_channel,
+            points.segment,
+            points.trigger,
+            epsilon,
+        )
+        return Decisions(action=c.action, channel=c.channel, propensity=c.propensity, n_eligible=c.n_eligible)
+
+    def choose(
         self,
-        rng: np.random.Generator,
+        u_explore: np.ndarray,
+        u_pick: np.ndarray,
         base_ok: np.ndarray,
         channel_consent: np.ndarray,
         preferred_channel: np.ndarray,
@@ -77,6 +180,7 @@ class LoggingPolicy:
         trigger: np.ndarray,
         epsilon: np.ndarray,
     ) -> Choice:
+        """The rule and its exploration given two uniforms per point (explore?, which eligible action)."""
         m = len(base_ok)
         ch_ok = self.table.channel_ok
         has_any = (base_ok[:, :, None] & ch_ok[None, :, :]).any(axis=1)  # (m, channels): any eligible action there
@@ -93,8 +197,8 @@ class LoggingPolicy:
         n_elig = elig.sum(axis=1)
         prio = np.where(elig, self.rule_priority(segment, trigger), -np.inf)
         rule = np.argmax(prio, axis=1)
-        explore = rng.random(m) < epsilon
-        k = np.floor(rng.random(m) * np.maximum(n_elig, 1)).astype(np.int64)
+        explore = u_explore < epsilon
+        k = np.floor(u_pick * np.maximum(n_elig, 1)).astype(np.int64)
         kth = np.argmax((np.cumsum(elig, axis=1) == (k + 1)[:, None]) & elig, axis=1)
         action = np.where(explore, kth, rule)
         prop = epsilon / np.maximum(n_elig, 1) + (1.0 - epsilon) * (action == rule)

@@ -42,6 +42,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def logit(p: float) -> float:
+    return float(np.log(p / (1.0 - p)))
+
+
+def _base_logit(action_id: str, kind: str, value: float) -> float:
+    """The sourced untargeted rate of a product offer, else the kind's base shifted by the action's value."""
+    if action_id in P.ACCEPT_BASE_RATE:
+        return logit(P.ACCEPT_BASE_RATE[action_id])
+    return P.KIND_BASE_LOGIT[kind] + P.VALUE_SLOPE * float(np.log(value / 100.0))
+
+
 @dataclass(frozen=True)
 class ActionTable:
     """The catalogue as arrays (one row per action) with the world's true effects attached."""
@@ -70,6 +81,13 @@ class ActionTable:
     max_risk: np.ndarray  # index into RISK_BANDS
     deposit: np.ndarray  # bool: a deposit product (rate shock raises appetite)
     loan: np.ndarray  # bool: a loan product (rate shock lowers appetite)
+    churn_gain: np.ndarray  # daily churn-logit effect of accepting the action (retention, service, a new product)
+    churn_tau: np.ndarray  # its time constant in days (inf: for as long as the product is held)
+    outbound: np.ndarray  # (n_channels,) bool: the channel pushes a message (OUTBOUND_CHANNELS)
+    opt_out_logit: np.ndarray  # (n_channels,) base logit of withdrawing consent after an unwanted contact (-inf: none)
+    complaint_logit: np.ndarray  # (n_channels,) base logit of a complaint after an unwanted contact (-inf: none)
+    organic_gain: np.ndarray  # (A, n_intents): daily organic uptake of the action's product per unit intent level
+    organic_credit: np.ndarray  # (A,) bool: organic uptake of the product needs a low or medium risk band
 
     @classmethod
     def from_catalogue(cls, catalogue: Catalogue) -> ActionTable:
@@ -79,9 +97,7 @@ class ActionTable:
         kind = np.array([a.kind for a in acts])
         product = np.array([PRODUCTS.index(a.product) if a.product else -1 for a in acts], dtype=np.int64)
         value = np.array([a.value for a in acts], dtype=np.float64)
-        base = np.array(
-            [P.KIND_BASE_LOGIT[a.kind] + P.VALUE_SLOPE * np.log(a.value / 100.0) for a in acts], dtype=np.float64
-        )
+        base = np.array([_base_logit(a.id, a.kind, a.value) for a in acts], dtype=np.float64)
         intent_gain = np.zeros((n_a, len(P.INTENTS)))
         context_gain = np.zeros((n_a, len(P.SIGNALS)))
         segment_gain = np.zeros((n_a, len(SEGMENTS)))
@@ -89,13 +105,6 @@ class ActionTable:
         age_peak = np.full(n_a, 40.0)
         age_width = np.full(n_a, 10.0)
         age_gain = np.zeros(n_a)
-        channel_ok = np.zeros((n_a, len(channels)), dtype=bool)
-        min_age = np.zeros(n_a)
-        max_age = np.full(n_a, 200.0)
-        segment_ok = np.ones((n_a, len(SEGMENTS)), dtype=bool)
-        requires = np.zeros((n_a, len(PRODUCTS)), dtype=bool)
-        excludes = np.zeros((n_a, len(PRODUCTS)), dtype=bool)
-        max_risk = np.full(n_a, len(RISK_BANDS) - 1, dtype=np.int64)
         for i, a in enumerate(acts):
             for k, g in P.INTENT_EFFECT.get(a.id, {}).items():
                 intent_gain[i, P.INTENTS.index(k)] = g
@@ -106,26 +115,14 @@ class ActionTable:
             income_gain[i] = P.INCOME_EFFECT.get(a.id, 0.0)
             if a.id in P.AGE_EFFECT:
                 age_peak[i], age_width[i], age_gain[i] = P.AGE_EFFECT[a.id]
-            for c in a.channels:
-                channel_ok[i, channels.index(c)] = True
-            e = a.eligibility
-            if e.min_age is not None:
-                min_age[i] = e.min_age
-            if e.max_age is not None:
-                max_age[i] = e.max_age
-            if e.segments is not None:
-                segment_ok[i] = [s in e.segments for s in SEGMENTS]
-            for p in e.requires:
-                requires[i, PRODUCTS.index(p)] = True
-            for p in e.excludes:
-                excludes[i, PRODUCTS.index(p)] = True
-            if a.product is not None:
-                # a customer never buys a product twice here: holding it makes the offer ineligible
-                excludes[i, PRODUCTS.index(a.product)] = True
-            if e.max_risk_band is not None:
-                max_risk[i] = RISK_BANDS.index(e.max_risk_band)
+        rules = _eligibility_arrays(catalogue)
         deposit = np.array([a.product in P.DEPOSIT_PRODUCTS for a in acts])
         loan = np.array([a.product in P.LOAN_PRODUCTS for a in acts])
+        churn_gain, churn_tau = _churn_effects(kind, product)
+        organic_gain = np.zeros((n_a, len(P.INTENTS)))
+        for i, a in enumerate(acts):
+            for k, g in P.ORGANIC_UPTAKE.get(a.product or "", {}).items():
+                organic_gain[i, P.INTENTS.index(k)] = g
         return cls(
             ids=catalogue.action_ids,
             channels=channels,
@@ -142,15 +139,22 @@ class ActionTable:
             age_peak=age_peak,
             age_width=age_width,
             age_gain=age_gain,
-            channel_ok=channel_ok,
-            min_age=min_age,
-            max_age=max_age,
-            segment_ok=segment_ok,
-            requires=requires,
-            excludes=excludes,
-            max_risk=max_risk,
+            channel_ok=rules["channel_ok"],
+            min_age=rules["min_age"],
+            max_age=rules["max_age"],
+            segment_ok=rules["segment_ok"],
+            requires=rules["requires"],
+            excludes=rules["excludes"],
+            max_risk=rules["max_risk"],
             deposit=deposit,
             loan=loan,
+            churn_gain=churn_gain,
+            churn_tau=churn_tau,
+            outbound=np.array([c in P.OUTBOUND_CHANNELS for c in channels]),
+            opt_out_logit=_channel_logits(channels, P.OPT_OUT_BASE_RATE),
+            complaint_logit=_channel_logits(channels, P.COMPLAINT_BASE_RATE),
+            organic_gain=organic_gain,
+            organic_credit=np.array([a.product in P.ORGANIC_CREDIT_CHECK for a in acts]),
         )
 
     def eligible(
@@ -170,6 +174,64 @@ class ActionTable:
         ok &= ~((~held[:, None, :]) & self.requires[None, :, :]).any(axis=2)
         ok &= ~(held[:, None, :] & self.excludes[None, :, :]).any(axis=2)
         return ok
+
+
+def _eligibility_arrays(catalogue: Catalogue) -> dict[str, np.ndarray]:
+    """The catalogue's channels and eligibility rules per action as arrays (see `ActionTable.eligible`)."""
+    acts, channels = catalogue.actions, catalogue.channels
+    n_a = len(acts)
+    channel_ok = np.zeros((n_a, len(channels)), dtype=bool)
+    min_age = np.zeros(n_a)
+    max_age = np.full(n_a, 200.0)
+    segment_ok = np.ones((n_a, len(SEGMENTS)), dtype=bool)
+    requires = np.zeros((n_a, len(PRODUCTS)), dtype=bool)
+    excludes = np.zeros((n_a, len(PRODUCTS)), dtype=bool)
+    max_risk = np.full(n_a, len(RISK_BANDS) - 1, dtype=np.int64)
+    for i, a in enumerate(acts):
+        for c in a.channels:
+            channel_ok[i, channels.index(c)] = True
+        e = a.eligibility
+        if e.min_age is not None:
+            min_age[i] = e.min_age
+        if e.max_age is not None:
+            max_age[i] = e.max_age
+        if e.segments is not None:
+            segment_ok[i] = [s in e.segments for s in SEGMENTS]
+        for p in e.requires:
+            requires[i, PRODUCTS.index(p)] = True
+        for p in e.excludes:
+            excludes[i, PRODUCTS.index(p)] = True
+        if a.product is not None:
+            # a customer never buys a product twice here: holding it makes the offer ineligible
+            excludes[i, PRODUCTS.index(a.product)] = True
+        if e.max_risk_band is not None:
+            max_risk[i] = RISK_BANDS.index(e.max_risk_band)
+    return {
+        "channel_ok": channel_ok,
+        "min_age": min_age,
+        "max_age": max_age,
+        "segment_ok": segment_ok,
+        "requires": requires,
+        "excludes": excludes,
+        "max_risk": max_risk,
+    }
+
+
+def _churn_effects(kind: np.ndarray, product: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per action, what accepting it does to the daily churn logit and for how long (see `prevented_churn`)."""
+    gain = np.where(
+        kind == "retention",
+        P.CHURN_RETENTION_GAIN,
+        np.where(kind == "service", P.CHURN_SERVICE_GAIN, np.where(product >= 0, P.CHURN_PRODUCTS_GAIN, 0.0)),
+    )
+    tau = np.where(
+        kind == "retention", P.CHURN_RETENTION_TAU_DAYS, np.where(kind == "service", P.CHURN_SERVICE_TAU_DAYS, np.inf)
+    )
+    return gain.astype(np.float64), tau.astype(np.float64)
+
+
+def _channel_logits(channels: tuple[str, ...], rates: dict[str, float]) -> np.ndarray:
+    return np.array([logit(rates[c]) if c in rates else -np.inf for c in channels])
 
 
 @dataclass
@@ -232,6 +294,63 @@ def drift_shift(
         table.loan[action], P.RATE_SHOCK_LOAN_SHIFT, 0.0
     )
     return np.where(after_start, shift, 0.0)
+
+
+def consequence_probabilities(
+    table: ActionTable,
+    channel: np.ndarray,
+    recent_contacts: np.ndarray,
+    p_accept: np.ndarray,
+    dismissed: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """P(withdraw the channel's consent) and P(complain) after a delivered contact that was not accepted.
+
+    Logistic in the channel's base rate, frequency (log(1 + recent contacts): the 7-day fatigue memory before
+    today), irrelevance (decades of true acceptance below RELEVANT_P_ACCEPT, at most 3) and an explicit dismissal.
+    Channels without a consent (ATM) have no opt-out; an accepted contact has neither.
+    """
+    irrelevance = np.clip(np.log10(P.RELEVANT_P_ACCEPT / np.maximum(p_accept, 1e-6)), 0.0, 3.0)
+    shift = (
+        P.CONSEQUENCE_FREQUENCY_GAIN * np.log1p(recent_contacts)
+        + P.CONSEQUENCE_IRRELEVANCE_GAIN * irrelevance
+        + P.CONSEQUENCE_DISMISS_GAIN * dismissed
+    )
+    with np.errstate(over="ignore"):
+        p_opt = sigmoid(table.opt_out_logit[channel] + shift)
+        p_complaint = sigmoid(table.complaint_logit[channel] + shift)
+    return p_opt, p_complaint
+
+
+def organic_daily_probability(gain: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Daily probability of organic uptake: sum over intents of gain * min(level, cap). gain and level (..., K)."""
+    return np.sum(gain * np.minimum(level, P.ORGANIC_LEVEL_CAP), axis=-1)
+
+
+def organic_within(gain: np.ndarray, level: np.ndarray, half_life: np.ndarray, days: int) -> np.ndarray:
+    """P(organic uptake on at least one of the next `days` days) as intents decay and no new one arrives.
+
+    gain (m, K): the product's organic gain per intent; level (m, K): intent levels at the first day's midnight.
+    As in the simulator, a day on which no intent is above LIVE_INTENT_LEVEL has no uptake.
+    """
+    steps = np.arange(days, dtype=np.float64)
+    decayed = level[:, None, :] * np.power(0.5, steps[None, :, None] / half_life[None, None, :])  # (m, H, K)
+    daily = np.clip(organic_daily_probability(gain[:, None, :], decayed), 0.0, 1.0)
+    daily = np.where(decayed.max(axis=2) > P.LIVE_INTENT_LEVEL, daily, 0.0)
+    return 1.0 - np.exp(np.sum(np.log1p(-np.minimum(daily, 1.0 - 1e-12)), axis=1))
+
+
+def prevented_churn(hazard: np.ndarray, gain: np.ndarray, tau: np.ndarray, horizon_days: int) -> np.ndarray:
+    """Drop in P(close within the horizon) if the effect g_d = gain * exp(-d / tau) is added to the churn logit.
+
+    prod_{d<H} (1 - sigmoid(logit(h) + g_d)) - (1 - h)^H, with the day's hazard h held constant.
+    """
+    days = np.arange(horizon_days, dtype=np.float64)
+    effect = gain[:, None] * np.exp(-days[None, :] / tau[:, None])
+    hc = np.clip(hazard, 1e-12, 1 - 1e-12)
+    z = np.log(hc / (1.0 - hc))
+    kept = np.exp(np.sum(np.log1p(-1.0 / (1.0 + np.exp(-(z[:, None] + effect)))), axis=1))
+    base = np.power(1.0 - hazard, horizon_days)
+    return np.where(hazard > 0, np.clip(kept - base, 0.0, 1.0), 0.0)
 
 
 def decay(tau_days: float) -> float:

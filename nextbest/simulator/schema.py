@@ -107,6 +107,15 @@ SOURCE_SCHEMAS: dict[str, pa.Schema] = {
             ("reason", pa.string()),
         ]
     ),
+    "complaints": pa.schema(
+        [
+            ("customer_id", pa.int64()),
+            ("ts", TS),
+            ("cause", pa.string()),
+            ("channel", pa.string()),
+            ("contact_id", pa.int64()),
+        ]
+    ),
 }
 
 
@@ -136,6 +145,14 @@ TRUTH_SCHEMAS: dict[str, pa.Schema] = {
             ("half_life_days", pa.float64()),
         ]
     ),
-    "contact_truth": pa.schema([("contact_id", pa.int64()), ("p_accept", pa.float64())]),
+    "contact_truth": pa.schema(
+        [
+            ("contact_id", pa.int64()),
+            ("p_accept", pa.float64()),
+            ("p_organic", pa.float64()),
+            ("p_opt_out", pa.float64()),
+            ("p_complaint", pa.float64()),
+        ]
+    ),
     "churn_hazard": pa.schema([("customer_id", pa.int64()), ("date", TS), ("hazard", pa.float64())]),
 }

@@ -21,7 +21,16 @@ import pandas as pd
 from nextbest.catalogue import PRODUCTS, SEGMENTS, load_catalogue
 from nextbest.errors import DataError, NotReadyError
 from nextbest.simulator import params as P
-from nextbest.simulator.propensity import AcceptState, ActionTable, accept_probability, drift_shift, hash_noise
+from nextbest.simulator.population import risk_band
+from nextbest.simulator.propensity import (
+    AcceptState,
+    ActionTable,
+    accept_probability,
+    drift_shift,
+    hash_noise,
+    organic_within,
+    prevented_churn,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +175,14 @@ class TrueWorld:
             }
         )
         self._hazard: pd.DataFrame | None = None
+        prof = _read(src / "customers", ["customer_id", "valid_from", "credit_score"])
+        self._profiles = pd.DataFrame(
+            {
+                "customer_id": prof["customer_id"].to_numpy(np.int64),
+                "t": _seconds(prof["valid_from"], ep),
+                "credit_score": prof["credit_score"].to_numpy(np.int64),
+            }
+        ).sort_values("t")
 
     # ---- the oracle
     def p_accept(self, frame: pd.DataFrame) -> np.ndarray:
@@ -276,28 +293,42 @@ class TrueWorld:
             return np.empty(0)
         act = self._codes(frame["action_id"], self._action_index, "action_id")
         h = self.churn_probability(frame["customer_id"].to_numpy(np.int64), frame["ts"].reset_index(drop=True), 1)
-        kind = self.table.kind[act]
-        gain = np.where(
-            kind == "retention",
-            P.CHURN_RETENTION_GAIN,
-            np.where(
-                kind == "service",
-                P.CHURN_SERVICE_GAIN,
-                np.where(self.table.product[act] >= 0, P.CHURN_PRODUCTS_GAIN, 0.0),
-            ),
-        )
-        tau = np.where(
-            kind == "retention",
-            P.CHURN_RETENTION_TAU_DAYS,
-            np.where(kind == "service", P.CHURN_SERVICE_TAU_DAYS, np.inf),
-        )
-        days = np.arange(horizon_days, dtype=np.float64)
-        effect = gain[:, None] * np.exp(-days[None, :] / tau[:, None])  # (m, H); tau=inf -> constant
-        hc = np.clip(h, 1e-12, 1 - 1e-12)
-        logit = np.log(hc / (1.0 - hc))
-        kept = np.exp(np.sum(np.log1p(-1.0 / (1.0 + np.exp(-(logit[:, None] + effect)))), axis=1))
-        base = np.power(1.0 - h, horizon_days)
-        return np.where(h > 0, np.clip(kept - base, 0.0, 1.0), 0.0)
+        return prevented_churn(h, self.table.churn_gain[act], self.table.churn_tau[act], horizon_days)
+
+    def p_organic(self, frame: pd.DataFrame, horizon_days: int = P.ORGANIC_HORIZON_DAYS) -> np.ndarray:
+        """True P(the customer takes the action's product on their own within `horizon_days` of `ts`), no contact.
+
+        What a scorer needs to credit only the increment of an offer: an acceptance by a customer who would have
+        bought anyway within the horizon is mostly pull-forward, so a sale is worth about p_accept x (1 - p_organic)
+        of its value more than doing nothing. From the intents at the decision day's midnight, decaying, with no new
+        life event and the customer staying (churn is not subtracted); the simulator's rule that a day with no
+        intent above LIVE_INTENT_LEVEL has no uptake, age >= 18, and the credit check (risk band at ts) of loans.
+        It equals `contact_truth.p_organic` for every logged contact. Non-product actions, products without an
+        organic path, a product already held or an inactive customer give 0. `frame`: customer_id, action_id, ts.
+        """
+        missing = {"customer_id", "action_id", "ts"} - set(frame.columns)
+        if missing:
+            raise DataError(f"p_organic frame is missing column(s) {sorted(missing)}")
+        if len(frame) == 0:
+            return np.empty(0)
+        cid = frame["customer_id"].to_numpy(np.int64)
+        ts = _seconds(frame["ts"], self.epoch)
+        act = self._codes(frame["action_id"], self._action_index, "action_id")
+        cu = self.customers
+        r = cu.rows(cid)
+        day_start = (ts // _DAY) * _DAY
+        level = self._intent_levels(cid, day_start)
+        half = np.array([P.INTENT_HALF_LIFE_DAYS[k] for k in P.INTENTS])
+        gain = self.table.organic_gain[act]
+        years = pd.DatetimeIndex(pd.to_datetime((ts + self.epoch), unit="s", utc=True)).year.to_numpy()
+        can = (years - cu.birth_year[r]) >= 18
+        can &= ~self.table.organic_credit[act] | (risk_band(self._credit_scores(cid, ts)) <= 1)
+        can &= ~self._holds(cid, self.table.product[act], ts) & (ts > cu.signup_s[r]) & (ts < cu.closed_s[r])
+        some = np.nonzero(can & ((gain * level).sum(axis=1) > 0))[0]
+        p = np.zeros(len(frame))
+        if len(some):
+            p[some] = organic_within(gain[some], level[some], half, horizon_days)
+        return p
 
     def intent_levels(self, customer_ids: np.ndarray | list[int], ts: pd.Timestamp) -> pd.DataFrame:
         """The latent intents' decayed strength per customer at `ts` (one column per intent), for exploration."""
@@ -351,6 +382,13 @@ class TrueWorld:
             dis = pr["dismissed"].to_numpy()
             np.add.at(fat_d, qi[dis], np.exp(-gap[dis] / P.FATIGUE_DISMISS_TAU_DAYS))
         return fat_c, fat_d
+
+    def _credit_scores(self, cid: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Each customer's credit score at ts (the latest customers row at or before it)."""
+        q = pd.DataFrame({"customer_id": cid, "t": ts, "i": np.arange(len(cid))}).sort_values("t")
+        merged = pd.merge_asof(q, self._profiles, left_on="t", right_on="t", by="customer_id", direction="backward")
+        score = merged.sort_values("i")["credit_score"].to_numpy(np.float64)
+        return np.nan_to_num(score, nan=0.0).astype(np.int64)
 
     def _holds(self, cid: np.ndarray, prod: np.ndarray, ts: np.ndarray) -> np.ndarray:
         q = pd.DataFrame({"customer_id": cid, "product": prod, "qi": np.arange(len(cid)), "qt": ts})

@@ -23,8 +23,9 @@ import numpy as np
 from nextbest.catalogue import Catalogue, load_catalogue
 from nextbest.simulator import params as P
 from nextbest.simulator.config import GENERATOR_VERSION, SimulationConfig
-from nextbest.simulator.engine import simulate_chunk
+from nextbest.simulator.engine import ChunkResult, simulate_chunk
 from nextbest.simulator.metrics import StreamingAUC
+from nextbest.simulator.policy import LoggingPolicy
 from nextbest.simulator.population import Population, generate_population
 from nextbest.simulator.propensity import ActionTable
 from nextbest.simulator.writer import chunk_tables, write_chunk
@@ -46,7 +47,7 @@ class WorldSummary:
     acceptance_rate: float = 0.0
 
 
-def _chunk_plan(config: SimulationConfig) -> list[tuple[int, int, int, int]]:
+def chunk_plan(config: SimulationConfig) -> list[tuple[int, int, int, int]]:
     """(first base id, n base, first cohort id, n cohort) per chunk."""
     plan = []
     cohort_next = config.customers + 1
@@ -73,18 +74,14 @@ class _ChunkOutput:
     customer_days: float
 
 
-def _run_chunk(
-    config: SimulationConfig,
-    catalogue: Catalogue,
-    c: int,
-    plan: tuple[int, int, int, int],
-    staging: Path,
-    on_progress: ProgressCallback | None = None,
-) -> _ChunkOutput:
-    """Simulate and write one chunk (runs in a worker process when the world has several chunks)."""
+def chunk_population(
+    config: SimulationConfig, catalogue: Catalogue, c: int, plan: tuple[int, int, int, int]
+) -> tuple[Population, np.random.Generator]:
+    """Chunk c's customers (and the scenario's joiners) and its generator, which then draws the starting balances.
+
+    SeedSequence children are keyed by index, so chunk c's stream does not depend on how many chunks there are.
+    """
     first, n_base, coh_first, n_coh = plan
-    table = ActionTable.from_catalogue(catalogue)
-    # SeedSequence children are keyed by index, so chunk c's stream does not depend on how many chunks there are
     rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(c + 1)[c])
     ids = np.arange(first, first + n_base, dtype=np.int64)
     pop = generate_population(rng, ids, config.start_date.year, catalogue.channels)
@@ -102,7 +99,13 @@ def _run_chunk(
             digital_cohort=True,
         )
         pop = _concat(pop, cohort)
-    result = simulate_chunk(config, table, pop, rng, c, on_day=(lambda d: on_progress(1)) if on_progress else None)
+    return pop, rng
+
+
+def chunk_output(
+    config: SimulationConfig, table: ActionTable, c: int, pop: Population, result: ChunkResult, staging: Path
+) -> _ChunkOutput:
+    """Write one chunk's tables into `staging` and return its rows and the ingredients of the world's measures."""
     tables = chunk_tables(result, pop, config, table)
     rows = write_chunk(tables, staging, c)
     churn_hist = {}
@@ -123,6 +126,29 @@ def _run_chunk(
         n_closed=tables["closures"].num_rows,
         customer_days=float(np.clip(config.days - joined, 0, None).sum()),
     )
+
+
+def _run_chunk(
+    config: SimulationConfig,
+    catalogue: Catalogue,
+    c: int,
+    plan: tuple[int, int, int, int],
+    staging: Path,
+    on_progress: ProgressCallback | None = None,
+) -> _ChunkOutput:
+    """Simulate and write one chunk under the logging policy (in a worker process when there are several chunks)."""
+    table = ActionTable.from_catalogue(catalogue)
+    pop, rng = chunk_population(config, catalogue, c, plan)
+    result = simulate_chunk(
+        config,
+        table,
+        pop,
+        rng,
+        c,
+        LoggingPolicy(table, seed=config.seed),
+        on_day=(lambda d: on_progress(1)) if on_progress else None,
+    )
+    return chunk_output(config, table, c, pop, result, staging)
 
 
 def _run_chunks(
@@ -166,8 +192,8 @@ def simulate_world(
     started = time.perf_counter()
     out = Path(out_dir)
     catalogue = catalogue or load_catalogue()
-    staging = _fresh_staging(out)
-    plan = _chunk_plan(config)
+    staging = fresh_staging(out)
+    plan = chunk_plan(config)
     if workers is None:
         workers = min(2, os.cpu_count() or 1, len(plan))
     try:
@@ -175,8 +201,8 @@ def simulate_world(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # never leave a half-written world behind
         raise
-    summary = _summarise(outputs, config, out)
-    _publish(staging, out, _world_json(config, catalogue, plan, summary))
+    summary = summarise(outputs, config, out)
+    publish(staging, out, world_json(config, catalogue, plan, summary))
     summary.seconds = time.perf_counter() - started
     logger.debug(
         "simulated %s customers x %s days into %s in %.1fs", config.customers, config.days, out, summary.seconds
@@ -184,7 +210,7 @@ def simulate_world(
     return summary
 
 
-def _fresh_staging(out: Path) -> Path:
+def fresh_staging(out: Path) -> Path:
     """An empty staging folder `out/.staging` (a leftover of an interrupted run is removed)."""
     staging = out / ".staging"
     if staging.exists():
@@ -193,7 +219,7 @@ def _fresh_staging(out: Path) -> Path:
     return staging
 
 
-def _summarise(outputs: list[_ChunkOutput], config: SimulationConfig, out: Path) -> WorldSummary:
+def summarise(outputs: list[_ChunkOutput], config: SimulationConfig, out: Path) -> WorldSummary:
     """Add up the chunks: rows per table, the Bayes-optimal AUCs, monthly churn and acceptance rates."""
     churn_auc = {h: StreamingAUC() for h in config.churn_horizons}
     accept_auc = StreamingAUC()
@@ -222,7 +248,7 @@ def _summarise(outputs: list[_ChunkOutput], config: SimulationConfig, out: Path)
     return summary
 
 
-def _world_json(
+def world_json(
     config: SimulationConfig, catalogue: Catalogue, plan: list[tuple[int, int, int, int]], summary: WorldSummary
 ) -> dict[str, object]:
     """The content of truth/world.json: the config, the layout and the world's truth measures."""
@@ -252,7 +278,7 @@ def _world_json(
     }
 
 
-def _publish(staging: Path, out: Path, world: dict[str, object]) -> None:
+def publish(staging: Path, out: Path, world: dict[str, object]) -> None:
     """Write world.json into staging, then swap `sources` and `truth` into place and drop the staging folder."""
     (staging / "truth").mkdir(exist_ok=True)
     (staging / "truth" / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")

@@ -81,12 +81,13 @@ def _order(*keys: np.ndarray) -> np.ndarray:
 def chunk_tables(
     result: ChunkResult, pop: Population, config: SimulationConfig, table: ActionTable
 ) -> dict[str, pa.Table]:
-    """All contract tables (sources and truth) for one chunk."""
+    """All contract tables (sources and truth) for one chunk (or the rows a stepped day added, without `start_state`:
+    the customers table then holds only the profile changes)."""
     ep = config.start_epoch_seconds
     cid = pop.customer_id
     t = result.tables
     return {
-        "customers": _customers(t["profile_changes"], t["start_state"], pop, ep, table.channels),
+        "customers": _customers(t["profile_changes"], t.get("start_state"), pop, ep, table.channels),
         "holdings": _holdings(t["holdings"], t["closures"], cid, ep),
         "balances": _balances(t["balances"], cid, ep),
         "transactions": _transactions(t["transactions"], cid, ep),
@@ -94,6 +95,7 @@ def chunk_tables(
         "context_signals": _context_signals(t["context_signals"], cid, ep),
         "contacts": _contacts(t["contacts"], cid, ep, table),
         "closures": _closures(t["closures"], cid, ep),
+        "complaints": _complaints(t["complaints"], cid, ep, table),
         # ---- truth
         "truth/intents": _intents(t["intents"], cid, ep),
         "truth/contact_truth": _contact_truth(t["contact_truth"]),
@@ -102,13 +104,19 @@ def chunk_tables(
     }
 
 
-def _customers(ch: Rows, start: Rows, pop: Population, ep: int, channels: tuple[str, ...]) -> pa.Table:
-    """customers: the profile at signup, then one row per change (credit score after a shock, consent withdrawn)."""
+def _customers(ch: Rows, start: Rows | None, pop: Population, ep: int, channels: tuple[str, ...]) -> pa.Table:
+    """customers: the profile at signup, then one row per change (credit score after a shock, consent withdrawn).
+
+    Without `start` only the change rows (a day's rows of a stepped world)."""
     cid = pop.customer_id
-    rows = np.concatenate([np.arange(pop.n), ch["row"]])
-    valid = np.concatenate([pop.signup_s, ch["valid_from"]])
-    credit = np.concatenate([start["credit"], ch["credit"]])
-    consent = np.concatenate([start["consent"], ch["consent"].reshape(-1, len(P.CONSENT_COLUMNS))])
+    changed = ch["consent"].reshape(-1, len(P.CONSENT_COLUMNS))
+    if start is None:
+        rows, valid, credit, consent = ch["row"], ch["valid_from"], ch["credit"], changed
+    else:
+        rows = np.concatenate([np.arange(pop.n), ch["row"]])
+        valid = np.concatenate([pop.signup_s, ch["valid_from"]])
+        credit = np.concatenate([start["credit"], ch["credit"]])
+        consent = np.concatenate([start["consent"], changed])
     o = _order(cid[rows], valid)
     rows, valid, credit, consent = rows[o], valid[o], credit[o], consent[o]
     cols: dict[str, object] = {
@@ -253,6 +261,22 @@ def _closures(cl: Rows, cid: np.ndarray, ep: int) -> pa.Table:
     )
 
 
+def _complaints(cm: Rows, cid: np.ndarray, ep: int, table: ActionTable) -> pa.Table:
+    """complaints: every complaint, about the service or about a marketing contact (with its channel and id)."""
+    o = _order(cm["ts"], cid[cm["row"]], cm["cause"])
+    contact = cm["contact_id"][o]
+    return _build(
+        SOURCE_SCHEMAS["complaints"],
+        {
+            "customer_id": cid[cm["row"][o]],
+            "ts": _ts(cm["ts"][o], ep),
+            "cause": _strings(cm["cause"][o], E.COMPLAINT_CAUSES),
+            "channel": _strings(cm["channel"][o], table.channels),
+            "contact_id": pa.array(np.where(contact < 0, 0, contact), type=pa.int64(), mask=contact < 0),
+        },
+    )
+
+
 def _intents(it: Rows, cid: np.ndarray, ep: int) -> pa.Table:
     """truth/intents: every life event, by customer, start and intent."""
     o = _order(cid[it["row"]], it["start_s"], it["intent"])
@@ -269,9 +293,9 @@ def _intents(it: Rows, cid: np.ndarray, ep: int) -> pa.Table:
 
 
 def _contact_truth(ct: Rows) -> pa.Table:
-    """truth/contact_truth: the true acceptance probability of each contact, by contact id."""
+    """truth/contact_truth: per contact, the true p_accept, p_organic and expected opt-out / complaint, by id."""
     o = np.argsort(ct["contact_id"], kind="stable")
-    return _build(TRUTH_SCHEMAS["contact_truth"], {"contact_id": ct["contact_id"][o], "p_accept": ct["p_accept"][o]})
+    return _build(TRUTH_SCHEMAS["contact_truth"], {k: ct[k][o] for k in TRUTH_SCHEMAS["contact_truth"].names})
 
 
 def _churn_hazard(hz: Rows, cid: np.ndarray, ep: int) -> pa.Table:
