@@ -152,6 +152,8 @@ class World:
         """True P(accept) of showing `action` on `channel` at each point (0 for a product already held)."""
         if self._points is None:
             raise RuntimeError("World.p_accept is the truth at today's decision points: call it inside decide()")
+        if len(action) and (action.min() < 0 or action.max() >= len(self.table.ids)):
+            raise ValueError("p_accept needs a catalogue action index (0..n_actions-1) at every point")
         p = np.zeros(points.m)
         for c, ch in enumerate(self.chunks):
             at = np.nonzero(points.chunk == c)[0]
@@ -205,7 +207,10 @@ class World:
         return pd.concat(frames, ignore_index=True)
 
     def day_tables(self) -> dict[str, pa.Table]:
-        """The contract rows the last step added, by table (sources; truth tables under "truth/...")."""
+        """The contract rows the last step added, by table (sources; truth tables under "truth/...").
+
+        The customers table holds the day's profile changes (consent withdrawn, credit score after a shock), the
+        holdings table the products opened that day (closures: the closures table)."""
         return self._tables_since(self._last_marks)
 
     def initial_tables(self) -> dict[str, pa.Table]:
@@ -227,7 +232,7 @@ class World:
             for name, t in chunk_tables(_as_result(ch.tables(since=mk)), pop, self.config, self.table).items():
                 if name != "truth/customer_latent":
                     out.setdefault(name, []).append(t)
-        return {k: pa.concat_tables(v) for k, v in out.items()}
+        return {k: _plain(pa.concat_tables(v)) for k, v in out.items()}
 
     def publish(self, out_dir: str | Path) -> WorldSummary:
         """Write the world lived so far as a world folder (sources/ and truth/), as `simulate_world` does."""
@@ -301,6 +306,12 @@ class World:
                 "complained": o.complained,
             }
         )
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """String columns as plain strings, as parquet readers see them (the writer keeps them dictionary-encoded)."""
+    fields = [pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields))
 
 
 def _as_result(tables: dict[str, dict[str, np.ndarray]]) -> ChunkResult:

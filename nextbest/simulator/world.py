@@ -45,6 +45,8 @@ class WorldSummary:
     seconds: float = 0.0
     monthly_churn_rate: float = 0.0
     acceptance_rate: float = 0.0
+    contact_complaint_rate: float = 0.0  # complaints about a contact, per contact
+    expected_opt_out_rate: float = 0.0  # the truth's P(opt-out) per contact, averaged
 
 
 def chunk_plan(config: SimulationConfig) -> list[tuple[int, int, int, int]]:
@@ -72,6 +74,8 @@ class _ChunkOutput:
     n_accepted: int
     n_closed: int
     customer_days: float
+    n_contact_complaints: int = 0
+    expected_opt_outs: float = 0.0
 
 
 def chunk_population(
@@ -125,6 +129,8 @@ def chunk_output(
         n_accepted=int(result.accept_scores[1].sum()),
         n_closed=tables["closures"].num_rows,
         customer_days=float(np.clip(config.days - joined, 0, None).sum()),
+        n_contact_complaints=int((result.tables["complaints"]["cause"] == 1).sum()),
+        expected_opt_outs=float(result.tables["contact_truth"]["p_opt_out"].sum()),
     )
 
 
@@ -225,7 +231,8 @@ def summarise(outputs: list[_ChunkOutput], config: SimulationConfig, out: Path) 
     accept_auc = StreamingAUC()
     rows: dict[str, int] = {}
     customer_days = 0.0
-    n_closed = n_contacts = n_accepted = 0
+    n_closed = n_contacts = n_accepted = n_complaints = 0
+    opt_outs = 0.0
     for o in outputs:
         for name, n in o.rows.items():
             rows[name] = rows.get(name, 0) + n
@@ -238,6 +245,8 @@ def summarise(outputs: list[_ChunkOutput], config: SimulationConfig, out: Path) 
         n_accepted += o.n_accepted
         n_closed += o.n_closed
         customer_days += o.customer_days
+        n_complaints += o.n_contact_complaints
+        opt_outs += o.expected_opt_outs
 
     summary = WorldSummary(out_dir=out)
     summary.rows = {k.removeprefix("truth/"): v for k, v in rows.items()}
@@ -245,6 +254,8 @@ def summarise(outputs: list[_ChunkOutput], config: SimulationConfig, out: Path) 
     summary.bayes_auc["offer_acceptance"] = accept_auc.value()
     summary.monthly_churn_rate = n_closed / max(customer_days, 1.0) * 30.0
     summary.acceptance_rate = n_accepted / max(n_contacts, 1)
+    summary.contact_complaint_rate = n_complaints / max(n_contacts, 1)
+    summary.expected_opt_out_rate = opt_outs / max(n_contacts, 1)
     return summary
 
 
@@ -271,6 +282,8 @@ def world_json(
         "within H days",
         "monthly_churn_rate": summary.monthly_churn_rate,
         "acceptance_rate": summary.acceptance_rate,
+        "contact_complaint_rate": summary.contact_complaint_rate,
+        "expected_opt_out_rate": summary.expected_opt_out_rate,
         "rows": summary.rows,
         "catalogue_actions": list(catalogue.action_ids),
         "catalogue_channels": list(catalogue.channels),
