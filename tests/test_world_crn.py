@@ -14,6 +14,7 @@ import pytest
 from nextbest.simulator import SimulationConfig, simulate_world
 from nextbest.simulator.policy import DecisionPoints, Decisions, LoggingPolicy, NoContactPolicy
 from nextbest.simulator.stepper import World
+from nextbest.simulator.streams import Stream, Streams
 
 CONFIG = SimulationConfig(customers=600, days=40, seed=7, chunk_size=300)
 LIFE = {
@@ -148,3 +149,13 @@ def test_the_days_tables_add_up_to_the_published_world(tmp_path: Path) -> None:
         a = published[cols].sort_values(key, kind="stable").reset_index(drop=True)
         b = stepped[cols].sort_values(key, kind="stable").reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_customers_draw_does_not_depend_on_who_else_is_drawn_with_them() -> None:
+    s = Streams(11)
+    everyone = s.uniform(Stream.CHURN, 9, np.arange(1, 1001))
+    some = s.uniform(Stream.CHURN, 9, np.array([500, 3, 77]))
+    np.testing.assert_array_equal(some, everyone[[499, 2, 76]])
+    assert everyone.min() > 0 and everyone.max() < 1 and abs(everyone.mean() - 0.5) < 0.03
+    assert not np.array_equal(everyone, s.uniform(Stream.CHURN, 10, np.arange(1, 1001)))  # another day
+    assert not np.array_equal(everyone, Streams(12).uniform(Stream.CHURN, 9, np.arange(1, 1001)))  # another seed

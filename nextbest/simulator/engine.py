@@ -392,6 +392,12 @@ class ChunkSimulation:
             raise RuntimeError("end_day without begin_day")
         if len(decisions.action) != day.points.m:
             raise ValueError(f"{len(decisions.action)} decisions for {day.points.m} decision points")
+        decisions = Decisions(
+            action=np.asarray(decisions.action, dtype=np.int64),
+            channel=np.asarray(decisions.channel, dtype=np.int64),
+            propensity=np.asarray(decisions.propensity, dtype=np.float64),
+            n_eligible=np.asarray(decisions.n_eligible, dtype=np.int64),
+        )
         outcome = self._contacts(day, decisions)
         organic_rows, organic_product = self._organic_uptake(day)
         churned, hazard = self._churn(day)
