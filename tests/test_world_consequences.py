@@ -220,3 +220,33 @@ def test_contact_costs_are_declared_per_channel_in_the_catalogue(lived: dict) ->
     assert cost["email"] >= cost["push"] == cost["app"] == 0.0
     contacts = pd.concat([r.contacts for r in lived["spam"][1]], ignore_index=True)
     np.testing.assert_allclose(contacts["cost"], contacts["channel"].map(cost))
+
+
+def test_the_truth_of_candidates_is_there_at_every_decision_point() -> None:
+    """Inside decide(): the true P(accept) of every action, P(organic) and the churn an acceptance would prevent."""
+    seen: dict[str, np.ndarray] = {}
+
+    class Oracle:
+        def __init__(self, world: World) -> None:
+            self.world = world
+
+        def decide(self, points: DecisionPoints) -> Decisions:
+            w, t = self.world, self.world.table
+            if points.day == 10:
+                app = np.full(points.m, t.channels.index("app"))
+                seen["p"] = w.p_accept_matrix(points, app)
+                seen["retention"] = w.churn_prevented(points, np.full(points.m, t.ids.index("fee_waiver")))
+                seen["sale"] = w.churn_prevented(points, np.full(points.m, t.ids.index("credit_card")))
+                seen["eligible"] = points.eligible
+                seen["ids"] = points.customer_id
+            return Decisions.nothing(points.m)
+
+    world = World(SimulationConfig(customers=400, days=12, seed=3))
+    world.run(Oracle(world))
+    p, eligible = seen["p"], seen["eligible"]
+    assert p.shape == eligible.shape and ((p >= 0) & (p < 1)).all()
+    assert 0.001 < p[eligible].mean() < 0.1
+    # a product held is never accepted again (no contact, and credit cards are not taken organically: held then = now)
+    held = world.state().set_index("customer_id").loc[seen["ids"], "holds_credit_card"].to_numpy()
+    assert (p[held, world.table.ids.index("credit_card")] == 0).all() and held.any()
+    assert (seen["retention"] > seen["sale"]).all() and (seen["sale"] > 0).all()

@@ -313,6 +313,7 @@ class ChunkSimulation:
         self.retention_mem = np.zeros(n)
         self.service_mem = np.zeros(n)
         self.nuisance_mem = np.zeros(n)  # decayed count of unwanted outbound marketing contacts
+        self.last_hazard = np.zeros(n)  # each customer's true daily churn hazard on the last day lived
         self.fee_mem = np.zeros(n)
         self.abroad_until = np.full(n, -1, dtype=np.int64)
         self.trip_country = np.zeros(n, dtype=np.int64)
@@ -1032,6 +1033,7 @@ class ChunkSimulation:
         idx, m, d = day.idx, day.m, day.d
         logit, competitor, fees, service, _ = self._churn_logit(day)
         hazard = sigmoid(logit)
+        self.last_hazard[idx] = hazard
         if d % self.config.effective_hazard_cadence == 0:
             self.t_haz.add(row=idx, day=np.full(m, d, dtype=np.int64), hazard=hazard)
         if d % 7 == 0:

@@ -176,6 +176,18 @@ class World:
                 p[at] = ch.p_organic(points.row[at], action[at])
         return p
 
+    def churn_prevented(self, points: DecisionPoints, action: np.ndarray) -> np.ndarray:
+        """Drop in P(close within 180 days) if the customer accepted `action`, from yesterday's true hazard.
+
+        The same replay as `TrueWorld.churn_prevented` (retention, service and a new product on the churn logit),
+        on the hazard of the last day lived (0 on the first day, before any hazard is known)."""
+        hazard = np.zeros(points.m)
+        for c, ch in enumerate(self.chunks):
+            at = np.nonzero(points.chunk == c)[0]
+            hazard[at] = ch.last_hazard[points.row[at]]
+        t = self.table
+        return prevented_churn(hazard, t.churn_gain[action], t.churn_tau[action], P.CHURN_PREVENTION_HORIZON_DAYS)
+
     def p_accept_matrix(self, points: DecisionPoints, channel: np.ndarray) -> np.ndarray:
         """(m, n_actions) true P(accept) of every action at each point on the given channel (one per point)."""
         n_a = len(self.table.ids)
