@@ -666,9 +666,9 @@ class Segments:
         kind = self.schema.kinds.get(name)
         if kind is None:
             close = difflib.get_close_matches(name, [*self.schema.kinds, *self.schema.categories, *self.names], 3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise SegmentError(
-                f"segment {segment!r}: unknown feature {name!r} of entity {self.schema.entity!r}{hint} "
+                f"segment {segment!r}: unknown feature {name!r} of entity {self.schema.entity!r}{hint}; "
                 f"known features: {self.schema.known()}; segments: {', '.join(self.names)}"
             )
         if isinstance(test, Bare):
@@ -727,6 +727,12 @@ class Segments:
         for name in names:
             out.update(dict.fromkeys(self._reads_of(name)))
         return tuple(out)
+
+    def missing_reads(self, names: Iterable[str], available: Iterable[str]) -> tuple[str, ...]:
+        """The features the given segments read that `available` (e.g. the fields of an online read) lacks: what an
+        engine checks at start, so that `contains` never meets a feature its read does not cover."""
+        have = set(available)
+        return tuple(f for f in self.reads(list(names)) if f not in have)
 
     def _reads_of(self, name: str) -> tuple[str, ...]:
         got = self._reads.get(name)
