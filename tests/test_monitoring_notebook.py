@@ -1,4 +1,5 @@
-"""The MLOps monitoring notebook runs top to bottom (nbclient) on a state folder with a monitoring run."""
+"""The MLOps monitoring notebook runs top to bottom (nbclient) on a state folder with monitoring runs, showing its
+figures inline, and on one with none yet (right after `make demo`, where the demo's closing hint points)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nextbest.settings import REPO_ROOT, Settings
-from tests.notebook_runner import execute_notebook
+from tests.notebook_runner import FIGURE_KEY, run_notebook
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "03_monitoring.ipynb"
 
@@ -23,13 +24,20 @@ def test_notebook_is_committed_without_outputs_and_matches_its_builder() -> None
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    built = [c.source for c in module.build().cells]
-    stored = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in raw["cells"]]
+    built = [(c.source, c.metadata.get(FIGURE_KEY)) for c in module.build().cells]
+    stored = [
+        ("".join(c["source"]) if isinstance(c["source"], list) else c["source"], c["metadata"].get(FIGURE_KEY))
+        for c in raw["cells"]
+    ]
     assert built == stored, "the .ipynb is stale: run `python notebooks/03_monitoring_build.py`"
+    assert sorted(name for _, name in built if name) == sorted(module.FIGURES)
+    assert "Agg" not in "".join(source for source, _ in built)
 
 
 @pytest.mark.slow
 def test_notebook_opens_the_latest_reports_and_the_promotion_log(tmp_path: Path) -> None:
+    from datetime import timedelta
+
     from monitoring.pipeline import run_monitoring
     from monitoring.sources import read_served_window
     from tests.test_monitoring_pipeline import END, _log_traffic, _reference
@@ -38,8 +46,10 @@ def test_notebook_opens_the_latest_reports_and_the_promotion_log(tmp_path: Path)
     settings = Settings(home=tmp_path)
     uri = f"sqlite:///{tmp_path / 'decisions.db'}"
     _log_traffic(uri, 400, seed=3, shift=0.6, acceptance_lift=3.0)
-    served = read_served_window(uri, window_days=30, end=END)
-    run_monitoring(settings, references={m: _reference(m, 30) for m in ("churn", "nba")}, served=served)
+    references = {m: _reference(m, 30) for m in ("churn", "nba")}
+    for days, end in ((0.5, END - timedelta(days=5)), (30, END)):  # a window too small to judge, then a month
+        served = read_served_window(uri, window_days=days, end=end)
+        run_monitoring(settings, references=references, served=served, window_days=days)
     decision = PromotionDecision(
         model="nba",
         challenger_version="2",
@@ -64,9 +74,26 @@ def test_notebook_opens_the_latest_reports_and_the_promotion_log(tmp_path: Path)
     }
     (settings.reports_dir / "retrains.jsonl").write_text(json.dumps(retrain) + "\n")
 
-    outputs, text = execute_notebook(NOTEBOOK, {"NEXTBEST_HOME": str(tmp_path)})
+    run = run_notebook(NOTEBOOK, {"NEXTBEST_HOME": str(tmp_path)})
+    outputs, text = run.outputs, run.text
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    run.assert_figures(["inputs_under_the_policy", "drift_history"])
     assert "overall: DRIFT" in text
+    assert "share of inputs drifted" in text  # what the Evidently dashboards plot, read back
     assert "evidently ui --workspace" in text
     assert "challenger wins on the recent holdout" in text
     assert "admin_reload" in text and "321" in text  # the retrain record: served rows, service reload
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_a_fresh_demo_home_without_any_monitoring_run(tmp_path: Path) -> None:
+    """Right after `make demo`: the workspace and its dashboards exist, no monitoring run yet (the demo's are the
+    loop's): every cell runs and says where the runs are."""
+    from monitoring.pipeline import prepare_workspace
+
+    prepare_workspace(Settings(home=tmp_path))
+    run = run_notebook(NOTEBOOK, {"NEXTBEST_HOME": str(tmp_path)})
+    assert not [o for o in run.outputs if o.get("output_type") == "error"]
+    assert "no monitoring run in this state folder yet" in run.text
+    assert "NEXTBEST_HOME=.nextbest/loop" in run.text
+    assert "'business', 'churn', 'nba'" in run.text
