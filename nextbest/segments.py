@@ -937,7 +937,7 @@ def segment_frame(
     return frame, as_of
 
 
-def memberships(
+def members_as_of(
     segments: Segments,
     features: FeatureProject,
     names: Sequence[str],

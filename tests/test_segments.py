@@ -28,7 +28,7 @@ from nextbest.segments import (
     SegmentError,
     bind_segments,
     feature_schema,
-    memberships,
+    members_as_of,
     parse_as_of,
     parse_rule,
     parse_segments,
@@ -346,7 +346,7 @@ def test_simbank_membership_as_of_a_date_is_the_point_in_time_rows(served_world)
     tables = {t.name: t.path for t in features.view_tables()}
     profile = pd.read_parquet(tables["customer_profile"], columns=["event_timestamp"])
     as_of = pd.Timestamp(pd.to_datetime(profile["event_timestamp"], utc=True).quantile(0.6)).floor("D")
-    found = {m.segment: m for m in memberships(segments, features, ["affluent", "young_adults", "at_risk"], as_of)}
+    found = {m.segment: m for m in members_as_of(segments, features, ["affluent", "young_adults", "at_risk"], as_of)}
     ttl = features.store().get_feature_view("customer_profile").ttl
     rows = _latest(tables["customer_profile"], "customer_id", as_of, ttl)
     assert found["affluent"].as_of == as_of.to_pydatetime()
@@ -379,7 +379,7 @@ def test_segment_cli_lists_sizes_and_exports_members(served_world, tmp_path: Pat
     assert exported.exit_code == 0, exported.output
     keys = pd.read_csv(out)["customer_id"]
     features = feature_project(load_project(), served_world.settings)
-    (m,) = memberships(project_segments(load_project(), features), features, ["affluent"], parse_as_of(day))
+    (m,) = members_as_of(project_segments(load_project(), features), features, ["affluent"], parse_as_of(day))
     assert keys.tolist() == sorted(m.members.tolist()) and len(keys) == m.size > 0
     assert f"affluent: {m.size:,} of {m.known:,} entities" in " ".join(exported.output.split())
     default = runner.invoke(app, ["segment", "export", "mass", "--as-of", day])
@@ -392,7 +392,7 @@ def test_berka_segments_through_feast_match_its_feature_tables(berka) -> None:  
     features = feature_project(berka.project, berka.settings)
     segments = project_segments(berka.project, features)
     as_of = parse_as_of("1997-01-01")
-    found = {m.segment: m for m in memberships(segments, features, ["card_holders", "card_prospects"], as_of)}
+    found = {m.segment: m for m in members_as_of(segments, features, ["card_holders", "card_prospects"], as_of)}
     tables = {t.name: t.path for t in features.view_tables()}
     products = _latest(tables["account_products"], "account_id", pd.Timestamp(as_of), None)
     holders = set(products.index[products["cards_all"] > 0])
@@ -415,7 +415,7 @@ def test_berka_segment_cli_sizes_through_the_project_file(berka, monkeypatch) ->
 
     monkeypatch.setenv("NEXTBEST_HOME", str(berka.settings.home))
     features = feature_project(berka.project, berka.settings)
-    (m,) = memberships(
+    (m,) = members_as_of(
         project_segments(berka.project, features), features, ["long_standing"], parse_as_of("1998-06-01")
     )
     args = ["segment", "size", "long_standing", "--as-of", "1998-06-01", "--project", str(BERKA)]

@@ -77,11 +77,11 @@ def size_cmd(
 
     from nextbest.console import console
     from nextbest.errors import NextbestError
-    from nextbest.segments import memberships, parse_as_of
+    from nextbest.segments import members_as_of, parse_as_of
 
     features, segments = _segments(project)
     try:
-        found = memberships(segments, features, list(names or segments.names), parse_as_of(as_of))
+        found = members_as_of(segments, features, list(names or segments.names), parse_as_of(as_of))
     except NextbestError as exc:
         raise _fail(exc) from None
     when = f"{found[0].as_of:%Y-%m-%d %H:%M} UTC" if found else "-"
@@ -110,11 +110,11 @@ def export_cmd(
 
     from nextbest.console import console
     from nextbest.errors import NextbestError
-    from nextbest.segments import memberships, parse_as_of
+    from nextbest.segments import members_as_of, parse_as_of
 
     features, segments = _segments(project)
     try:
-        (found,) = memberships(segments, features, [name], parse_as_of(as_of))
+        (found,) = members_as_of(segments, features, [name], parse_as_of(as_of))
     except NextbestError as exc:
         raise _fail(exc) from None
     if output is None:
