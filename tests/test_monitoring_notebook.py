@@ -89,11 +89,26 @@ def test_notebook_opens_the_latest_reports_and_the_promotion_log(tmp_path: Path)
 def test_notebook_runs_on_a_fresh_demo_home_without_any_monitoring_run(tmp_path: Path) -> None:
     """Right after `make demo`: the workspace and its dashboards exist, no monitoring run yet (the demo's are the
     loop's): every cell runs and says where the runs are."""
-    from monitoring.pipeline import prepare_workspace
+    from nextbest.jobs.demo import notebook_hints, prepare_monitoring
 
-    prepare_workspace(Settings(home=tmp_path))
-    run = run_notebook(NOTEBOOK, {"NEXTBEST_HOME": str(tmp_path)})
+    settings = Settings(home=tmp_path)
+    prepare_monitoring(settings)  # the demo's step 9
+    notebook, home, _ = next(h for h in notebook_hints(settings) if h[0].endswith("03_monitoring.ipynb"))
+    assert REPO_ROOT / notebook == NOTEBOOK and home == tmp_path  # the demo's hint: this notebook, this home
+    run = run_notebook(NOTEBOOK, {"NEXTBEST_HOME": str(home)})
     assert not [o for o in run.outputs if o.get("output_type") == "error"]
     assert "no monitoring run in this state folder yet" in run.text
     assert "NEXTBEST_HOME=.nextbest/loop" in run.text
     assert "'business', 'churn', 'nba'" in run.text
+
+
+def test_the_demo_hints_name_notebooks_that_exist_and_the_home_each_reads(tmp_path: Path) -> None:
+    from nextbest.jobs.demo import notebook_hints
+
+    settings = Settings(home=tmp_path)
+    hints = notebook_hints(settings)
+    assert [n for n, _, _ in hints] == sorted(str(p.relative_to(REPO_ROOT)) for p in NOTEBOOK.parent.glob("*.ipynb"))
+    assert all(home == tmp_path for _, home, _ in hints)  # no closed loop yet: notebook 03 reads this home
+    (tmp_path / "loop" / "reports").mkdir(parents=True)
+    (tmp_path / "loop" / "reports" / "verdicts.jsonl").write_text("{}\n")
+    assert dict((n, h) for n, h, _ in notebook_hints(settings))["notebooks/03_monitoring.ipynb"] == tmp_path / "loop"

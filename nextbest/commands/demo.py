@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from nextbest.settings import Settings
 
 
 def _run(args: list[str]) -> None:
@@ -44,6 +48,30 @@ def demo(
     if days:
         world_args += ["--days", str(days)]
 
+    steps = _steps(settings, world_args, trial_args, customer_id, skip_serve, skip_loop)
+    started = time.perf_counter()
+    for title, step in steps:
+        console.print(Rule(f"[bold cyan]{title}"))
+        t0 = time.perf_counter()
+        step()
+        console.print(f"[dim]{title.split('.')[0]}. done in {time.perf_counter() - t0:.1f}s[/]")
+
+    from nextbest.jobs.demo import print_closing
+
+    print_closing(settings, time.perf_counter() - started)
+
+
+def _steps(
+    settings: Settings,
+    world_args: list[str],
+    trial_args: list[str],
+    customer_id: int,
+    skip_serve: bool,
+    skip_loop: bool,
+) -> list[tuple[str, Callable[[], None]]]:
+    """The demo's steps in order: each a title and what it runs (a CLI command, or a job of `nextbest.jobs.demo`)."""
+    from nextbest.jobs.demo import prepare_monitoring
+
     steps: list[tuple[str, Callable[[], None]]] = [
         ("1. Simulate the bank world", lambda: _run(["simulate", *world_args])),
         ("2. Build the feature tables (the customer genome)", lambda: _run(["features", "build"])),
@@ -56,47 +84,25 @@ def demo(
         ("6. Tune, track and register the churn model", lambda: _run(["train", "churn", *trial_args])),
         ("7. Tune, track and register the next-best-action model", lambda: _run(["train", "nba", *trial_args])),
         ("8. The evaluation ladder against the simulator's truth", lambda: _run(["evaluate"])),
+        (
+            "9. Monitoring, ready before the first run: the Evidently workspace and its dashboards",
+            lambda: prepare_monitoring(settings),
+        ),
     ]
     if not skip_serve:
         from nextbest.jobs.demo import run_serving_demo
 
-        steps.append(("9. Serve decisions (BentoML), push an event, send feedback", lambda: run_serving_demo(settings)))
+        steps.append(
+            ("10. Serve decisions (BentoML), push an event, send feedback", lambda: run_serving_demo(settings))
+        )
         if not skip_loop:
             steps.append(
                 (
-                    "10. The closed loop: served traffic, drift, monitoring, retrain, reload (its own world)",
+                    "11. The closed loop: served traffic, drift, monitoring, retrain, reload (its own world)",
                     lambda: _run(["loop"]),
                 )
             )
-
-    started = time.perf_counter()
-    for title, step in steps:
-        console.print(Rule(f"[bold cyan]{title}"))
-        t0 = time.perf_counter()
-        step()
-        console.print(f"[dim]{title.split('.')[0]}. done in {time.perf_counter() - t0:.1f}s[/]")
-
-    console.print(Rule("[bold green]Demo complete"))
-    console.print(f"Finished in {time.perf_counter() - started:.0f}s. Everything generated is under {settings.home}:")
-    console.print(f"  world (sources + truth)  {settings.world_dir}")
-    console.print(f"  feature store            {settings.features_dir}  (cd feature_repo && feast ui)")
-    console.print(
-        f"  MLflow runs + registry   {settings.mlflow_dir}  "
-        f"(uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri})"
-    )
-    console.print(f"  decision log             {settings.decision_log_uri}")
-    console.print(f"  promotion log            {settings.home / 'promotions.jsonl'}")
-    loop_home = settings.home / "loop"
-    if loop_home.is_dir():
-        console.print(f"  closed loop (its world)  {loop_home}  (summary: reports/loop_summary.json)")
-        console.print(f"    Evidently UI           uv run evidently ui --workspace {loop_home / 'evidently'}")
-        mlflow_db = loop_home / "mlflow" / "mlflow.db"
-        console.print(f"    MLflow UI              uv run mlflow ui --backend-store-uri sqlite:///{mlflow_db}")
-        console.print(f"    promotion log          {loop_home / 'promotions.jsonl'}")
-        console.print(f"    retrains, verdicts     {loop_home / 'reports'}/retrains.jsonl, verdicts.jsonl")
-    console.print(
-        "  notebook                 notebooks/03_monitoring.ipynb (latest reports, promotions, retrains, loop)"
-    )
+    return steps
 
 
 def register(app: typer.Typer) -> None:

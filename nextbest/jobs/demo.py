@@ -1,4 +1,8 @@
-"""The serving step of `nextbest demo`: start the real service, send real requests, show them, stop it cleanly.
+"""The jobs of `nextbest demo` beyond the CLI commands it runs: the serving story, the monitoring workspace made
+ready before any monitoring run (`prepare_monitoring`), and the closing screen with the command that opens each tool
+(`print_closing`; the notebooks each with the state folder they read, `notebook_hints`).
+
+The serving step: start the real service, send real requests, show them, stop it cleanly.
 
 Story: a customer opens the app (decision 1); an airport check-in event arrives (`POST /events`, pushed to the
 online store); the customer opens the app at the airport (decision 2) and the travel offers move forward; the
@@ -9,6 +13,7 @@ runs as `bentoml serve` in a subprocess, as in production, and is stopped with S
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from nextbest.settings import Settings
@@ -135,3 +140,64 @@ def run_serving_demo(settings: Settings, port: int | None = None) -> dict[str, A
         "logged": logged is not None,
         "log_counts": counts,
     }
+
+
+def prepare_monitoring(settings: Settings) -> Path:
+    """Create the project's Evidently workspace with its projects and dashboards before any monitoring run, so
+    `evidently ui` opens on them right after the demo; returns the workspace folder."""
+    from monitoring.pipeline import prepare_workspace
+    from monitoring.store import ui_command
+    from nextbest.console import console
+
+    workspace = prepare_workspace(settings)
+    console.print(f"Evidently workspace ready: {workspace} (projects and dashboards; reports after `nextbest monitor`)")
+    console.print(f"  open it with: uv run {ui_command(workspace)}")
+    return workspace
+
+
+NOTEBOOK_COMMAND = "uv run --with jupyterlab jupyter lab"
+
+
+def notebook_hints(settings: Settings) -> list[tuple[str, Path, str]]:
+    """(notebook, the state folder it should read, what it shows) for the demo's closing lines.
+
+    01 and 02 read this home (its world, feature store and registry); 03 reads the closed loop's home when the
+    loop ran (the demo's monitoring runs are the loop's), else this one (it then says no monitoring run yet).
+    """
+    loop_home = settings.home / "loop"
+    monitoring_home = loop_home if (loop_home / "reports" / "verdicts.jsonl").is_file() else settings.home
+    return [
+        ("notebooks/01_customer_genome.ipynb", settings.home, "a few customers through the feature repo"),
+        ("notebooks/02_train_and_compare.ipynb", settings.home, "registry versions, runs, trials, the ladder"),
+        ("notebooks/03_monitoring.ipynb", monitoring_home, "verdicts, inputs under the drift policy, retrains"),
+    ]
+
+
+def print_closing(settings: Settings, seconds: float) -> None:
+    """The demo's last screen: where everything went and the command that opens each tool on it."""
+    from rich.rule import Rule
+
+    from nextbest.console import console
+
+    console.print(Rule("[bold green]Demo complete"))
+    console.print(f"Finished in {seconds:.0f}s. Everything generated is under {settings.home}:")
+    console.print(f"  world (sources + truth)  {settings.world_dir}")
+    console.print(f"  feature store            {settings.features_dir}  (cd feature_repo && feast ui)")
+    console.print(
+        f"  MLflow runs + registry   {settings.mlflow_dir}  "
+        f"(uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri})"
+    )
+    console.print(f"  decision log             {settings.decision_log_uri}")
+    console.print(f"  promotion log            {settings.home / 'promotions.jsonl'}")
+    console.print(f"  Evidently UI             uv run evidently ui --workspace {settings.home / 'evidently'}")
+    loop_home = settings.home / "loop"
+    if loop_home.is_dir():
+        console.print(f"  closed loop (its world)  {loop_home}  (summary: reports/loop_summary.json)")
+        console.print(f"    Evidently UI           uv run evidently ui --workspace {loop_home / 'evidently'}")
+        mlflow_db = loop_home / "mlflow" / "mlflow.db"
+        console.print(f"    MLflow UI              uv run mlflow ui --backend-store-uri sqlite:///{mlflow_db}")
+        console.print(f"    promotion log          {loop_home / 'promotions.jsonl'}")
+        console.print(f"    retrains, verdicts     {loop_home / 'reports'}/retrains.jsonl, verdicts.jsonl")
+    console.print("  notebooks (each reads the state folder named before it):")
+    for notebook, home, what in notebook_hints(settings):
+        console.print(f"    NEXTBEST_HOME={home} {NOTEBOOK_COMMAND} {notebook}  ({what})")
