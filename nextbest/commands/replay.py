@@ -22,7 +22,7 @@ def replay(
     from nextbest.commands.features import load_project_or_exit
     from nextbest.console import console
     from nextbest.errors import NextbestError
-    from nextbest.jobs.replay import replay_decision
+    from serving.replay import replay_decision
     from nextbest.settings import load_settings
 
     loaded = load_project_or_exit(project)
