@@ -23,6 +23,7 @@ def __getattr__(name: str) -> Any:
         return getattr(stepper, name)
     raise AttributeError(f"module 'nextbest.simulator' has no attribute {name!r}")
 
+
 __all__ = [
     "SCENARIOS",
     "ContactPolicy",

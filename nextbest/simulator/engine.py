@@ -144,6 +144,9 @@ _INTENT_PAGES: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = (
     ("investments", (("retirement", 0.08),)),
     ("savings_rates", (("new_child", 0.05), ("retirement", 0.04))),
     ("insurance", (("home_purchase", 0.06), ("new_child", 0.04))),
+    # a small business planning an investment reads up on business credit (appended: earlier pages keep their draws)
+    ("business", (("business_expansion", 0.15),)),
+    ("loan_calculator", (("business_expansion", 0.08),)),
 )
 
 
