@@ -159,3 +159,29 @@ def test_a_customers_draw_does_not_depend_on_who_else_is_drawn_with_them() -> No
     assert everyone.min() > 0 and everyone.max() < 1 and abs(everyone.mean() - 0.5) < 0.03
     assert not np.array_equal(everyone, s.uniform(Stream.CHURN, 10, np.arange(1, 1001)))  # another day
     assert not np.array_equal(everyone, Streams(12).uniform(Stream.CHURN, 9, np.arange(1, 1001)))  # another seed
+
+
+def test_a_policy_that_speaks_ids_and_timestamps_gets_the_same_world() -> None:
+    """The adapters the twin feeds the serving engine with: points as a frame, decisions back from ids."""
+    cfg = CONFIG.model_copy(update={"days": 8})
+
+    class ById:
+        def __init__(self, world: World) -> None:
+            self.world, self.inner = world, LoggingPolicy(world.table, seed=cfg.seed)
+
+        def decide(self, points: DecisionPoints) -> Decisions:
+            frame = self.world.points_frame(points)
+            assert len(frame) == points.m and frame["ts"].dt.tz is not None
+            d = self.inner.decide(points)
+            ids = [self.world.table.ids[a] if a >= 0 else None for a in d.action]
+            chans = [self.world.table.channels[c] for c in d.channel]
+            out = self.world.decisions(ids, chans, d.propensity)
+            out.n_eligible[:] = d.n_eligible
+            return out
+
+    a, b = World(cfg), World(cfg)
+    ra, rb = a.run(ById(a)), b.run(LoggingPolicy(b.table, seed=cfg.seed))
+    for x, y in zip(ra, rb, strict=True):
+        pd.testing.assert_frame_equal(x.contacts, y.contacts)
+    with pytest.raises(ValueError, match="unknown"):
+        a.decisions(["yacht"], ["app"])

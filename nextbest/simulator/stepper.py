@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from nextbest.catalogue import PRODUCTS, Catalogue, load_catalogue
+from nextbest.catalogue import PRODUCTS, SEGMENTS, Catalogue, load_catalogue
 from nextbest.simulator import params as P
 from nextbest.simulator.config import SimulationConfig
 from nextbest.simulator.engine import ChunkResult, ChunkSimulation, DayOutcome
@@ -146,6 +146,44 @@ class World:
                 on_day(report)
             reports.append(report)
         return reports
+
+    # ---- adapters for a policy that speaks ids and timestamps (the serving engine)
+    def points_frame(self, points: DecisionPoints) -> pd.DataFrame:
+        """The points as a frame: customer_id, ts (UTC), signal (name or None), location_type, preferred_channel,
+        segment, and one `consent_<channel>` column per catalogue channel."""
+        signal = np.array([*P.SIGNALS, None], dtype=object)[np.where(points.trigger >= 0, points.trigger, -1)]
+        frame = pd.DataFrame(
+            {
+                "customer_id": points.customer_id,
+                "ts": pd.to_datetime((points.ts + self.epoch) * 1_000_000, unit="us", utc=True),
+                "signal": signal,
+                "location_type": np.array(P.LOCATION_TYPES, dtype=object)[points.location],
+                "preferred_channel": np.array(self.table.channels, dtype=object)[points.preferred_channel],
+                "segment": np.array(SEGMENTS, dtype=object)[points.segment],
+            }
+        )
+        for i, c in enumerate(self.table.channels):
+            frame[f"consent_{c}"] = points.consent[:, i]
+        return frame
+
+    def decisions(
+        self,
+        action_ids: Sequence[str | None],
+        channels: Sequence[str | None],
+        propensity: Sequence[float] | None = None,
+    ) -> Decisions:
+        """Decisions from catalogue ids and channel names, one per point (None or "": nothing at that point)."""
+        a_index = {a: i for i, a in enumerate(self.table.ids)}
+        c_index = {c: i for i, c in enumerate(self.table.channels)}
+        unknown = sorted(
+            {a for a in action_ids if a and a not in a_index} | {c for c in channels if c and c not in c_index}
+        )
+        if unknown:
+            raise ValueError(f"unknown action id(s) or channel(s) {unknown[:5]}")
+        action = np.array([a_index[a] if a else -1 for a in action_ids], dtype=np.int64)
+        channel = np.array([c_index[c] if c else 0 for c in channels], dtype=np.int64)
+        prop = np.full(len(action), np.nan) if propensity is None else np.asarray(propensity, dtype=np.float64)
+        return Decisions(action=action, channel=channel, propensity=prop, n_eligible=np.zeros(len(action), np.int64))
 
     # ---- the truth during a step (for oracle policies: call inside ContactPolicy.decide)
     def p_accept(self, points: DecisionPoints, action: np.ndarray, channel: np.ndarray) -> np.ndarray:
