@@ -50,7 +50,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from nextbest.errors import NextbestError
-from nextbest.journal import Journal, orphaned_records
+from nextbest.journal import Journal, log_tag, orphaned_records
 from nextbest.policy import ContactRecord
 
 logger = logging.getLogger(__name__)
@@ -434,7 +434,9 @@ class DecisionLog:
         self._flush_interval_s = flush_interval_s
         self._dead_letters = spool_path.with_name(spool_path.stem + ".dead.jsonl") if spool_path else None
         journal_dir = journal_dir or (spool_path.parent / "journal" if spool_path else None)
-        self._journal = Journal(journal_dir) if journal_dir else None
+        # Segments tagged by database (its URL without a password): one home may hold several logs' journals.
+        self._journal_tag = log_tag(self.engine.url.render_as_string(hide_password=True))
+        self._journal = Journal(journal_dir, tag=self._journal_tag) if journal_dir else None
         self._journal_dir = journal_dir
         self._secret = id_secret or secrets.token_bytes(32)
         self._pending: set[str] = set()
@@ -824,7 +826,13 @@ class DecisionLog:
                     self._recent_event_ids.pop(next(iter(self._recent_event_ids)))
             if self._event_seen(record.event_id):
                 return False
-        self._put("events", _event_row(record))
+        try:
+            self._put("events", _event_row(record))
+        except BaseException:
+            if record.event_id is not None:  # not kept: the client's retry must store it, not be told "duplicate"
+                with self._lock:
+                    self._recent_event_ids.pop(record.event_id, None)
+            raise
         return True
 
     def _event_seen(self, event_id: str) -> bool:
@@ -974,7 +982,7 @@ class DecisionLog:
         if self._journal_dir is None:
             return 0
         replayed = 0
-        for path, records in orphaned_records(self._journal_dir):
+        for path, records in orphaned_records(self._journal_dir, self._journal_tag):
             items = [_Queued(r["table"], _from_journal(r["row"]), None) for r in records if "table" in r]
             if items:
                 self._write_batch(items)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -46,12 +47,13 @@ class _Segment:
 class Journal:
     """This process's journal segments in `folder` (thread-safe)."""
 
-    def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES, tag: str = "") -> None:
+        """`tag` names the database the records are for (`log_tag`): only a journal of that tag replays them."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
-        self._prefix = f"journal-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._prefix = f"journal-{tag + '-' if tag else ''}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._segments: dict[int, _Segment] = {}
         self._current: _Segment | None = None
         self._next = 0
@@ -121,8 +123,15 @@ class Journal:
             self._current = None
 
 
-def orphaned_records(folder: Path) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
-    """(segment, its records) of every segment in `folder` whose owner is gone; the caller deletes it once replayed.
+def log_tag(database: str) -> str:
+    """The tag of a database's journal segments: services with different decision logs may share one home (and so
+    one journal folder), and each replays only the records of its own database."""
+    return hashlib.sha256(database.encode()).hexdigest()[:12]
+
+
+def orphaned_records(folder: Path, tag: str = "") -> Iterator[tuple[Path, list[dict[str, Any]]]]:
+    """(segment, its records) of every segment in `folder` (of `tag`'s database, when given) whose owner is gone;
+    the caller deletes it once replayed.
 
     A segment is held with `flock` while its process lives, so taking the lock proves it is an orphan; the lock is
     held while the caller replays, so two starting workers never replay one segment twice.
@@ -130,7 +139,7 @@ def orphaned_records(folder: Path) -> Iterator[tuple[Path, list[dict[str, Any]]]
     folder = Path(folder)
     if not folder.is_dir():
         return
-    for path in sorted(folder.glob("journal-*.jsonl")):
+    for path in sorted(folder.glob(f"journal-{tag}-*.jsonl" if tag else "journal-*.jsonl")):
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:

@@ -43,9 +43,13 @@ def sane_time(value: datetime | None) -> datetime | None:
     """UTC, between 1990 and 2100 (year 9999 or 0001 is not a time a bank's event happened)."""
     if value is None:
         return None
-    ts = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    window = f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+    try:
+        ts = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC: not a ValueError, so say it
+        raise ValueError(f"{window}, got {value.isoformat()}") from None
     if not EARLIEST <= ts < LATEST:
-        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC), got {ts.isoformat()}")
+        raise ValueError(f"{window}, got {ts.isoformat()}")
     return ts
 
 
