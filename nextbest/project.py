@@ -69,7 +69,8 @@ class ModelSpec(Frozen):
     # churn horizon of a snapshot) and `offer_accepted` (a logged or served offer was accepted); a table model's
     # label kind (`event_within`, `outcome_column`; the mapping defines it).
     label: str
-    split: Literal["time", "stratified"] = "time"
+    # auto (table models): by time unless the rows span fewer than 3 dates (`nextbest.onboarding.plan`).
+    split: Literal["auto", "time", "stratified"] = "time"
     gate: GateSpec = GateSpec()
     description: str = ""
 

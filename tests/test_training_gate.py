@@ -144,3 +144,24 @@ def test_auc_standard_error_and_bootstrap_interval_agree_with_each_other() -> No
     low, high = bootstrap_auc_interval(y, p, resamples=400)
     assert low < auc < high and (high - low) / 2 == pytest.approx(1.96 * se, rel=0.2)
     assert np.isnan(auc_standard_error(np.zeros(10), rng.random(10))[1])
+
+
+def test_the_baseline_check_allows_for_the_noise_of_a_small_holdout() -> None:
+    from training.metrics import binary_metrics
+    from training.registry import GateRule, baseline_on, floor_verdict
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(6), np.zeros(65)]
+    baseline = y * 0.5 + rng.random(71) * 0.45  # perfect on six positives
+    challenger = baseline.copy()
+    challenger[0] = 0.05  # one positive ranked low: AUC about 0.02 lower, one swapped pair's worth of noise
+    metrics = {**binary_metrics(y, challenger), "roc_auc_se": 0.03}
+    base = baseline_on(y, challenger, baseline)
+    assert base["roc_auc"] - metrics["roc_auc"] > 0.02 and base["difference_se"] > 0.01
+    cleared, floor = floor_verdict(metrics, GateRule(), base)
+    assert cleared and floor["baseline_allowed_gap"] > 0.02
+    worse = np.where(y == 1, 0.4 + rng.random(71) * 0.6, rng.random(71))  # better than chance, far from the baseline
+    cleared, floor = floor_verdict(
+        {**binary_metrics(y, worse), "roc_auc_se": 0.01}, GateRule(), baseline_on(y, worse, baseline)
+    )
+    assert not cleared and "worse than a plain XGBoost" in floor["reason"]

@@ -112,6 +112,31 @@ def _split_scores(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, n
     return p[y == 1.0], p[y == 0.0]
 
 
+def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's placement values: per positive the share of negatives it outranks, per negative the share of
+    positives that outrank it (ties count half); their means are the AUC."""
+    from scipy.stats import rankdata
+
+    m, n = pos.size, neg.size
+    ranks_all = rankdata(np.concatenate([pos, neg]))
+    return (ranks_all[:m] - rankdata(pos)) / n, 1.0 - (ranks_all[m:] - rankdata(neg)) / m
+
+
+def paired_auc_difference(y_true: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(AUC of `a` - AUC of `b`, the standard error of that difference) for two scores of the same rows, by
+    DeLong's paired method (the scores' correlation counted); (nan, nan) for one class or fewer than 2 of each."""
+    y, pa = _check(y_true, a)
+    pb = _check(y_true, b)[1]
+    m, n = int((y == 1.0).sum()), int((y == 0.0).sum())
+    if m < 2 or n < 2:
+        return float("nan"), float("nan")
+    va10, va01 = _placements(pa[y == 1.0], pa[y == 0.0])
+    vb10, vb01 = _placements(pb[y == 1.0], pb[y == 0.0])
+    s10, s01 = np.cov(va10, vb10, ddof=1), np.cov(va01, vb01, ddof=1)
+    variance = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / m + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / n
+    return float(va10.mean() - vb10.mean()), float(np.sqrt(max(float(variance), 0.0)))
+
+
 def auc_standard_error(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[float, float]:
     """(ROC-AUC, its standard error) by DeLong's method (midranks; exact for ties); (nan, nan) for one class.
 
@@ -119,15 +144,11 @@ def auc_standard_error(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[float, f
     is var(positive placements) / m + var(negative placements) / n. What the promotion gate's chance floor reads:
     on a holdout with few positives the SE is large and an AUC of 0.55 means nothing.
     """
-    from scipy.stats import rankdata
-
     pos, neg = _split_scores(y_true, y_prob)
     m, n = pos.size, neg.size
     if m < 2 or n < 2:
         return float("nan"), float("nan")
-    ranks_all = rankdata(np.concatenate([pos, neg]))
-    v10 = (ranks_all[:m] - rankdata(pos)) / n  # share of negatives each positive outranks
-    v01 = 1.0 - (ranks_all[m:] - rankdata(neg)) / m  # share of positives each negative is outranked by
+    v10, v01 = _placements(pos, neg)
     auc = float(v10.mean())
     variance = float(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
     return auc, float(np.sqrt(max(variance, 0.0)))

@@ -547,9 +547,8 @@ class _GateInputs:
     baseline: Any
     recipe_digest: str
 
-    def baseline_metrics(self, features: list[str]) -> dict[str, float]:
-        p = self.baseline.inplace_predict(matrix_from_frame(self.holdout, features))
-        return binary_metrics(self.holdout[LABEL].to_numpy(), p)
+    def baseline_scores(self, features: list[str]) -> np.ndarray:
+        return np.asarray(self.baseline.inplace_predict(matrix_from_frame(self.holdout, features)), dtype=float)
 
 
 def _register_and_gate(
@@ -585,7 +584,7 @@ def _register_and_gate(
     )  # fmt: skip
     decision = None
     if job.options.promote:
-        baseline = gate.baseline_metrics(training_set.feature_names)
+        baseline = gate.baseline_scores(training_set.feature_names)
         decision = promote_if_better(
             settings, job.name, version, gate.holdout, rule=job.options.rule, run_id=parent_id, baseline=baseline
         )

@@ -5,8 +5,9 @@ The gate (`promote_if_better`) scores the challenger AND the current champion no
 the very first one included:
     chance:    challenger ROC-AUC - 1.96 x SE(AUC) > 0.5          (DeLong's SE on this holdout: the lower end of
                its 95% interval is above chance, so a few lucky positives are no pass), and
-    baseline:  challenger ROC-AUC >= plain XGBoost's ROC-AUC - 0.02 (defaults, 100 rounds, fitted on the same rows
-               as the challenger and scored on the same holdout; the training job passes it).
+    baseline:  challenger ROC-AUC >= plain XGBoost's ROC-AUC - max(0.02, 1.96 x SE(difference)) (defaults, 100
+               rounds, fitted on the same rows as the challenger and scored on the same holdout; the training job
+               passes its scores; DeLong's paired SE, so six positives cannot fail a model by one swapped pair).
 A version below the floor stays registered (as `challenger`, with the reason on it) and is not promoted. Above it,
 the first version is promoted; a later one moves `champion` only if it is better than the champion by a margin
 that is larger than noise and does not buy ranking with worse probabilities:
@@ -55,7 +56,8 @@ class GateRule:
     """The floor every version must clear on the holdout, and how much better than the champion it must be.
 
     `floor_z`: AUC - floor_z x SE(AUC) must exceed 0.5 (None: no chance floor). `baseline_tolerance`: AUC may be at
-    most this much below the plain baseline's on the same holdout (None, or no baseline given: not checked)."""
+    most this much below the plain baseline's on the same holdout, or floor_z times the paired SE of the difference
+    when that is larger (None, or no baseline given: not checked)."""
 
     min_auc_gain: float = 0.002
     max_logloss_increase: float = 0.002
@@ -228,14 +230,21 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
         return None
 
 
-def _score(settings: Settings, name: str, version: str, holdout: pd.DataFrame, label: str) -> dict[str, float]:
-    """A version's holdout metrics as serving would compute its scores, with the DeLong SE of its AUC."""
+def _scores(settings: Settings, name: str, version: str, holdout: pd.DataFrame) -> np.ndarray:
+    """A version's probabilities for the holdout rows, as serving would compute them."""
     from nextbest.models.artefact import load_model
 
     model = load_model(name, settings=settings, version=version)
-    p = model.predict_proba(model.frame_to_matrix(holdout))
-    y = holdout[label].to_numpy()
+    return model.predict_proba(model.frame_to_matrix(holdout))
+
+
+def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {**binary_metrics(y, p), "roc_auc_se": auc_standard_error(y, p)[1]}
+
+
+def _score(settings: Settings, name: str, version: str, holdout: pd.DataFrame, label: str) -> dict[str, float]:
+    """A version's holdout metrics as serving would compute its scores, with the DeLong SE of its AUC."""
+    return _metrics(holdout[label].to_numpy(), _scores(settings, name, version, holdout))
 
 
 def unchanged_since(settings: Settings, name: str, data_fingerprint: str, recipe_digest: str) -> str | None:
@@ -259,9 +268,12 @@ def unchanged_since(settings: Settings, name: str, data_fingerprint: str, recipe
 
 
 def floor_verdict(
-    challenger: dict[str, float], baseline: dict[str, float] | None, rule: GateRule
+    challenger: dict[str, float], rule: GateRule, baseline: dict[str, float] | None = None
 ) -> tuple[bool, dict[str, Any]]:
-    """Does the challenger clear the floor (module docstring)? (passed, the figures and the reason)."""
+    """Does the challenger clear the floor (module docstring)? (passed, the figures and the reason).
+
+    `challenger`: its holdout metrics with `roc_auc_se`; `baseline`: the plain XGBoost's `roc_auc` and the paired
+    `difference` (challenger - baseline) with its `difference_se`."""
     auc, se = challenger.get("roc_auc", float("nan")), challenger.get("roc_auc_se", float("nan"))
     base = (baseline or {}).get("roc_auc")
     out: dict[str, Any] = {"roc_auc": auc, "roc_auc_se": se, "baseline_roc_auc": base}
@@ -274,13 +286,29 @@ def floor_verdict(
             why = f"AUC {auc:.3f} - {rule.floor_z:g} x SE {se:.3f} = {lower:.3f} is not above chance (0.5)"
             return False, {**out, "reason": why}
     tolerance = rule.baseline_tolerance
-    if tolerance is not None and base is not None and np.isfinite(base) and auc < base - tolerance:
-        why = f"AUC {auc:.3f} is worse than a plain XGBoost on the same rows ({base:.3f}) by more than {tolerance:g}"
-        return False, {**out, "reason": why}
+    checked = tolerance is not None and base is not None and np.isfinite(base)
+    if checked:
+        noise = (rule.floor_z or 0.0) * float((baseline or {}).get("difference_se") or 0.0)
+        allowed = max(float(tolerance), noise if np.isfinite(noise) else 0.0)  # type: ignore[arg-type]
+        out["baseline_allowed_gap"] = allowed
+        if auc < base - allowed:  # type: ignore[operator]
+            why = (
+                f"AUC {auc:.3f} is worse than a plain XGBoost on the same rows ({base:.3f}) by more than "
+                f"{allowed:.3f} (the larger of {tolerance:g} and {rule.floor_z:g} x the paired SE of the difference)"
+            )
+            return False, {**out, "reason": why}
     shown = [f"AUC {auc:.3f} +- {se:.3f} (SE)"] if rule.floor_z is not None else []
-    if tolerance is not None and base is not None:
+    if checked:
         shown.append(f"plain XGBoost {base:.3f}")
     return True, {**out, "reason": "clears the floor: " + ", ".join(shown) if shown else ""}
+
+
+def baseline_on(y: np.ndarray, challenger: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
+    """The plain baseline's holdout figures the floor reads: its AUC, and the paired difference with its SE."""
+    from training.metrics import paired_auc_difference
+
+    difference, se = paired_auc_difference(y, challenger, baseline)
+    return {**binary_metrics(y, baseline), "difference": difference, "difference_se": se}
 
 
 def _holdout_info(holdout: pd.DataFrame, timestamp: str) -> dict[str, Any]:
@@ -300,17 +328,20 @@ def promote_if_better(
     timestamp: str = "event_timestamp",
     rule: GateRule = GateRule(),
     run_id: str | None = None,
-    baseline: dict[str, float] | None = None,
+    baseline: np.ndarray | None = None,
 ) -> PromotionDecision:
     """Score challenger and champion on `holdout` now; move `champion` only if the challenger clears the floor
-    (`floor_verdict`; `baseline`: the plain XGBoost's metrics on this holdout, when the caller fitted one) and,
+    (`floor_verdict`; `baseline`: the plain XGBoost's scores of the holdout rows, when the caller fitted one) and,
     when there is a champion, beats it by `rule`."""
     if holdout.empty or label not in holdout.columns:
         raise DataError(f"the gate needs a non-empty holdout with a {label!r} column")
     challenger_version = str(challenger_version)
     champion_version = alias_version(settings, name, CHAMPION)
-    challenger = _score(settings, name, challenger_version, holdout, label)
-    cleared, floor = floor_verdict(challenger, baseline, rule)
+    y = holdout[label].to_numpy()
+    p = _scores(settings, name, challenger_version, holdout)
+    challenger = _metrics(y, p)
+    base = baseline_on(y, p, np.asarray(baseline, dtype=float)) if baseline is not None else None
+    cleared, floor = floor_verdict(challenger, rule, base)
     champion: dict[str, float] | None = None
     if champion_version == challenger_version:
         promoted, reason = False, f"version {challenger_version} already is the champion"

@@ -392,9 +392,11 @@ class TableFeatures(FeatureProject):
         raise ConfigError(f"project {self.project.name!r} has no feature service {service!r}")
 
     def view_fields(self, view: str) -> tuple[str, ...]:
+        from nextbest.onboarding.categories import project_config
         from nextbest.onboarding.config import feature_names_of
 
-        return tuple(feature_names_of(self.mapping.view(view)))
+        # With the category lists the tables were built with (inferred ones are frozen at the first build).
+        return tuple(feature_names_of(project_config(self.mapping, self.settings).view(view)))
 
     def view_entity(self, view: str) -> str:
         return self.mapping.view(view).entity

@@ -13,6 +13,12 @@ A data scientist describes, declaratively and without code:
 - `models`: one Feast feature service and one registered model each, with the label (an event within a horizon
   after the snapshot, or an outcome column of the entity's table) and the validation scheme.
 
+Tables as they come: a file with no id names a generated `row_key` (1, 2, ... in file order); a file with no date
+names an `extract_date` column (the day before `data_end` on every row), and its models are then split and
+validated with stratified folds (`split: auto`, `validation: {method: auto}`). Text columns' categories are
+inferred at the first build and frozen (`nextbest.onboarding.categories`; values not seen then go to an `_other`
+feature), or listed by hand.
+
 Why this shape: the tables a bank exports differ, but what a propensity or risk model needs from them does not
 (keys, event times, history aggregates, a label after the snapshot). Declaring aggregations instead of writing
 them lets one builder guarantee "a feature stamped t uses only rows with timestamp < t" for every bank.
@@ -37,7 +43,9 @@ ColumnType = Literal["int", "float", "str", "date", "datetime", "bool"]
 AggregationFn = Literal["count", "sum", "mean", "min", "max", "std", "last", "days_since_last", "days_since_first"]
 _NAME = r"^[a-z][a-z0-9_]*$"
 #: top-level keys of a project file that belong to the project contract (`nextbest.project`), not the table mapping
-CONTRACT_KEYS: frozenset[str] = frozenset({"catalogue", "policy", "drift", "serving", "action_model", "features"})
+CONTRACT_KEYS: frozenset[str] = frozenset(
+    {"catalogue", "policy", "drift", "serving", "action_model", "features", "segments"}
+)
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
@@ -52,6 +60,12 @@ class TableConfig(Frozen):
         default_factory=dict, description="strptime format per date/datetime column, e.g. '%y%m%d'."
     )
     na_values: list[str] = Field(default_factory=list, description="Strings that mean missing, e.g. '?'.")
+    row_key: str | None = Field(
+        None, pattern=_NAME, description="The file has no id: generate one (1, 2, ... in file order) in this column."
+    )
+    extract_date: str | None = Field(
+        None, pattern=_NAME, description="The file has no date: add this column, the extract date (data_end - 1 day)."
+    )
 
     @model_validator(mode="after")
     def _date_formats_name_date_columns(self) -> TableConfig:
@@ -60,6 +74,11 @@ class TableConfig(Frozen):
                 raise ValueError(f"date_formats names {col!r}, which is not a date/datetime column of this table")
         if not self.columns:
             raise ValueError("a table needs at least one column")
+        for generated in (self.row_key, self.extract_date):
+            if generated is not None and generated in self.columns:
+                raise ValueError(f"generated column {generated!r} is also a column of the file; pick another name")
+        if self.row_key is not None and self.row_key == self.extract_date:
+            raise ValueError("row_key and extract_date must be different columns")
         return self
 
 
@@ -92,26 +111,50 @@ class EntityConfig(Frozen):
     description: str = ""
 
 
+#: The category value that stands for "any value not listed" (the `<name>_other` feature); never a real value.
+OTHER = "\x00other"
+AUTO = "auto"
+
+
 class AttributeFeature(Frozen):
-    """A column of the latest source row before the snapshot, as is or relative to the snapshot time."""
+    """A column of the latest source row before the snapshot, as is or relative to the snapshot time.
+
+    A text column is one-hot encoded: `categories` lists its values by hand, or `auto` (also what a text column
+    without `categories` gets) infers the `max_categories` most frequent values at the first build and freezes
+    them, with an `<name>_other` feature for every other value (`other: true` adds it to a hand-made list too)."""
 
     name: str = Field(pattern=_NAME)
     column: str
     transform: Literal["value", "days_since", "years_since"] = "value"
-    categories: list[str] | None = Field(None, description="One-hot: one 0/1 feature per listed value.")
+    categories: list[str] | Literal["auto"] | None = Field(
+        None, description="One-hot: one 0/1 feature per listed value, or 'auto' (inferred at the first build)."
+    )
+    other: bool = Field(False, description="Add `<name>_other`: 1 for a value not listed (always on for auto).")
+    max_categories: int = Field(20, ge=1, description="auto: at most this many values, the most frequent first.")
 
     @model_validator(mode="after")
     def _categories_only_for_values(self) -> AttributeFeature:
         if self.categories is not None and self.transform != "value":
             raise ValueError(f"feature {self.name!r}: categories need transform 'value'")
+        if isinstance(self.categories, list) and not self.categories:
+            raise ValueError(f"feature {self.name!r}: list at least one category, or write categories: auto")
         return self
 
 
 class CategorySplit(Frozen):
-    """One feature per listed value of a category column (other values are ignored)."""
+    """One feature per listed value of a category column; `auto` infers and freezes them at the first build
+    (with an `_other` feature, as `other: true` adds to a hand-made list); unlisted values are otherwise ignored."""
 
     column: str
-    values: list[str] = Field(min_length=1)
+    values: list[str] | Literal["auto"] = Field(AUTO, description="The values, or 'auto' (the default).")
+    other: bool = False
+    max_categories: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _some_values(self) -> CategorySplit:
+        if isinstance(self.values, list) and not self.values:
+            raise ValueError(f"by {self.column!r}: list at least one value, or write values: auto")
+        return self
 
 
 class Aggregation(Frozen):
@@ -196,12 +239,17 @@ Label = Annotated[EventWithinLabel | OutcomeColumnLabel, Field(discriminator="ki
 
 
 class ValidationConfig(Frozen):
-    """How quality is estimated honestly on small data."""
+    """How quality is estimated honestly on small data (`nextbest.onboarding.validation`).
 
-    method: Literal["repeated_cv", "time_split"] = "repeated_cv"
+    `auto` (the default): rolling origin by period when the rows span at least `folds` + 2 periods, repeated
+    stratified CV otherwise (e.g. a table with no date). `period`: the rolling origin's test period (default: the
+    entity's snapshot period for calendar snapshots, else a month)."""
+
+    method: Literal["auto", "repeated_cv", "time_split"] = "auto"
     folds: int = Field(5, ge=2)
     repeats: int = Field(3, ge=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="time_split: most recent share held out.")
+    period: Literal["week", "month", "quarter"] | None = None
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="The trainer's most recent share held out (the gate's).")
 
 
 class ModelConfig(Frozen):
@@ -215,11 +263,12 @@ class ModelConfig(Frozen):
     train_from: date | None = Field(None, description="Only snapshots at or after this date.")
     train_to: date | None = Field(None, description="Only snapshots before this date.")
     validation: ValidationConfig = ValidationConfig()
-    split: Literal["time", "stratified"] = Field(
-        "time",
+    split: Literal["auto", "time", "stratified"] = Field(
+        "auto",
         description=(
             "The shared trainer's train/validation/test split (early stopping, calibration, the gate's holdout): "
-            "by time, or stratified at random for small sets of independent outcome-labelled entities."
+            "by time, or stratified at random for small sets of independent outcome-labelled entities; auto: by "
+            "time unless the rows span fewer than 3 dates (a table with no date), then stratified."
         ),
     )
     trials: int | None = Field(None, gt=0, description="Optuna trials; default settings.training.trials.")
@@ -315,6 +364,11 @@ class OnboardingConfig(Frozen):
                 return m
         raise ConfigError(f"unknown model {name!r}; the config defines {[m.name for m in self.models]}")
 
+    @property
+    def extract_day(self) -> date:
+        """The date a generated `extract_date` column holds: the last day of the extract (data_end - 1 day)."""
+        return date.fromordinal(self.data_end.toordinal() - 1)
+
     def snapshot_end(self, entity: str) -> date:
         """Exclusive end of an entity's calendar snapshots (the extract end unless set)."""
         snaps = self.entities[entity].snapshots
@@ -330,27 +384,41 @@ def window_suffix(window: int | None) -> str:
     return "_all" if window is None else f"_{window}d"
 
 
+def sanitize(value: str) -> str:
+    """A category value as a feature-name part (lower snake case)."""
+    return _sanitize(value)
+
+
+def _category_names(prefix: str, values: list[str], other: bool) -> list[tuple[str, str]]:
+    named = [(f"{prefix}_{_sanitize(v)}", v) for v in values]
+    return named + ([(f"{prefix}_other", OTHER)] if other else [])
+
+
 def aggregation_feature_names(agg: Aggregation) -> list[tuple[str, str | None, int | None]]:
-    """(feature name, category value or None, window) for every feature an aggregation produces."""
+    """(feature name, category value or None or `OTHER`, window) for every feature an aggregation produces; an
+    `auto` split not yet resolved (`nextbest.onboarding.categories`) produces none."""
     out: list[tuple[str, str | None, int | None]] = []
     for window in agg.windows:
         if agg.by is None:
             out.append((f"{agg.name}{window_suffix(window)}", None, window))
-        else:
-            for value in agg.by.values:
-                out.append((f"{agg.name}_{_sanitize(value)}{window_suffix(window)}", value, window))
+        elif isinstance(agg.by.values, list):
+            for name, value in _category_names(agg.name, agg.by.values, agg.by.other):
+                out.append((f"{name}{window_suffix(window)}", value, window))
     return out
 
 
 def attribute_feature_names(attr: AttributeFeature) -> list[tuple[str, str | None]]:
-    """(feature name, category value or None) for every feature an attribute produces."""
+    """(feature name, category value or None or `OTHER`) for every feature an attribute produces; `auto`
+    categories not yet resolved produce none."""
     if attr.categories is None:
         return [(attr.name, None)]
-    return [(f"{attr.name}_{_sanitize(c)}", c) for c in attr.categories]
+    if attr.categories == AUTO:
+        return []
+    return list(_category_names(attr.name, list(attr.categories), attr.other))
 
 
 def feature_names_of(view: FeatureViewConfig) -> list[str]:
-    """Every feature column a view produces, in a stable order."""
+    """Every feature column a view produces, in a stable order (of a resolved config: `categories.resolved`)."""
     names = [n for a in view.attributes for n, _ in attribute_feature_names(a)]
     names += [n for a in view.aggregations for n, _, _ in aggregation_feature_names(a)]
     return names

@@ -146,9 +146,11 @@ def build_training_set(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> TrainingSet:
     """The labelled, point-in-time training frame of one model, as the shared training code's `TrainingSet`."""
+    from nextbest.onboarding.categories import project_config
     from nextbest.onboarding.feast_repo import get_project_store
     from training.datasets import TrainingSet
 
+    config = project_config(config, settings)  # the category lists the feature tables were built with
     model = config.model(model_name)
     erased = Tombstones.at(project_paths(config, settings).root)
     con = con or connect(config, erased)

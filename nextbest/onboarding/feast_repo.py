@@ -78,7 +78,10 @@ def build_definitions(config: OnboardingConfig, offline_dir: Path) -> list[Any]:
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64, Int64, String
 
+    from nextbest.onboarding.categories import read_frozen, resolved
+
     offline_dir = Path(offline_dir).resolve()
+    config = resolved(config, read_frozen(offline_dir))  # the category lists the tables were built with
     value_types = {"int": ValueType.INT64, "str": ValueType.STRING}
     entities = {
         name: Entity(name=name, join_keys=[ent.key], value_type=value_types[ent.key_type], description=ent.description)
@@ -149,8 +152,10 @@ def write_repo_folder(config: OnboardingConfig, settings: Settings, config_path:
 def view_tables(config: OnboardingConfig, settings: Settings) -> list[ViewTable]:
     """The project's views as the materialization writer sees them: parquet table, entity key, Float64 features."""
     from nextbest.features.store import ViewTable
+    from nextbest.onboarding.categories import project_config
 
     paths = project_paths(config, settings)
+    config = project_config(config, settings)
     return [
         ViewTable(
             name=view.name,

@@ -26,6 +26,7 @@ import pandas as pd
 from nextbest.erasure import Tombstones
 from nextbest.errors import ConfigError
 from nextbest.onboarding.config import (
+    OTHER,
     Aggregation,
     AttributeFeature,
     CalendarSnapshots,
@@ -133,17 +134,26 @@ def _attribute_selects(attr: AttributeFeature, src_cols: dict[str, str], view: s
         days = f"({_epoch_days('s.' + TIMESTAMP_COLUMN)} - {_epoch_days(col)})"
         expr = days if attr.transform == "days_since" else f"({days} / 365.25)"
         return [f"CAST({expr} AS DOUBLE) AS {ident(attr.name)}"]
-    if attr.categories is not None:
+    if isinstance(attr.categories, list):
+        listed = [v for _, v in attribute_feature_names(attr) if v != OTHER]
         return [
-            f"CASE WHEN {col} IS NULL THEN NULL WHEN CAST({col} AS VARCHAR) = {literal(value)} THEN 1.0 ELSE 0.0 END "
+            f"CASE WHEN {col} IS NULL THEN NULL WHEN {_category_test(col, value, listed)} THEN 1.0 ELSE 0.0 END "
             f"AS {ident(name)}"
             for name, value in attribute_feature_names(attr)
         ]
     if kind == "VARCHAR":
         raise ConfigError(
-            f"feature view {view!r}: {attr.column!r} is text; list its categories to one-hot it, or derive a number"
+            f"feature view {view!r}: {attr.column!r} is text and its categories are not resolved; build the project "
+            "(`nextbest features build --project FILE`) to infer them, or list them under `categories`"
         )
     return [f"CAST({col} AS DOUBLE) AS {ident(attr.name)}"]
+
+
+def _category_test(col: str, value: str | None, listed: list[str]) -> str:
+    """SQL: the column holds `value`, or, for the `OTHER` bucket, a value not in `listed` (NULL is neither)."""
+    if value == OTHER:
+        return f"{col} IS NOT NULL AND CAST({col} AS VARCHAR) NOT IN ({', '.join(literal(v) for v in listed)})"
+    return f"CAST({col} AS VARCHAR) = {literal(value)}"
 
 
 def _aggregation_selects(agg: Aggregation, src_cols: dict[str, str], ts: str | None, view: str) -> list[str]:
@@ -159,7 +169,8 @@ def _aggregation_selects(agg: Aggregation, src_cols: dict[str, str], ts: str | N
         if window is not None and ts is not None:
             conds.append(f"src.{ident(ts)} >= {snap} - INTERVAL {int(window)} DAY")
         if value is not None and agg.by is not None:
-            conds.append(f"CAST(src.{ident(agg.by.column)} AS VARCHAR) = {literal(value)}")
+            listed = agg.by.values if isinstance(agg.by.values, list) else []
+            conds.append(_category_test(f"src.{ident(agg.by.column)}", value, listed))
         where = " AND ".join(conds)
         src_ts = f"src.{ident(ts)}" if ts else None
         if agg.fn == "count":
@@ -257,12 +268,17 @@ def write_feature_tables(
     """Compute every feature view and write it as parquet under the project's offline folder; view -> path.
 
     The table project's build step (`nextbest.features.project.TableFeatures.build`); `progress(view, done, total)`
-    is called as views complete. Erased keys (the project's tombstones, `nextbest.erasure`) are in no table.
+    is called as views complete. Category lists the config leaves to the data are inferred at the first build and
+    frozen (`nextbest.onboarding.categories`). Erased keys (the project's tombstones, `nextbest.erasure`) are in no
+    table.
     """
+    from nextbest.onboarding.categories import freeze
+
     paths = project_paths(config, settings)
     erased = Tombstones.at(paths.root)
     con = con or connect(config, erased)
     paths.offline_dir.mkdir(parents=True, exist_ok=True)
+    config = freeze(con, config, paths.offline_dir)  # inferred category lists, frozen at the first build
     for entity in config.entities:
         rows = build_spine(con, config, entity)
         logger.info("spine %s: %d snapshot rows", entity, rows)

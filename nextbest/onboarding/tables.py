@@ -3,13 +3,15 @@
 DuckDB because the bank's files are read once per build and every later step (derived SQL, as-of joins, windowed
 aggregates) is relational: one in-process engine, no copies through pandas. Files are read as text and cast
 column by column, so a malformed value fails with the table and column named instead of being silently inferred
-into another type. All timestamps are naive UTC `TIMESTAMP`s inside DuckDB; they become tz-aware UTC in the
-parquet feature tables Feast reads.
+into another type. A file without an id gets a generated row key, one without a date a constant extract date
+(`TableConfig.row_key`, `extract_date`). All timestamps are naive UTC `TIMESTAMP`s inside DuckDB; they become
+tz-aware UTC in the parquet feature tables Feast reads.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,14 +63,20 @@ def _cast_expr(column: str, kind: str, fmt: str | None, na_values: list[str]) ->
     return f"CAST(trim({cleaned}) AS {_SQL_TYPES[kind]})"
 
 
-def _resolve(data_dir: Path, file: str) -> Path:
+def resolve_file(data_dir: Path, file: str) -> Path:
+    """A table's file: absolute as written, or relative to the project's data_dir."""
     path = Path(file)
     return path if path.is_absolute() else data_dir / path
 
 
-def load_table(con: duckdb.DuckDBPyConnection, name: str, table: TableConfig, data_dir: Path) -> int:
-    """Create table `name` in `con` from the file; returns its row count. Raises DataError on bad files/values."""
-    path = _resolve(data_dir, table.file)
+def load_table(
+    con: duckdb.DuckDBPyConnection, name: str, table: TableConfig, data_dir: Path, extract_day: date | None = None
+) -> int:
+    """Create table `name` in `con` from the file; returns its row count. Raises DataError on bad files/values.
+
+    A `row_key` column is generated as 1, 2, ... in file order (the file has no id); an `extract_date` column holds
+    `extract_day` at 00:00 on every row (the file has no date)."""
+    path = resolve_file(data_dir, table.file)
     if not path.exists():
         raise DataError(f"table {name!r}: file {path} not found (check data_dir / file in the onboarding config)")
     if table.format == "csv":
@@ -93,10 +101,25 @@ def load_table(con: duckdb.DuckDBPyConnection, name: str, table: TableConfig, da
         con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS SELECT {', '.join(selects)} FROM {reader}")
     except duckdb.Error as exc:
         raise DataError(f"table {name!r} ({path.name}): a value does not match its declared type: {exc}") from exc
+    _add_generated(con, name, table, extract_day)
     rows = con.execute(f"SELECT count(*) FROM {ident(name)}").fetchone()
     n = int(rows[0]) if rows else 0
     logger.debug("loaded %s: %d rows from %s", name, n, path)
     return n
+
+
+def _add_generated(con: duckdb.DuckDBPyConnection, name: str, table: TableConfig, extract_day: date | None) -> None:
+    """The generated columns of a file without an id or a date (in front of the file's own columns)."""
+    generated = []
+    if table.row_key is not None:
+        # rowid follows insertion order, which DuckDB keeps as the file's order (preserve_insertion_order).
+        generated.append(f"CAST(rowid + 1 AS BIGINT) AS {ident(table.row_key)}")
+    if table.extract_date is not None:
+        if extract_day is None:
+            raise ConfigError(f"table {name!r}: extract_date needs the extract's end (data_end)")
+        generated.append(f"TIMESTAMP {literal(extract_day.isoformat())} AS {ident(table.extract_date)}")
+    if generated:
+        con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS SELECT {', '.join(generated)}, * FROM {ident(name)}")
 
 
 def connect(config: OnboardingConfig, erased: Tombstones | None = None) -> duckdb.DuckDBPyConnection:
@@ -108,7 +131,7 @@ def connect(config: OnboardingConfig, erased: Tombstones | None = None) -> duckd
     """
     con = duckdb.connect()
     for name, table in config.tables.items():
-        load_table(con, name, table, config.data_dir)
+        load_table(con, name, table, config.data_dir, extract_day=config.extract_day)
     if erased:
         exclude_erased(con, list(config.tables), erased)
     for name, sql in config.derived.items():
