@@ -818,7 +818,8 @@ class DecisionPolicy:
         k = max(0, min(max_actions, self.config.max_actions))
         chosen = list(ranked[:k])
         rejected = [
-            Rejection(r.action.id, "arbitration.outranked", f"rank {i + 1} > {k}") for i, r in enumerate(ranked[k:], k)
+            Rejection(r.action.id, "arbitration.outranked", f"rank {i + 1} > {k} (priority {r.priority:.4g})")
+            for i, r in enumerate(ranked[k:], k)
         ]
         return chosen, rejected
 

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nextbest.decision_log import UnknownDecisionError
 from nextbest.errors import ConfigError, NotReadyError, OverloadedError
 from serving.auth import AuthError, KeyRing, Role
+from serving.explorer import add_explorer_routes
 from serving.schemas import (
     EventResponse,
     FeedbackRequest,
@@ -212,6 +213,7 @@ class Api:
         _install_error_handlers(app)
         self._decision_routes(app)
         self._admin_routes(app)
+        add_explorer_routes(self, app, _responses(404))
 
         @app.get("/docs.json", include_in_schema=False)
         async def openapi_document() -> JSONResponse:

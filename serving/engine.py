@@ -1144,4 +1144,6 @@ def _action_out(rank: int, r: RankedAction) -> RecommendedAction:
 
 
 def _policy_digest(cfg: PolicyConfig) -> str:
-    return "policy-" + hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+    """The policy's version: a digest of what it sets (defaults left out, so a release that adds a setting with
+    a default does not change the version of a policy that does not use it)."""
+    return "policy-" + hashlib.sha256(cfg.model_dump_json(exclude_defaults=True).encode()).hexdigest()[:12]

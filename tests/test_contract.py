@@ -380,3 +380,77 @@ def test_a_dead_online_store_gives_degraded_answers_not_errors(
             assert status == 200 and d["degraded"] and not d["cold_start"] and not _marketing(d), d
         status, ev = _post(svc.url + "/v1/events", {"customer_id": customer, "event_type": case.event}, CHAN)
         assert status == 200 and ev["accepted"] and not ev["pushed"]  # recorded durably even so
+
+
+# ---------------------------------------------------------------- the decision explorer
+
+
+def test_the_explorer_explains_a_decision_and_replays_it(server: Running, case: Case, used: set[object]) -> None:
+    customer, decision = _first_marketing(server, case, case.inbound, used)
+    url = f"{server.url}/v1/decisions/{decision['decision_id']}"
+    assert _get_json(url, CHAN)[0] == 403  # a channel key cannot read the log
+    status, explained = _get_json(url, ADMIN)
+    assert status == 200, explained
+    chosen = [c for c in explained["candidates"] if c["status"] == "chosen"]
+    assert [c["action_id"] for c in chosen] == [a["action_id"] for a in decision["actions"]]
+    assert all(c["priority"] is not None and c["propensity"] is not None for c in chosen)
+    # every catalogue action is accounted for: chosen, or dropped by a named rule
+    assert all(c["status"] == "chosen" or (c["status"] == "rejected" and c["rule"]) for c in explained["candidates"])
+    assert explained["features"] and explained["versions"]["models"] == decision["model_versions"]
+    assert explained["versions"]["policy"] and explained["versions"]["feature_service"]
+    status, recent = _get_json(f"{server.url}/v1/customers/{customer}/decisions", ADMIN)
+    assert status == 200 and decision["decision_id"] in [r["decision_id"] for r in recent]
+    status, replayed = _post(url + "/replay", {}, ADMIN)
+    assert status == 200 and replayed["matches"], replayed
+    status, missing = _get_json(f"{server.url}/v1/decisions/d-nothing", ADMIN)
+    assert status == 404 and missing["field"] == "decision_id"
+
+
+def _chromium() -> str:
+    import shutil
+
+    from environment import skip_unless_ci
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        skip_unless_ci("no Chromium (make test installs Debian's chromium)")
+    return str(found)
+
+
+def test_swagger_and_the_explorer_render_in_a_real_browser(server: Running, case: Case, used: set[object]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from nextbest.settings import REPO_ROOT
+
+    shots = REPO_ROOT / ".nextbest" / "test-artifacts" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    customer, decision = _first_marketing(server, case, case.inbound, used)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(server.url + "/", wait_until="networkidle")
+            page.wait_for_selector(".swagger-ui .opblock", timeout=20_000)
+            assert "Nextbest decision API" in page.inner_text(".swagger-ui .info")
+            assert page.locator(".opblock-summary-path", has_text="/v1/recommend").count() >= 1
+            page.screenshot(path=str(shots / f"swagger-{case.name}.png"), full_page=False)
+
+            page.goto(server.url + "/explorer", wait_until="networkidle")
+            page.fill("#api-key", ADMIN["X-API-Key"])
+            page.fill("#customer-id", str(customer))
+            page.click("#load")
+            page.wait_for_selector("#candidates tr.chosen", timeout=15_000)
+            chosen = page.locator("#candidates tr.chosen td:first-child").all_inner_texts()
+            assert chosen[0] == decision["actions"][0]["action_id"]
+            shown = page.locator("#candidates tr").count() - 1  # the header row
+            assert (
+                shown == page.locator("#candidates tr.chosen").count() + page.locator("#candidates tr.rejected").count()
+            )
+            assert page.locator("#features tr").count() > 2
+            page.click("#replay")
+            page.wait_for_selector("#replay-result .ok, #replay-result .bad", timeout=60_000)
+            assert "matches" in page.inner_text("#replay-result")
+            page.screenshot(path=str(shots / f"explorer-{case.name}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (shots / f"explorer-{case.name}.png").stat().st_size > 10_000
