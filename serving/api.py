@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import logging
+from collections import Counter
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -101,19 +102,33 @@ def _typed_key(raw: str, key_type: str) -> int | str:
     """A key from a URL path, as the project types it (ValueError naming the field for a bad integer)."""
     if key_type != "int":
         return raw
-    if not raw.isdigit() or len(raw) > 19 or int(raw) >= 2**63:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) >= 2**63:  # not '²' or '١٢'
         raise ValueError(f"customer_id: an integer key in [0, 2^63) is expected, got {raw!r}")
     return int(raw)
 
 
+#: the names pydantic gives a union's plain branches in an error's location (`attributes.x.int`: its int branch)
+_UNION_BRANCHES = frozenset({"bool", "int", "float", "str", "bytes", "none", "list", "dict", "datetime", "date"})
+
+
 def _field_path(loc: Any) -> str:
-    """A validation error's location as a dotted field: `body`, union-branch tags (`constrained-int`) left out."""
+    """A validation error's location as a dotted field: `body`, union-branch tags (`constrained-int`) left out; a
+    header by its name (`Idempotency-Key`)."""
+    if len(loc) == 2 and loc[0] == "header":
+        return str(loc[1])
     parts = [
         str(p)
         for p in loc
         if p not in ("body", "query", "path", "header") and (isinstance(p, int) or str(p).isidentifier())
     ]
     return ".".join(parts) or "body"
+
+
+def _without_branches(locs: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """A value that fits no branch of a union fails once per branch (`attributes.x.bool`, `attributes.x.int`, ...):
+    those errors name the field itself (`attributes.x`), not a branch of its type."""
+    shared = Counter(loc[:-1] for loc in locs if loc)
+    return [loc[:-1] if loc and shared[loc[:-1]] > 1 and loc[-1] in _UNION_BRANCHES else loc for loc in locs]
 
 
 def _field_of(message: str) -> str | None:
@@ -126,8 +141,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         merged: dict[str, list[str]] = {}
-        for e in exc.errors():
-            merged.setdefault(_field_path(e.get("loc", ())), []).append(str(e.get("msg", "invalid")))
+        found = exc.errors()
+        for e, loc in zip(found, _without_branches([tuple(e.get("loc", ())) for e in found]), strict=True):
+            merged.setdefault(_field_path(loc), []).append(str(e.get("msg", "invalid")))
         errors = [FieldError(field=f, message=" or ".join(dict.fromkeys(m))) for f, m in merged.items()]
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "the request is invalid"
         return problem(request, 400, detail, errors=errors)
