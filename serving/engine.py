@@ -507,6 +507,7 @@ class DecisionEngine(ChampionLifecycle):
         features: Sequence[Mapping[str, Any]] | None = None,
         now: Sequence[datetime] | None = None,
         timings: dict[str, float] | None = None,
+        dry_run: bool = False,
     ) -> list[RecommendResponse]:
         """Many decisions through the steps of `recommend`, batched: what campaigns and the policy twin call.
 
@@ -515,6 +516,8 @@ class DecisionEngine(ChampionLifecycle):
         `recommend`). A customer asked for more than once is decided in order, each decision seeing the contacts of
         the earlier ones (caps hold within a batch). Erased customers get the forgotten answer. ValueError names
         the first bad request (key type, channel, time); OverloadedError when the decision log is backlogged.
+        `dry_run`: decide but deliver and log nothing (a campaign's proposal, re-decided for real once chosen; the
+        decisions of one customer in a dry run do not see each other's contacts).
         """
         if features is not None and len(features) != len(requests):
             raise ValueError(f"features: {len(features)} rows for {len(requests)} requests")
@@ -541,7 +544,8 @@ class DecisionEngine(ChampionLifecycle):
                 waves.append([])
             waves[wave].append((n, pending))
         for wave in waves:
-            for (n, _pending), response in zip(wave, self._decide_all([p for _n, p in wave], timings), strict=True):
+            decided = self._decide_all([p for _n, p in wave], timings, commit=not dry_run)
+            for (n, _pending), response in zip(wave, decided, strict=True):
                 out[n] = response
         return [r for r in out if r is not None]
 
@@ -625,10 +629,11 @@ class DecisionEngine(ChampionLifecycle):
         return self._decide_all([_Pending(req, ctx, now, got, t0)], timings)[0]
 
     def _decide_all(
-        self, items: Sequence[_Pending], timings: dict[str, float] | None = None
+        self, items: Sequence[_Pending], timings: dict[str, float] | None = None, commit: bool = True
     ) -> list[RecommendResponse]:
         """The decisions of distinct customers, each step batched over them (I/O and model calls once per batch);
-        the policy decides each customer alone, so a decision is the same in a batch of one or of a million."""
+        the policy decides each customer alone, so a decision is the same in a batch of one or of a million.
+        Without `commit` nothing is delivered or logged (a dry run)."""
         mark = _Stopwatch(timings)
         bundle, policy = self.bundle, self.policy  # one reference each for the whole batch: no mixed versions
         for it in items:
@@ -652,19 +657,21 @@ class DecisionEngine(ChampionLifecycle):
         mark("policy_arbitrate")
         self._explain_all(items, scored, bundle, policy)
         mark("reason_codes")
-        self._deliver_all(items)
+        if commit:
+            self._deliver_all(items)
         mark("log_write_through")
-        out = [self._finish(it, sc, bundle) for it, sc in zip(items, scored, strict=True)]
+        out = [self._finish(it, sc, bundle, log=commit) for it, sc in zip(items, scored, strict=True)]
         mark("log_enqueue")
         return out
 
-    def _finish(self, it: _Pending, scored: _Scored, bundle: ModelBundle) -> RecommendResponse:
-        """Log the decision (write-behind) and build its answer."""
+    def _finish(self, it: _Pending, scored: _Scored, bundle: ModelBundle, log: bool = True) -> RecommendResponse:
+        """Log the decision (write-behind) and build its answer (no log in a dry run)."""
         got = it.got
         assert got.customer is not None
         actions = [_action_out(rank, r) for rank, r in enumerate(it.chosen, 1)]
         scores = {a.id: float(p) for a, p in zip(it.screening.candidates, scored.propensities, strict=True)}
-        self._log_decision(it.decision_id, it.req, it.now, got, bundle, scores, actions, it.rejected, it.t0)
+        if log:
+            self._log_decision(it.decision_id, it.req, it.now, got, bundle, scores, actions, it.rejected, it.t0)
         return RecommendResponse(
             decision_id=it.decision_id,
             customer_id=it.req.customer_id,

@@ -159,3 +159,14 @@ def test_a_bad_request_in_a_batch_is_named(served_world, tmp_path: Path) -> None
         bad = RecommendRequest.model_construct(customer_id=served_world.customer_ids[1], channel="fax")
         with pytest.raises(ValueError, match=r"request 1: channel: unknown channel 'fax'"):
             batch.decide_batch([ok, bad])
+
+
+def test_a_dry_run_decides_the_same_and_writes_nothing(served_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for single, batch in _pair(served_world.settings, None, tmp_path):
+        requests, times = _requests(served_world.customer_ids[100:130], ("app", "email"), 1)
+        proposed = batch.decide_batch(requests, now=times, dry_run=True)
+        assert batch.decision_log.flush()
+        assert batch.decision_log.count("decisions") == 0 and batch.decision_log.count("decision_contacts") == 0
+        real = single.decide_batch(requests, now=times)
+        assert [_comparable(r) for r in proposed] == [_comparable(r) for r in real]
+        assert any(r.actions for r in proposed)
