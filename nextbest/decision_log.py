@@ -88,6 +88,15 @@ decisions = sa.Table(
     sa.Column("degraded", sa.Boolean, nullable=False, default=False),
     sa.Column("cold_start", sa.Boolean, nullable=False, default=False),
     sa.Column("latency_ms", sa.Float),
+    # Experiments (`nextbest.assignment`): the universal holdout, the split and arm that served the decision, the
+    # campaign that made it and whether the customer was in its control group.
+    sa.Column("holdout", sa.Boolean),
+    sa.Column("split", sa.String(64)),
+    sa.Column("arm", sa.String(64)),
+    sa.Column("campaign_id", sa.String(64), index=True),
+    sa.Column("campaign_control", sa.Boolean),
+    # The probability that the policy would pick each served action (exploration; 1.0 when it picks greedily).
+    sa.Column("choice_probabilities", sa.JSON),
 )
 
 decision_contacts = sa.Table(
@@ -158,7 +167,19 @@ policies = sa.Table(
 
 #: the columns a later version added: created on an older database at open (SQLite, PostgreSQL)
 _ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "decisions": ("decided_at", "request_id", "request", "model_scores", "related_features"),
+    "decisions": (
+        "decided_at",
+        "request_id",
+        "request",
+        "model_scores",
+        "related_features",
+        "holdout",
+        "split",
+        "arm",
+        "campaign_id",
+        "campaign_control",
+        "choice_probabilities",
+    ),
     "decision_contacts": ("recorded_at", "outcome_recorded_at"),
     "feedback": ("value", "feedback_id"),
     "events": ("event_id",),
@@ -204,6 +225,12 @@ class DecisionRecord:
     # The request as the channel sent it (what a replay decides again from)
     request: Mapping[str, Any] = field(default_factory=dict)
     decided_at: datetime | None = None
+    holdout: bool | None = None
+    split: str | None = None
+    arm: str | None = None
+    campaign_id: str | None = None
+    campaign_control: bool | None = None
+    choice_probabilities: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -382,6 +409,12 @@ def _decision_row(record: DecisionRecord) -> dict[str, Any]:
         "degraded": bool(record.degraded),
         "cold_start": bool(record.cold_start),
         "latency_ms": clean(record.latency_ms),
+        "holdout": record.holdout,
+        "split": record.split,
+        "arm": record.arm,
+        "campaign_id": record.campaign_id,
+        "campaign_control": record.campaign_control,
+        "choice_probabilities": clean(dict(record.choice_probabilities)),
     }
 
 
@@ -814,24 +847,33 @@ class DecisionLog:
             self._pending.add(record.decision_id)
         self._put("decisions", _decision_row(record))
 
-    def log_event(self, record: EventRecord) -> bool:
-        """Journal the event, then queue it; False (nothing stored) when its client key was stored before (in the
-        database, or queued by this process); a retry racing on another worker is dropped at insert."""
-        if record.event_id is not None:
-            with self._lock:
-                if record.event_id in self._recent_event_ids:
-                    return False
-                self._recent_event_ids[record.event_id] = None
-                while len(self._recent_event_ids) > RECENT_EVENT_IDS:
-                    self._recent_event_ids.pop(next(iter(self._recent_event_ids)))
-            if self._event_seen(record.event_id):
+    def reserve_event(self, event_id: str) -> bool:
+        """Claim a client's event key before acting on the event: False when it was stored before (in the database,
+        or claimed by this process), so a retry changes nothing -- no second consent change, no second push. A
+        retry racing on another worker at the same instant is dropped at insert (its push may repeat)."""
+        with self._lock:
+            if event_id in self._recent_event_ids:
                 return False
+            self._recent_event_ids[event_id] = None
+            while len(self._recent_event_ids) > RECENT_EVENT_IDS:
+                self._recent_event_ids.pop(next(iter(self._recent_event_ids)))
+        return not self._event_seen(event_id)
+
+    def release_event(self, event_id: str) -> None:
+        """Give a claimed key back when its event could not be kept: the client's retry must store it."""
+        with self._lock:
+            self._recent_event_ids.pop(event_id, None)
+
+    def log_event(self, record: EventRecord, reserved: bool = False) -> bool:
+        """Journal the event, then queue it; False (nothing stored) when its client key was stored before.
+        `reserved`: the caller claimed the key with `reserve_event` already."""
+        if record.event_id is not None and not reserved and not self.reserve_event(record.event_id):
+            return False
         try:
             self._put("events", _event_row(record))
         except BaseException:
             if record.event_id is not None:  # not kept: the client's retry must store it, not be told "duplicate"
-                with self._lock:
-                    self._recent_event_ids.pop(record.event_id, None)
+                self.release_event(record.event_id)
             raise
         return True
 

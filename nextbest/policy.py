@@ -4,6 +4,7 @@ On the floor: the service, the evaluation ladder, campaigns and the twin all dec
 every project (the simulated bank and any onboarded bank). Stages, in the order DESIGN.md fixes (each removed
 action keeps the rule that removed it):
 
+0. experiments   -- the universal holdout gets no marketing, a campaign's control group nothing from it;
 1. eligibility   -- the catalogue's rules: channel, age, segment, products held / required, risk band, feature
    conditions; cold-start customers (no profile) get only what needs none (or the project's cold-start list);
 2. consent and suitability -- marketing needs consent on a consent channel (or, for a project that declares no
@@ -318,6 +319,10 @@ class CustomerView:
     withdrew_all: bool = False
     # The segments the policy refers to that the customer is in (`DecisionPolicy.view`).
     segments: frozenset[str] = frozenset()
+    # Experiments (`nextbest.assignment`, set by the engine): the universal holdout gets no marketing from any path;
+    # a campaign's control group gets nothing from that campaign.
+    holdout: bool = False
+    campaign_control: bool = False
 
     @property
     def in_distress(self) -> bool:
@@ -513,6 +518,16 @@ class DecisionPolicy:
             if segment in customer.segments:
                 w *= weights.get(action.id, 1.0)
         return w
+
+    # ---- stage 0: experiments
+    def experiment_rule(self, action: Action, customer: CustomerView) -> Rejection | None:
+        """The controls uplift is measured against: no marketing to the universal holdout, nothing to a
+        campaign's control group."""
+        if customer.campaign_control:
+            return Rejection(action.id, "experiment.campaign_control", "in this campaign's control group")
+        if customer.holdout and action.kind in MARKETING_KINDS:
+            return Rejection(action.id, "experiment.holdout", "in the universal holdout: no marketing")
+        return None
 
     # ---- stage 1: eligibility
     def eligibility_rule(self, action: Action, customer: CustomerView, channel: str) -> Rejection | None:
@@ -723,8 +738,10 @@ class DecisionPolicy:
             if allowed is not None and action.id not in allowed:
                 rejected.append(Rejection(action.id, "degraded.not_safe", "only safe actions without features"))
                 continue
-            reason = self.eligibility_rule(action, customer, channel) or self.suitability_rule(
-                action, customer, channel
+            reason = (
+                self.experiment_rule(action, customer)
+                or self.eligibility_rule(action, customer, channel)
+                or self.suitability_rule(action, customer, channel)
             )
             if reason is None and action.kind in MARKETING_KINDS and blocked is not None:
                 reason = Rejection(action.id, blocked)

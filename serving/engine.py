@@ -28,12 +28,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nextbest.assignment import ArmSpec, Assigner
 from nextbest.catalogue import Catalogue
 from nextbest.decision_log import ALL_CHANNELS, DecisionLog, DecisionRecord, EventRecord, installation_secret
 from nextbest.errors import ConfigError, NotReadyError, OverloadedError
@@ -199,9 +201,24 @@ class _Pending:
     got: DecisionInputs
     t0: float
     decision_id: str = ""
+    # Experiments: the universal holdout, the arm of the served split, the campaign and its control group.
+    holdout: bool = False
+    arm: str | None = None
+    campaign_id: str | None = None
+    campaign_control: bool = False
     screening: Screening = field(default_factory=lambda: Screening([], []))
     chosen: list[RankedAction] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """What one arm of the served split serves (None: the project's own policy / champions)."""
+
+    spec: ArmSpec
+    policy: DecisionPolicy | None
+    policy_version: str | None
+    bundle: ModelBundle | None
 
 
 @dataclass(frozen=True)
@@ -231,7 +248,13 @@ class DecisionEngine(ChampionLifecycle):
         self.features: FeatureProject = feature_project(self.project, self.settings)
         if store is not None:
             self.features._store = store
+        self._segments: Any = None
         self._set_policy(policy or project_policy)
+        self.assigner = Assigner(self.project.name, self.serving.assignment)
+        # The live traffic split the service serves by (the first declared); its arms' policies and models.
+        splits = self.serving.assignment.splits
+        self._split = splits[0] if splits else None
+        self._arms: dict[str, _Arm] = {}
         self._policy_fixed = policy is not None
         self._store: feast.FeatureStore | None = None
         self._log = decision_log
@@ -250,9 +273,20 @@ class DecisionEngine(ChampionLifecycle):
         self._init_lifecycle()
 
     def _set_policy(self, config: PolicyConfig) -> None:
-        policy = DecisionPolicy(self.catalogue, config)  # validates against the catalogue first
+        policy = self._policy_of(config)  # validates against the catalogue first
         self.policy = policy  # one reference assignment: a request keeps the policy it started with
         self.policy_version = _policy_digest(config)
+
+    def _policy_of(self, config: PolicyConfig) -> DecisionPolicy:
+        """The decision policy of a config, with the project's segments bound when it refers to any."""
+        segments = None
+        if config.segment_names:
+            from nextbest.segments import project_segments
+
+            if self._segments is None:
+                self._segments = project_segments(self.project, self.features)
+            segments = self._segments
+        return DecisionPolicy(self.catalogue, config, segments=segments)
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -281,6 +315,7 @@ class DecisionEngine(ChampionLifecycle):
 
             self._action_table = action_features(self.catalogue)
         self._bundle = self._load_bundle()
+        self._load_arms()
         self._check_feature_names()
         assert self._reader is not None
         self._reader.warm_up(self._warm_key(), self.features.request_row(self.catalogue.channels[0], datetime.now(UTC)))
@@ -443,6 +478,61 @@ class DecisionEngine(ChampionLifecycle):
         except ConfigError as exc:
             logger.error("edited decision policy refused, keeping %s: %s", self.policy_version, exc)
         self.reload_models()
+        try:
+            self._load_arms(only_if_changed=True)
+        except (ConfigError, NotReadyError) as exc:
+            logger.error("%s: the split's arms not refreshed, keeping them: %s", self.engine_label, exc)
+
+    # ---------------------------------------------------------------- the live split's arms
+    def _load_arms(self, only_if_changed: bool = False) -> None:
+        """Each arm's policy (its file) and models (versions or aliases over the champions) of the served split.
+
+        An arm that names neither serves the project's own; an arm's model not named follows the champion. With
+        `only_if_changed` (the poller) an arm is rebuilt only when the versions it resolves to moved.
+        """
+        if self._split is None:
+            return
+        arms = dict(self._arms)
+        for spec in self._split.arms:
+            versions = {**self.bundle.versions, **self._resolve(spec.models)} if spec.models else None
+            old = arms.get(spec.name)
+            if only_if_changed and old is not None and (old.bundle.versions if old.bundle else None) == versions:
+                continue
+            policy, version = (old.policy, old.policy_version) if old is not None else (None, None)
+            if spec.policy is not None and old is None:
+                config = load_policy(self._arm_path(spec.policy))
+                policy, version = self._policy_of(config), _policy_digest(config)
+                self.decision_log.remember_policy(version, config.model_dump(mode="json"))
+            bundle = self._load_bundle(versions) if versions is not None else None
+            arms[spec.name] = _Arm(spec, policy, version, bundle)
+        self._arms = arms  # one reference assignment
+
+    def _arm_path(self, path: str) -> Path:
+        p = Path(path)
+        if not p.is_absolute() and self.project.source is not None:
+            p = self.project.source.parent / p
+        if not p.is_file():
+            raise ConfigError(f"split {self._split.name if self._split else '?'}: arm policy file {p} not found")
+        return p
+
+    def _resolve(self, models: Mapping[str, str]) -> dict[str, str]:
+        """Model name -> version for an arm's versions and registry aliases (e.g. `challenger`)."""
+        from mlflow.exceptions import MlflowException
+
+        from nextbest.models.registry import mlflow_client
+
+        out: dict[str, str] = {}
+        for name, ref in models.items():
+            if name not in self.project.served_models:
+                raise ConfigError(f"split arm names model {name!r}; served: {', '.join(self.project.served_models)}")
+            if ref.isdigit():
+                out[name] = ref
+                continue
+            try:
+                out[name] = str(mlflow_client(self.settings).get_model_version_by_alias(name, ref).version)
+            except MlflowException as exc:
+                raise NotReadyError(f"model {name!r} has no version with alias {ref!r}") from exc
+        return out
 
     def status(self) -> StatusResponse:
         return StatusResponse(
@@ -508,6 +598,8 @@ class DecisionEngine(ChampionLifecycle):
         now: Sequence[datetime] | None = None,
         timings: dict[str, float] | None = None,
         dry_run: bool = False,
+        campaign_id: str | None = None,
+        controls: Sequence[bool] | None = None,
     ) -> list[RecommendResponse]:
         """Many decisions through the steps of `recommend`, batched: what campaigns and the policy twin call.
 
@@ -517,12 +609,15 @@ class DecisionEngine(ChampionLifecycle):
         the earlier ones (caps hold within a batch). Erased customers get the forgotten answer. ValueError names
         the first bad request (key type, channel, time); OverloadedError when the decision log is backlogged.
         `dry_run`: decide but deliver and log nothing (a campaign's proposal, re-decided for real once chosen; the
-        decisions of one customer in a dry run do not see each other's contacts).
+        decisions of one customer in a dry run do not see each other's contacts). `campaign_id` is logged with each
+        decision; `controls` marks the customers of the campaign's control group: decided and logged, sent nothing.
         """
         if features is not None and len(features) != len(requests):
             raise ValueError(f"features: {len(features)} rows for {len(requests)} requests")
         if now is not None and len(now) != len(requests):
             raise ValueError(f"now: {len(now)} times for {len(requests)} requests")
+        if controls is not None and (campaign_id is None or len(controls) != len(requests)):
+            raise ValueError("controls: one flag per request, and only with a campaign_id")
         if self._reader is None or self._bundle is None:
             raise NotReadyError("decision engine not loaded")
         self._check_backlog()
@@ -539,12 +634,15 @@ class DecisionEngine(ChampionLifecycle):
                 out[n] = self._forgotten(req)
                 continue
             pending.got.features.setdefault(key, req.customer_id)
+            pending.campaign_id = campaign_id
+            pending.campaign_control = bool(controls[n]) if controls is not None else False
+            self._assigned(pending)
             wave = seen[str(req.customer_id)] = seen.get(str(req.customer_id), -1) + 1
             if wave == len(waves):
                 waves.append([])
             waves[wave].append((n, pending))
         for wave in waves:
-            decided = self._decide_all([p for _n, p in wave], timings, commit=not dry_run)
+            decided = self._decide_arms([p for _n, p in wave], timings, commit=not dry_run)
             for (n, _pending), response in zip(wave, decided, strict=True):
                 out[n] = response
         return [r for r in out if r is not None]
@@ -626,16 +724,50 @@ class DecisionEngine(ChampionLifecycle):
         timings: dict[str, float] | None = None,
     ) -> RecommendResponse:
         """One decision: a batch of one through the same steps as `decide_batch`."""
-        return self._decide_all([_Pending(req, ctx, now, got, t0)], timings)[0]
+        return self._decide_arms([self._assigned(_Pending(req, ctx, now, got, t0))], timings)[0]
+
+    def _assigned(self, it: _Pending) -> _Pending:
+        """The customer's experiment assignment: the universal holdout and the arm of the served split."""
+        key = it.req.customer_id
+        it.holdout = bool(self.assigner.in_holdout(key))
+        if self._split is not None:
+            it.arm = str(self.assigner.arm(self._split.name, key))
+        return it
+
+    def _decide_arms(
+        self, items: Sequence[_Pending], timings: dict[str, float] | None = None, commit: bool = True
+    ) -> list[RecommendResponse]:
+        """Each arm's customers through `_decide_all` with that arm's policy and models, answers in order."""
+        arms = dict.fromkeys(it.arm for it in items)
+        if len(arms) == 1:
+            return self._decide_all(items, timings, commit, next(iter(arms)))
+        out: list[RecommendResponse | None] = [None] * len(items)
+        for arm in arms:
+            index = [n for n, it in enumerate(items) if it.arm == arm]
+            for n, r in zip(index, self._decide_all([items[n] for n in index], timings, commit, arm), strict=True):
+                out[n] = r
+        return [r for r in out if r is not None]
+
+    def _served_by(self, arm: str | None) -> tuple[ModelBundle, DecisionPolicy, str]:
+        """The models, policy and policy version an arm serves (the project's own for none)."""
+        served = self._arms.get(arm) if arm is not None else None
+        if served is None:
+            return self.bundle, self.policy, self.policy_version
+        return served.bundle or self.bundle, served.policy or self.policy, served.policy_version or self.policy_version
 
     def _decide_all(
-        self, items: Sequence[_Pending], timings: dict[str, float] | None = None, commit: bool = True
+        self,
+        items: Sequence[_Pending],
+        timings: dict[str, float] | None = None,
+        commit: bool = True,
+        arm: str | None = None,
     ) -> list[RecommendResponse]:
         """The decisions of distinct customers, each step batched over them (I/O and model calls once per batch);
         the policy decides each customer alone, so a decision is the same in a batch of one or of a million.
         Without `commit` nothing is delivered or logged (a dry run)."""
         mark = _Stopwatch(timings)
-        bundle, policy = self.bundle, self.policy  # one reference each for the whole batch: no mixed versions
+        # One reference each for the whole batch: no mixed versions.
+        bundle, policy, policy_version = self._served_by(arm)
         for it in items:
             it.decision_id = self._new_decision_id()
         self._profiles(items, bundle, policy, mark)
@@ -660,18 +792,22 @@ class DecisionEngine(ChampionLifecycle):
         if commit:
             self._deliver_all(items)
         mark("log_write_through")
-        out = [self._finish(it, sc, bundle, log=commit) for it, sc in zip(items, scored, strict=True)]
+        logged = policy_version if commit else None
+        out = [self._finish(it, sc, bundle, logged) for it, sc in zip(items, scored, strict=True)]
         mark("log_enqueue")
         return out
 
-    def _finish(self, it: _Pending, scored: _Scored, bundle: ModelBundle, log: bool = True) -> RecommendResponse:
-        """Log the decision (write-behind) and build its answer (no log in a dry run)."""
+    def _finish(
+        self, it: _Pending, scored: _Scored, bundle: ModelBundle, policy_version: str | None
+    ) -> RecommendResponse:
+        """Log the decision with the version of the policy that made it (write-behind) and build its answer (no
+        log in a dry run: no `policy_version`)."""
         got = it.got
         assert got.customer is not None
         actions = [_action_out(rank, r) for rank, r in enumerate(it.chosen, 1)]
         scores = {a.id: float(p) for a, p in zip(it.screening.candidates, scored.propensities, strict=True)}
-        if log:
-            self._log_decision(it.decision_id, it.req, it.now, got, bundle, scores, actions, it.rejected, it.t0)
+        if policy_version is not None:
+            self._log_decision(it, bundle, scores, actions, policy_version)
         return RecommendResponse(
             decision_id=it.decision_id,
             customer_id=it.req.customer_id,
@@ -697,6 +833,8 @@ class DecisionEngine(ChampionLifecycle):
             else:
                 got.customer = policy.view(it.req.customer_id, got.features)
                 live.append(it)
+            if it.holdout or it.campaign_control:
+                got.customer = replace(got.customer, holdout=it.holdout, campaign_control=it.campaign_control)
         self._histories(live, policy)
         mark("contact_history")
         known = [it for it in live if it.got.customer is not None and it.got.customer.known]
@@ -941,29 +1079,26 @@ class DecisionEngine(ChampionLifecycle):
 
     def _log_decision(
         self,
-        decision_id: str,
-        req: RecommendRequest,
-        now: datetime,
-        got: DecisionInputs,
+        it: _Pending,
         bundle: ModelBundle,
         scores: dict[str, float],
         actions: list[RecommendedAction],
-        rejected: list[Rejection],
-        t0: float,
+        policy_version: str,
     ) -> None:
+        got, req = it.got, it.req
         assert got.customer is not None
         key = self.project.served.key
         self._emit(
             DecisionRecord(
-                decision_id=decision_id,
-                ts=now,
+                decision_id=it.decision_id,
+                ts=it.now,
                 customer_id=req.customer_id,
                 channel=req.channel,
                 context=req.context.model_dump(),
                 features={k: v for k, v in got.features.items() if k != key},
                 feature_service=self._feature_service_label(),
                 model_versions=bundle.versions,
-                policy_version=self.policy_version,
+                policy_version=policy_version,
                 request_id=got.request_id,
                 request=req.model_dump(mode="json"),
                 decided_at=got.decided_at,
@@ -972,10 +1107,17 @@ class DecisionEngine(ChampionLifecycle):
                 related_features=got.related,
                 scores=scores,
                 chosen=[a.model_dump() for a in actions],
-                rejected=[{"action_id": r.action_id, "rule": r.rule, "detail": r.detail} for r in rejected],
+                rejected=[{"action_id": r.action_id, "rule": r.rule, "detail": r.detail} for r in it.rejected],
                 degraded=got.degraded,
                 cold_start=not got.customer.known and not got.degraded,
-                latency_ms=(time.perf_counter() - t0) * 1000.0,
+                latency_ms=(time.perf_counter() - it.t0) * 1000.0,
+                holdout=it.holdout,
+                split=self._split.name if self._split is not None else None,
+                arm=it.arm,
+                campaign_id=it.campaign_id,
+                campaign_control=it.campaign_control if it.campaign_id is not None else None,
+                # The policy picks greedily: each delivered action had probability 1 of being chosen.
+                choice_probabilities={a.action_id: 1.0 for a in actions},
             )
         )
 
@@ -1012,16 +1154,24 @@ class DecisionEngine(ChampionLifecycle):
         ts = self._reported_time(ev.ts)
         payload = ev.model_dump(exclude_none=True, mode="json")
         payload["ts"] = ts.isoformat()
-        consent = self._consent_change(ev, ts)
-        pushed, detail = (False, consent) if consent else self._push(ev, ts)
-        record = EventRecord(
-            customer_id=ev.customer_id, ts=ts, event_type=ev.event_type, payload=payload, pushed=pushed, event_id=key
-        )
-        if not self.decision_log.log_event(record):
+        # The key is claimed before the event acts: a retry changes no consent and pushes nothing again.
+        if key is not None and not self.decision_log.reserve_event(key):
             return EventResponse(
                 accepted=True, pushed=False, event_type=ev.event_type, customer_id=ev.customer_id, duplicate=True,
                 detail="a retry of an event already recorded (same idempotency key): nothing changed",
             )  # fmt: skip
+        try:
+            consent = self._consent_change(ev, ts)
+            pushed, detail = (False, consent) if consent else self._push(ev, ts)
+            record = EventRecord(
+                customer_id=ev.customer_id, ts=ts, event_type=ev.event_type, payload=payload, pushed=pushed,
+                event_id=key,
+            )  # fmt: skip
+            self.decision_log.log_event(record, reserved=True)
+        except BaseException:
+            if key is not None:
+                self.decision_log.release_event(key)
+            raise
         return EventResponse(
             accepted=True, pushed=pushed, event_type=ev.event_type, customer_id=ev.customer_id, detail=detail
         )

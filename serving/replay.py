@@ -78,6 +78,15 @@ class _ReplayEngine(DecisionEngine):
     def _emit(self, record: DecisionRecord) -> None:
         self.record = record
 
+    def _assigned(self, it: Any) -> Any:
+        """The experiment assignment as logged (a holdout share or split changed since must not change the past)."""
+        logged = self._logged
+        it.holdout = bool(logged.get("holdout"))
+        it.arm = logged.get("arm")
+        it.campaign_id = logged.get("campaign_id")
+        it.campaign_control = bool(logged.get("campaign_control"))
+        return it
+
     def replay(self) -> DecisionRecord:
         logged = self._logged
         req = RecommendRequest.model_validate({k: v for k, v in (logged.get("request") or {}).items() if k != "ts"})

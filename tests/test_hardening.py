@@ -461,11 +461,6 @@ def _events_landed(log_path: Path, keys: list[str], timeout: float = 0.0) -> Cou
         time.sleep(0.2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving/engine.py record_event applies a consent change (and a push) before the idempotency check: a "
-    "retry answered 'duplicate: nothing changed' writes a second consent row stamped now (reported)",
-)
 def test_a_retried_consent_event_changes_nothing(server: Running) -> None:
     import sqlite3
 
