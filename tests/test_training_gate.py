@@ -165,3 +165,24 @@ def test_the_baseline_check_allows_for_the_noise_of_a_small_holdout() -> None:
         {**binary_metrics(y, worse), "roc_auc_se": 0.01}, GateRule(), baseline_on(y, worse, baseline)
     )
     assert not cleared and "worse than a plain XGBoost" in floor["reason"]
+
+
+def test_a_small_stratified_set_is_tuned_and_calibrated_by_cross_validation(tmp_path: Path) -> None:
+    """`TuningConfig.cv_folds`: trials scored by 5-fold CV over train + validation, the model refit on all of those
+    rows for the CV's best number of rounds, the calibrator fitted on out-of-fold margins."""
+    from nextbest.models.artefact import load_model
+    from training.pipeline import FitOptions, fit_and_log
+    from training.synthetic import synthetic_training_set
+    from training.tune import TuningConfig
+
+    data = synthetic_training_set(rows=700, features=6, seed=13, base_rate=0.12)
+    config = TuningConfig(max_rounds=150, early_stopping_rounds=15, cv_folds=5)
+    settings = Settings(home=tmp_path)
+    options = FitOptions(trials=3, registered_name="small", config=config, seed=2, split="stratified")
+    result = fit_and_log(settings, data, options)
+    assert result.promoted and result.metrics["refit_rows"] == 560  # 80% of the rows: train + validation
+    assert "stopped_test_roc_auc" not in result.metrics and np.isfinite(result.metrics["valid_roc_auc"])
+    registered = load_model("small", settings=settings, version=result.version)
+    assert registered.booster.num_boosted_rounds() == result.metrics["refit_rounds"]
+    # Out-of-fold calibration: the validation (out-of-fold) mean prediction matches the rows' base rate.
+    assert result.metrics["valid_mean_prediction"] == pytest.approx(result.metrics["valid_base_rate"], abs=0.01)

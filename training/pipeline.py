@@ -36,7 +36,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,13 +59,14 @@ from training.datasets import (
     split_training_frame,
 )
 from training.metrics import auc_standard_error, binary_metrics, bootstrap_auc_interval
-from training.recipe import RecipeFit, Rows, fit_recipe, plain_baseline
+from training.recipe import RecipeFit, Rows, fit_recipe, fit_recipe_cv, plain_baseline
 from training.registry import GateRule, PromotionDecision, promote_if_better, register_version, unchanged_since
 from training.tune import (
     TuningConfig,
     TuningData,
     booster_params,
     fit_booster,
+    make_cv_data,
     make_tuning_data,
     run_study,
     study_summary,
@@ -335,6 +336,10 @@ def _prepare(settings: Settings, training_set: TrainingSet, options: FitOptions,
     w_tr, w_va = nba_weights(splits.train, clip), nba_weights(splits.valid, clip)
     nthread = options.config.nthread
     tuning = make_tuning_data(X_tr, y_tr, X_va, y_va, features, nthread=nthread, w_train=w_tr, w_valid=w_va)
+    if options.config.cv_folds:  # small sets: every trial scored by stratified CV over train + validation
+        rows = Rows(X_tr, y_tr, w_tr).plus(Rows(X_va, y_va, w_va))
+        cv = make_cv_data(rows.X, rows.y, features, options.config.cv_folds, seed, rows.w)
+        tuning = replace(tuning, cv=cv)
     return _Prepared(
         splits, features, tuning, Rows(X_tr, y_tr, w_tr), Rows(X_va, y_va, w_va), Rows(X_te, y_te),
         ips_clip=clip if w_tr is not None else None,
@@ -446,6 +451,11 @@ def _fit_final_model(job: _Job, data: _Prepared, best_params: dict[str, Any]) ->
     margins."""
     config = job.options.config
     params = booster_params(best_params, job.seed, config.nthread)
+    if data.tuning.cv is not None:
+        return fit_recipe_cv(
+            params, data.train.plus(data.valid), config, seed=job.seed, calibration=job.options.calibration,
+            feature_names=data.features, cv=data.tuning.cv,
+        )  # fmt: skip
     stopped = fit_booster(params, data.tuning, config)
     return fit_recipe(
         params, data.train, data.valid, config, calibration=job.options.calibration, feature_names=data.features,
@@ -466,10 +476,7 @@ def _evaluate_on_test(
     metrics = {f"test_{k}": v for k, v in binary_metrics(y_te, p_te).items()}
     metrics["test_roc_auc_se"] = auc_standard_error(y_te, p_te)[1]
     metrics["test_roc_auc_ci_low"], metrics["test_roc_auc_ci_high"] = bootstrap_auc_interval(y_te, p_te)
-    stopped = LoadedModel(fitted.name, None, None, final.stopped, fitted.calibrator, fitted.feature_names)
-    p_valid = stopped.predict_proba(data.X_valid)
-    metrics.update({f"valid_{k}": v for k, v in binary_metrics(data.y_valid, p_valid).items()})
-    metrics["stopped_test_roc_auc"] = binary_metrics(y_te, stopped.predict_proba(data.X_test))["roc_auc"]
+    metrics.update(_validation_metrics(fitted, final, data))
     for key, value in binary_metrics(y_te, baseline.inplace_predict(data.X_test)).items():
         if key in ("roc_auc", "pr_auc", "log_loss"):
             metrics[f"baseline_test_{key}"] = value
@@ -480,6 +487,22 @@ def _evaluate_on_test(
     if kind == OFFER_ACCEPTED:
         metrics.update(_policy_value(fitted, data.splits.test))
     return metrics, p_te, raw_te
+
+
+def _validation_metrics(fitted: LoadedModel, final: RecipeFit, data: _Prepared) -> dict[str, float]:
+    """`valid_*`: the early-stopped booster on the validation split (the refit has seen those rows), or for the CV
+    recipe the out-of-fold scores of train + validation; `stopped_test_roc_auc`: the early-stopped booster on the
+    test split (what the refit adds)."""
+    if final.stopped is None:
+        assert final.oof_margin is not None
+        rows = data.train.plus(data.valid)
+        margin = final.oof_margin
+        p_oof = fitted.calibrator.apply(margin if fitted.calibrator.uses_margin else 1 / (1 + np.exp(-margin)))
+        return {f"valid_{k}": v for k, v in binary_metrics(rows.y, p_oof).items()}
+    stopped = LoadedModel(fitted.name, None, None, final.stopped, fitted.calibrator, fitted.feature_names)
+    out = {f"valid_{k}": v for k, v in binary_metrics(data.y_valid, stopped.predict_proba(data.X_valid)).items()}
+    out["stopped_test_roc_auc"] = binary_metrics(data.y_test, stopped.predict_proba(data.X_test))["roc_auc"]
+    return out
 
 
 def _log_artefacts(
@@ -695,7 +718,7 @@ def _fingerprint(training_set: TrainingSet, splits: Splits, seed: int, config: T
         "splits": splits.ranges(),
         "lineage": {k: training_set.lineage.get(k) for k in ("feature_service", "world_seed", "horizon_days")},
         "seed": seed,
-        "config": [config.max_rounds, config.early_stopping_rounds],
+        "config": [config.max_rounds, config.early_stopping_rounds, *([config.cv_folds] if config.cv_folds else [])],
     }
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -717,7 +740,7 @@ def _recipe_digest(job: _Job, best_params: dict[str, Any]) -> str:
         "seed": job.seed,
         "calibration": o.calibration,
         "split": [o.split, o.valid_fraction, o.test_fraction, o.purge_days],
-        "config": [o.config.max_rounds, o.config.early_stopping_rounds],
+        "config": [o.config.max_rounds, o.config.early_stopping_rounds, o.config.cv_folds],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

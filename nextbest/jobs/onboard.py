@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: Below this many rows XGBoost trains faster on one thread than on two busy cores (see validation.CV_NTHREAD).
 SINGLE_THREAD_ROWS = 100_000
+#: Stratified (independent, outcome-labelled) sets below this many rows are tuned by k-fold CV (`cv_folds`).
+CV_TUNING_ROWS, CV_TUNING_FOLDS = 20_000, 5
 STAMP_FILE = "onboard_stamps.json"
 Step = Literal["build", "apply", "materialize", "train"]
 STEPS: tuple[Step, ...] = ("build", "apply", "materialize", "train")
@@ -126,8 +128,8 @@ def table_fit_options(
     config: OnboardingConfig, settings: Settings, model_name: str, training_set: TrainingSet, trials: int | None
 ) -> dict[str, Any]:
     """The shared trainer's options a table model is trained with (onboarding and retraining alike): its trials,
-    registered name, experiment, the split its plan picks, test fraction, and one XGBoost thread below
-    `SINGLE_THREAD_ROWS` rows."""
+    registered name, experiment, the split its plan picks, test fraction, one XGBoost thread below
+    `SINGLE_THREAD_ROWS` rows, and CV tuning for stratified sets below `CV_TUNING_ROWS` rows."""
     from training.tune import TuningConfig
 
     model = config.model(model_name)
@@ -138,7 +140,14 @@ def table_fit_options(
         "experiment_name": f"{settings.mlflow.experiment_prefix}-{config.project}-{model.name}",
         "test_fraction": model.validation.test_fraction,
         "split": plan.split,
-        "config": TuningConfig(nthread=1 if len(training_set.frame) < SINGLE_THREAD_ROWS else None),
+        "config": TuningConfig(
+            nthread=1 if len(training_set.frame) < SINGLE_THREAD_ROWS else None,
+            # Small sets of independent rows: trials scored by CV over train + validation, not a split with a
+            # handful of positives (`training.tune`).
+            cv_folds=CV_TUNING_FOLDS
+            if plan.split == "stratified" and len(training_set.frame) < CV_TUNING_ROWS
+            else None,
+        ),
     }
 
 

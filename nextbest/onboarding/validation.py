@@ -8,11 +8,13 @@ split to the next. We report the mean and standard deviation over many held-out 
   each of the last `folds` periods that hold rows is a test period in turn, and the model is trained on
   everything before it whose label window closed before the period starts (purged by the label's horizon). A
   period, not a distinct timestamp: daily dates made one-day test folds of a few rows each.
-Every fold trains THE SAME RECIPE as the registered model (`training.recipe.fit_recipe`): the tuned parameters
-early-stopped on the most recent quarter of the fold's training rows (a stratified quarter for `repeated_cv`: the
-trainer's validation share of train + validation), refitted on all of them for the best iteration's rounds, and
-calibrated with the early-stopped booster's margins. Beside it, on the same folds, the plain baseline: XGBoost
-with library defaults (100 rounds) fitted on all the fold's training rows (`training.recipe.plain_baseline`).
+Every fold trains THE SAME RECIPE as the registered model (`training.recipe`): the tuned parameters early-stopped
+on the most recent quarter of the fold's training rows (a stratified quarter for `repeated_cv`: the trainer's
+validation share of train + validation), refitted on all of them for the best iteration's rounds, and calibrated
+with the early-stopped booster's margins; for small independent sets (`TuningConfig.cv_folds`) the CV recipe
+inside the fold's training rows (rounds by inner CV, refit, out-of-fold calibration). Beside it, on the same
+folds, the plain baseline: XGBoost with library defaults (100 rounds) fitted on all the fold's training rows
+(`training.recipe.plain_baseline`).
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def _evaluate_fold(
     X: np.ndarray, y: np.ndarray, fold: _Fold, tuned_params: dict[str, Any] | None, seed: int, config: TuningConfig
 ) -> dict[str, tuple[float, float, float]] | None:
     """Both recipes fitted on one fold and scored on its test rows; None when a part holds one class only."""
-    from training.recipe import Rows, fit_recipe, plain_baseline
+    from training.recipe import Rows, fit_recipe, fit_recipe_cv, plain_baseline
     from training.tune import booster_params
 
     fit, stop = Rows(X[fold.fit], y[fold.fit]), Rows(X[fold.stop], y[fold.stop])
@@ -110,7 +112,11 @@ def _evaluate_fold(
     X_test, y_test = X[fold.test], y[fold.test]
     scores = {PLAIN: _score(y_test, plain_baseline(fit.plus(stop), seed, CV_NTHREAD).inplace_predict(X_test))}
     if tuned_params is not None:
-        recipe = fit_recipe(booster_params(tuned_params, seed=seed, nthread=CV_NTHREAD), fit, stop, config)
+        params = booster_params(tuned_params, seed=seed, nthread=CV_NTHREAD)
+        if config.cv_folds:  # the CV recipe of small independent sets, inside the fold's training rows
+            recipe = fit_recipe_cv(params, fit.plus(stop), config, seed=seed)
+        else:
+            recipe = fit_recipe(params, fit, stop, config)
         scores = {TUNED: _score(y_test, recipe.predict_proba(X_test)), **scores}
     return scores
 
