@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -231,6 +232,15 @@ class Api:
         self._admin_routes(app)
         add_explorer_routes(self, app, _responses(404))
 
+        generate = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                app.openapi_schema = _tidy_openapi(generate())
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
+
         @app.get("/docs.json", include_in_schema=False)
         async def openapi_document() -> JSONResponse:
             return JSONResponse(app.openapi())
@@ -295,6 +305,39 @@ class Api:
             summary="Forget a customer everywhere (the right to erasure)",
             tags=["admin"],
         )
+
+
+def _tidy_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """The published contract says only what the service does: FastAPI's default 422 (validation errors are 400
+    problems here) and the `application/json` twin of every problem body removed, the int64 key bound exact."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            default = responses.get("422", {}).get("content", {})
+            if PROBLEM not in default:
+                responses.pop("422", None)
+            for response in responses.values():
+                content = response.get("content", {})
+                if PROBLEM in content:
+                    content.pop("application/json", None)
+    schemas = spec.get("components", {}).get("schemas", {})
+    text = json.dumps(spec["paths"])
+    for name in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{name}" not in text:
+            schemas.pop(name, None)
+
+    def exact(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("maximum"), float) and node["maximum"] >= 2.0**63 - 1024:
+                node["maximum"] = 2**63 - 1  # a float here reads as 2^63, a key the service refuses
+            for value in node.values():
+                exact(value)
+        elif isinstance(node, list):
+            for value in node:
+                exact(value)
+
+    exact(spec)
+    return spec
 
 
 def _add(

@@ -52,6 +52,9 @@ class _ReplayEngine(DecisionEngine):
     def __init__(self, settings: Settings, project: Project, logged: dict[str, Any], policy: PolicyConfig) -> None:
         super().__init__(settings, project=project, policy=policy)
         self._logged = logged
+        # The policy is the one the log kept under this version: its version is the logged string, not a digest
+        # recomputed by today's code (a release that changes the config model must not make the past differ).
+        self.policy_version = str(logged.get("policy_version") or self.policy_version)
         self.record: DecisionRecord | None = None
 
     def _new_decision_id(self) -> str:

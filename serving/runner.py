@@ -10,6 +10,7 @@ BentoML run the service's shutdown hook (the decision log drains its queue) befo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -158,12 +159,16 @@ class ServiceProcess:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         pgid = os.getpgid(self.proc.pid)
+        # BentoML starts each worker in a process group of its own: note them now, while they are children.
+        groups = {pgid, *_descendant_groups(self.proc.pid)}
         os.killpg(pgid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            logger.warning("decision service did not stop in %.0f s; killing", timeout)
-            os.killpg(pgid, signal.SIGKILL)
+            logger.warning("decision service did not stop in %.0f s; killing it and its workers", timeout)
+            for group in groups:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
             self.proc.wait()
         return self.proc.returncode
 
@@ -174,6 +179,20 @@ class ServiceProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _descendant_groups(pid: int) -> set[int]:
+    """The process groups of a process's descendants (its workers), on this host."""
+    import psutil
+
+    groups = set()
+    try:
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                groups.add(os.getpgid(child.pid))
+    except psutil.Error:
+        pass
+    return groups
 
 
 def free_port() -> int:

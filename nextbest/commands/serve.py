@@ -67,13 +67,19 @@ def register(app: typer.Typer) -> None:
         if project is not None:
             settings = settings.model_copy(update={"project": project.resolve()})
         served = project_of(settings)  # a bad project file fails here, with its message, before a server starts
+        from serving.auth import startup_problem
+
+        problem = startup_problem(settings)
+        if problem is not None:  # refused before any banner: the service would exit at once
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(code=1)
         log_uri = served.decision_log_uri(settings)
         console.print(f"serving project [bold]{served.name}[/] ({served.source})")
         host = host or settings.serving.host
         port = port or settings.serving.port
         workers = workers or settings.serving.workers
         console.print(
-            f"[bold]nextbest serve[/]: http://{host}:{port}  (Swagger at /, OpenAPI at /docs.json, "
-            f"probes /livez /readyz; {workers} worker(s); decision log {log_uri})"
+            f"[bold]nextbest serve[/]: http://{host}:{port}  (Swagger at /, OpenAPI at /v1/openapi.json, "
+            f"decision explorer at /explorer, probes /livez /readyz; {workers} worker(s); decision log {log_uri})"
         )
         raise typer.Exit(run_service(settings, host=host, port=port, workers=workers))
