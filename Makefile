@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 export PATH := $(HOME)/.local/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help uv install demo test test-fast lint format bench clean notebooks
+.PHONY: help uv install browser demo test test-fast lint format bench clean notebooks
 
 help: ## list the tasks
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -20,7 +20,10 @@ install: uv ## create .venv from the lock file (CPU xgboost, dev tools)
 demo: install ## run the main job end to end on the embedded defaults
 	$(RUN) nextbest demo
 
-test: install ## run the whole test suite (PostgreSQL and Redis tests need the local servers)
+browser: ## Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded by Playwright)
+	@command -v chromium >/dev/null 2>&1 || (apt-get install -y chromium >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y chromium >/dev/null)) || echo "chromium missing: the browser tests will be skipped"
+
+test: install browser ## run the whole test suite (PostgreSQL and Redis tests need the local servers)
 	$(RUN) pytest
 
 test-fast: install ## tests without the slow end-to-end ones

@@ -34,7 +34,7 @@ class DriftPolicy(Frozen):
     # rare flags.
     max_categorical_values: int = Field(5, ge=1)
     # Numeric inputs are clipped at these reference quantiles (both tails) before comparing: see
-    # `monitoring.reports._prepare`. 0 disables.
+    # `monitoring.frames.prepare`. 0 disables.
     winsorize_quantile: float = Field(0.01, ge=0, lt=0.5)
     # Rule 1: alarm when at least this share of all monitored inputs drifted.
     drift_share: float = Field(0.25, gt=0, le=1)
