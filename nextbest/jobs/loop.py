@@ -389,9 +389,19 @@ def _train_champions(settings: Settings, project: Project, config: LoopConfig, s
     origin = pd.Timestamp(settings.world.start_date, tz="UTC")
     loop_start = _day(origin, config.loop_start_day).to_pydatetime()
     say(f"training champions on the world before day {config.loop_start_day} ({config.trials} trials each)")
+    from training.registry import promote
+
     for model in project.served_models:
         training_set = build_retraining_set(settings, model, project=project, as_of=loop_start, include_served=False)
-        fit_and_log(settings, training_set, FitOptions(trials=config.trials, tags={"nextbest.kind": "loop_champion"}))
+        result = fit_and_log(
+            settings, training_set, FitOptions(trials=config.trials, tags={"nextbest.kind": "loop_champion"})
+        )
+        if result.version is not None and not result.promoted and result.decision is not None:
+            # The simulation needs a champion to serve from day one; one below the gate's floor (a small world's
+            # few positives) is promoted by hand, the floor's verdict in the audited reason, and said.
+            why = f"closed-loop simulation: the starting champion, promoted by hand ({result.decision.reason})"
+            promote(settings, model, result.version, reason=why)
+            say(f"  {model} v{result.version} is below the gate's floor; promoted by hand to start the loop")
 
 
 def _world(settings: Settings, project: Project, config: LoopConfig, say: ProgressFn) -> _World:
