@@ -1,8 +1,8 @@
 """The decision policy: scores in, ranked actions out, as plain Python with no HTTP, Feast or model code in it.
 
 On the floor: the service, the evaluation ladder, campaigns and the twin all decide through this one module, for
-every project (the simulated bank and any onboarded bank). Stages, in the order DESIGN.md fixes (each removed
-action keeps the rule that removed it):
+every project (the simulated bank and any onboarded bank). Stages, in the order DESIGN.md fixes (each removed action
+keeps the rule that removed it):
 
 0. experiments   -- the universal holdout gets no marketing, a campaign's control group nothing from it;
 1. eligibility   -- the catalogue's rules: channel, age, segment, products held / required, risk band, feature
@@ -12,11 +12,13 @@ action keeps the rule that removed it):
    vulnerable; model-based rules (e.g. a default-risk model) withhold the actions they list at or above a threshold;
 3. contact policy -- caps per channel and window, cool-down after a dismissal, optional repeat cool-down after any
    delivery; the history comes from the durable decision log (shared by all workers), never from process memory;
-4. arbitration   -- priority = propensity x value x context weight; a retention offer's value adds churn risk x
-   value at risk (earned only if accepted, so it too is weighted by the propensity); a service action is shown only
-   when its trigger holds (a request event or a feature rule), and then it can outrank any sale; floors make
-   "nothing" possible;
-5. top-k with reason codes from the model's per-feature contributions.
+4. arbitration   -- priority = propensity x value x context weight - the channel's contact cost; a retention
+   offer's value adds churn risk x value at risk (earned only if accepted, so it too is weighted by the propensity);
+   a service action is shown only when its trigger holds (a request event or a feature rule), and then it can
+   outrank any sale; floors make "nothing" possible;
+5. top-k with reason codes from the model's per-feature contributions (with `exploration`, a small share of
+   decisions serve the top candidates in a random order fixed by the decision id, each served action's exact
+   probability logged for off-policy estimates).
 
 Segments (`nextbest.segments`, a project's named rules over its features) enter in two places: `segment_rules` make
 actions eligible only for a segment's members (or never for them, `exclude`), `segment_action_weights` weight an
@@ -25,10 +27,9 @@ action for a segment's members in arbitration. The policy is given the project's
 
 The service scores only the actions that survive stages 1-3 (one batch), so the policy is split into
 `DecisionPolicy.screen` (before scoring) and `DecisionPolicy.arbitrate` (after). Every parameter lives in a
-project's policy file (the simulated bank's: `nextbest/data/policy.yaml`), validated by `PolicyConfig` (unknown
-keys rejected), so compliance or marketing can change caps, weights and thresholds without code. The mapping from
-feature names to profile facts lives there too, so a renamed feature is a config change, not a code change.
-"""
+project's policy file (the simulated bank's: `nextbest/data/policy.yaml`), validated by `PolicyConfig` (unknown keys
+rejected), so compliance or marketing can change caps, weights and thresholds without code. The mapping from feature
+names to profile facts lives there too, so a renamed feature is a config change, not a code change."""
 
 from __future__ import annotations
 
@@ -166,6 +167,15 @@ class SegmentRule(Frozen):
     exclude: bool = False
 
 
+class Exploration(Frozen):
+    """A little live exploration, so off-policy estimates can use served traffic: with probability `share` the top
+    `among` candidates are served in a random order (a draw fixed by the decision id, so a replay repeats it), and
+    each served action's exact probability of being served is logged."""
+
+    share: float = Field(0.0, ge=0.0, lt=1.0)
+    among: int = Field(3, ge=2)
+
+
 class ReasonConfig(Frozen):
     top_n: int = Field(3, ge=0)
     # feature name or prefix -> readable reason code; the longest matching prefix wins.
@@ -195,7 +205,11 @@ class PolicyConfig(Frozen):
     service_triggers: tuple[ServiceTrigger, ...] = ()
     min_propensity: float = Field(0.0, ge=0, le=1)
     min_priority: float = Field(0.0, ge=0)
+    # Priority net of what delivering the action costs on the channel (the catalogue's channel_costs): an offer
+    # not worth its contact is not made ("nothing" wins).
+    net_of_contact_cost: bool = True
     max_actions: int = Field(3, gt=0)
+    exploration: Exploration = Exploration()
     reasons: ReasonConfig = ReasonConfig()
     # Cold start and degraded answers: what may be shown without a profile / without features at all.
     cold_start_allow_credit: bool = False
@@ -357,6 +371,8 @@ class RankedAction:
     context_weight: float
     template_id: str
     reasons: list[str] = field(default_factory=list)
+    # The probability that this action is served in this decision (exploration; 1.0 for a greedy pick).
+    choice_probability: float = 1.0
 
     @property
     def action_id(self) -> str:
@@ -800,7 +816,8 @@ class DecisionPolicy:
                 # ladder, default world: stage 5 lost 3-5% of its value to such picks).
                 value += cfg.retention_boost * churn_risk * customer.value_at_risk
                 reasons.append(f"CHURN_RISK_{_band(churn_risk)}")
-            priority = p * value * w
+            cost = self.catalogue.channel_cost(channel) if cfg.net_of_contact_cost else 0.0
+            priority = p * value * w - cost
             trigger = self.triggered(action, context, features) if action.kind == "service" else None
             if trigger is not None:
                 priority = max(priority, trigger.priority)
@@ -815,7 +832,8 @@ class DecisionPolicy:
                 rejected.append(Rejection(action.id, "arbitration.min_propensity", f"{p:.4f} < {cfg.min_propensity}"))
                 continue
             if priority < cfg.min_priority:
-                rejected.append(Rejection(action.id, "arbitration.min_priority", f"{priority:.3f}"))
+                net = f" net of its {cost:g} contact cost" if cost else ""
+                rejected.append(Rejection(action.id, "arbitration.min_priority", f"{priority:.3f}{net}"))
                 continue
             ranked.append(
                 RankedAction(
@@ -831,12 +849,28 @@ class DecisionPolicy:
         return ranked, rejected
 
     # ---- stage 5: top-k
-    def top_k(self, ranked: Sequence[RankedAction], max_actions: int) -> tuple[list[RankedAction], list[Rejection]]:
+    def top_k(
+        self, ranked: Sequence[RankedAction], max_actions: int, seed: str | None = None
+    ) -> tuple[list[RankedAction], list[Rejection]]:
+        """The k best (k = the request's and the policy's max), or, when exploring (`exploration.share`, a draw
+        fixed by `seed`, the decision id), the top `among` in a random order; each served action carries its exact
+        probability of being served: (1 - share) x [greedy] + share x [served when exploring]."""
         k = max(0, min(max_actions, self.config.max_actions))
-        chosen = list(ranked[:k])
+        order = list(ranked)
+        explore = self.config.exploration
+        if explore.share > 0 and seed is not None and len(order) > 1:
+            n = min(explore.among, len(order))
+            u, permutation = _draws(seed, n)
+            explored = [order[i] for i in permutation] + order[n:]
+            for i, r in enumerate(order):
+                served_when_exploring = (k / n if k < n else 1.0) if i < n else float(i < k)
+                r.choice_probability = (1 - explore.share) * float(i < k) + explore.share * served_when_exploring
+            if u < explore.share:
+                order = explored
+        chosen = order[:k]
         rejected = [
             Rejection(r.action.id, "arbitration.outranked", f"rank {i + 1} > {k} (priority {r.priority:.4g})")
-            for i, r in enumerate(ranked[k:], k)
+            for i, r in enumerate(order[k:], k)
         ]
         return chosen, rejected
 
@@ -859,6 +893,20 @@ class DecisionPolicy:
             if code not in codes:
                 codes.append(code)
         return codes
+
+
+def _draws(seed: str, n: int) -> tuple[float, list[int]]:
+    """A uniform in [0, 1) and a permutation of range(n), both fixed by `seed` (a decision id)."""
+    import hashlib
+
+    digest = hashlib.blake2b(seed.encode(), digest_size=32, person=b"nextbest-explore").digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    rest = int.from_bytes(digest[8:], "big")
+    pool, permutation = list(range(n)), []
+    while pool:  # Fisher-Yates from the digest's remaining bits (n is a handful)
+        rest, j = divmod(rest, len(pool))
+        permutation.append(pool.pop(j))
+    return u, permutation
 
 
 def reason_code(feature: str, codes: Mapping[str, str]) -> str:

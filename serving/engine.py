@@ -784,7 +784,7 @@ class DecisionEngine(ChampionLifecycle):
             ranked, below = policy.arbitrate(
                 candidates, sc.propensities, got.customer, it.req.channel, it.ctx, got.features, got.churn_risk
             )
-            it.chosen, outranked = policy.top_k(ranked, it.req.max_actions)
+            it.chosen, outranked = policy.top_k(ranked, it.req.max_actions, seed=it.decision_id)
             it.rejected = [*it.screening.rejected, *below, *outranked]
         mark("policy_arbitrate")
         self._explain_all(items, scored, bundle, policy)
@@ -1116,8 +1116,8 @@ class DecisionEngine(ChampionLifecycle):
                 arm=it.arm,
                 campaign_id=it.campaign_id,
                 campaign_control=it.campaign_control if it.campaign_id is not None else None,
-                # The policy picks greedily: each delivered action had probability 1 of being chosen.
-                choice_probabilities={a.action_id: 1.0 for a in actions},
+                # Each served action's probability of being served (1.0 for a greedy pick; exploration lowers it).
+                choice_probabilities={r.action.id: r.choice_probability for r in it.chosen},
             )
         )
 

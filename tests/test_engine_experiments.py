@@ -119,3 +119,40 @@ def test_a_live_split_serves_each_arm_its_policy_deterministically(served_world,
         assert versions["champion"] != versions["challenger"]  # each arm logs the policy that decided
         again = engine.recommend(requests[0], now=NOW + timedelta(days=3))
         assert bool(_marketing(again.actions)) <= (arms[0] == "champion")  # the same arm on the real-time path
+
+
+def test_exploration_logs_each_served_actions_probability_and_replays_exactly(served_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from nextbest.policy import Exploration
+    from serving.replay import replay_decision
+
+    base = load_project()
+    assert base.policy is not None
+    project = base.model_copy(
+        update={"policy": base.policy.model_copy(update={"exploration": Exploration(share=0.5, among=3)})}
+    )
+    log = tmp_path / "log.db"
+    settings = served_world.settings.model_copy(
+        update={
+            "serving": served_world.settings.serving.model_copy(
+                update={**RELAXED, "decision_log_uri": f"sqlite:///{log}"}
+            )
+        }
+    )
+    engine = DecisionEngine(settings, project=project)
+    engine.load()
+    try:
+        # one slot among several candidates: the served action is uncertain when exploring
+        keys = served_world.customer_ids[:60]
+        requests = [RecommendRequest(customer_id=k, channel="app", max_actions=1) for k in keys]
+        out = engine.decide_batch(requests, now=[NOW] * len(requests))
+        assert engine.decision_log.flush()
+        logged = [engine.decision_log.get_decision(r.decision_id) for r in out]
+    finally:
+        engine.close()
+    probabilities = [p for d in logged if d for p in (d["choice_probabilities"] or {}).values()]
+    assert probabilities and all(0 < p <= 1 for p in probabilities)
+    assert any(p < 1 for p in probabilities)  # exploring: some served actions were not certain
+    explored = next(d for d in logged if d and any(p < 1 for p in d["choice_probabilities"].values()))
+    assert set(explored["choice_probabilities"]) == {c["action_id"] for c in explored["chosen"]}
+    replayed = replay_decision(settings, explored["decision_id"], project)
+    assert replayed.matches, replayed.differences  # the draw is fixed by the decision id

@@ -339,3 +339,55 @@ def test_reason_codes_come_from_top_positive_contributions(policy: DecisionPolic
     codes = policy.reason_codes(names, contrib)
     assert codes == ["RECENT_TRAVEL_SIGNAL", "TRAVEL_INTEREST", "LIFE_STAGE"]  # action_ excluded, negatives never
     assert policy.reason_codes(names, -np.abs(contrib)) == []
+
+
+def test_an_offer_not_worth_its_contact_is_not_made(policy: DecisionPolicy) -> None:
+    catalogue = load_catalogue()
+    cost = catalogue.channel_cost("call_centre")
+    assert cost > 5  # a call costs euros (docs/simulator.md, contact costs)
+    # a retention call whose expected margin is below what the call costs: nothing is made of it
+    cheap = {a.id: cost * 0.5 / a.value for a in catalogue.actions}  # p x value = half the call's cost
+    chosen, rejected, _ = decide(policy, make_features(), "call_centre", propensity=cheap, churn_risk=None)
+    assert not [r for r in chosen if r.action.kind in MARKETING_KINDS]
+    assert any(r.rule == "arbitration.min_priority" and "contact cost" in r.detail for r in rejected)
+    # the same offers on a channel that costs nothing are made
+    chosen, _, _ = decide(policy, make_features(), "app", propensity=cheap)
+    assert chosen
+    gross = DecisionPolicy(catalogue, policy.config.model_copy(update={"net_of_contact_cost": False}))
+    chosen, _, _ = decide(gross, make_features(), "call_centre", propensity=cheap, churn_risk=None)
+    assert chosen  # the old, gross priority would have made the call
+
+
+def test_exploration_serves_each_action_with_the_probability_it_logs(policy: DecisionPolicy) -> None:
+    from nextbest.policy import Exploration
+
+    exploring = DecisionPolicy(
+        load_catalogue(), policy.config.model_copy(update={"exploration": Exploration(share=0.3, among=4)})
+    )
+    customer = customer_view(7, make_features(), exploring.config)
+    screening = exploring.screen(customer, "app", [], NOW)
+    props = np.linspace(0.2, 0.02, len(screening.candidates))
+    served: dict[str, int] = {}
+    logged: dict[str, float] = {}
+    runs = 4000
+    for n in range(runs):
+        ranked, _ = exploring.arbitrate(screening.candidates, props, customer, "app", DecisionContext(), {}, 0.02)
+        chosen, _ = exploring.top_k(ranked, 2, seed=f"d-{n}")
+        for r in chosen:
+            served[r.action.id] = served.get(r.action.id, 0) + 1
+            assert logged.setdefault(r.action.id, r.choice_probability) == r.choice_probability
+    greedy, _ = policy.top_k(
+        policy.arbitrate(screening.candidates, props, customer, "app", DecisionContext(), {}, 0.02)[0], 2
+    )
+    assert {r.action.id for r in greedy} <= set(served) and len(served) > 2  # it explores beyond the greedy pair
+    for action_id, count in served.items():
+        p = logged[action_id]
+        assert abs(count / runs - p) < 4 * (p * (1 - p) / runs) ** 0.5 + 1e-9, (action_id, count / runs, p)
+    assert all(r.choice_probability == 1.0 for r in greedy)  # no exploration configured: greedy, probability 1
+    again, _ = exploring.top_k(
+        exploring.arbitrate(screening.candidates, props, customer, "app", DecisionContext(), {}, 0.02)[0], 2, seed="d-7"
+    )
+    first, _ = exploring.top_k(
+        exploring.arbitrate(screening.candidates, props, customer, "app", DecisionContext(), {}, 0.02)[0], 2, seed="d-7"
+    )
+    assert [r.action.id for r in again] == [r.action.id for r in first]  # fixed by the decision id: replayable
