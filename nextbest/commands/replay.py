@@ -22,8 +22,8 @@ def replay(
     from nextbest.commands.features import load_project_or_exit
     from nextbest.console import console
     from nextbest.errors import NextbestError
-    from serving.replay import replay_decision
     from nextbest.settings import load_settings
+    from serving.replay import replay_decision
 
     loaded = load_project_or_exit(project)
     settings = load_settings()
