@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -437,12 +437,15 @@ def run_monitoring(
     models: Sequence[str] | None = None,
     references: dict[str, ReferenceData] | None = None,
     served: ServedWindow | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> MonitoringResult:
     """Monitor the champions on the last `window_days` of served traffic; save every report; return the verdicts.
 
     `project` defaults to the settings' (`nextbest.project.project_of`), `policy` to its drift policy, `models` to
     its served models. `references` / `served` can be passed in (tests, notebooks); by default the champions'
     training data are rebuilt (`champion_reference`) and the window is read from the project's decision log.
+    `progress(step, done, total)` is called after each step (the served window, each model's reference and its
+    reports, the business report), for the command's progress bar.
     """
     from nextbest.project import project_of
 
@@ -450,7 +453,16 @@ def run_monitoring(
     names = monitored_models(project, models)
     policy = policy or project.drift
     stamp = datetime.now(UTC)
+    total, done = 2 + 2 * len(names), 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(what, done, total)
+
     served = served or served_window(settings, project, window_days=window_days, end=end)
+    step("served window read")
     ws_path, reports_dir = monitoring_dirs(settings, project)
     workspace = open_workspace(ws_path)
     for spec in dashboards(project, policy, names):
@@ -459,6 +471,7 @@ def run_monitoring(
     results: dict[str, ModelMonitoring] = {}
     for model in names:
         reference = (references or {}).get(model) or champion_reference(settings, model, project=project)
+        step(f"{model}: champion's training data")
         results[model] = monitor_model(
             model,
             reference,
@@ -469,7 +482,9 @@ def run_monitoring(
             stamp=stamp,
             plan=model_plan(project, model),
         )
+        step(f"{model}: Evidently reports")
     business = _business(served, window_days, workspace, reports_dir, stamp, policy.min_rows)
+    step("business report")
     result = MonitoringResult(
         drifted=any(m.verdict.drifted for m in results.values()),
         models=results,

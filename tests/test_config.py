@@ -76,3 +76,34 @@ def test_default_state_lives_in_one_ignored_folder() -> None:
     assert ".nextbest/" in ignored
     for path in (settings.world_dir, settings.features_dir, settings.mlflow_dir, settings.reports_dir):
         assert path.is_relative_to(settings.home)
+
+
+@pytest.mark.parametrize(
+    ("command", "project", "says"),
+    [
+        ("evaluate", "configs/berka.yaml", "the evaluation ladder scores policies against the simulator's truth"),
+        ("loop", "configs/examples/flat_contacts.yaml", "the closed loop needs the simulated bank"),
+    ],
+)
+def test_truth_only_commands_refuse_a_bank_s_tables_in_one_line(
+    tmp_path: Path, command: str, project: str, says: str
+) -> None:
+    """evaluate and loop take `--project` like every command; on a project with no simulator truth they say what
+    to run instead (exit 2, one line), before anything is read or built."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NEXTBEST_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "nextbest.cli", command, "--project", str(REPO_ROOT / project)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    out = " ".join(output.split())
+    assert out.startswith("error: ") and says in out and "Traceback" not in output
+    assert not any(tmp_path.iterdir())  # nothing was built

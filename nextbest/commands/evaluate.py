@@ -95,13 +95,29 @@ def evaluate(
         2, "--stage3-trials", min=1, help="Tuning trials of the no-context model trained for stage 3."
     ),
     log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the report to MLflow."),
+    project_file: Path | None = typer.Option(
+        None,
+        "--project",
+        exists=True,
+        dir_okay=False,
+        metavar="FILE",
+        help="Project file (default: the settings' project); the ladder needs a world with a known truth.",
+    ),
 ) -> None:
     """The evaluation ladder on held-out simulated traffic, scored by the simulator's truth."""
+    from nextbest.commands.monitor import project_settings
     from nextbest.console import console
-    from nextbest.settings import load_settings
     from training.evaluate import EvaluationOptions, run_evaluation
 
-    settings = load_settings()
+    settings, project = project_settings(project_file)
+    if project.kind != "genome":
+        from nextbest.errors import ConfigError
+
+        raise ConfigError(
+            f"the evaluation ladder scores policies against the simulator's truth; project {project.name!r} has "
+            "its own tables and no truth: `nextbest onboard train --project FILE` reports each model's holdout AUC "
+            "and rolling-origin estimate, `nextbest scorecard --project FILE` the served traffic against its control"
+        )
     with console.status("evaluating the ladder against the truth ..."):
         report = run_evaluation(
             settings,

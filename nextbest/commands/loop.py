@@ -7,6 +7,7 @@ docstring and in docs/monitoring.md.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import typer
 
@@ -82,11 +83,19 @@ def loop(
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials per training [2]."),
     seed: int | None = typer.Option(None, "--seed", help="World seed [42]."),
     monitor_churn: bool = typer.Option(False, "--monitor-churn", help="Also monitor the churn model (slower)."),
+    project_file: Path | None = typer.Option(
+        None,
+        "--project",
+        exists=True,
+        dir_okay=False,
+        metavar="FILE",
+        help="Project file (default: the settings' project); the loop needs the simulated bank's truth.",
+    ),
 ) -> None:
     """Closed loop: simulated customers hit the running service, drift starts, monitoring detects, retrain recovers."""
+    from nextbest.commands.monitor import project_settings
     from nextbest.console import progress
     from nextbest.jobs.loop import LoopConfig, action_models, loop_project, run_loop
-    from nextbest.settings import load_settings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     given = {
@@ -99,7 +108,7 @@ def loop(
         "trials": trials,
         "seed": seed,
     }
-    settings = load_settings()
+    settings, _ = project_settings(project_file)
     project = loop_project(settings)
     churn = project.policy.churn_model
     config = LoopConfig(

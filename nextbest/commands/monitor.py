@@ -93,13 +93,18 @@ def monitor(
 ) -> None:
     """Compare the champions' training data with recent served traffic; exit 1 on drift."""
     from monitoring.pipeline import run_monitoring
-    from nextbest.console import console
+    from nextbest.console import progress
     from nextbest.drift_policy import load_drift_policy
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings, project = project_settings(project_file)
     policy = load_drift_policy(policy_file, base=project.drift)
-    with console.status(f"{project.name}: building reports (Evidently)..."):
+    with progress(transient=True) as bar:
+        task = bar.add_task(f"{project.name}: reading served traffic", total=None)
+
+        def step(what: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"{project.name}: {what}")
+
         result = run_monitoring(
             settings,
             project=project,
@@ -107,6 +112,7 @@ def monitor(
             end=end.replace(tzinfo=UTC) if end is not None else None,
             policy=policy,
             models=model or None,
+            progress=step,
         )
     _print_result(result)
     if result.drifted and retrain_on_drift:
