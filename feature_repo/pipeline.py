@@ -27,9 +27,10 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -209,6 +210,63 @@ def _days_since(expr: str) -> str:
     return f"(epoch(t) - epoch({expr})) / 86400.0"
 
 
+@dataclass(frozen=True)
+class Window:
+    """A windowed feature of a daily snapshot: one daily bucket column aggregated over the `days` UTC days before the
+    snapshot midnight (None: every day before it).
+
+    `sum`: the total of the column (0 when nothing happened); `days_since`: days from the latest value of a timestamp
+    column to the midnight (NaN when never). The buckets come from this module's SQL (`_bucket_*`); the batch build
+    evaluates every window as a SQL window over the dense customer x day grid, the day-by-day build
+    (`nextbest.features.daily`) as running totals over the same buckets: one definition, two evaluators, tested to
+    agree.
+    """
+
+    feature: str
+    column: str
+    days: int | None
+    agg: Literal["sum", "days_since"] = "sum"
+
+    @property
+    def sql(self) -> str:
+        """The batch build's window expression (frames in `_WINDOWS`)."""
+        frame = "wall" if self.days is None else f"w{self.days}"
+        if frame not in _WINDOWS:
+            raise ValueError(f"window of {self.days} days has no SQL frame; add it to _WINDOWS")
+        if self.agg == "sum":
+            return f"coalesce(sum({self.column}) OVER {frame}, 0) AS {self.feature}"
+        return f"{_days_since(f'max({self.column}) OVER {frame}')} AS {self.feature}"
+
+
+#: The activity view's windows over the daily buckets of transactions, digital events and signals.
+ACTIVITY_WINDOWS: tuple[Window, ...] = (
+    Window("inflow_30d", "inflow", 30),
+    Window("outflow_30d", "outflow", 30),
+    Window("salary_credits_90d", "salary_n", 90),
+    Window("days_since_salary", "salary_last", None, "days_since"),
+    *(Window(f"{c}_amount_{w}d", f"amt_{c}", w) for c, ws in TXN_CATEGORY_WINDOWS.items() for w in ws),
+    Window("txn_count_30d", "n", 30),
+    Window("logins_7d", "logins", 7),
+    Window("logins_30d", "logins", 30),
+    Window("days_since_login", "login_last", None, "days_since"),
+    *(Window(f"{p}_views_30d", f"pv_{p}", 30) for p in PAGE_VIEW_PAGES),
+    Window("complaints_90d", "complaints", 90),
+    Window("card_lost_90d", "card_lost", 90),
+)
+#: The contact-history view's windows over the daily buckets of contacts (by contact time) and outcomes (by when
+#: the bank learnt them).
+CONTACT_WINDOWS: tuple[Window, ...] = (
+    Window("contacts_7d", "n", 7),
+    Window("contacts_30d", "n", 30),
+    Window("dismissals_30d", "dismissed", 30),
+    Window("ignored_30d", "ignored", 30),
+    Window("acceptances_90d", "accepted", 90),
+    Window("days_since_contact", "last_ts", None, "days_since"),
+    Window("days_since_dismissal", "dismissed_last", None, "days_since"),
+    Window("days_since_acceptance", "accepted_last", None, "days_since"),
+)
+
+
 def _build_profile(con: duckdb.DuckDBPyConnection) -> str:
     has_cols = ", ".join(f"max(CASE WHEN h.product = '{p}' THEN 1 ELSE 0 END) AS has_{p}" for p in PRODUCTS)
     con.execute(
@@ -316,14 +374,7 @@ def _window_activity(con: duckdb.DuckDBPyConnection) -> None:
         "sg.card_lost",
     ]
     dense = ", ".join(f"coalesce({c}, 0) AS {c.split('.')[1]}" for c in dense_cols)
-    amounts = ", ".join(
-        f"coalesce(sum(amt_{c}) OVER w{w}, 0) AS {c}_amount_{w}d" for c, ws in TXN_CATEGORY_WINDOWS.items() for w in ws
-    )
-    for ws in TXN_CATEGORY_WINDOWS.values():
-        for w in ws:
-            if f"w{w}" not in _WINDOWS:
-                raise ValueError(f"window of {w} days has no SQL frame; add it to _WINDOWS")
-    views = ", ".join(f"coalesce(sum(pv_{p}) OVER w30, 0) AS {p}_views_30d" for p in PAGE_VIEW_PAGES)
+    windows = ", ".join(w.sql for w in ACTIVITY_WINDOWS)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE act AS
@@ -334,19 +385,7 @@ def _window_activity(con: duckdb.DuckDBPyConnection) -> None:
             LEFT JOIN dig_daily dg ON dg.customer_id = g.customer_id AND dg.day = g.t
             LEFT JOIN sig_daily sg ON sg.customer_id = g.customer_id AND sg.day = g.t
         )
-        SELECT customer_id, t,
-            coalesce(sum(inflow) OVER w30, 0) AS inflow_30d,
-            coalesce(sum(outflow) OVER w30, 0) AS outflow_30d,
-            coalesce(sum(salary_n) OVER w90, 0) AS salary_credits_90d,
-            {_days_since("max(salary_last) OVER wall")} AS days_since_salary,
-            {amounts},
-            coalesce(sum(n) OVER w30, 0) AS txn_count_30d,
-            coalesce(sum(logins) OVER w7, 0) AS logins_7d,
-            coalesce(sum(logins) OVER w30, 0) AS logins_30d,
-            {_days_since("max(login_last) OVER wall")} AS days_since_login,
-            {views},
-            coalesce(sum(complaints) OVER w90, 0) AS complaints_90d,
-            coalesce(sum(card_lost) OVER w90, 0) AS card_lost_90d
+        SELECT customer_id, t, {windows}
         FROM d
         {_window_sql(_WINDOWS)}
         """
@@ -368,7 +407,8 @@ def _activity_select() -> str:
         """
 
 
-def _build_contacts(con: duckdb.DuckDBPyConnection) -> str:
+def _bucket_contacts(con: duckdb.DuckDBPyConnection) -> None:
+    """`ct_daily` (contacts per customer and UTC day, and the last one) and `oc_daily` (outcomes per day learnt)."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE ct_daily AS
@@ -389,6 +429,12 @@ def _build_contacts(con: duckdb.DuckDBPyConnection) -> str:
         FROM src_contacts WHERE outcome_ts IS NOT NULL GROUP BY ALL
         """
     )
+
+
+def _build_contacts(con: duckdb.DuckDBPyConnection) -> str:
+    """The contact-history view's query: contact and outcome buckets, windowed over the grid."""
+    _bucket_contacts(con)
+    windows = ", ".join(w.sql for w in CONTACT_WINDOWS)
     return f"""
         WITH d AS (
             SELECT g.customer_id, g.t, coalesce(c.n, 0) AS n, c.last_ts,
@@ -398,15 +444,7 @@ def _build_contacts(con: duckdb.DuckDBPyConnection) -> str:
             LEFT JOIN ct_daily c ON c.customer_id = g.customer_id AND c.day = g.t
             LEFT JOIN oc_daily o ON o.customer_id = g.customer_id AND o.day = g.t
         ), w AS (
-            SELECT customer_id, t,
-                coalesce(sum(n) OVER w7, 0) AS contacts_7d,
-                coalesce(sum(n) OVER w30, 0) AS contacts_30d,
-                coalesce(sum(dismissed) OVER w30, 0) AS dismissals_30d,
-                coalesce(sum(ignored) OVER w30, 0) AS ignored_30d,
-                coalesce(sum(accepted) OVER w90, 0) AS acceptances_90d,
-                {_days_since("max(last_ts) OVER wall")} AS days_since_contact,
-                {_days_since("max(dismissed_last) OVER wall")} AS days_since_dismissal,
-                {_days_since("max(accepted_last) OVER wall")} AS days_since_acceptance
+            SELECT customer_id, t, {windows}
             FROM d
             {_window_sql(_WINDOWS)}
         )
@@ -504,20 +542,21 @@ def realtime_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return frame[[JOIN_KEY, "ts", "column"]]
 
 
-def _copy_sql(con: duckdb.DuckDBPyConnection, select_sql: str, fields: Mapping[str, str], path: Path) -> None:
-    """Write a feature query straight to parquet (no pandas in between), typed and ordered like `conform`."""
+def typed_sql(select_sql: str, fields: Mapping[str, str]) -> str:
+    """A feature query typed and ordered like `conform` (int64 features: missing as 0), as one SELECT."""
     cols = ", ".join(
         f"CAST(coalesce({name}, 0) AS BIGINT) AS {name}" if kind == "int64" else f"CAST({name} AS DOUBLE) AS {name}"
         for name, kind in fields.items()
     )
-    con.execute(
-        f"""
-        COPY (
-            SELECT CAST({JOIN_KEY} AS BIGINT) AS {JOIN_KEY}, {TIMESTAMP_FIELD}, {cols}
-            FROM ({select_sql}) q ORDER BY {JOIN_KEY}, {TIMESTAMP_FIELD}
-        ) TO '{path}' (FORMAT PARQUET, ROW_GROUP_SIZE 131072)
+    return f"""
+        SELECT CAST({JOIN_KEY} AS BIGINT) AS {JOIN_KEY}, {TIMESTAMP_FIELD}, {cols}
+        FROM ({select_sql}) q ORDER BY {JOIN_KEY}, {TIMESTAMP_FIELD}
         """
-    )
+
+
+def _copy_sql(con: duckdb.DuckDBPyConnection, select_sql: str, fields: Mapping[str, str], path: Path) -> None:
+    """Write a feature query straight to parquet (no pandas in between), typed and ordered like `conform`."""
+    con.execute(f"COPY ({typed_sql(select_sql, fields)}) TO '{path}' (FORMAT PARQUET, ROW_GROUP_SIZE 131072)")
 
 
 def _concat_parts(parts: list[Path], path: Path) -> int:
