@@ -43,8 +43,25 @@ def test_ladder_scores_every_stage_and_the_oracle_is_the_ceiling(report) -> None
     assert (table["value_per_1000"] <= oracle + 1e-6).all()
     assert table.loc["oracle (knows the truth)", "share_of_oracle_value"] == pytest.approx(1.0)
     assert (table["decisions"] == report.decisions).all()
-    # Conversions per 1,000 are expectations of probabilities: never above the offers shown.
+    # Conversions per 1,000 are expectations of probabilities: never above the offers shown; the incremental ones
+    # (organic uptake removed) never above the conversions.
     assert (table["conversions_per_1000"] <= table["offers_per_1000"] + 1e-9).all()
+    assert (table["incremental_conversions_per_1000"] <= table["conversions_per_1000"] + 1e-9).all()
+    # Contacts cost money (the catalogue's channel costs); a stage that always shows pays for every decision.
+    assert (table["contact_cost_per_1000"] >= 0).all()
+    assert table.loc["1 one offer for all", "contact_cost_per_1000"] > 0
+
+
+def test_within_action_ranking_and_per_kind_calibration_are_reported(report) -> None:
+    nba = report.model_quality.set_index("model").loc["nba"]
+    assert -1.0 <= nba["within_action_spearman"] <= 1.0
+    assert 0.0 <= nba["within_action_auc"] <= 1.0
+    assert np.isfinite(nba["within_action_spearman_candidates"])
+    actions = report.action_quality
+    assert len(actions) >= 5 and (actions["weight"] > 0).all()
+    assert set(report.kind_calibration["kind"]) <= {"sales", "retention", "service"}
+    assert (report.kind_calibration["ece"] >= 0).all()
+    assert "quality.nba.within_action_spearman" in report.metrics()
 
 
 def test_every_stage_beats_a_random_eligible_offer(report) -> None:
@@ -81,7 +98,11 @@ def test_report_is_logged_in_the_evaluation_experiment(report, trained_world: Se
         "evaluation/ladder.csv",
         "evaluation/ope.csv",
         "evaluation/model_quality.csv",
+        "evaluation/action_quality.csv",
+        "evaluation/kind_calibration.csv",
+        "evaluation/report.json",
     }
+    assert "quality.nba.within_action_spearman" in run.data.metrics
 
 
 def test_the_holdout_lies_after_every_model_training_window(report) -> None:

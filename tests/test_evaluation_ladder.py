@@ -188,3 +188,72 @@ def test_paired_difference_is_the_mean_per_decision_gap_with_its_standard_error(
     # the same difference as the two stages' ladder values
     table = ladder_table(cands, {**choices, "oracle": oracle_policy().choose(cands)}).set_index("stage")
     assert diff.diff_per_1000 == pytest.approx(table.loc["x", "value_per_1000"] - table.loc["y", "value_per_1000"])
+
+
+def _incremental_candidates() -> pd.DataFrame:
+    # Decision 1 (email, cost 0.5): a sale the customer would mostly buy anyway vs a retention offer.
+    # Decision 2 (call centre, cost 7.25): one candidate worth less than the call.
+    # Decision 3 (app, free): one candidate with no organic path.
+    return pd.DataFrame(
+        {
+            "decision_id": [1, 1, 2, 3],
+            "action_id": ["mortgage", "keep", "card", "card"],
+            "value": [1000.0, 50.0, 100.0, 100.0],
+            "p_true": [0.10, 0.20, 0.05, 0.05],
+            "p_organic": [0.90, 0.0, 0.0, 0.0],
+            "churn_value": [0.0, 25.0, 0.0, 0.0],
+            "contact_cost": [0.5, 0.5, 7.25, 0.0],
+        }
+    )
+
+
+def test_credited_value_removes_the_organic_share_and_expected_value_subtracts_the_contact_cost() -> None:
+    from training.ladder import expected_value
+
+    cands = _incremental_candidates()
+    # mortgage: 1000 x (1 - 0.9) = 100 per acceptance; retention: 50 + 25 churn, no organic path
+    np.testing.assert_allclose(credited_value(cands), [100.0, 75.0, 100.0, 100.0])
+    np.testing.assert_allclose(expected_value(cands), [0.10 * 100 - 0.5, 0.20 * 75 - 0.5, 5.0 - 7.25, 5.0])
+    # without the organic share the mortgage would look like 100 EUR per decision, and win
+    gross = cands.drop(columns=["p_organic", "contact_cost"])
+    assert oracle_policy().choose(gross).to_dict()[1] == "mortgage"
+    assert oracle_policy().choose(cands).to_dict()[1] == "keep"
+    with pytest.raises(DataError, match="p_organic"):
+        credited_value(cands.assign(p_organic=[1.2, 0.0, 0.0, 0.0]))
+    with pytest.raises(DataError, match="contact_cost"):
+        expected_value(cands.assign(contact_cost=[-1.0, 0.0, 0.0, 0.0]))
+
+
+def test_nothing_shown_costs_nothing_and_the_oracle_abstains_when_a_contact_is_worth_less_than_its_cost() -> None:
+    cands = _incremental_candidates()
+    chosen = oracle_policy().choose(cands)
+    # decision 2: 0.05 x 100 = 5 EUR expected from a 7.25 EUR call -> the oracle shows nothing
+    assert chosen.to_dict() == {1: "keep", 2: None, 3: "card"}
+    oracle = score_choices(cands, chosen, "oracle")
+    assert oracle.value_per_1000 == pytest.approx(1000 * (0.20 * 75 - 0.5 + 5.0) / 3)
+    assert oracle.contact_cost_per_1000 == pytest.approx(1000 * 0.5 / 3)
+    assert oracle.offers_per_1000 == pytest.approx(2000 / 3)
+    # a policy that always calls pays the call and loses money on decision 2; nothing shown anywhere is worth 0
+    spam = score_choices(cands, pd.Series({1: "mortgage", 2: "card", 3: "card"}), "spam")
+    assert spam.value_per_1000 == pytest.approx(1000 * (0.10 * 100 - 0.5 + 5.0 - 7.25 + 5.0) / 3)
+    assert spam.contact_cost_per_1000 == pytest.approx(1000 * (0.5 + 7.25) / 3)
+    # 0.10 acceptances of the mortgage, only 0.01 of them incremental
+    assert spam.conversions_per_1000 == pytest.approx(1000 * (0.10 + 0.05 + 0.05) / 3)
+    assert spam.incremental_conversions_per_1000 == pytest.approx(1000 * (0.01 + 0.05 + 0.05) / 3)
+    silent = score_choices(cands, pd.Series({1: None, 2: None, 3: None}), "nothing")
+    assert (silent.value_per_1000, silent.contact_cost_per_1000, silent.offers_per_1000) == (0.0, 0.0, 0.0)
+    table = run_ladder(cands, [RankedListPolicy(name="mortgage first", default=("mortgage", "card", "keep"))])
+    assert table["value_per_1000"].iloc[0] == pytest.approx(spam.value_per_1000)
+    assert table["value_per_1000"].iloc[0] < table["value_per_1000"].iloc[-1]
+    # the paired difference sees the same per-decision values (0 where nothing is shown)
+    diff = paired_difference(cands, {"o": chosen, "n": pd.Series({1: None, 2: None, 3: None})}, "o", "n")
+    assert diff.diff_per_1000 == pytest.approx(oracle.value_per_1000)
+
+
+def test_random_offer_pays_the_contact_cost_of_every_decision() -> None:
+    from training.ladder import score_random_choice
+
+    result = score_random_choice(_incremental_candidates())
+    per_decision = [((0.10 * 100 - 0.5) + (0.20 * 75 - 0.5)) / 2, 5.0 - 7.25, 5.0]
+    assert result.value_per_1000 == pytest.approx(1000 * np.mean(per_decision))
+    assert result.contact_cost_per_1000 == pytest.approx(1000 * (0.5 + 7.25 + 0.0) / 3)

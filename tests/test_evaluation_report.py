@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from nextbest.catalogue import load_catalogue
+from nextbest.errors import DataError
 from nextbest.settings import Settings
 from training.evaluate import (
     STAGE_5,
@@ -163,6 +164,33 @@ def test_off_policy_table_puts_estimates_beside_the_truth() -> None:
     assert ips["matched_logs"] == 2
     assert set(table["estimator"]) == {"ips", "snips", "dr"}
     assert (table["truth"] == 25_000.0).all()
+
+
+def test_off_policy_rewards_pay_the_contact_cost_and_snips_counts_decisions_showing_nothing_as_zero() -> None:
+    values = {"a": 100.0, "b": 10.0}
+    decisions = pd.DataFrame(
+        {
+            "decision_id": [0, 1, 2, 3],
+            "action_id": ["a", "b", "a", "b"],
+            "label": [1, 0, 0, 1],
+            "logging_propensity": [0.5, 0.5, 0.25, 0.5],
+        }
+    )
+    chosen = pd.Series({0: "a", 1: "a", 2: "a", 3: None})
+    cost = np.array([2.0, 2.0, 7.0, 0.0])
+    q_logged = np.array([20.0, 1.0, 20.0, 1.0]) - cost
+    q_chosen = pd.Series({0: 18.0, 1: 18.0, 2: 13.0})
+    table = off_policy_table(decisions, chosen, q_logged, q_chosen, values, 25_000.0, contact_cost=cost)
+    est = table.set_index("estimator")["estimate"]
+    # rewards of the matched decisions: 0 (a accepted, cost 2): 98, w = 2; 2 (a declined, cost 7): -7, w = 4
+    assert est["ips"] == pytest.approx(1000 * (2 * 98 + 4 * -7) / 4)
+    # SNIPS over the 3 decisions that show something (mean per shown decision), x 3/4 for the one showing nothing
+    assert est["snips"] == pytest.approx(1000 * 0.75 * (2 * 98 + 4 * -7) / 6)
+    # DR: the reward model's value of the target policy (nothing: 0), corrected on the matched decisions
+    dr_terms = [18.0 + 2 * (98 - 18.0), 18.0, 13.0 + 4 * (-7 - 13.0), 0.0]
+    assert est["dr"] == pytest.approx(1000 * np.mean(dr_terms))
+    with pytest.raises(DataError, match="contact_cost"):
+        off_policy_table(decisions, chosen, q_logged, q_chosen, values, 1.0, contact_cost=np.zeros(2))
 
 
 def test_quality_row_puts_the_model_beside_the_bayes_ceiling() -> None:

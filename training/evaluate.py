@@ -15,12 +15,22 @@ Stages: 1 the best single offer on the training period, 2 the best offer per seg
 WITHOUT the real-time context features (the same exclusions as `experiments/nba_realtime_context.yaml`) ranking by
 propensity x value, 5 the registered NBA champion with the full decision policy's arbitration (context weights,
 retention boosted by the churn champion's risk, service triggers, floors that make "nothing" a decision), and the
-oracle (true p_accept x credited value). For reference: a random eligible offer, the logging policy's own value
-on the same points, and stage 5's decision policy fed the true propensities (`STAGE_POLICY_CEILING`), which splits
-stage 5's gap to the oracle into what the model misses and what the policy's rules cost.
+oracle (the highest true expected value, nothing when none beats 0). For reference: a random eligible offer, the
+logging policy's own value on the same points, and stage 5's decision policy fed the true propensities
+(`STAGE_POLICY_CEILING`), which splits stage 5's gap to the oracle into what the model misses and what the
+policy's rules cost.
 
-Every acceptance is credited with its catalogue value plus the churn loss it prevents under the truth
-(`attach_churn_value`, `ladder.credited_value`), the same function for every stage and the oracle.
+Every decision is credited with what the contact adds over doing nothing, net of its cost, under the truth
+(`ladder.expected_value`, the same function for every stage and the oracle): p_true x (catalogue value + the churn
+loss it prevents, `attach_churn_value`) x (1 - p_organic, the truth's chance of organic uptake anyway,
+`attach_truth`) - the channel's contact cost (`attach_contact_cost`); showing nothing is worth 0. The off-policy
+estimates can only see logged rewards (the catalogue value of an accepted offer minus the logged contact's cost):
+they are set beside the truth of that same reward (`_LadderResult.truth_by_stage`).
+
+Model quality (`_nba_quality`): beside the pooled AUC, the ranking within each action (Spearman of the prediction
+vs the true p_accept, AUC vs the realised outcome, on the held-out contacts; Spearman also on the ladder's
+candidates, every eligible action at every decision point), averaged with weights value x rows, and the
+calibration per action kind (ECE vs outcomes and vs the truth).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +50,7 @@ from nextbest.catalogue import Catalogue
 from nextbest.errors import ConfigError, DataError, NotReadyError
 from nextbest.settings import Settings
 from training import ladder
-from training.ope import estimate_all
+from training.ope import estimate_all, snips
 
 if TYPE_CHECKING:
     from nextbest.models.artefact import LoadedModel
@@ -55,6 +65,13 @@ STAGE_3 = "3 batch model, no real-time context"
 STAGE_5 = "5 full model + decision policy"
 #: reference row: stage 5's decision policy fed the TRUE propensities (what the policy is worth with a perfect model)
 STAGE_POLICY_CEILING = "5 policy with true propensities (ceiling)"
+#: the NBA row's within-action summaries in `model_quality` (value x rows weighted means over actions)
+WITHIN_ACTION_COLUMNS = (
+    "within_action_spearman",
+    "within_action_auc",
+    "within_action_bayes_auc",
+    "within_action_spearman_candidates",
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,10 @@ class EvaluationReport:
     model_quality: pd.DataFrame
     ope_by_stage: pd.DataFrame = field(default_factory=pd.DataFrame)
     choice_mix: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: NBA model, per action: within-action Spearman vs the truth and AUC vs the outcome (`action_quality`)
+    action_quality: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: NBA model, per action kind: calibration (ECE vs outcomes and vs the truth)
+    kind_calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
     differences: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
@@ -93,6 +114,9 @@ class EvaluationReport:
             key = _metric_key(str(row["stage"]))
             out[f"{key}.value_per_1000"] = float(row["value_per_1000"])
             out[f"{key}.conversions_per_1000"] = float(row["conversions_per_1000"])
+            for col in ("incremental_conversions_per_1000", "contact_cost_per_1000"):
+                if col in row and not pd.isna(row[col]):
+                    out[f"{key}.{col}"] = float(row[col])
             if not pd.isna(row["share_of_oracle_value"]):
                 out[f"{key}.share_of_oracle"] = float(row["share_of_oracle_value"])
         for _, row in self.ope.iterrows():
@@ -105,7 +129,31 @@ class EvaluationReport:
         for _, row in self.model_quality.iterrows():
             out[f"quality.{row['model']}.roc_auc"] = float(row["roc_auc"])
             out[f"quality.{row['model']}.bayes_auc"] = float(row["bayes_optimal_auc"])
+            for col in WITHIN_ACTION_COLUMNS:
+                if col in row and not pd.isna(row[col]):
+                    out[f"quality.{row['model']}.{col}"] = float(row[col])
+        for _, row in self.action_quality.iterrows():
+            for col in ("spearman_vs_truth", "roc_auc", "bayes_auc", "spearman_vs_truth_candidates"):
+                if col in row and not pd.isna(row[col]):
+                    out[f"quality.nba.action.{row['action_id']}.{col}"] = float(row[col])
+        for _, row in self.kind_calibration.iterrows():
+            for col in ("ece", "ece_vs_truth"):
+                out[f"quality.nba.kind.{row['kind']}.{col}"] = float(row[col])
         return {k: v for k, v in out.items() if np.isfinite(v)}
+
+    def as_json(self) -> dict[str, Any]:
+        """Every table of the report as records (the `report.json` artefact of the MLflow run)."""
+        return {
+            "params": self.params,
+            "notes": self.notes,
+            "ladder": self.ladder.to_dict("records"),
+            "ope": self.ope.to_dict("records"),
+            "ope_by_stage": self.ope_by_stage.to_dict("records"),
+            "model_quality": self.model_quality.to_dict("records"),
+            "action_quality": self.action_quality.to_dict("records"),
+            "kind_calibration": self.kind_calibration.to_dict("records"),
+            "differences": self.differences.to_dict("records"),
+        }
 
 
 def _metric_key(stage: str) -> str:
@@ -210,7 +258,7 @@ def candidate_features(decisions: pd.DataFrame, candidates: pd.DataFrame, catalo
 
 
 def attach_truth(candidates: pd.DataFrame, world: Any) -> pd.DataFrame:
-    """`p_true` for every candidate from the simulator's truth (one vectorized call).
+    """`p_true` and `p_organic` for every candidate from the simulator's truth (one vectorized call each).
 
     The decision points are logged contacts, whose triggering signal is already in the world's context signals
     before the decision time, so no `signal` is passed: passing it again would restart its clock at the decision
@@ -229,9 +277,23 @@ def attach_truth(candidates: pd.DataFrame, world: Any) -> pd.DataFrame:
     p = np.asarray(world.p_accept(query), dtype=float)
     if p.shape != (len(candidates),) or np.isnan(p).any():
         raise DataError("the truth returned no probability for some candidates")
+    organic = np.asarray(world.p_organic(query[["customer_id", "action_id", "ts"]]), dtype=float)
+    if organic.shape != (len(candidates),) or np.isnan(organic).any():
+        raise DataError("the truth returned no organic probability for some candidates")
     out = candidates.copy()
     out["p_true"] = p
+    out[ladder.P_ORGANIC] = organic
     return out
+
+
+def attach_contact_cost(candidates: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
+    """`contact_cost` per candidate: the catalogue's cost of delivering one action on the decision's channel."""
+    channels = candidates["channel"].astype(str)
+    unknown = sorted(set(channels) - set(catalogue.channels))
+    if unknown:
+        raise DataError(f"decision points on channel(s) {unknown} the catalogue does not know")
+    costs = {ch: catalogue.channel_cost(ch) for ch in catalogue.channels}
+    return candidates.assign(**{ladder.CONTACT_COST: channels.map(costs).to_numpy(dtype=float)})
 
 
 def relationship_values(decisions: pd.DataFrame, policy: DecisionPolicy) -> pd.Series:
@@ -274,8 +336,9 @@ def attach_churn_value(
 def heldout_candidates(
     settings: Settings, decisions: pd.DataFrame, train: pd.DataFrame, world: Any, policy: DecisionPolicy
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ladder's candidates (eligible actions per decision point, with features, `p_true`, `churn_value`,
-    segment and age band) and the training period's logged contacts stages 1 and 2 learn from."""
+    """The ladder's candidates (eligible actions per decision point, with features, `p_true`, `p_organic`,
+    `churn_value`, `contact_cost`, segment and age band) and the training period's logged contacts stages 1 and 2
+    learn from."""
     from training.datasets import read_source
 
     catalogue = policy.catalogue
@@ -286,6 +349,7 @@ def heldout_candidates(
     cands = candidate_features(decisions, cands, catalogue)
     cands = attach_truth(cands, world)
     cands = attach_churn_value(cands, decisions, world, policy)
+    cands = attach_contact_cost(cands, catalogue)
     prof = profiles.set_index(ladder.DECISION_ID)
     cands["segment"] = cands[ladder.DECISION_ID].map(prof["segment"])
     cands["age_band"] = cands[ladder.DECISION_ID].map(pd.Series(ladder.age_band(prof["age"]), prof.index))
@@ -398,21 +462,34 @@ def off_policy_table(
     q_chosen: pd.Series,
     values: dict[str, float],
     truth_per_1000: float,
+    contact_cost: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """IPS, SNIPS and DR of the target policy's value per 1,000 decisions from the logs, beside its true value.
 
-    Reward of a logged decision: the logged action's value if accepted, else 0. The target policy is deterministic:
-    its propensity for the logged action is 1 if it would have shown the same action, else 0.
+    Reward of a logged decision: the logged action's value if accepted, else 0, minus the logged contact's cost
+    (`contact_cost`, per decision; none when omitted). The target policy is deterministic: its propensity for the
+    logged action is 1 if it would have shown the same action, else 0. Where it shows nothing its reward is 0
+    (IPS and DR: a zero term). SNIPS normalises by the weights of the decisions the target policy shows something
+    at (the logs hold no "nothing"), so its mean per shown decision is scaled by the share of decisions shown.
     """
     logged_action = decisions[ladder.ACTION_ID].to_numpy()
     logged_value = np.array([values[a] for a in logged_action])
-    rewards = decisions["label"].to_numpy(dtype=float) * logged_value
+    cost = np.zeros(len(decisions)) if contact_cost is None else np.asarray(contact_cost, dtype=float)
+    if cost.shape != (len(decisions),):
+        raise DataError(f"contact_cost has shape {cost.shape}; expected ({len(decisions)},)")
+    rewards = decisions["label"].to_numpy(dtype=float) * logged_value - cost
     target = chosen.reindex(decisions[ladder.DECISION_ID].to_numpy()).to_numpy()
     target_prop = (target == logged_action).astype(float)
     q_target = q_chosen.reindex(decisions[ladder.DECISION_ID].to_numpy()).fillna(0.0).to_numpy(dtype=float)
-    estimates = estimate_all(
-        rewards, decisions["logging_propensity"].to_numpy(dtype=float), target_prop, q_logged, q_target
-    )
+    propensity = decisions["logging_propensity"].to_numpy(dtype=float)
+    estimates = estimate_all(rewards, propensity, target_prop, q_logged, q_target)
+    shows = pd.notna(target)
+    if not shows.all() and shows.any():
+        shown_only = snips(rewards[shows], propensity[shows], target_prop[shows])
+        share = float(shows.mean())
+        estimates["snips"] = replace(
+            shown_only, value=share * shown_only.value, std_error=share * shown_only.std_error, n=len(rewards)
+        )
     rows = []
     for name, est in estimates.items():
         lo, hi = est.ci95()
@@ -603,7 +680,7 @@ def run_evaluation(
     stages = _stage_choices(settings, options, inputs, held, stage3_model or train_stage3_model, notes)
     result = _ladder(settings, inputs, held, stages)
     ope, ope_by_stage = _off_policy(inputs, held, stages, result.truth_by_stage, notes)
-    quality = _model_quality(settings, inputs, held.test, notes)
+    quality = _model_quality(settings, inputs, held, stages, notes)
     report = _assemble_report(settings, options, inputs, held, stages, result, ope, ope_by_stage, quality, notes)
     if options.log_mlflow:
         report.run_id = log_report(settings, report)
@@ -731,16 +808,18 @@ def _ladder(settings: Settings, inputs: _Inputs, held: _Heldout, stages: _Stages
     ceiling_row = pd.DataFrame([ladder.score_choices(cands, ceiling, STAGE_POLICY_CEILING).as_dict()])
     table = pd.concat([table.iloc[:-1], ceiling_row, table.iloc[-1:]], ignore_index=True)
     logged_churn = attach_churn_value(decisions, decisions, inputs.world, inputs.policy)[ladder.CHURN_VALUE]
-    logged_truth = _logged_truth(settings, decisions, inputs.values, logged_churn.to_numpy(dtype=float))
+    logged_truth = _logged_truth(
+        settings, decisions, inputs.values, logged_churn.to_numpy(dtype=float), inputs.catalogue
+    )
     random_row = pd.DataFrame([ladder.score_random_choice(cands, STAGE_RANDOM).as_dict()])
     table = pd.concat([random_row, logged_truth.to_frame(table), table], ignore_index=True)
     oracle_value = float(table["value_per_1000"].iloc[-1])
     table["share_of_oracle_value"] = table["value_per_1000"] / oracle_value if oracle_value > 0 else np.nan
-    # Off-policy estimates see only logged rewards (catalogue value when accepted), never the churn a retention
-    # offer prevented, so they are set beside the truth of that same reward: catalogue value only.
-    truth_by_stage = ladder.ladder_table(cands.drop(columns=[ladder.CHURN_VALUE]), choices).set_index("stage")[
-        "value_per_1000"
-    ]
+    # Off-policy estimates see only logged rewards (catalogue value when accepted, minus the contact's cost), never
+    # the churn a retention offer prevented nor whether the customer would have bought anyway, so they are set
+    # beside the truth of that same reward: p_true x catalogue value - contact cost, gross of organic uptake.
+    gross = cands.drop(columns=[ladder.CHURN_VALUE, ladder.P_ORGANIC])
+    truth_by_stage = ladder.ladder_table(gross, choices).set_index("stage")["value_per_1000"]
     mix = choice_mix(choices, inputs.catalogue)
     # The margins between stages beside their noise (paired on the same decision points).
     s1, s2 = stages.stage1.name, stages.stage2_name
@@ -755,10 +834,16 @@ def _off_policy(
     """Step 5: off-policy estimates from the logs alone (rewards, logging propensities, the NBA champion as reward
     model), for stage 5 in detail and for every stage in brief, each beside the truth; plus the logging support."""
     decisions, cands, values = held.decisions, held.cands, inputs.values
-    q_logged = inputs.nba.predict_frame(decisions) * decisions[ladder.ACTION_ID].map(values).to_numpy()
-    q_all = cands[[ladder.DECISION_ID, ladder.ACTION_ID]].assign(_q=stages.p_full * cands["value"].to_numpy())
+    # The reward model of DR predicts the same reward the logs measure: p x catalogue value - the contact's cost.
+    logged_cost = attach_contact_cost(decisions, inputs.catalogue)[ladder.CONTACT_COST].to_numpy(dtype=float)
+    q_logged = inputs.nba.predict_frame(decisions) * decisions[ladder.ACTION_ID].map(values).to_numpy() - logged_cost
+    q_all = cands[[ladder.DECISION_ID, ladder.ACTION_ID]].assign(
+        _q=stages.p_full * cands["value"].to_numpy() - ladder.contact_costs(cands)
+    )
     ope_tables = {
-        name: off_policy_table(decisions, chosen, q_logged, _q_of(q_all, chosen), values, float(truth_by_stage[name]))
+        name: off_policy_table(
+            decisions, chosen, q_logged, _q_of(q_all, chosen), values, float(truth_by_stage[name]), logged_cost
+        )
         for name, chosen in stages.choices.items()
     }
     ope_by_stage = pd.DataFrame(
@@ -785,18 +870,27 @@ def _off_policy(
     return ope_tables[STAGE_5], ope_by_stage
 
 
-def _model_quality(settings: Settings, inputs: _Inputs, test: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
-    """Step 6: model quality on the whole holdout beside the ceiling of the same rows (NBA, and churn if loaded)."""
+@dataclass(frozen=True)
+class _Quality:
+    model_quality: pd.DataFrame
+    action_quality: pd.DataFrame
+    kind_calibration: pd.DataFrame
+
+
+def _model_quality(settings: Settings, inputs: _Inputs, held: _Heldout, stages: _Stages, notes: list[str]) -> _Quality:
+    """Step 6: model quality on the whole holdout beside the ceiling of the same rows (NBA, and churn if loaded);
+    the NBA model also within each action (on the holdout and on the ladder's candidates) and per action kind."""
     from training.datasets import build_churn_training_set
 
-    quality = [_nba_quality(settings, inputs.nba, test)]
+    nba_row, actions, kinds = _nba_quality(settings, inputs.nba, held.test, inputs.catalogue, held.cands, stages.p_full)
+    quality = [nba_row]
     if inputs.churn is not None:
         try:
             churn_set = build_churn_training_set(settings, name=inputs.churn.name)
             quality.append(_churn_quality(inputs.churn, churn_set, inputs.world))
         except DataError as exc:
             notes.append(f"churn quality skipped: {exc}")
-    return pd.DataFrame(quality)
+    return _Quality(pd.DataFrame(quality), actions, kinds)
 
 
 def _assemble_report(
@@ -808,7 +902,7 @@ def _assemble_report(
     result: _LadderResult,
     ope: pd.DataFrame,
     ope_by_stage: pd.DataFrame,
-    quality: pd.DataFrame,
+    quality: _Quality,
     notes: list[str],
 ) -> EvaluationReport:
     """Step 7: the report, with the run's params (sizes, held-out window, model versions, stage 1's offer)."""
@@ -820,7 +914,9 @@ def _assemble_report(
         ope_by_stage=ope_by_stage,
         choice_mix=result.choice_mix,
         differences=result.differences,
-        model_quality=quality,
+        model_quality=quality.model_quality,
+        action_quality=quality.action_quality,
+        kind_calibration=quality.kind_calibration,
         notes=notes,
         experiment_name=f"{settings.mlflow.experiment_prefix}-evaluation",
         params={
@@ -840,34 +936,45 @@ def _assemble_report(
 
 @dataclass(frozen=True)
 class _LoggedTruth:
-    conversions_per_1000: float
-    value_per_1000: float
+    result: ladder.StageResult
     decisions: int
 
     def to_frame(self, like: pd.DataFrame) -> pd.DataFrame:
         row = {c: np.nan for c in like.columns}
-        row.update(
-            stage=STAGE_LOGGED,
-            decisions=self.decisions,
-            offers_per_1000=1000.0,
-            conversions_per_1000=self.conversions_per_1000,
-            value_per_1000=self.value_per_1000,
-        )
+        row.update(self.result.as_dict())
         return pd.DataFrame([row])
 
 
 def _logged_truth(
-    settings: Settings, decisions: pd.DataFrame, values: dict[str, float], churn_value: np.ndarray
+    settings: Settings,
+    decisions: pd.DataFrame,
+    values: dict[str, float],
+    churn_value: np.ndarray,
+    catalogue: Catalogue,
 ) -> _LoggedTruth:
-    """True expected value of what the logging policy actually showed at the same decision points, credited like
-    every stage (catalogue value + `churn_value`, the prevented churn loss of each logged action)."""
-    truth = pd.read_parquet(_truth_table(settings, "contact_truth"), columns=["contact_id", "p_accept"])
-    p = decisions["contact_id"].map(truth.set_index("contact_id")["p_accept"])
-    if p.isna().any():
+    """True expected incremental value of what the logging policy actually showed at the same decision points,
+    credited like every stage (`ladder.expected_value`: the logged contact's p_accept and p_organic from
+    `contact_truth`, catalogue value + `churn_value`, minus the channel's contact cost)."""
+    truth = pd.read_parquet(
+        _truth_table(settings, "contact_truth"), columns=["contact_id", "p_accept", ladder.P_ORGANIC]
+    ).set_index("contact_id")
+    logged = truth.reindex(decisions["contact_id"].to_numpy())
+    if logged.isna().any().any():
         raise DataError("contact_truth lacks some held-out contacts")
-    v = decisions[ladder.ACTION_ID].map(values) + churn_value
-    n = len(decisions)
-    return _LoggedTruth(1000 * float(p.sum()) / n, 1000 * float((p * v).sum()) / n, n)
+    frame = pd.DataFrame(
+        {
+            ladder.DECISION_ID: decisions[ladder.DECISION_ID].to_numpy(),
+            ladder.ACTION_ID: decisions[ladder.ACTION_ID].to_numpy(),
+            "value": decisions[ladder.ACTION_ID].map(values).to_numpy(dtype=float),
+            "p_true": logged["p_accept"].to_numpy(dtype=float),
+            ladder.P_ORGANIC: logged[ladder.P_ORGANIC].to_numpy(dtype=float),
+            ladder.CHURN_VALUE: np.asarray(churn_value, dtype=float),
+            "channel": decisions["channel"].to_numpy(),
+        }
+    )
+    frame = attach_contact_cost(frame, catalogue)
+    result = ladder.score_choices(frame, frame.set_index(ladder.DECISION_ID)[ladder.ACTION_ID], STAGE_LOGGED)
+    return _LoggedTruth(result, len(decisions))
 
 
 def _truth_table(settings: Settings, name: str) -> Path:
@@ -877,12 +984,85 @@ def _truth_table(settings: Settings, name: str) -> Path:
     raise NotReadyError(f"truth table {name!r} not found under {settings.truth_dir}")
 
 
-def _nba_quality(settings: Settings, nba: LoadedModel, test: pd.DataFrame) -> dict[str, Any]:
+def _nba_quality(
+    settings: Settings,
+    nba: LoadedModel,
+    test: pd.DataFrame,
+    catalogue: Catalogue,
+    cands: pd.DataFrame | None = None,
+    p_cands: np.ndarray | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The NBA row of the quality table (pooled and within-action figures), the per-action table and the per-kind
+    calibration table, on the held-out logged contacts (and Spearman also on the ladder's candidates)."""
     truth = pd.read_parquet(_truth_table(settings, "contact_truth"), columns=["contact_id", "p_accept"])
     p_true = test["contact_id"].map(truth.set_index("contact_id")["p_accept"]).to_numpy(dtype=float)
-    return quality_row(
-        nba.name, nba.version, test["label"].to_numpy(), nba.predict_frame(test), p_true, "held-out logged contacts"
-    )
+    if np.isnan(p_true).any():
+        raise DataError("contact_truth lacks some held-out contacts")
+    y, p_model = test["label"].to_numpy(), nba.predict_frame(test)
+    row = quality_row(nba.name, nba.version, y, p_model, p_true, "held-out logged contacts")
+    actions = test[ladder.ACTION_ID].to_numpy()
+    action_table, summary = within_action_quality(actions, y, p_model, p_true, catalogue, cands, p_cands)
+    row.update(summary)
+    return row, action_table, kind_calibration(actions, y, p_model, p_true, catalogue)
+
+
+def within_action_quality(
+    actions: np.ndarray,
+    y: np.ndarray,
+    p_model: np.ndarray,
+    p_true: np.ndarray,
+    catalogue: Catalogue,
+    cands: pd.DataFrame | None = None,
+    p_cands: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per action, how the model ranks customers WITHIN the action, and the value-weighted means over actions.
+
+    On the rows given (held-out logged contacts): Spearman of the model vs the true p_accept, AUC vs the realised
+    outcome and the truth's own AUC (the ceiling). With `cands` (the ladder's candidates with `p_true`) and
+    `p_cands` (the model on them): Spearman on every eligible action at every decision point, what a policy ranks.
+    Weights: catalogue value x the action's rows, the value at stake (`training.metrics.weighted_mean`). Columns:
+    action_id, kind, value, rows, positives, spearman_vs_truth, roc_auc, bayes_auc, weight and, with candidates,
+    candidates, spearman_vs_truth_candidates. Summary keys: `WITHIN_ACTION_COLUMNS`.
+    """
+    from training.metrics import weighted_mean, within_group_ranking
+
+    table = pd.DataFrame(within_group_ranking(actions, y, p_model, p_true)).rename(columns={"group": "action_id"})
+    unknown = sorted(set(table["action_id"]) - set(catalogue.action_ids))
+    if unknown:
+        raise DataError(f"held-out actions {unknown} are not in the offer catalogue")
+    table.insert(1, "kind", table["action_id"].map(lambda a: catalogue.action(a).kind))
+    table.insert(2, "value", table["action_id"].map(lambda a: float(catalogue.action(a).value)))
+    table["weight"] = table["value"] * table["rows"]
+    summary = {
+        "within_action_spearman": weighted_mean(table["spearman_vs_truth"], table["weight"]),
+        "within_action_auc": weighted_mean(table["roc_auc"], table["weight"]),
+        "within_action_bayes_auc": weighted_mean(table["bayes_auc"], table["weight"]),
+    }
+    if cands is not None and p_cands is not None:
+        from training.metrics import spearman_correlation
+
+        per = {
+            a: (len(g), spearman_correlation(g["p"].to_numpy(), g["t"].to_numpy()))
+            for a, g in pd.DataFrame(
+                {"a": cands[ladder.ACTION_ID].to_numpy(), "p": np.asarray(p_cands, float), "t": cands["p_true"]}
+            ).groupby("a")
+        }
+        per = pd.DataFrame.from_dict(per, orient="index", columns=["candidates", "rho"])
+        table["candidates"] = table["action_id"].map(per["candidates"]).fillna(0).astype(int)
+        table["spearman_vs_truth_candidates"] = table["action_id"].map(per["rho"])
+        w = table["value"] * table["candidates"]
+        summary["within_action_spearman_candidates"] = weighted_mean(table["spearman_vs_truth_candidates"], w)
+    return table, summary
+
+
+def kind_calibration(
+    actions: np.ndarray, y: np.ndarray, p_model: np.ndarray, p_true: np.ndarray, catalogue: Catalogue
+) -> pd.DataFrame:
+    """Calibration per action kind (sales, retention, service): ECE vs outcomes and vs the truth (equal-mass bins)."""
+    from training.metrics import calibration_by_group
+
+    kinds = np.array([catalogue.action(a).kind for a in actions])
+    return pd.DataFrame(calibration_by_group(kinds, y, p_model, p_true)).rename(columns={"group": "kind"})
 
 
 def _churn_quality(churn: LoadedModel, churn_set: TrainingSet, world: Any) -> dict[str, Any]:
@@ -924,6 +1104,8 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
                 ("ladder", report.ladder),
                 ("ope", report.ope),
                 ("model_quality", report.model_quality),
+                ("action_quality", report.action_quality),
+                ("kind_calibration", report.kind_calibration),
                 ("differences", report.differences),
             ):
                 frame.to_csv(out / f"{name}.csv", index=False)
@@ -934,21 +1116,7 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
                 from training.plots import ladder_plot
 
                 ladder_plot(report.ladder, out / "ladder.png")  # the chart beside its table
-            (out / "report.json").write_text(
-                json.dumps(
-                    {
-                        "params": report.params,
-                        "notes": report.notes,
-                        "ladder": report.ladder.to_dict("records"),
-                        "ope": report.ope.to_dict("records"),
-                        "ope_by_stage": report.ope_by_stage.to_dict("records"),
-                        "model_quality": report.model_quality.to_dict("records"),
-                        "differences": report.differences.to_dict("records"),
-                    },
-                    indent=2,
-                    default=str,
-                )
-            )
+            (out / "report.json").write_text(json.dumps(report.as_json(), indent=2, default=str))
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
         mlflow.set_tags({"nextbest.job": "evaluate", "nextbest.notes": " | ".join(report.notes)[:5000]})
         return run.info.run_id

@@ -8,21 +8,41 @@ moment) then gives each policy's expected conversions and value per 1,000 decisi
 same traffic with no outcome noise. Design: policies only choose; scoring is one function shared by all, so no
 stage can be scored more kindly than another.
 
-What an acceptance is worth (`credited_value`, used for every stage and the oracle alike):
+What a decision is worth (`expected_value`, used for every stage and the oracle alike) is what the contact adds
+over doing nothing, net of what it costs:
 
-    credit = value + churn_value,    churn_value = prevented x relationship value
+    value of showing a = p_true x (value + churn_value) x (1 - p_organic) - contact_cost,    nothing shown = 0
+    churn_value        = prevented x relationship value
 
 `value` is the catalogue's margin of one acceptance. `churn_value` (optional column; 0 when absent) is the churn
 loss the acceptance prevents under the truth: `prevented` is the simulator's true drop in the probability of
 closing within the horizon after the acceptance (`TrueWorld.churn_prevented`: retention actions cut the churn
 log-hazard by 1.6 fading over 60 days, service actions by 0.6 over 30 days, a sale adds a product), and the
 relationship value is what the bank loses when the customer leaves (the decision policy's value at risk, a
-business valuation of the balances, not a model output). Without it a retention offer earned only its catalogue
-margin, although the simulator rewards it mostly by keeping the customer.
+business valuation of the balances, not a model output).
+
+`p_organic` (optional column; 0 when absent) is the truth's probability that the customer takes the action's
+product on their own, with no contact, within `ORGANIC_HORIZON_DAYS` (`TrueWorld.p_organic`, equal to
+`contact_truth.p_organic` for logged contacts). The world draws the organic uptake independently of the response
+to a contact, and a customer who declines still takes the product organically as often as one never contacted
+(with common random numbers the contacted and the uncontacted world differ exactly by the acceptors who would not
+have taken it on their own, `tests/test_world_consequences.py`). So the contact's increment is
+
+    P(accept and not organic) - 0 = p_true x (1 - p_organic)
+
+acceptances, each worth the whole effect of the acceptance: the sale's margin and, for a sale, the product's
+stickiness, which the organic buyer would have had anyway (for retention and service actions p_organic is 0, so
+their prevented churn is credited in full). `contact_cost` (optional column; 0 when absent) is the catalogue's
+cost of delivering one action on the decision point's channel (`Catalogue.channel_cost`), paid whether or not
+the customer accepts; showing nothing costs nothing. An acceptance by a customer who would have bought anyway is
+pull-forward, credited 0 (organic uptake after the 90-day horizon is not counted, nor the days a pulled-forward
+product is held early).
+Conversions per 1,000 count acceptances (`p_true`); incremental conversions `p_true x (1 - p_organic)`.
 
 Stages (DESIGN.md "Evaluation ladder"): 1 one offer for all (`fit_one_offer`), 2 segment rules
 (`fit_segment_rules`), 3 batch model without real-time context and 5 the full model with arbitration
-(`ScorePolicy` over model scores, built in `training.evaluate`), and the oracle (`ScorePolicy` over the truth).
+(`ScorePolicy` over model scores, built in `training.evaluate`), and the oracle (`ScorePolicy` over the truth's
+expected value, showing nothing where no contact is worth its cost).
 """
 
 from __future__ import annotations
@@ -45,6 +65,10 @@ ACTION_ID = "action_id"
 CANDIDATE_COLUMNS = (DECISION_ID, ACTION_ID, "value")
 #: optional candidates column: EUR of churn loss an acceptance prevents under the truth (see module docstring)
 CHURN_VALUE = "churn_value"
+#: optional candidates column: the truth's P(the customer takes the product on their own, no contact)
+P_ORGANIC = "p_organic"
+#: optional candidates column: EUR the bank pays to deliver the action on the decision point's channel
+CONTACT_COST = "contact_cost"
 AGE_BANDS = (0, 25, 35, 50, 65, 200)
 AGE_BAND_LABELS = ("<25", "25-34", "35-49", "50-64", "65+")
 
@@ -200,13 +224,20 @@ def fit_segment_rules(
 
 @dataclass(frozen=True)
 class StageResult:
-    """A policy's expected outcome on the evaluation traffic, per 1,000 decision points."""
+    """A policy's expected outcome on the evaluation traffic, per 1,000 decision points.
+
+    `value_per_1000` is the incremental value net of contact costs (`expected_value`); `contact_cost_per_1000` the
+    costs already subtracted from it; `incremental_conversions_per_1000` the acceptances that would not have
+    happened without the contact.
+    """
 
     stage: str
     decisions: int
     offers_per_1000: float
     conversions_per_1000: float
     value_per_1000: float
+    incremental_conversions_per_1000: float = float("nan")
+    contact_cost_per_1000: float = 0.0
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {
@@ -214,24 +245,51 @@ class StageResult:
             "decisions": self.decisions,
             "offers_per_1000": self.offers_per_1000,
             "conversions_per_1000": self.conversions_per_1000,
+            "incremental_conversions_per_1000": self.incremental_conversions_per_1000,
+            "contact_cost_per_1000": self.contact_cost_per_1000,
             "value_per_1000": self.value_per_1000,
         }
 
 
+def _optional(candidates: pd.DataFrame, column: str, upper: float | None = None) -> np.ndarray:
+    """An optional non-negative candidates column (0 when absent), checked: no NaN, >= 0, <= upper."""
+    if column not in candidates.columns:
+        return np.zeros(len(candidates))
+    values = candidates[column].to_numpy(dtype=float)
+    if np.isnan(values).any() or (values < 0).any() or (upper is not None and (values > upper).any()):
+        bound = f" and at most {upper:g}" if upper is not None else ""
+        raise DataError(f"{column} must be a non-negative number{bound} for every candidate")
+    return values
+
+
+def organic_share(candidates: pd.DataFrame) -> np.ndarray:
+    """The truth's P(organic uptake without contact) per candidate (`p_organic`; 0 when the column is absent)."""
+    return _optional(candidates, P_ORGANIC, upper=1.0)
+
+
+def contact_costs(candidates: pd.DataFrame) -> np.ndarray:
+    """EUR paid to deliver each candidate on its decision point's channel (`contact_cost`; 0 when absent)."""
+    return _optional(candidates, CONTACT_COST)
+
+
 def credited_value(candidates: pd.DataFrame) -> np.ndarray:
-    """What one acceptance of each candidate is worth under the truth: catalogue value + prevented churn loss."""
-    value = candidates["value"].to_numpy(dtype=float)
-    if CHURN_VALUE in candidates.columns:
-        churn = candidates[CHURN_VALUE].to_numpy(dtype=float)
-        if np.isnan(churn).any() or (churn < 0).any():
-            raise DataError(f"{CHURN_VALUE} must be a non-negative number for every candidate")
-        value = value + churn
-    return value
+    """What one acceptance of each candidate adds under the truth: (catalogue value + prevented churn loss) x
+    (1 - p_organic), the share of acceptances that would not have happened without the contact (module docstring)."""
+    value = candidates["value"].to_numpy(dtype=float) + _optional(candidates, CHURN_VALUE)
+    return value * (1.0 - organic_share(candidates))
+
+
+def expected_value(candidates: pd.DataFrame) -> np.ndarray:
+    """The truth's expected incremental value of showing each candidate: p_true x credited value - contact cost.
+
+    Showing nothing is worth 0, so a candidate below 0 is worth less than its cost."""
+    _check_candidates(candidates, ("p_true",))
+    return candidates["p_true"].to_numpy(dtype=float) * credited_value(candidates) - contact_costs(candidates)
 
 
 def score_choices(candidates: pd.DataFrame, chosen: pd.Series, stage: str) -> StageResult:
-    """Expected conversions and value of the chosen actions under the truth (`p_true` x `credited_value`), per
-    1,000 decisions.
+    """Expected conversions and incremental value of the chosen actions under the truth (`expected_value`: p_true x
+    credited value - contact cost), per 1,000 decisions; decisions showing nothing add 0.
 
     A chosen action that is not among the decision's candidates is a policy bug, not a zero: it raises.
     """
@@ -241,19 +299,23 @@ def score_choices(candidates: pd.DataFrame, chosen: pd.Series, stage: str) -> St
         raise DataError("no decision points to score")
     shown = chosen.dropna()
     picks = pd.DataFrame({DECISION_ID: shown.index.to_numpy(), ACTION_ID: shown.to_numpy()})
-    truth = candidates[[DECISION_ID, ACTION_ID, "p_true"]].assign(value=credited_value(candidates))
+    truth = candidates[[DECISION_ID, ACTION_ID, "p_true"]].assign(
+        _ev=expected_value(candidates),
+        _inc=candidates["p_true"].to_numpy(dtype=float) * (1.0 - organic_share(candidates)),
+        _cost=contact_costs(candidates),
+    )
     merged = picks.merge(truth, how="left", on=[DECISION_ID, ACTION_ID])
     if merged["p_true"].isna().any():
         bad = merged[merged["p_true"].isna()].head(3).to_dict("records")
         raise DataError(f"policy {stage!r} chose actions that are not eligible candidates, e.g. {bad}")
-    conversions = float(merged["p_true"].sum())
-    value = float((merged["p_true"] * merged["value"]).sum())
     return StageResult(
         stage=stage,
         decisions=n,
         offers_per_1000=1000.0 * len(merged) / n,
-        conversions_per_1000=1000.0 * conversions / n,
-        value_per_1000=1000.0 * value / n,
+        conversions_per_1000=1000.0 * float(merged["p_true"].sum()) / n,
+        value_per_1000=1000.0 * float(merged["_ev"].sum()) / n,
+        incremental_conversions_per_1000=1000.0 * float(merged["_inc"].sum()) / n,
+        contact_cost_per_1000=1000.0 * float(merged["_cost"].sum()) / n,
     )
 
 
@@ -263,9 +325,11 @@ def score_random_choice(candidates: pd.DataFrame, stage: str = "random eligible 
     n = int(candidates[DECISION_ID].nunique())
     if n == 0:
         raise DataError("no decision points to score")
-    per = candidates.assign(_ev=candidates["p_true"] * credited_value(candidates)).groupby(DECISION_ID)[
-        ["p_true", "_ev"]
-    ]
+    per = candidates.assign(
+        _ev=expected_value(candidates),
+        _inc=candidates["p_true"].to_numpy(dtype=float) * (1.0 - organic_share(candidates)),
+        _cost=contact_costs(candidates),
+    ).groupby(DECISION_ID)[["p_true", "_ev", "_inc", "_cost"]]
     means = per.mean()
     return StageResult(
         stage=stage,
@@ -273,20 +337,22 @@ def score_random_choice(candidates: pd.DataFrame, stage: str = "random eligible 
         offers_per_1000=1000.0,
         conversions_per_1000=1000.0 * float(means["p_true"].sum()) / n,
         value_per_1000=1000.0 * float(means["_ev"].sum()) / n,
+        incremental_conversions_per_1000=1000.0 * float(means["_inc"].sum()) / n,
+        contact_cost_per_1000=1000.0 * float(means["_cost"].sum()) / n,
     )
 
 
 def oracle_policy() -> ScorePolicy:
-    """The oracle: knows the truth, shows the action of highest true expected value (p_true x credited value)."""
-    return ScorePolicy(
-        name="oracle (knows the truth)", priority=lambda c: c["p_true"].to_numpy(dtype=float) * credited_value(c)
-    )
+    """The oracle: knows the truth, shows the action of highest true expected incremental value (p_true x credited
+    value - contact cost) and nothing where no candidate is worth more than nothing (0)."""
+    return ScorePolicy(name="oracle (knows the truth)", priority=expected_value, threshold=0.0)
 
 
 def ladder_table(candidates: pd.DataFrame, choices: dict[str, pd.Series]) -> pd.DataFrame:
     """Score already-made choices (stage name -> chosen action per decision); the LAST entry is the oracle.
 
-    Columns: stage, decisions, offers_per_1000, conversions_per_1000, value_per_1000, share_of_oracle_value.
+    Columns: stage, decisions, offers_per_1000, conversions_per_1000, incremental_conversions_per_1000,
+    contact_cost_per_1000, value_per_1000 (incremental, net of contact costs), share_of_oracle_value.
     """
     if not choices:
         raise DataError("no policies to score")
@@ -326,11 +392,12 @@ class StageDifference:
 
 
 def decision_values(candidates: pd.DataFrame, chosen: pd.Series) -> np.ndarray:
-    """True expected (credited) value of each decision point's chosen action; 0 where nothing is shown."""
+    """True expected incremental value of each decision point's chosen action (`expected_value`); 0 where nothing
+    is shown."""
     _check_candidates(candidates, ("p_true",))
     ids = pd.Index(candidates[DECISION_ID].unique())
     ev = pd.Series(
-        candidates["p_true"].to_numpy(dtype=float) * credited_value(candidates),
+        expected_value(candidates),
         index=pd.MultiIndex.from_arrays([candidates[DECISION_ID], candidates[ACTION_ID]]),
     )
     shown = chosen.reindex(ids).dropna()

@@ -1,4 +1,6 @@
-"""Model-quality metrics for binary propensity models: ranking, probability quality, calibration and lift.
+"""Model-quality metrics for binary propensity models: ranking, probability quality, calibration and lift, pooled
+and within groups (`within_group_ranking`, `calibration_by_group`: per action and per action kind, where a pooled
+AUC also rewards knowing which action a row is about).
 
 One function returns the whole set every run logs and the promotion gate compares, so a metric means the same
 thing in MLflow, in the gate and in the evaluation report. ECE uses equal-mass bins by default: with base rates of
@@ -177,3 +179,107 @@ def bootstrap_auc_interval(
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(aucs, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def _binned_gap(target: np.ndarray, p: np.ndarray, n_bins: int) -> float:
+    """Weighted mean |mean target - mean p| over equal-mass bins of p (target: 0/1 outcomes or true probabilities)."""
+    edges = np.unique(np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1)))
+    if edges.size < 2:
+        return float(abs(target.mean() - p.mean()))
+    bins = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, edges.size - 2)
+    sum_t = np.bincount(bins, weights=target, minlength=edges.size - 1)
+    sum_p = np.bincount(bins, weights=p, minlength=edges.size - 1)
+    return float(np.abs(sum_t - sum_p).sum() / p.size)
+
+
+def spearman_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two score arrays; NaN for fewer than 3 rows or a constant array."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def _group_arrays(
+    groups: np.ndarray, *arrays: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray], tuple[np.ndarray, ...]]:
+    keys = np.asarray(groups).astype(str).ravel()
+    out = tuple(np.asarray(a, dtype=np.float64).ravel() for a in arrays)
+    if any(a.shape != keys.shape for a in out):
+        raise DataError("groups and scores differ in length")
+    if keys.size == 0:
+        raise DataError("cannot compute metrics on an empty set")
+    names, inverse = np.unique(keys, return_inverse=True)
+    return names, [np.nonzero(inverse == i)[0] for i in range(names.size)], out
+
+
+def within_group_ranking(
+    groups: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray, p_true: np.ndarray
+) -> list[dict[str, float | str | int]]:
+    """Per group (e.g. per action): how well the scores rank the rows WITHIN the group.
+
+    `spearman_vs_truth`: Spearman correlation of the scores with the true probabilities; `roc_auc`: AUC of the
+    scores vs the realised 0/1 outcomes; `bayes_auc`: the AUC of the true probabilities on the same rows (the
+    ceiling of `roc_auc`, below 1 because outcomes are noisy). A pooled AUC over all groups also rewards knowing
+    which group a row belongs to (base rates differ by action); these do not. NaN where undefined (fewer than 3
+    rows or constant scores for Spearman, one class for the AUCs).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y, p = _check(y_true, y_prob)
+    names, members, (truth,) = _group_arrays(groups, p_true)
+    if truth.shape != y.shape:
+        raise DataError("groups and scores differ in length")
+    rows = []
+    for name, idx in zip(names, members, strict=True):
+        yi, pi, ti = y[idx], p[idx], truth[idx]
+        both = 0.0 < yi.mean() < 1.0
+        rows.append(
+            {
+                "group": str(name),
+                "rows": int(idx.size),
+                "positives": int(yi.sum()),
+                "spearman_vs_truth": spearman_correlation(pi, ti),
+                "roc_auc": float(roc_auc_score(yi, pi)) if both else float("nan"),
+                "bayes_auc": float(roc_auc_score(yi, ti)) if both else float("nan"),
+            }
+        )
+    return rows
+
+
+def calibration_by_group(
+    groups: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray, p_true: np.ndarray | None = None, n_bins: int = 10
+) -> list[dict[str, float | str | int]]:
+    """Per group (e.g. per action kind): mean prediction, observed rate, ECE vs the outcomes (equal-mass bins) and,
+    when the truth is given, ECE vs the true probabilities (the same bins, no outcome noise) and the mean truth."""
+    y, p = _check(y_true, y_prob)
+    names, members, (truth,) = _group_arrays(groups, y if p_true is None else p_true)
+    rows = []
+    for name, idx in zip(names, members, strict=True):
+        row: dict[str, float | str | int] = {
+            "group": str(name),
+            "rows": int(idx.size),
+            "positives": int(y[idx].sum()),
+            "mean_prediction": float(p[idx].mean()),
+            "observed_rate": float(y[idx].mean()),
+            "ece": expected_calibration_error(y[idx], p[idx], n_bins),
+        }
+        if p_true is not None:
+            row["mean_truth"] = float(truth[idx].mean())
+            row["ece_vs_truth"] = _binned_gap(truth[idx], p[idx], n_bins)
+        rows.append(row)
+    return rows
+
+
+def weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    """Mean of `values` weighted by `weights`, leaving out NaN values (and their weights); NaN when none is left."""
+    v = np.asarray(values, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if v.shape != w.shape:
+        raise DataError(f"values and weights differ in length: {v.shape} vs {w.shape}")
+    if (w < 0).any() or np.isnan(w).any():
+        raise DataError("weights must be non-negative numbers")
+    keep = ~np.isnan(v) & (w > 0)
+    return float(np.dot(v[keep], w[keep]) / w[keep].sum()) if keep.any() else float("nan")

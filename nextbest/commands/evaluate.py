@@ -132,13 +132,22 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
     Public so that `nextbest demo` prints the same tables after running `training.evaluate.run_evaluation`.
     """
     from nextbest.console import console
+    from training.evaluate import WITHIN_ACTION_COLUMNS
 
     _render_frame(
-        f"Evaluation ladder: {report.decisions} held-out decisions, truth from the simulator",
-        report.ladder,
+        f"Evaluation ladder: {report.decisions} held-out decisions, truth from the simulator; value = incremental "
+        "over doing nothing (organic uptake removed), net of contact costs, EUR per 1,000 decisions",
+        report.ladder.rename(
+            columns={
+                "incremental_conversions_per_1000": "incremental_conv_per_1000",
+                "contact_cost_per_1000": "cost_per_1000",
+            }
+        ),
         {
             "offers_per_1000": ".0f",
             "conversions_per_1000": ".1f",
+            "incremental_conv_per_1000": ".1f",
+            "cost_per_1000": ",.0f",
             "value_per_1000": ",.0f",
             "share_of_oracle_value": ".1%",
         },
@@ -156,7 +165,8 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
             {k: ".0%" for k in ("sales", "retention", "service", "nothing")},
         )
     _render_frame(
-        "Off-policy estimates of stage 5 from the logs alone vs its true value (EUR per 1,000 decisions)",
+        "Off-policy estimates of stage 5 from the logs alone vs its true value of the same reward (catalogue value "
+        "if accepted - contact cost, gross of organic uptake and churn; EUR per 1,000 decisions)",
         report.ope[["estimator", "estimate", "std_error", "ci95_low", "ci95_high", "truth", "truth_in_ci95"]],
         {"estimate": ",.0f", "std_error": ",.0f", "ci95_low": ",.0f", "ci95_high": ",.0f", "truth": ",.0f"},
     )
@@ -166,12 +176,25 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
             report.ope_by_stage,
             {"truth": ",.0f", "ips": ",.0f", "snips": ",.0f", "dr": ",.0f", "effective_sample_size": ".1f"},
         )
+    quality_columns = ["model", "version", "rows", "positives", "roc_auc", "bayes_optimal_auc", "gap_to_ceiling"]
+    quality_columns += [c for c in WITHIN_ACTION_COLUMNS if c in report.model_quality.columns]
     _render_frame(
-        "Model quality beside the ceiling: ROC-AUC vs Bayes-optimal AUC of the same holdout rows",
-        report.model_quality[
-            ["model", "version", "rows", "positives", "roc_auc", "bayes_optimal_auc", "gap_to_ceiling"]
-        ],
+        "Model quality beside the ceiling: pooled ROC-AUC vs Bayes-optimal AUC of the same holdout rows; within "
+        "action (value x rows weighted): Spearman vs the truth, AUC vs outcomes and its Bayes ceiling, Spearman on "
+        "the ladder's candidates",
+        report.model_quality[quality_columns].rename(columns=lambda c: c.replace("within_action_", "within_")),
     )
+    if not report.action_quality.empty:
+        _render_frame(
+            "NBA model within each action (held-out contacts; Spearman also on the ladder's candidates)",
+            report.action_quality,
+            {"value": ",.0f", "weight": ",.0f"},
+        )
+    if not report.kind_calibration.empty:
+        _render_frame(
+            "NBA calibration per action kind (ECE vs outcomes and vs the truth, 10 equal-mass bins)",
+            report.kind_calibration,
+        )
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}")
     if report.run_id:
