@@ -5,8 +5,12 @@ The greedy policy scores every catalogue action for each logged decision (the cu
 action attributes swapped in), keeps the actions allowed on that channel and not ruled out by holdings
 (catalogue `requires` / `excludes` against the `has_<product>` features), and takes the highest
 propensity x value. Its value is estimated with self-normalised IPS (`training.ope.snips`) against the logging
-policy's recorded propensities. This is a training-time estimate with approximate eligibility; the evaluation
-ladder (`nextbest evaluate`) scores the full decision policy against the simulator's truth.
+policy's recorded propensities. The reward is the one the evaluation ladder's off-policy estimates use: the
+catalogue value if accepted minus the logged contact's cost (`Catalogue.channel_cost` of its channel; every
+candidate of a row goes out on the same channel, so the cost does not change the greedy choice). Organic uptake
+and prevented churn are not in the logs, so this is a gross, not an incremental, value. This is a training-time
+estimate with approximate eligibility; the evaluation ladder (`nextbest evaluate`) scores the full decision policy
+against the simulator's truth.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ def eligibility_mask(frame: pd.DataFrame, catalogue: Catalogue) -> np.ndarray:
 
 
 def greedy_policy_value(model: LoadedModel, frame: pd.DataFrame, catalogue: Catalogue) -> dict[str, float]:
-    """SNIPS estimates (EUR and acceptances per decision) of the greedy policy, beside the logging policy's."""
+    """SNIPS estimates (EUR net of contact cost, and acceptances, per decision) of the greedy policy, beside the
+    logging policy's."""
     from training.ope import snips
 
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -79,7 +84,13 @@ def greedy_policy_value(model: LoadedModel, frame: pd.DataFrame, catalogue: Cata
     greedy = priority.argmax(axis=1)
     target = (greedy == logged).astype(float)
     accepted = frame["label"].to_numpy(dtype=float)
-    reward_eur = accepted * values[logged]
+    cost = frame["channel"].astype(str).map({ch: catalogue.channel_cost(ch) for ch in catalogue.channels})
+    if cost.isna().any():
+        raise DataError(
+            f"test rows on channel(s) the catalogue does not know: {sorted(set(frame['channel'][cost.isna()]))}"
+        )
+    cost = cost.to_numpy(dtype=float)
+    reward_eur = accepted * values[logged] - cost
     eur = snips(reward_eur, frame["logging_propensity"].to_numpy(dtype=float), target)
     acc = snips(accepted, frame["logging_propensity"].to_numpy(dtype=float), target)
     return {
