@@ -12,6 +12,7 @@ import os
 import typer
 
 from nextbest.commands import (
+    campaign,
     demo,
     erase,
     evaluate,
@@ -83,6 +84,7 @@ for _module in (
     simulate,
     features,
     segment,
+    campaign,
     train,
     evaluate,
     serve,

@@ -76,6 +76,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: the rule a candidate outside a request's `actions` (an outbound campaign's list) is rejected by
+ACTION_FILTER_RULE = "campaign.action_filter"
+
 __all__ = ["DecisionEngine", "FeatureStoreUnavailable", "ModelBundle", "decision_time"]
 
 
@@ -577,6 +580,7 @@ class DecisionEngine(ChampionLifecycle):
         self._check_backlog()
         if req.channel not in self.catalogue.channels:
             raise ValueError(f"channel: unknown channel {req.channel!r}; known: {', '.join(self.catalogue.channels)}")
+        self._check_actions(req)
         now = now or self.decision_time(req)
         ctx = decision_context(req)
         if self._reader is None or self._bundle is None:
@@ -657,6 +661,7 @@ class DecisionEngine(ChampionLifecycle):
             return None
         if req.channel not in self.catalogue.channels:
             raise ValueError(f"channel: unknown channel {req.channel!r}; known: {', '.join(self.catalogue.channels)}")
+        self._check_actions(req)
         now = now or self.decision_time(req)
         ctx = decision_context(req)
         if features is not None:
@@ -670,6 +675,11 @@ class DecisionEngine(ChampionLifecycle):
                 got = DecisionInputs(degraded=True, notes=[f"degraded: {exc}"])
         got.decided_at = datetime.now(UTC)
         return _Pending(req, ctx, now, got, t0)
+
+    def _check_actions(self, req: RecommendRequest) -> None:
+        unknown = sorted(set(req.actions or ()) - set(self.catalogue.action_ids))
+        if unknown:
+            raise ValueError(f"actions: unknown action(s) {unknown}; known: {', '.join(self.catalogue.action_ids)}")
 
     def _erased(self, customer_id: int | str) -> bool:
         """Whether the customer asked to be forgotten (the project's tombstones; re-read when they change)."""
@@ -775,6 +785,8 @@ class DecisionEngine(ChampionLifecycle):
             got = it.got
             assert got.customer is not None
             screening = policy.screen(got.customer, it.req.channel, got.history, it.now, only=got.only)
+            if it.req.actions is not None:
+                screening = action_filter(screening, it.req.actions)
             it.screening = self._model_rules(screening, got, bundle, policy)
         mark("policy_screen")
         scored = self._score_all(items, bundle)
@@ -1280,6 +1292,22 @@ class _Stopwatch:
             now = time.perf_counter()
             self._out[stage] = self._out.get(stage, 0.0) + now - self._last
             self._last = now
+
+
+def action_filter(screening: Screening, actions: Sequence[str]) -> Screening:
+    """A request's `actions` restriction (an outbound campaign's list): every other candidate is rejected with the
+    rule `campaign.action_filter`, logged like any rule; what the policy already rejected keeps its own rule."""
+    allowed = set(actions)
+    dropped = [a for a in screening.candidates if a.id not in allowed]
+    if not dropped:
+        return screening
+    return Screening(
+        candidates=[a for a in screening.candidates if a.id in allowed],
+        rejected=[
+            *screening.rejected,
+            *(Rejection(a.id, ACTION_FILTER_RULE, "not one of the requested actions") for a in dropped),
+        ],
+    )
 
 
 def decision_context(req: RecommendRequest) -> DecisionContext:

@@ -82,6 +82,13 @@ class RecommendRequest(_Request):
     channel: str = Field(pattern=_NAME, description="calling channel, one of the project's catalogue channels")
     context: RecommendContext = RecommendContext()
     max_actions: int = Field(3, ge=0, le=10, description="at most this many actions (policy may cap lower)")
+    actions: list[Annotated[str, StringConstraints(pattern=_NAME)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="consider only these catalogue actions (e.g. an outbound campaign's); the others are rejected "
+        "with the rule campaign.action_filter",
+    )
     ts: datetime | None = Field(
         None,
         description="simulation only: the decision's (simulated) time, UTC; refused unless serving.simulated_time",

@@ -1,0 +1,469 @@
+"""The campaign job: a campaign spec through the project's one decision engine, for a segment or the whole base.
+
+`run_campaign` runs the steps of `nextbest.campaigns` against the project's `serving.engine.DecisionEngine` (the
+real-time path's engine and policy); each request carries the campaign's actions (`RecommendRequest.actions`: the
+engine rejects every other candidate with the logged rule `campaign.action_filter`, and a replay of the logged
+request applies it again):
+
+1. `audience_of`: the audience's features in one vectorized read of the offline tables (the latest row per entity
+   as of the date, what materialization loads into the online store), the segment evaluated on them, erased
+   customers left out, the universal holdout and the campaign's control drawn (`nextbest.assignment`);
+2. `propose`: per candidate (channel, send slot), `decide_batch(..., dry_run=True)` in chunks: each customer's best
+   allowed action and its priority, nothing delivered or logged;
+3. `nextbest.campaigns.allocate`: the candidate of highest net priority per customer under the channels' limits;
+4. `decide`: the chosen (customer, channel, send time) decided for real, `decide_batch(..., campaign_id=...,
+   controls=...)`: the caps are checked again against the decision log the real-time path shares (a customer
+   pushed since the proposal is not mailed beyond the cap), the control group is decided and logged and sent
+   nothing; the audience's holdout customers are decided and logged too (the policy withholds every marketing
+   action from them), so the scorecard sees them;
+5. the contact list and a summary, recorded under `<project home>/campaigns/<id>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nextbest.campaigns import (
+    Allocation,
+    CampaignSpec,
+    Candidate,
+    Proposals,
+    ViewRead,
+    allocate,
+    campaigns_dir,
+    candidates,
+    contact_frame,
+    limits_of,
+    newest_row,
+    read_audience,
+    send_date,
+    spec_yaml,
+    view_reads,
+    write_table,
+)
+from nextbest.decision_log import DecisionLog, DecisionRecord
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from nextbest.project import Project
+    from nextbest.settings import Settings
+    from serving.engine import DecisionEngine
+
+logger = logging.getLogger(__name__)
+
+#: (stage, done, total): the command draws progress bars from it
+ProgressFn = Callable[[str, int, int], None]
+#: customers per `decide_batch` call (bounds the memory of one batch's feature rows)
+CHUNK = 10_000
+
+
+@dataclass
+class Audience:
+    """Who the campaign is for, with their features (`table`, sorted by key) and their assignment."""
+
+    table: pa.Table
+    keys: list[Any]
+    as_of: datetime
+    base: int  # entities known as of the date
+    erased: int
+    holdout: np.ndarray
+    control: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass
+class CampaignResult:
+    """What a run did: sizes, per-channel volume and cost, where the contact list went, seconds per stage."""
+
+    spec: CampaignSpec
+    project: str
+    audience: Audience
+    send_date: date
+    candidates: list[Candidate]
+    allocation: Allocation
+    summary: dict[str, Any]
+    contacts: Path | None = None
+    contacts_csv: Path | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# -------------------------------------------------------------------- the engine
+
+
+class TallyingLog(DecisionLog):
+    """The project's decision log, counting by rule the logged decisions in which a rule rejected one of the
+    campaign's actions (what the summary's "rejected by rule" shows); it logs exactly what `DecisionLog` logs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from serving.engine import ACTION_FILTER_RULE
+
+        super().__init__(*args, **kwargs)
+        self.rejected: dict[str, int] = {}
+        self._outside = ACTION_FILTER_RULE
+
+    def log_decision(self, record: DecisionRecord) -> None:
+        rules = {r["rule"] for r in record.rejected if r["rule"] != self._outside}
+        for rule in rules:
+            self.rejected[rule] = self.rejected.get(rule, 0) + 1
+        super().log_decision(record)
+
+
+def open_engine(project: Project, settings: Settings, chunk: int = CHUNK) -> DecisionEngine:
+    """The project's decision engine for a campaign: its own writer to the project's decision log (the real-time
+    path's: same database, journal folder and decision-id secret, so feedback on a campaign decision is accepted
+    by the service), a queue that holds a few batches, no model reloads during the run."""
+    from serving.engine import DecisionEngine, decision_id_secret
+
+    home = project.home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    log = TallyingLog(
+        project.decision_log_uri(settings),
+        spool_path=home / "decision_log_spool.jsonl",
+        journal_dir=home / "journal",
+        key_type=project.served.key_type,
+        id_secret=decision_id_secret(settings),
+        queue_size=max(10_000, 4 * chunk),
+        batch_size=2_000,
+    )
+    quiet = settings.model_copy(update={"serving": settings.serving.model_copy(update={"reload_interval_s": 0})})
+    engine = DecisionEngine(quiet, project=project, decision_log=log)
+    engine.load()
+    return engine
+
+
+# -------------------------------------------------------------------- 1. the audience
+
+
+def audience_reads(engine: DecisionEngine, spec: CampaignSpec) -> list[ViewRead]:
+    """The views one online read of the served entity covers (as the engine's reader), plus what the segment reads."""
+    project, features = engine.project, engine.features
+    entity = engine.serving.entity
+    services = [m.feature_service for m in project.models if m.entity == entity]
+    views = list(features.served_views(entity, services, engine.serving.feature_views))
+    fields = {v: list(features.view_fields(v)) for v in views}
+    if spec.segment is not None:
+        schema = _segments(engine).schema
+        for name in _segments(engine).reads(spec.segment):
+            view = schema.views[name]
+            if view not in fields:
+                views.append(view)
+                fields[view] = []
+            if name not in fields[view]:
+                fields[view].append(name)
+    return view_reads(features, views, fields)
+
+
+def _segments(engine: DecisionEngine) -> Any:
+    from nextbest.segments import project_segments
+
+    if getattr(engine, "_campaign_segments", None) is None:
+        engine._campaign_segments = project_segments(engine.project, engine.features)  # type: ignore[attr-defined]
+    return engine._campaign_segments  # type: ignore[attr-defined]
+
+
+def audience_of(engine: DecisionEngine, spec: CampaignSpec, as_of: datetime | None = None) -> Audience:
+    """The campaign's audience as of a date (default: the newest feature rows), see the module docstring."""
+    import pyarrow.compute as pc
+
+    key = engine.project.served.key
+    reads = audience_reads(engine, spec)
+    as_of = as_of or newest_row(reads)
+    table = read_audience(reads, key, as_of)
+    base = table.num_rows
+    if spec.segment is not None and base:
+        segments = _segments(engine)
+        frame = table.select(list(segments.reads(spec.segment))).to_pandas()
+        table = table.filter(np.asarray(segments.evaluate(spec.segment, frame), dtype=bool))
+    erased = engine.features.tombstones
+    dropped = 0
+    if erased and table.num_rows:
+        gone = erased.matching(key, table.column(key).to_pylist())
+        if gone:
+            keep = pc.invert(pc.is_in(table.column(key), value_set=_array(sorted(gone))))
+            dropped = table.num_rows - int(pc.sum(keep).as_py())
+            table = table.filter(keep)
+    keys = table.column(key).to_pylist()
+    assigner, share = engine.assigner, spec.control(engine.project)
+    holdout = np.asarray(assigner.in_holdout(keys), dtype=bool) if keys else np.zeros(0, bool)
+    control = np.asarray(assigner.in_control(spec.id, keys, share), dtype=bool) if keys else np.zeros(0, bool)
+    logger.info("campaign %s: %d of %d entities in the audience as of %s", spec.id, len(keys), base, as_of)
+    return Audience(table, keys, as_of, base, dropped, holdout, control)
+
+
+def _array(values: Sequence[Any]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values)
+
+
+# -------------------------------------------------------------------- 2. proposals
+
+
+def _requests(keys: Sequence[Any], channels: Sequence[str], actions: Sequence[str]) -> list[Any]:
+    """One request per customer: one action at most, among the campaign's."""
+    from serving.schemas import RecommendRequest
+
+    wanted = list(actions)
+    return [
+        RecommendRequest(customer_id=k, channel=c, max_actions=1, actions=wanted)
+        for k, c in zip(keys, channels, strict=True)
+    ]
+
+
+def _wait_for_log(engine: DecisionEngine, timeout_s: float = 600.0) -> None:
+    """Let the decision log's writer catch up before the next batch (it refuses batches while backlogged)."""
+    deadline = time.monotonic() + timeout_s
+    while engine.decision_log.backlogged and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def propose(
+    engine: DecisionEngine,
+    spec: CampaignSpec,
+    audience: Audience,
+    cands: Sequence[Candidate],
+    chunk: int = CHUNK,
+    progress: ProgressFn | None = None,
+) -> Proposals:
+    """Each customer's best allowed action per candidate, from dry runs (nothing delivered or logged); the
+    holdout is not asked (the policy gives it no marketing)."""
+    actions = spec.action_ids(engine.project)
+    out = Proposals.empty(len(audience), len(cands), actions)
+    index = {a: i for i, a in enumerate(actions)}
+    todo = np.flatnonzero(~audience.holdout)
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        rows = audience.table.take(part).to_pylist()
+        keys = [audience.keys[i] for i in part]
+        for j, cand in enumerate(cands):
+            requests = _requests(keys, [cand.channel] * len(keys), actions)
+            answers = engine.decide_batch(requests, features=rows, now=[cand.at] * len(keys), dry_run=True)
+            for i, answer in zip(part, answers, strict=True):
+                if answer.actions:
+                    best = answer.actions[0]
+                    out.priority[i, j] = best.priority
+                    out.action[i, j] = index[best.action_id]
+                    out.propensity[i, j] = best.propensity
+        if progress is not None:
+            progress("propose", min(start + chunk, len(todo)), len(todo))
+    return out
+
+
+# -------------------------------------------------------------------- 4. the decisions
+
+
+@dataclass
+class Decided:
+    """What the real decisions did."""
+
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+    logged: int = 0
+    controls: int = 0
+    holdout: int = 0
+    withheld: int = 0  # selected and treated, but the decision delivered nothing (e.g. a cap since the proposal)
+    marketing_to_holdout: int = 0
+
+
+def decide(
+    engine: DecisionEngine,
+    spec: CampaignSpec,
+    audience: Audience,
+    cands: Sequence[Candidate],
+    allocation: Allocation,
+    chunk: int = CHUNK,
+    progress: ProgressFn | None = None,
+) -> Decided:
+    """Decide the chosen (customer, candidate) pairs for real, and the audience's holdout on the first candidate."""
+    from nextbest.catalogue import MARKETING_KINDS
+
+    choice = allocation.choice.copy()
+    choice[audience.holdout] = 0
+    todo = np.flatnonzero(choice >= 0)
+    out = Decided()
+    actions = spec.action_ids(engine.project)
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        picked = [cands[choice[i]] for i in part]
+        keys = [audience.keys[i] for i in part]
+        controls = [bool(audience.control[i] and not audience.holdout[i]) for i in part]
+        _wait_for_log(engine)
+        answers = engine.decide_batch(
+            _requests(keys, [c.channel for c in picked], actions),
+            features=audience.table.take(part).to_pylist(),
+            now=[c.at for c in picked],
+            campaign_id=spec.id,
+            controls=controls,
+        )
+        for i, cand, is_control, answer in zip(part, picked, controls, answers, strict=True):
+            out.logged += 1
+            if audience.holdout[i]:
+                out.holdout += 1
+                out.marketing_to_holdout += any(a.kind in MARKETING_KINDS for a in answer.actions)
+            elif is_control:
+                out.controls += 1
+            elif not answer.actions:
+                out.withheld += 1
+            else:
+                out.contacts.append(_contact(answer, cand))
+        if progress is not None:
+            progress("decide", min(start + chunk, len(todo)), len(todo))
+    return out
+
+
+def _contact(answer: Any, cand: Candidate) -> dict[str, Any]:
+    best = answer.actions[0]
+    return {
+        "customer_id": answer.customer_id, "action_id": best.action_id, "channel": cand.channel,
+        "send_time": cand.at, "template_id": best.template_id, "priority": best.priority,
+        "propensity": best.propensity, "cost": cand.cost, "decision_id": answer.decision_id,
+    }  # fmt: skip
+
+
+def proposed_contacts(
+    engine: DecisionEngine, audience: Audience, cands: Sequence[Candidate], proposals: Proposals, alloc: Allocation
+) -> list[dict[str, Any]]:
+    """A dry run's contact list: the proposed action of every selected treated customer (no decision id)."""
+    out = []
+    for i in np.flatnonzero(alloc.choice >= 0):
+        j = int(alloc.choice[i])
+        if audience.control[i]:
+            continue
+        action = engine.catalogue.action(proposals.actions[proposals.action[i, j]])
+        cand = cands[j]
+        out.append({
+            "customer_id": audience.keys[i], "action_id": action.id, "channel": cand.channel, "send_time": cand.at,
+            "template_id": action.templates[cand.channel], "priority": float(proposals.priority[i, j]),
+            "propensity": float(proposals.propensity[i, j]), "cost": cand.cost, "decision_id": None,
+        })  # fmt: skip
+    return out
+
+
+# -------------------------------------------------------------------- 5. the run
+
+
+def summarize(
+    spec: CampaignSpec,
+    audience: Audience,
+    cands: Sequence[Candidate],
+    proposals: Proposals,
+    alloc: Allocation,
+    decided: Decided | None,
+) -> dict[str, Any]:
+    """The run in numbers (what the command prints and `summary.json` keeps)."""
+    proposed = ~np.isnan(proposals.priority)
+    sent: dict[str, int] = dict.fromkeys(alloc.sent, 0)
+    cost: dict[str, float] = dict.fromkeys(alloc.sent, 0.0)
+    rows = decided.contacts if decided is not None else []
+    for c in rows:
+        sent[c["channel"]] += 1
+        cost[c["channel"]] += c["cost"]
+    channels = {}
+    for limit in spec.channels:
+        ch = limit.channel
+        cols = [j for j, cand in enumerate(cands) if cand.channel == ch]
+        channels[ch] = {
+            "volume_limit": limit.volume, "budget_limit": limit.budget,
+            "proposals": int(proposed[:, cols].any(1).sum()),
+            "allocated": alloc.sent[ch], "allocated_cost": round(alloc.cost[ch], 4), "controls": alloc.controls[ch],
+            "sent": sent[ch] if decided is not None else alloc.sent[ch],
+            "cost": round(cost[ch] if decided is not None else alloc.cost[ch], 4), "full": alloc.full[ch],
+        }  # fmt: skip
+    selected = alloc.choice >= 0
+    out: dict[str, Any] = {
+        "campaign": spec.id, "as_of": audience.as_of.isoformat(), "base": audience.base, "audience": len(audience),
+        "erased": audience.erased, "holdout": int(audience.holdout.sum()), "proposed": int(proposed.any(1).sum()),
+        "selected": int(selected.sum()), "controls": int((selected & audience.control).sum()),
+        "treated": int((selected & ~audience.control).sum()), "channels": channels, "dry_run": decided is None,
+    }  # fmt: skip
+    if decided is not None:
+        out.update(
+            sent=len(decided.contacts), cost=round(sum(c["cost"] for c in decided.contacts), 4),
+            decisions_logged=decided.logged, controls_logged=decided.controls, holdout_logged=decided.holdout,
+            withheld_at_decision=decided.withheld, marketing_to_holdout=decided.marketing_to_holdout,
+        )  # fmt: skip
+    return out
+
+
+def _record(result: CampaignResult, project: Project, settings: Settings, stamp: datetime) -> None:
+    """The spec (the desk reads it) and one line per run under `<project home>/campaigns/<id>/`."""
+    folder = campaigns_dir(project, settings) / result.spec.id
+    folder.mkdir(parents=True, exist_ok=True)
+    if not result.summary["dry_run"]:
+        (folder / "spec.yaml").write_text(spec_yaml(result.spec))
+    line = {"run": stamp.isoformat(), **result.summary, "contacts": str(result.contacts or ""), **result.seconds}
+    with (folder / "runs.jsonl").open("a") as f:
+        f.write(json.dumps(line, default=str) + "\n")
+
+
+def run_campaign(
+    spec: CampaignSpec,
+    project: Project,
+    settings: Settings,
+    *,
+    as_of: datetime | None = None,
+    dry_run: bool = False,
+    output: Path | None = None,
+    engine: DecisionEngine | None = None,
+    chunk: int = CHUNK,
+    progress: ProgressFn | None = None,
+) -> CampaignResult:
+    """Run a campaign end to end (the module docstring's steps); `engine`: an open one (else opened and closed
+    here). `dry_run`: proposals and allocation only, nothing decided or logged; the contact list holds the
+    proposed actions. The contact list goes to `output` (a folder; default `<project home>/campaigns/<id>/<run>/`)
+    as `contacts.parquet` and `contacts.csv`."""
+    spec.check_against(project)
+    owned = engine is None
+    engine = engine or open_engine(project, settings, chunk)
+    stamp = datetime.now(UTC)
+    seconds: dict[str, float] = {}
+    try:
+        t = time.perf_counter()
+        audience = audience_of(engine, spec, as_of)
+        day = send_date(spec, as_of, stamp)
+        cands = candidates(spec, project, day)
+        seconds["features_s"] = time.perf_counter() - t
+        if progress is not None:
+            progress("features", 1, 1)
+        t = time.perf_counter()
+        proposals = propose(engine, spec, audience, cands, chunk, progress)
+        seconds["propose_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        eligible = ~audience.holdout
+        alloc = allocate(proposals, cands, limits_of(spec), audience.control, spec.min_net_value, eligible)
+        seconds["allocate_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        decided = None if dry_run else decide(engine, spec, audience, cands, alloc, chunk, progress)
+        if decided is not None:
+            engine.decision_log.flush(timeout=600.0)
+        seconds["decide_s"] = time.perf_counter() - t
+    finally:
+        if owned:
+            engine.close()
+    rows = decided.contacts if decided is not None else proposed_contacts(engine, audience, cands, proposals, alloc)
+    run = f"{stamp:%Y%m%dT%H%M%S_%fZ}{'_dry' if dry_run else ''}"
+    folder = output or campaigns_dir(project, settings) / spec.id / run
+    frame = contact_frame(rows)
+    result = CampaignResult(spec, project.name, audience, day, cands, alloc, {})
+    result.contacts = write_table(frame, folder / "contacts.parquet")
+    result.contacts_csv = write_table(frame, folder / "contacts.csv")
+    result.summary = summarize(spec, audience, cands, proposals, alloc, decided)
+    result.summary["send_date"] = day.isoformat()
+    tally = getattr(engine.decision_log, "rejected", None) if decided is not None else None
+    if tally is not None:
+        result.summary["rejected_by_rule"] = dict(sorted(tally.items(), key=lambda kv: -kv[1]))
+    result.seconds = {k: round(v, 3) for k, v in seconds.items()}
+    _record(result, project, settings, stamp)
+    logger.info("campaign %s: %s", spec.id, json.dumps(result.summary, default=str))
+    return result
