@@ -109,3 +109,30 @@ def test_the_holdout_lies_after_every_model_training_window(report) -> None:
     assert not [n for n in report.notes if "inside the evaluation holdout" in n]
     assert not report.choice_mix.empty
     assert report.choice_mix[["sales", "retention", "service", "nothing"]].sum(axis=1).round(6).eq(1.0).all()
+
+
+def test_evaluate_command_prints_the_new_tables_and_writes_the_json(
+    trained_world: Settings,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from nextbest.cli import app
+
+    monkeypatch.setenv("NEXTBEST_HOME", str(trained_world.home))
+    monkeypatch.setenv("COLUMNS", "250")
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", "--no-mlflow", "--decisions", "100", "--stage3-trials", "1", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    for title in ("incremental over doing nothing", "within each action", "calibration per action kind"):
+        assert title in result.output
+    report = json.loads(out.read_text())
+    assert report["ladder"][-1]["stage"] == "oracle (knows the truth)"
+    assert {"contact_cost_per_1000", "incremental_conversions_per_1000"} <= set(report["ladder"][0])
+    assert report["action_quality"] and report["kind_calibration"]
+    assert "within_action_spearman" in report["model_quality"][0]

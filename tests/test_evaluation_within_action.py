@@ -118,3 +118,22 @@ def test_report_exports_the_within_action_and_per_kind_figures() -> None:
     as_json = report.as_json()
     assert as_json["action_quality"][0]["action_id"] == "mortgage"
     assert as_json["kind_calibration"][0]["kind"] == "sales"
+
+
+def test_report_json_file_is_strict_json_with_every_table(tmp_path) -> None:
+    import json
+
+    report = EvaluationReport(
+        decisions=10,
+        ladder=pd.DataFrame([{"stage": "oracle (knows the truth)", "value_per_1000": 5.0, "share": float("nan")}]),
+        ope=pd.DataFrame(),
+        model_quality=pd.DataFrame([{"model": "nba", "within_action_auc": np.float64("nan")}]),
+        kind_calibration=pd.DataFrame([{"kind": "sales", "ece": np.float64(0.01), "rows": np.int64(3)}]),
+        run_id="abc",
+    )
+    path = report.write_json(tmp_path / "out" / "report.json")
+    loaded = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert loaded["run_id"] == "abc"
+    assert loaded["ladder"][0]["share"] is None and loaded["model_quality"][0]["within_action_auc"] is None
+    assert loaded["kind_calibration"][0] == {"kind": "sales", "ece": 0.01, "rows": 3}
+    assert set(loaded) >= {"ladder", "ope", "model_quality", "action_quality", "kind_calibration", "differences"}

@@ -155,6 +155,25 @@ class EvaluationReport:
             "differences": self.differences.to_dict("records"),
         }
 
+    def write_json(self, path: Path) -> Path:
+        """Write `as_json` (with the run id) to `path` (parents created); NaN becomes null. Returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"run_id": self.run_id, **self.as_json()}
+        path.write_text(json.dumps(_json_safe(payload), indent=2, default=str))
+        return path
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as null (strict JSON), recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
 
 def _metric_key(stage: str) -> str:
     word = stage.split(" (")[0].replace("+", "plus").replace(",", "")
@@ -1116,7 +1135,7 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
                 from training.plots import ladder_plot
 
                 ladder_plot(report.ladder, out / "ladder.png")  # the chart beside its table
-            (out / "report.json").write_text(json.dumps(report.as_json(), indent=2, default=str))
+            (out / "report.json").write_text(json.dumps(_json_safe(report.as_json()), indent=2, default=str))
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
         mlflow.set_tags({"nextbest.job": "evaluate", "nextbest.notes": " | ".join(report.notes)[:5000]})
         return run.info.run_id

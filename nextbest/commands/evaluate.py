@@ -103,6 +103,9 @@ def evaluate(
         metavar="FILE",
         help="Project file (default: the settings' project); the ladder needs a world with a known truth.",
     ),
+    json_path: Path | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the whole report (every table, as records) to this JSON file."
+    ),
 ) -> None:
     """The evaluation ladder on held-out simulated traffic, scored by the simulator's truth."""
     from nextbest.commands.monitor import project_settings
@@ -124,6 +127,8 @@ def evaluate(
             EvaluationOptions(decisions=decisions, seed=seed, stage3_trials=stage3_trials, log_mlflow=log_mlflow),
         )
     render_report(report, settings.mlflow_tracking_uri)
+    if json_path is not None:
+        console.print(f"report written to {report.write_json(json_path)}")
 
 
 def render_report(report: EvaluationReport, tracking_uri: str) -> None:
