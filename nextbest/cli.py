@@ -27,6 +27,7 @@ from nextbest.commands import (
     serve,
     simulate,
     train,
+    twin,
 )
 
 app = typer.Typer(
@@ -96,6 +97,7 @@ for _module in (
     demo,
     erase,
     keys,
+    twin,
 ):
     _module.register(app)
 
