@@ -63,6 +63,15 @@ CONTACT_COLUMNS: tuple[str, ...] = (
 # -------------------------------------------------------------------- the spec
 
 
+class SpecError(ConfigError):
+    """A campaign spec's error, naming the spec (`where`) and the field (`channels.0.volume`)."""
+
+    def __init__(self, where: object, field: str, detail: str) -> None:
+        super().__init__(f"{where}: {field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
 def _time_of_day(value: object) -> object:
     """A send slot: "HH:MM" (UTC); YAML 1.1 reads an unquoted 18:30 as the sexagesimal integer 1110 (minutes)."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
@@ -136,21 +145,22 @@ class CampaignSpec(Frozen):
         unknown = [c.channel for c in self.channels if c.channel not in catalogue.channels]
         if unknown:
             known = ", ".join(catalogue.channels)
-            raise ConfigError(f"{where}: channels: unknown channel(s) {unknown}; the catalogue's: {known}")
+            raise SpecError(where, "channels", f"unknown channel(s) {unknown}; the catalogue's: {known}")
         actions = self.action_ids(project)
         missing = sorted(set(actions) - set(catalogue.action_ids))
         if missing:
             known = ", ".join(catalogue.action_ids)
-            raise ConfigError(f"{where}: actions: unknown action(s) {missing}; the catalogue's: {known}")
+            raise SpecError(where, "actions", f"unknown action(s) {missing}; the catalogue's: {known}")
         offered = {a.id for a in catalogue.actions if set(a.channels) & {c.channel for c in self.channels}}
         if not set(actions) & offered:
-            raise ConfigError(f"{where}: actions: none of the campaign's actions is offered on its channels")
+            raise SpecError(where, "actions", "none of the campaign's actions is offered on its channels")
         if self.segment is not None:
             known = project.segments.names if project.segments is not None else ()
             if self.segment not in known:
-                raise ConfigError(
-                    f"{where}: segment: unknown segment {self.segment!r}; the project's segments: "
-                    f"{', '.join(known) or 'none'}"
+                raise SpecError(
+                    where,
+                    "segment",
+                    f"unknown segment {self.segment!r}; the project's segments: {', '.join(known) or 'none'}",
                 )
 
     def action_ids(self, project: Project) -> tuple[str, ...]:
@@ -167,9 +177,9 @@ class CampaignSpec(Frozen):
 def parse_campaign(raw: object, where: str | Path) -> CampaignSpec:
     """Validate a campaign mapping; errors name `where` and the key."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: a campaign spec is a mapping (id, channels, ...)")
+        raise SpecError(where, "spec", "a campaign spec is a mapping (id, channels, ...)")
     if "source" in raw:
-        raise ConfigError(f"{where}: source: not a campaign field (id, description, segment, channels, actions, ...)")
+        raise SpecError(where, "source", "not a campaign field (id, description, segment, channels, actions, ...)")
     try:
         return CampaignSpec.model_validate({**raw, "source": where if isinstance(where, Path) else None})
     except ValidationError as exc:
@@ -177,7 +187,7 @@ def parse_campaign(raw: object, where: str | Path) -> CampaignSpec:
         field = ".".join(str(part) for part in first["loc"]) or "spec"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {field}: {message}{more}") from exc
+        raise SpecError(where, field, f"{message}{more}") from exc
 
 
 def load_campaign(path: str | Path, project: Project | None = None) -> CampaignSpec:

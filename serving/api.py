@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nextbest.decision_log import UnknownDecisionError
 from nextbest.errors import ConfigError, NotReadyError, OverloadedError
 from serving.auth import AuthError, KeyRing, Role
+from serving.desk import add_desk_routes
 from serving.explorer import add_explorer_routes
 from serving.schemas import (
     EventResponse,
@@ -231,6 +232,7 @@ class Api:
         self._decision_routes(app)
         self._admin_routes(app)
         add_explorer_routes(self, app, _responses(404))
+        add_desk_routes(self, app, _responses())
 
         generate = app.openapi
 

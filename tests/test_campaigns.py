@@ -285,6 +285,30 @@ def test_caps_hold_when_the_campaign_and_real_time_requests_mix(sim: SimRun) -> 
     assert (per["decision_id"].nunique() == caps.max_per_window).any()  # the cap binds: it is the cap that held
 
 
+def test_the_desk_runs_a_spec_in_dry_run_over_http(sim: SimRun) -> None:
+    from starlette.testclient import TestClient
+
+    from serving.api import Api
+    from serving.auth import KeyRing, hash_key
+
+    keys = KeyRing(enabled=True, digests={hash_key("admin-key"): "admin", hash_key("chan-key"): "channel"})
+    for engine in _realtime(sim.settings, sim.project, f"sqlite:///{sim.settings.home / 'desk.db'}"):
+        with TestClient(Api(sim.project, keys, engine=lambda e=engine: e).build()) as client:
+            url, admin = "/v1/admin/campaigns/dry-run", {"X-API-Key": "admin-key"}
+            spec = {"id": "desk_test", "channels": [{"channel": "email", "volume": 12}]}
+            assert client.post(url, json=spec, headers={"X-API-Key": "chan-key"}).status_code == 403
+            bad = client.post(url, json={**spec, "channels": [{"channel": "email", "volume": -2}]}, headers=admin)
+            assert bad.status_code == 400 and bad.json()["field"] == "channels.0.volume", bad.text
+            unknown = client.post(url, json={**spec, "segment": "martians"}, headers=admin)
+            assert unknown.status_code == 400 and unknown.json()["field"] == "segment"
+            ok = client.post(url, json=spec, headers=admin)
+            assert ok.status_code == 200, ok.text
+            body = ok.json()
+            assert body["summary"]["dry_run"] and body["summary"]["channels"]["email"]["sent"] == 12
+            assert len(body["preview"]) == 12 and all(c["channel"] == "email" for c in body["preview"])
+        assert engine.decision_log.flush() and engine.decision_log.count("decisions") == 0  # nothing logged
+
+
 # -------------------------------------------------------------------- Berka
 
 
