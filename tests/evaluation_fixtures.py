@@ -46,6 +46,8 @@ def build_trained_world(home: Path) -> Settings:
         env=env,
         capture_output=True,
     )
+    from training_fixtures import promote_even_below_floor
+
     from nextbest import features
     from training.pipeline import train_model
     from training.tune import TuningConfig
@@ -56,7 +58,7 @@ def build_trained_world(home: Path) -> Settings:
     # 2-core machine one XGBoost thread is several times faster than two.
     config = TuningConfig(max_rounds=80, early_stopping_rounds=10, nthread=1)
     for model in ("churn", "nba"):
-        train_model(settings, model, trials=TRIALS, config=config)
+        promote_even_below_floor(settings, model, train_model(settings, model, trials=TRIALS, config=config))
     (home / _MARKER).write_text("ok\n")
     return settings
 

@@ -30,6 +30,8 @@ class ServedWorld:
 
 def build_served_world(home: Path, customers: int = CUSTOMERS, days: int = DAYS, seed: int = 11) -> ServedWorld:
     """Everything `/recommend` needs, under `home`."""
+    from training_fixtures import promote_even_below_floor
+
     import nextbest.features as nbf
     from nextbest.simulator import SimulationConfig, simulate_world
     from training.pipeline import train_model
@@ -43,8 +45,10 @@ def build_served_world(home: Path, customers: int = CUSTOMERS, days: int = DAYS,
     nbf.features_of(settings).apply()
     nbf.features_of(settings).materialize()
     config = TuningConfig(max_rounds=25, early_stopping_rounds=5, warmup_rounds=5)
-    train_model(settings, "churn", trials=1, horizon_days=14, config=config)
-    train_model(settings, "nba", trials=1, config=config)
+    promote_even_below_floor(
+        settings, "churn", train_model(settings, "churn", trials=1, horizon_days=14, config=config)
+    )
+    promote_even_below_floor(settings, "nba", train_model(settings, "nba", trials=1, config=config))
     seconds = time.perf_counter() - t0
     logger.info("served world built in %.1f s", seconds)
     import pandas as pd

@@ -309,6 +309,7 @@ def test_decision_engine_keeps_its_champion_when_a_tampered_copy_is_promoted(ser
         )
     finally:
         client.set_registered_model_alias("nba", "champion", current.version)
+        client.delete_model_version("nba", bad.version)  # the session's served world is shared: leave it as found
         engine.close()
 
 

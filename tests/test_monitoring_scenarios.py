@@ -1,6 +1,8 @@
 """The drift verdict on simulated worlds, both ways: no alarm without drift, an alarm on each drift scenario.
 
-Each world (400 customers x 200 days, scenario from day 140) goes through the real pipeline: simulator -> feature
+Each world (1,000 customers x 200 days, scenario from day 140; at 400, World 2.0's sourced response rates leave too
+few acceptances and savings-rate page views for a rate shock to show in 60 days: measured, no input moved and no
+outcome shift was supported) goes through the real pipeline: simulator -> feature
 tables -> Feast -> the training-set builders. Reference = training rows from day 92 (after the 90-day feature
 windows have filled) to day 140; current = rows from day 140 on. The verdict for the world is drift if either
 model's verdict is (as `nextbest monitor` decides).
@@ -20,7 +22,7 @@ from nextbest.settings import Settings
 
 pytestmark = pytest.mark.slow
 
-CUSTOMERS, DAYS, START_DAY, REFERENCE_FROM_DAY, SEED = 400, 200, 140, 92, 11
+CUSTOMERS, DAYS, START_DAY, REFERENCE_FROM_DAY, SEED = 1_000, 200, 140, 92, 11
 ORIGIN = pd.Timestamp("2026-01-01", tz="UTC")
 
 
