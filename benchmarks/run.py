@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "serving": (["--redis"], ["--duration", "5", "--levels", "1,4", "--rate-seconds", "10"]),
     "monitoring": ([], ["--rows", "100000"]),
     "campaign": ([], ["--quick"]),
+    "twin": ([], ["--quick"]),
     "onboarding_quality": ([], ["--trials", "3", "--projects", "flat_customers"]),
     "onboarding_split": ([], ["--trials", "3", "--seeds", "7"]),
 }

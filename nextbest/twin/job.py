@@ -62,6 +62,8 @@ class TwinResult:
     run_dir: Path
     mlflow_run_id: str | None = None
     seconds: float = 0.0
+    policies_seconds: float = 0.0  # building the policies (stage 3 trains a model; 5 loads the champions)
+    seed_seconds: list[float] = field(default_factory=list)  # each seed: warm-up, control and every policy
     notes: list[str] = field(default_factory=list)
 
 
@@ -126,14 +128,25 @@ def run_twin(settings: Settings, options: TwinOptions, progress: ProgressFn | No
         stage3_trials=options.stage3_trials,
         notes=notes,
     )
+    notes[:] = list(dict.fromkeys(notes))  # stage 3 and 5 say the same of a missing churn model
+    policies_seconds = time.perf_counter() - t0
     run_dir = run_dir_of(settings, options.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    seeds = []
+    seeds, seed_seconds = [], []
     for seed in options.config.seeds:
+        t_seed = time.perf_counter()
         seeds.append(run_seed(options.config, seed, policies, settings, project, run_dir, progress))
+        seed_seconds.append(time.perf_counter() - t_seed)
     report = rp.build_report(options, policies, seeds, notes, seconds=time.perf_counter() - t0)
     rp.write_report(report, run_dir)
-    result = TwinResult(report, run_dir, seconds=time.perf_counter() - t0, notes=notes)
+    result = TwinResult(
+        report,
+        run_dir,
+        seconds=time.perf_counter() - t0,
+        policies_seconds=policies_seconds,
+        seed_seconds=seed_seconds,
+        notes=notes,
+    )
     if options.log_mlflow:
         result.mlflow_run_id = rp.log_report(settings, report, run_dir)
     logger.info("twin: %d policies x %d seeds in %.0f s -> %s", len(policies), len(seeds), result.seconds, run_dir)

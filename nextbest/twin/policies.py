@@ -174,7 +174,7 @@ def build_policies(
             if churn:
                 models[churn] = TruthScorer(churn, "churn", horizon_days=horizon)
             source = "the simulator's truth"
-        versions = ", ".join(f"{k} {getattr(m, 'version', '?')}" for k, m in models.items())
+        versions = ", ".join(f"{k} {getattr(m, 'version', None) or 'trained for this run'}" for k, m in models.items())
         out.append(TwinPolicy(name, LABELS[name], config, models, f"{source}; {versions}"))
     return out
 
