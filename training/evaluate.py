@@ -684,6 +684,7 @@ def run_evaluation(
     settings: Settings,
     options: EvaluationOptions | None = None,
     stage3_model: Callable[[Settings, TrainingSet, int, int], LoadedModel] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> EvaluationReport:
     """The whole evaluation: ladder, OPE beside the truth, model quality beside the ceiling; logged to MLflow.
 
@@ -691,18 +692,37 @@ def run_evaluation(
     decision points and their candidates (`_heldout`), score every stage on them (`_stage_choices`, `_ladder`),
     estimate each stage off-policy from the logs (`_off_policy`), measure the models beside the truth
     (`_model_quality`), and assemble the report (`_assemble_report`). Every step appends its caveats to `notes`.
+    `progress(next step, steps done, steps)` is called before each step (the command's progress bar).
     """
     options = options or EvaluationOptions()
     notes: list[str] = []
+    steps = ["truth and models", "held-out decisions", "stages", "ladder", "off-policy estimates", "model quality"]
+    steps += ["report", "MLflow"] if options.log_mlflow else ["report"]
+    done = iter(range(len(steps)))
+
+    def step(name: str) -> None:
+        if progress is not None:
+            progress(name, next(done), len(steps))
+
+    step("truth and models")
     inputs = _load_inputs(settings, options, notes)
+    step("held-out decisions")
     held = _heldout(settings, options, inputs, notes)
+    step("stages (stage 3 trains its no-context model)")
     stages = _stage_choices(settings, options, inputs, held, stage3_model or train_stage3_model, notes)
+    step("ladder")
     result = _ladder(settings, inputs, held, stages)
+    step("off-policy estimates")
     ope, ope_by_stage = _off_policy(inputs, held, stages, result.truth_by_stage, notes)
+    step("model quality")
     quality = _model_quality(settings, inputs, held, stages, notes)
+    step("report")
     report = _assemble_report(settings, options, inputs, held, stages, result, ope, ope_by_stage, quality, notes)
     if options.log_mlflow:
+        step("MLflow")
         report.run_id = log_report(settings, report)
+    if progress is not None:
+        progress("done", len(steps), len(steps))
     return report
 
 

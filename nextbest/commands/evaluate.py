@@ -109,7 +109,7 @@ def evaluate(
 ) -> None:
     """The evaluation ladder on held-out simulated traffic, scored by the simulator's truth."""
     from nextbest.commands.monitor import project_settings
-    from nextbest.console import console
+    from nextbest.console import console, progress
     from training.evaluate import EvaluationOptions, run_evaluation
 
     settings, project = project_settings(project_file)
@@ -121,10 +121,14 @@ def evaluate(
             "its own tables and no truth: `nextbest onboard train --project FILE` reports each model's holdout AUC "
             "and rolling-origin estimate, `nextbest scorecard --project FILE` the served traffic against its control"
         )
-    with console.status("evaluating the ladder against the truth ..."):
+    with progress(transient=True) as bar:
+        task = bar.add_task("evaluation ladder", total=None)
         report = run_evaluation(
             settings,
             EvaluationOptions(decisions=decisions, seed=seed, stage3_trials=stage3_trials, log_mlflow=log_mlflow),
+            progress=lambda what, done, total: bar.update(
+                task, completed=done, total=total, description=f"evaluation ladder: {what}"
+            ),
         )
     render_report(report, settings.mlflow_tracking_uri)
     if json_path is not None:
