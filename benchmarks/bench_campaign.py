@@ -1,7 +1,8 @@
 """Benchmark: an outbound campaign over a 1M-customer base through the real engine, models, policy and decision log.
 
 Run: `uv run --frozen python -m benchmarks.bench_campaign [--quick] [--customers 1000000] [--world-customers 2000]
-[--channels email:400000,sms:budget=6000] [--slots 09:00] [--chunk 10000] [--target-s 300]` (`--quick`: 20,000).
+[--channels email:400000,sms:budget=6000] [--slots 09:00] [--chunk 10000] [--workers 2] [--target-s 300]`
+(`--quick`: 20,000).
 
 A 1M-customer simulated world takes long to simulate and build (see bench_simulator, bench_features), so the base is
 synthetic but served by the real thing: a small simulated world is built once (simulate, features, `churn` and
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--control", type=float, default=0.1)
     parser.add_argument("--holdout", type=float, default=0.05)
     parser.add_argument("--chunk", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes deciding the chunks")
     parser.add_argument("--target-s", type=float, default=300.0)
     parser.add_argument("--quick", action="store_true", help="20,000 customers (the verdict is extrapolated to 1M)")
     args = parser.parse_args()
@@ -150,12 +152,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     with PeakRss() as rss:
-        result = run_campaign(spec, project, settings, chunk=args.chunk)
+        result = run_campaign(spec, project, settings, chunk=args.chunk, workers=args.workers)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     load_after = os.getloadavg()[0]
     out = {
         "customers": customers, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-        "customers_per_s": round(customers / wall), "peak_rss_mb": round(rss.delta_mb),
+        "customers_per_s": round(customers / wall), "peak_rss_mb": round(rss.delta_mb), "workers": args.workers,
         "load_before": round(load_before, 2), "load_after": round(load_after, 2),
         "stages_s": result.seconds, "summary": result.summary, "channels": args.channels, "slots": args.slots,
         "decision_log_mb": round(os.path.getsize(settings.home / "decisions.db") / 1e6),

@@ -150,9 +150,13 @@ def sim(served_world, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimR
     engine = open_engine(project, settings)
     try:
         dry = run_campaign(spec, project, settings, dry_run=True, engine=engine)
-        result = run_campaign(spec, project, settings, engine=engine)
+        # Two worker processes (each its own engine and writer to the same log) decide the real run.
+        dry2 = run_campaign(spec, project, settings, dry_run=True, engine=engine, workers=2)
+        result = run_campaign(spec, project, settings, engine=engine, workers=2)
     finally:
         engine.close()
+    one, two = pd.read_parquet(dry.contacts), pd.read_parquet(dry2.contacts)
+    assert one.drop(columns="decision_id").equals(two.drop(columns="decision_id"))  # as many workers, one answer
     yield SimRun(settings, project, spec, dry, result, _decisions(settings, project, spec.id))
 
 

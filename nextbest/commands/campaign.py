@@ -1,4 +1,5 @@
-"""CLI command: campaign (`nextbest campaign run SPEC [--project FILE] [--as-of DATE] [--dry-run] [--output DIR]`).
+"""CLI command: campaign (`nextbest campaign run SPEC [--project FILE] [--as-of DATE] [--dry-run] [--output DIR]
+[--workers N]`).
 
 A thin shell over `nextbest.jobs.campaign.run_campaign`: the spec (YAML, `nextbest.campaigns.CampaignSpec`) decided
 for its segment or the whole base through the project's one engine and policy, under each channel's volume and
@@ -94,6 +95,9 @@ def run_cmd(
     output: Path | None = typer.Option(
         None, "--output", "-o", metavar="DIR", help="Folder of the contact list (default: <project home>/campaigns/)."
     ),
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, max=64, help="Worker processes deciding the chunks (each loads the engine)."
+    ),
 ) -> None:
     """Decide a campaign for its segment or the whole base through the project's engine and policy."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -124,7 +128,14 @@ def run_cmd(
 
         try:
             result = run_campaign(
-                spec, features.project, features.settings, as_of=when, dry_run=dry_run, output=output, progress=progress
+                spec,
+                features.project,
+                features.settings,
+                as_of=when,
+                dry_run=dry_run,
+                output=output,
+                progress=progress,
+                workers=workers,
             )
         except NextbestError as exc:
             raise _fail(exc) from None

@@ -17,6 +17,10 @@ request applies it again):
    nothing; the audience's holdout customers are decided and logged too (the policy withholds every marketing
    action from them), so the scorecard sees them;
 5. the contact list and a summary, recorded under `<project home>/campaigns/<id>/`.
+
+With `workers` > 1, steps 2 and 4 decide their chunks in spawned worker processes (`Workers`), each with its own
+engine and writer to the project's decision log, as the service's workers; steps 1, 3 and 5 stay here, so the result
+does not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -229,6 +233,30 @@ def _wait_for_log(engine: DecisionEngine, timeout_s: float = 600.0) -> None:
         time.sleep(0.05)
 
 
+def _propose_part(
+    engine: DecisionEngine, actions: Sequence[str], rows: pa.Table, keys: Sequence[Any], cands: Sequence[Candidate]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One chunk's proposals: per customer and candidate the best action's priority, index and propensity."""
+    shape = (len(keys), len(cands))
+    priority, action, propensity = (
+        np.full(shape, np.nan),
+        np.full(shape, -1, np.int16),
+        np.full(shape, np.nan, np.float32),
+    )
+    index = {a: i for i, a in enumerate(actions)}
+    features = rows.to_pylist()
+    for j, cand in enumerate(cands):
+        requests = _requests(keys, [cand.channel] * len(keys), actions)
+        answers = engine.decide_batch(requests, features=features, now=[cand.at] * len(keys), dry_run=True)
+        for i, answer in enumerate(answers):
+            if answer.actions:
+                best = answer.actions[0]
+                priority[i, j] = best.priority
+                action[i, j] = index[best.action_id]
+                propensity[i, j] = best.propensity
+    return priority, action, propensity
+
+
 def propose(
     engine: DecisionEngine,
     spec: CampaignSpec,
@@ -236,28 +264,24 @@ def propose(
     cands: Sequence[Candidate],
     chunk: int = CHUNK,
     progress: ProgressFn | None = None,
+    pool: Workers | None = None,
 ) -> Proposals:
     """Each customer's best allowed action per candidate, from dry runs (nothing delivered or logged); the
-    holdout is not asked (the policy gives it no marketing)."""
+    holdout is not asked (the policy gives it no marketing). `pool`: worker processes deciding the chunks."""
     actions = spec.action_ids(engine.project)
     out = Proposals.empty(len(audience), len(cands), actions)
-    index = {a: i for i, a in enumerate(actions)}
     todo = np.flatnonzero(~audience.holdout)
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        rows = audience.table.take(part).to_pylist()
-        keys = [audience.keys[i] for i in part]
-        for j, cand in enumerate(cands):
-            requests = _requests(keys, [cand.channel] * len(keys), actions)
-            answers = engine.decide_batch(requests, features=rows, now=[cand.at] * len(keys), dry_run=True)
-            for i, answer in zip(part, answers, strict=True):
-                if answer.actions:
-                    best = answer.actions[0]
-                    out.priority[i, j] = best.priority
-                    out.action[i, j] = index[best.action_id]
-                    out.propensity[i, j] = best.propensity
+    parts = [todo[start : start + chunk] for start in range(0, len(todo), chunk)]
+
+    def task(part: np.ndarray) -> tuple[Any, ...]:
+        return (actions, audience.table.take(part), [audience.keys[i] for i in part], list(cands))
+
+    done = 0
+    for part, (priority, action, propensity) in _run_parts(engine, pool, _propose_part, parts, task):
+        out.priority[part], out.action[part], out.propensity[part] = priority, action, propensity
+        done += len(part)
         if progress is not None:
-            progress("propose", min(start + chunk, len(todo)), len(todo))
+            progress("propose", done, len(todo))
     return out
 
 
@@ -274,6 +298,58 @@ class Decided:
     holdout: int = 0
     withheld: int = 0  # selected and treated, but the decision delivered nothing (e.g. a cap since the proposal)
     marketing_to_holdout: int = 0
+    # logged decisions in which a rule rejected one of the campaign's actions, by rule
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: Decided) -> None:
+        self.contacts.extend(other.contacts)
+        self.logged += other.logged
+        self.controls += other.controls
+        self.holdout += other.holdout
+        self.withheld += other.withheld
+        self.marketing_to_holdout += other.marketing_to_holdout
+        for rule, n in other.rejected.items():
+            self.rejected[rule] = self.rejected.get(rule, 0) + n
+
+
+def _decide_part(
+    engine: DecisionEngine,
+    campaign_id: str,
+    actions: Sequence[str],
+    rows: pa.Table,
+    keys: Sequence[Any],
+    picked: Sequence[Candidate],
+    controls: Sequence[bool],
+    holdout: Sequence[bool],
+) -> Decided:
+    """One chunk of real decisions, logged; what they did (the log written before this returns)."""
+    from nextbest.catalogue import MARKETING_KINDS
+
+    log = engine.decision_log
+    before = dict(getattr(log, "rejected", {}))
+    _wait_for_log(engine)
+    answers = engine.decide_batch(
+        _requests(keys, [c.channel for c in picked], actions),
+        features=rows.to_pylist(),
+        now=[c.at for c in picked],
+        campaign_id=campaign_id,
+        controls=controls,
+    )
+    out = Decided()
+    for cand, is_control, held, answer in zip(picked, controls, holdout, answers, strict=True):
+        out.logged += 1
+        if held:
+            out.holdout += 1
+            out.marketing_to_holdout += any(a.kind in MARKETING_KINDS for a in answer.actions)
+        elif is_control:
+            out.controls += 1
+        elif not answer.actions:
+            out.withheld += 1
+        else:
+            out.contacts.append(_contact(answer, cand))
+    after = getattr(log, "rejected", {})
+    out.rejected = {rule: n - before.get(rule, 0) for rule, n in after.items() if n > before.get(rule, 0)}
+    return out
 
 
 def decide(
@@ -284,42 +360,94 @@ def decide(
     allocation: Allocation,
     chunk: int = CHUNK,
     progress: ProgressFn | None = None,
+    pool: Workers | None = None,
 ) -> Decided:
     """Decide the chosen (customer, candidate) pairs for real, and the audience's holdout on the first candidate."""
-    from nextbest.catalogue import MARKETING_KINDS
-
     choice = allocation.choice.copy()
     choice[audience.holdout] = 0
     todo = np.flatnonzero(choice >= 0)
-    out = Decided()
     actions = spec.action_ids(engine.project)
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
+    parts = [todo[start : start + chunk] for start in range(0, len(todo), chunk)]
+
+    def task(part: np.ndarray) -> tuple[Any, ...]:
+        held = [bool(audience.holdout[i]) for i in part]
+        controls = [bool(audience.control[i]) and not h for i, h in zip(part, held, strict=True)]
         picked = [cands[choice[i]] for i in part]
-        keys = [audience.keys[i] for i in part]
-        controls = [bool(audience.control[i] and not audience.holdout[i]) for i in part]
-        _wait_for_log(engine)
-        answers = engine.decide_batch(
-            _requests(keys, [c.channel for c in picked], actions),
-            features=audience.table.take(part).to_pylist(),
-            now=[c.at for c in picked],
-            campaign_id=spec.id,
-            controls=controls,
-        )
-        for i, cand, is_control, answer in zip(part, picked, controls, answers, strict=True):
-            out.logged += 1
-            if audience.holdout[i]:
-                out.holdout += 1
-                out.marketing_to_holdout += any(a.kind in MARKETING_KINDS for a in answer.actions)
-            elif is_control:
-                out.controls += 1
-            elif not answer.actions:
-                out.withheld += 1
-            else:
-                out.contacts.append(_contact(answer, cand))
+        return (spec.id, actions, audience.table.take(part), [audience.keys[i] for i in part], picked, controls, held)
+
+    out, done = Decided(), 0
+    for part, decided in _run_parts(engine, pool, _decide_part, parts, task):
+        out.add(decided)
+        done += len(part)
         if progress is not None:
-            progress("decide", min(start + chunk, len(todo)), len(todo))
+            progress("decide", done, len(todo))
     return out
+
+
+# -------------------------------------------------------------------- worker processes
+
+_WORKER: DecisionEngine | None = None
+
+
+def _start_worker(project: Project, settings: Settings, chunk: int) -> None:
+    """A worker process's engine (its own writer to the project's decision log, as a service worker has)."""
+    from multiprocessing.util import Finalize
+
+    global _WORKER
+    _WORKER = open_engine(project, settings, chunk)
+    Finalize(_WORKER, _WORKER.close, exitpriority=10)
+
+
+def _in_worker(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    assert _WORKER is not None, "worker engine not started"
+    result = fn(_WORKER, *args)
+    if fn is _decide_part:
+        _WORKER.decision_log.flush(timeout=600.0)  # written before the parent hears it is done
+    return result
+
+
+class Workers:
+    """Worker processes, each with the project's engine, that decide a campaign's chunks (spawned: no forked
+    threads or locks); at most two chunks in flight per worker, so the parent's memory stays bounded."""
+
+    def __init__(self, project: Project, settings: Settings, workers: int, chunk: int = CHUNK) -> None:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        self.size = workers
+        self._pool = cf.ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_start_worker, initargs=(project, settings, chunk)
+        )
+
+    def map(self, fn: Callable[..., Any], tasks: Iterator[tuple[Any, ...]]) -> Iterator[Any]:
+        """fn(engine, *task) of every task, results in task order."""
+        from collections import deque
+
+        pending: deque[Any] = deque()
+        for args in tasks:
+            pending.append(self._pool.submit(_in_worker, fn, args))
+            if len(pending) >= 2 * self.size:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_parts(
+    engine: DecisionEngine,
+    pool: Workers | None,
+    fn: Callable[..., Any],
+    parts: Sequence[np.ndarray],
+    task: Callable[[np.ndarray], tuple[Any, ...]],
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """(part, fn(engine, *task(part))) for every part, in this process or on the workers."""
+    if pool is None:
+        for part in parts:
+            yield part, fn(engine, *task(part))
+        return
+    yield from zip(parts, pool.map(fn, (task(part) for part in parts)), strict=True)
 
 
 def _contact(answer: Any, cand: Candidate) -> dict[str, Any]:
@@ -418,13 +546,17 @@ def run_campaign(
     engine: DecisionEngine | None = None,
     chunk: int = CHUNK,
     progress: ProgressFn | None = None,
+    workers: int = 1,
 ) -> CampaignResult:
     """Run a campaign end to end (the module docstring's steps); `engine`: an open one (else opened and closed
     here). `dry_run`: proposals and allocation only, nothing decided or logged; the contact list holds the
     proposed actions. The contact list goes to `output` (a folder; default `<project home>/campaigns/<id>/<run>/`)
-    as `contacts.parquet` and `contacts.csv`."""
+    as `contacts.parquet` and `contacts.csv`. `workers` > 1: the decisions in that many worker processes, each with
+    its own engine on the same decision log (as a service's workers), the audience and allocation here."""
     spec.check_against(project)
     owned = engine is None
+    # The workers start (and load their engines) while this process reads the audience.
+    pool = Workers(project, settings, workers, chunk) if workers > 1 else None
     engine = engine or open_engine(project, settings, chunk)
     stamp = datetime.now(UTC)
     seconds: dict[str, float] = {}
@@ -437,18 +569,20 @@ def run_campaign(
         if progress is not None:
             progress("features", 1, 1)
         t = time.perf_counter()
-        proposals = propose(engine, spec, audience, cands, chunk, progress)
+        proposals = propose(engine, spec, audience, cands, chunk, progress, pool)
         seconds["propose_s"] = time.perf_counter() - t
         t = time.perf_counter()
         eligible = ~audience.holdout
         alloc = allocate(proposals, cands, limits_of(spec), audience.control, spec.min_net_value, eligible)
         seconds["allocate_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        decided = None if dry_run else decide(engine, spec, audience, cands, alloc, chunk, progress)
+        decided = None if dry_run else decide(engine, spec, audience, cands, alloc, chunk, progress, pool)
         if decided is not None:
             engine.decision_log.flush(timeout=600.0)
         seconds["decide_s"] = time.perf_counter() - t
     finally:
+        if pool is not None:
+            pool.close()
         if owned:
             engine.close()
     rows = decided.contacts if decided is not None else proposed_contacts(engine, audience, cands, proposals, alloc)
@@ -460,9 +594,8 @@ def run_campaign(
     result.contacts_csv = write_table(frame, folder / "contacts.csv")
     result.summary = summarize(spec, audience, cands, proposals, alloc, decided)
     result.summary["send_date"] = day.isoformat()
-    tally = getattr(engine.decision_log, "rejected", None) if decided is not None else None
-    if tally is not None:
-        result.summary["rejected_by_rule"] = dict(sorted(tally.items(), key=lambda kv: -kv[1]))
+    if decided is not None:
+        result.summary["rejected_by_rule"] = dict(sorted(decided.rejected.items(), key=lambda kv: -kv[1]))
     result.seconds = {k: round(v, 3) for k, v in seconds.items()}
     _record(result, project, settings, stamp)
     logger.info("campaign %s: %s", spec.id, json.dumps(result.summary, default=str))
