@@ -136,11 +136,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=90)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--policies", default="1,2,3,5,oracle")
-    parser.add_argument("--home-customers", type=int, default=10_000, help="the trained home world's customers")
+    parser.add_argument(
+        "--home-customers", type=int, default=None, help="the trained home world's customers [10,000; quick 2,000]"
+    )
     parser.add_argument("--target-s", type=float, default=900.0, help="per seed, 50k x 90 days x 5 policies")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.seeds, args.days, args.warmup, args.home_customers = "2000", "1", 20, 30, 2_000
+        args.sizes, args.seeds, args.days, args.warmup = "2000", "1", 20, 30
+    if args.home_customers is None:
+        args.home_customers = 2_000 if args.quick else 10_000
     args.seeds = tuple(int(s) for s in args.seeds.split(","))
     args.policies = [p for p in args.policies.split(",") if p]
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -152,6 +156,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("feast", "alembic", "mlflow", "urllib3", "matplotlib", "training", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from nextbest.console import console
+
+    console.width = max(console.width, 200)  # the KPI table, readable in a log file too
     bench = load_settings().bench_dir
     t0 = time.perf_counter()
     settings = build_home(bench / "twin" / f"home-{args.home_customers}", args.home_customers)
