@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 
+from nextbest.commands import project_option
+
 PROJECT_HELP = "Project file (default: the settings' project, the simulated bank, configs/simbank.yaml)."
 
 
@@ -58,9 +60,7 @@ def print_report(report: object) -> None:
 
 def erase(
     customer: str = typer.Argument(..., metavar="CUSTOMER", help="The customer's id (typed by the project)."),
-    project_file: Path | None = typer.Option(
-        None, "--project", exists=True, dir_okay=False, metavar="FILE", help=PROJECT_HELP
-    ),
+    project_file: Path | None = project_option(PROJECT_HELP),
     entity: str | None = typer.Option(
         None, "--entity", metavar="NAME", help="The entity the id names (default: the served one)."
     ),

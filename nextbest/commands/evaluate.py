@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from nextbest.commands import project_option
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -95,13 +97,8 @@ def evaluate(
         2, "--stage3-trials", min=1, help="Tuning trials of the no-context model trained for stage 3."
     ),
     log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the report to MLflow."),
-    project_file: Path | None = typer.Option(
-        None,
-        "--project",
-        exists=True,
-        dir_okay=False,
-        metavar="FILE",
-        help="Project file (default: the settings' project); the ladder needs a world with a known truth.",
+    project_file: Path | None = project_option(
+        "Project file (default: the settings' project); the ladder needs a world with a known truth.",
     ),
     json_path: Path | None = typer.Option(
         None, "--json", metavar="FILE", help="Also write the whole report (every table, as records) to this JSON file."

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from nextbest.commands import project_option
+
 
 def print_loop_result(result: object) -> None:
     """The before/after table, detection time and where every record went."""
@@ -83,13 +85,8 @@ def loop(
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials per training [2]."),
     seed: int | None = typer.Option(None, "--seed", help="World seed [42]."),
     monitor_churn: bool = typer.Option(False, "--monitor-churn", help="Also monitor the churn model (slower)."),
-    project_file: Path | None = typer.Option(
-        None,
-        "--project",
-        exists=True,
-        dir_okay=False,
-        metavar="FILE",
-        help="Project file (default: the settings' project); the loop needs the simulated bank's truth.",
+    project_file: Path | None = project_option(
+        "Project file (default: the settings' project); the loop needs the simulated bank's truth.",
     ),
 ) -> None:
     """Closed loop: simulated customers hit the running service, drift starts, monitoring detects, retrain recovers."""

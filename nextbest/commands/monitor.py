@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from nextbest.commands import project_option
+
 if TYPE_CHECKING:
     from nextbest.project import Project
     from nextbest.settings import Settings
 
-PROJECT_HELP = "Project file (nextbest/project.py; default: the settings' project, configs/simbank.yaml)."
 
 
 def project_settings(project_file: Path | None) -> tuple[Settings, Project]:
@@ -65,9 +66,7 @@ def _print_result(result: object) -> None:
 
 
 def monitor(
-    project_file: Path | None = typer.Option(
-        None, "--project", exists=True, dir_okay=False, metavar="FILE", help=PROJECT_HELP
-    ),
+    project_file: Path | None = project_option(),
     window_days: float = typer.Option(7.0, "--window-days", "-w", min=0.01, help="Served traffic window (days)."),
     model: list[str] | None = typer.Option(
         None,
@@ -157,9 +156,7 @@ def _retrain(
 
 
 def retrain(
-    project_file: Path | None = typer.Option(
-        None, "--project", exists=True, dir_okay=False, metavar="FILE", help=PROJECT_HELP
-    ),
+    project_file: Path | None = project_option(),
     model: list[str] | None = typer.Option(
         None,
         "--model",
