@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from nextbest.settings import Settings
 
 
-
 def project_settings(project_file: Path | None) -> tuple[Settings, Project]:
     """The settings (with `project` set to `project_file` when given) and the project they name."""
     from nextbest.project import project_of
