@@ -313,6 +313,80 @@ def test_the_desk_runs_a_spec_in_dry_run_over_http(sim: SimRun) -> None:
         assert engine.decision_log.flush() and engine.decision_log.count("decisions") == 0  # nothing logged
 
 
+def _project_file(folder: Path, holdout: float) -> Path:
+    """The simulated bank's project file with a universal holdout (what a service reads at start)."""
+    import yaml
+
+    raw = yaml.safe_load((REPO_ROOT / "configs/simbank.yaml").read_text())
+    raw["policy"] = str(REPO_ROOT / "nextbest/data/policy.yaml")
+    raw["serving"]["assignment"] = {"holdout": {"share": holdout}}
+    path = folder / "simbank_holdout.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+def test_no_marketing_reaches_the_holdout_across_two_service_workers_and_a_campaign(sim: SimRun) -> None:
+    """Thousands of real-time requests over HTTP to a two-worker service, after the campaign, on the same log."""
+    import concurrent.futures as cf
+    import time
+    import urllib.error
+    import urllib.request
+
+    from nextbest.assignment import Assigner
+    from serving.runner import ServiceProcess, free_port
+
+    path = _project_file(sim.settings.home, 0.1)
+    assert load_project(path).serving.assignment == sim.project.serving.assignment  # type: ignore[union-attr]
+    serving = sim.settings.serving.model_copy(update={"simulated_time": True, "reload_interval_s": 0})
+    settings = sim.settings.model_copy(update={"project": path, "serving": serving})
+    customers = [int(k) for k in sim.result.audience.keys]  # the whole base
+    day = pd.read_parquet(sim.result.contacts)["send_time"].min().to_pydatetime()
+    channels = sim.project.decisions()[1].channels
+    calls = [(c, ch, day + timedelta(hours=3)) for c in customers for ch in channels]
+
+    def post(call: tuple[int, str, Any]) -> dict[str, Any]:
+        customer, channel, at = call
+        body = json.dumps({"customer_id": customer, "channel": channel, "ts": at.isoformat()}).encode()
+        req = urllib.request.Request(url + "/v1/recommend", body, {"Content-Type": "application/json"})
+        for _attempt in range(120):  # a worker still loading answers 503, a busy one 429: retry, as a channel does
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                if exc.code not in (429, 503):
+                    raise
+                time.sleep(0.5)
+        raise AssertionError(f"the service did not answer {call}")
+
+    with ServiceProcess(settings, port=free_port(), workers=2) as svc:
+        url = svc.url
+        with cf.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, calls))
+    assert len(answers) >= 2000
+    held = Assigner(sim.project.name, sim.project.serving.assignment).in_holdout(  # type: ignore[union-attr]
+        [c for c, _ch, _t in calls]
+    )
+    assert 0 < held.sum() < len(calls)
+    assert not any(_marketing_json(a) for a, h in zip(answers, held, strict=True) if h)
+    assert any(_marketing_json(a) for a, h in zip(answers, held, strict=True) if not h)
+    # The log agrees: no marketing contact was ever recorded for a holdout customer, by the campaign or the service.
+    log = sa.create_engine(sim.project.decision_log_uri(sim.settings))
+    with log.connect() as con:
+        rows = pd.read_sql(sa.text("SELECT customer_id, kind FROM decision_contacts"), con)
+        logged = con.execute(sa.text("SELECT count(*) FROM decisions WHERE holdout")).scalar()
+    log.dispose()
+    holdout = set(sim.decisions.loc[sim.decisions["holdout"].astype(bool), "customer_id"].astype(int))
+    holdout |= {c for (c, _ch, _t), h in zip(calls, held, strict=True) if h}
+    marketing = rows[rows["kind"].isin(MARKETING_KINDS)]
+    assert not set(marketing["customer_id"].astype(int)) & holdout
+    assert logged >= int(held.sum())  # every holdout decision of the service was logged as such
+
+
+def _marketing_json(answer: dict[str, Any]) -> list[str]:
+    return [a["action_id"] for a in answer["actions"] if a["kind"] in MARKETING_KINDS]
+
+
 # -------------------------------------------------------------------- Berka
 
 
