@@ -1,7 +1,7 @@
 """Benchmark: the policy twin at bank size -- stages 1, 2, 3, 5 and the oracle over the same customers for 90 days.
 
 Run: `uv run --frozen python -m benchmarks.bench_twin [--quick] [--sizes 20000,50000] [--seeds 1,2,3] [--days 90]
-[--warmup 90] [--workers 2] [--home-customers 10000] [--target-s 900]` (`--quick`: 2,000 customers x 20 days).
+[--warmup 90] [--workers 3] [--home-customers 10000] [--target-s 900]` (`--quick`: 2,000 customers x 20 days).
 
 The policies need a trained home (stage 1 and 2 learn from its logged contacts, stage 3 trains on its NBA set, stage
 5 serves its champions): a simulated world of `--home-customers` is built once under `<home>/bench/twin/home`
@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--warmup", type=int, default=90)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=3, help="3 on 2 cores: no core idles on the last policy")
     parser.add_argument("--policies", default="1,2,3,5,oracle")
     parser.add_argument(
         "--home-customers", type=int, default=None, help="the trained home world's customers [10,000; quick 2,000]"

@@ -276,14 +276,15 @@ def kpi_table(policies: Sequence[PolicyData]) -> pd.DataFrame:
                 part = PolicyData(data.name, data.label, {k: v[data.seed == s] for k, v in data.series.items()}, s)
                 seeds.append(_linear(part, kpi)[0])
             se = _se(contrib)
+            finite = [v for v in seeds if math.isfinite(v)]
             rows.append(
                 {
                     "policy": data.name,
                     "kpi": kpi.name,
                     "value": value,
                     "std_error": se,
-                    "seed_min": float(np.nanmin(seeds)) if seeds else math.nan,
-                    "seed_max": float(np.nanmax(seeds)) if seeds else math.nan,
+                    "seed_min": min(finite) if finite else math.nan,
+                    "seed_max": max(finite) if finite else math.nan,
                     "seeds": len(seeds),
                 }
             )
