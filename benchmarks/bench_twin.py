@@ -124,6 +124,7 @@ def run_size(settings: Settings, customers: int, args: argparse.Namespace) -> di
         "met": met,
         "run_dir": str(result.run_dir),
         "kpis": result.report.kpis.to_dict("records"),
+        "margins": result.report.margins.to_dict("records"),
     }
 
 
