@@ -40,11 +40,17 @@ def lived(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[pd.Timestamp, 
     genome = DailyGenome(world.initial_tables(), world.epoch)
     policy = LoggingPolicy(world.table, seed=5)
     snapshots = {}
-    for _ in range(DAYS):
+    rng = np.random.default_rng(0)
+    for day in range(DAYS):
         world.step(policy)
         genome.add_day(world.day_tables())
         snap = genome.snapshot()
         snapshots[pd.Timestamp(genome.midnight_s, unit="s", tz="UTC")] = snap
+        if day % 10 == 9:  # what the twin reads: the snapshot of the day's asked customers only
+            keys = np.sort(rng.choice(snap[JOIN_KEY].to_numpy(), size=20, replace=False))
+            part = genome.snapshot(keys).reset_index(drop=True)
+            whole = snap[snap[JOIN_KEY].isin(keys)].reset_index(drop=True)
+            pd.testing.assert_frame_equal(part, whole, check_dtype=False)
     out = tmp_path_factory.mktemp("twin-genome")
     world.publish(out / "world")
     paths = build_feature_tables(out / "world" / "sources", out / "features", threads=1)
