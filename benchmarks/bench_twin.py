@@ -13,7 +13,8 @@ through the service's engine, `--workers` processes.
 Prints, per size: wall time (total, building the policies, per seed), CPU seconds of the process tree, where a
 policy's time goes (world, genome, the engine's decisions, the genome rows they read), the 1-minute load average
 before and after (2 cores, shared: above ~2 others are running too), the KPI table, and for 50k customers x 90 days
-x the 5 policies "per seed within --target-s: MET / NOT MET"; writes JSON under `<home>/bench/`.
+x the 5 policies "one seed end to end (policies built + warm-up + every policy) within --target-s: MET / NOT MET";
+writes JSON under `<home>/bench/`.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def run_size(settings: Settings, customers: int, args: argparse.Namespace) -> di
             into[k] = into.get(k, 0.0) + v
     per_seed = max(result.seed_seconds) if result.seed_seconds else float("nan")
     full = customers >= TARGET["customers"] and args.days >= TARGET["days"] and len(args.policies) >= 5
-    met = per_seed < args.target_s if full else None
+    one_seed = result.policies_seconds + per_seed  # a one-seed run end to end: the policies built, then the seed
+    met = one_seed < args.target_s if full else None
     print(f"\n{customers:,} customers x {args.days} days (+{args.warmup} warm-up), {len(args.policies)} policies, "
           f"{len(args.seeds)} seed(s), {args.workers} worker(s)")  # fmt: skip
     print(f"  wall {wall:.0f} s (policies built in {result.policies_seconds:.0f} s; seeds "
@@ -103,8 +105,8 @@ def run_size(settings: Settings, customers: int, args: argparse.Namespace) -> di
     for name, secs in steps.items():
         print(f"  {name:>9}: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()))
     if met is not None:
-        print(f"  {customers:,} x {args.days} days x 5 policies per seed within {args.target_s:.0f} s: "
-              f"{'MET' if met else 'NOT MET'} ({per_seed:.0f} s)")  # fmt: skip
+        print(f"  {customers:,} x {args.days} days x 5 policies, one seed end to end within {args.target_s:.0f} s: "
+              f"{'MET' if met else 'NOT MET'} ({one_seed:.0f} s)")  # fmt: skip
     return {
         "customers": customers,
         "cohort_per_seed": result.report.customers,
@@ -121,6 +123,7 @@ def run_size(settings: Settings, customers: int, args: argparse.Namespace) -> di
         "load_after": load_after,
         "steps_s": steps,
         "target_s": args.target_s,
+        "one_seed_s": one_seed,
         "met": met,
         "run_dir": str(result.run_dir),
         "kpis": result.report.kpis.to_dict("records"),
