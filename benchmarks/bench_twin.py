@@ -134,10 +134,10 @@ def run_size(settings: Settings, customers: int, args: argparse.Namespace) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2,000 customers x 20 days, a small home")
-    parser.add_argument("--sizes", default="50000", help="customers per seed's world, comma-separated")
-    parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--warmup", type=int, default=90)
+    parser.add_argument("--sizes", help="customers per seed's world, comma-separated [50000; quick 2000]")
+    parser.add_argument("--seeds", help="[1,2,3; quick 1]")
+    parser.add_argument("--days", type=int, help="[90; quick 20]")
+    parser.add_argument("--warmup", type=int, help="[90; quick 30]")
     parser.add_argument("--workers", type=int, default=3, help="3 on 2 cores: no core idles on the last policy")
     parser.add_argument("--policies", default="1,2,3,5,oracle")
     parser.add_argument(
@@ -145,10 +145,12 @@ def main() -> None:
     )
     parser.add_argument("--target-s", type=float, default=900.0, help="per seed, 50k x 90 days x 5 policies")
     args = parser.parse_args()
-    if args.quick:
-        args.sizes, args.seeds, args.days, args.warmup = "2000", "1", 20, 30
-    if args.home_customers is None:
-        args.home_customers = 2_000 if args.quick else 10_000
+    defaults = {"sizes": "2000", "seeds": "1", "days": 20, "warmup": 30, "home_customers": 2_000}
+    if not args.quick:
+        defaults = {"sizes": "50000", "seeds": "1,2,3", "days": 90, "warmup": 90, "home_customers": 10_000}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     args.seeds = tuple(int(s) for s in args.seeds.split(","))
     args.policies = [p for p in args.policies.split(",") if p]
     sizes = [int(s) for s in args.sizes.split(",")]
