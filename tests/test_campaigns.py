@@ -313,6 +313,24 @@ def test_the_desk_runs_a_spec_in_dry_run_over_http(sim: SimRun) -> None:
         assert engine.decision_log.flush() and engine.decision_log.count("decisions") == 0  # nothing logged
 
 
+def test_the_scorecard_shows_the_campaign_against_its_control(sim: SimRun) -> None:
+    from nextbest.scorecard import build_scorecard
+    from serving.schemas import FeedbackRequest
+
+    contacts = pd.read_parquet(sim.result.contacts)
+    for rt in _realtime(sim.settings, sim.project, sim.project.decision_log_uri(sim.settings)):
+        for row in contacts.head(10).itertuples():
+            fb = FeedbackRequest(decision_id=row.decision_id, outcome="accepted", action_id=row.action_id)
+            rt.record_feedback(fb)
+        assert rt.decision_log.flush()
+    frame = build_scorecard(sim.project, sim.settings, by="campaign").frame
+    treated, control = frame.loc["sim_test"], frame.loc[frame.loc["sim_test", "baseline"]]
+    assert treated["role"] == "treatment" and control["role"] == "control"
+    assert treated["customers"] == sim.result.summary["treated"]
+    assert control["customers"] == sim.result.summary["controls"]
+    assert treated["conversion_rate"] > 0 == control["conversion_rate"] and treated["uplift"] > 0
+
+
 def _project_file(folder: Path, holdout: float) -> Path:
     """The simulated bank's project file with a universal holdout (what a service reads at start)."""
     import yaml
