@@ -118,7 +118,12 @@ class TallyingLog(DecisionLog):
         self._outside = ACTION_FILTER_RULE
 
     def log_decision(self, record: DecisionRecord) -> None:
-        rules = {r["rule"] for r in record.rejected if r["rule"] != self._outside}
+        wanted = (record.request or {}).get("actions")
+        rules = {
+            r["rule"]
+            for r in record.rejected
+            if r["rule"] != self._outside and (wanted is None or r["action_id"] in wanted)
+        }
         for rule in rules:
             self.rejected[rule] = self.rejected.get(rule, 0) + 1
         super().log_decision(record)
@@ -579,7 +584,7 @@ def run_campaign(
         decided = None if dry_run else decide(engine, spec, audience, cands, alloc, chunk, progress, pool)
         if decided is not None:
             engine.decision_log.flush(timeout=600.0)
-        seconds["decide_s"] = time.perf_counter() - t
+            seconds["decide_s"] = time.perf_counter() - t
     finally:
         if pool is not None:
             pool.close()
@@ -598,5 +603,5 @@ def run_campaign(
         result.summary["rejected_by_rule"] = dict(sorted(decided.rejected.items(), key=lambda kv: -kv[1]))
     result.seconds = {k: round(v, 3) for k, v in seconds.items()}
     _record(result, project, settings, stamp)
-    logger.info("campaign %s: %s", spec.id, json.dumps(result.summary, default=str))
+    logger.debug("campaign %s: %s", spec.id, json.dumps(result.summary, default=str))
     return result
