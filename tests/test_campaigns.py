@@ -441,3 +441,18 @@ def test_a_campaign_on_berka(berka, tmp_path: Path) -> None:  # type: ignore[no-
         for decision_id in contacts["decision_id"].head(10):
             seen = rt.decision_log.get_decision(str(decision_id))
             assert seen is not None and not seen["features"].get("cards_all") and not seen["features"].get("loans_all")
+
+
+def test_a_campaign_on_a_bank_with_string_keys(flat_project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    home = _copy_home(flat_project.settings.home, tmp_path / "home")
+    settings = flat_project.settings.model_copy(update={"home": home})
+    project = _with_holdout(flat_project.project, 0.1)
+    spec = parse_campaign({"id": "flat_test", "channels": [{"channel": "app", "volume": 5}, {"channel": "web"}]}, "t")
+    result = run_campaign(spec, project, settings)
+    contacts = pd.read_parquet(result.contacts)
+    assert len(contacts) > 0 and (contacts.groupby("channel").size().get("app", 0) <= 5)
+    assert all(isinstance(k, str) for k in contacts["customer_id"])
+    d = _decisions(settings, project, spec.id)
+    assert len(d) == result.summary["decisions_logged"] and d["customer_id"].is_unique
+    held = set(d.loc[d["holdout"].astype(bool), "customer_id"])
+    assert not held & set(contacts["customer_id"])
