@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -467,20 +466,3 @@ def write_table(frame: pd.DataFrame, path: Path) -> Path:
 def campaigns_dir(project: Project, settings: Settings) -> Path:
     """Where a project's campaign runs are recorded: `<project home>/campaigns/<id>/` (spec, runs, contact lists)."""
     return project.home(settings) / "campaigns"
-
-
-def known_campaigns(project: Project, settings: Settings) -> list[CampaignSpec]:
-    """The campaigns run for the project (their last recorded spec), by id."""
-    folder = campaigns_dir(project, settings)
-    out = []
-    for path in sorted(folder.glob("*/spec.yaml")) if folder.is_dir() else []:
-        try:
-            out.append(parse_campaign(yaml.safe_load(path.read_text()), path))
-        except (ConfigError, yaml.YAMLError):
-            logger.warning("campaign spec %s unreadable; left out", path)
-    return out
-
-
-def finite(value: float) -> float | None:
-    """A JSON-safe number (None for NaN)."""
-    return value if isinstance(value, int | float) and math.isfinite(value) else None
