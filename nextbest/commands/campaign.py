@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from nextbest.commands import project_option
+
 if TYPE_CHECKING:
     from nextbest.jobs.campaign import CampaignResult
 
@@ -78,13 +80,7 @@ def print_summary(result: CampaignResult) -> None:
 @campaign_app.command("run")
 def run_cmd(
     spec_file: Path = typer.Argument(..., metavar="SPEC", help="The campaign spec (YAML; docs/decisioning.md)."),
-    project: Path | None = typer.Option(
-        None,
-        "--project",
-        "-p",
-        metavar="FILE",
-        help="Project file (default: configs/simbank.yaml).",
-    ),
+    project: Path | None = project_option(),
     as_of: str | None = typer.Option(
         None,
         "--as-of",
