@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mlflow
 import pytest
 
 from nextbest.settings import Settings
@@ -16,8 +15,11 @@ def test_context_experiment_trains_both_variants_into_one_experiment_without_reg
     trained_world: Settings,  # noqa: F811
 ) -> None:
     spec = load_spec("nba_realtime_context").model_copy(update={"trials": 1})
-    client = mlflow.MlflowClient(tracking_uri=trained_world.mlflow_tracking_uri)
+    from nextbest.models.registry import mlflow_client
+
+    client = mlflow_client(trained_world)  # this home's tracking and registry stores (not the process-wide URI)
     versions_before = len(client.search_model_versions("name='nba'"))
+    assert versions_before >= 1  # the count below is of this world's registry
 
     result = run_experiment(spec, trained_world)
 

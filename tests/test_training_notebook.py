@@ -47,9 +47,11 @@ def test_notebook_is_committed_without_outputs_and_matches_its_builder() -> None
 
 
 def _registry(settings: Settings) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
-    from mlflow import MlflowClient
+    from nextbest.models.registry import mlflow_client
 
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    # Bound to this home's tracking AND registry stores: a bare MlflowClient(tracking_uri=...) takes the registry
+    # from the process-wide fluent URI, which the suite's earlier tests left pointing at their own homes.
+    client = mlflow_client(settings)
     out = {}
     for name in ("churn", "nba"):
         versions = [client.get_model_version(name, v.version) for v in client.search_model_versions(f"name='{name}'")]
@@ -60,7 +62,7 @@ def _registry(settings: Settings) -> dict[str, list[tuple[str, tuple[str, ...]]]
 @pytest.mark.slow
 def test_notebook_reads_the_registry_with_its_aliases_and_shows_its_figures(trained_world: Settings) -> None:  # noqa: F811
     before = _registry(trained_world)
-    assert all(any("champion" in aliases for _, aliases in versions) for versions in before.values())
+    assert all(any("champion" in aliases for _, aliases in versions) for versions in before.values()), before
     env = {"NEXTBEST_HOME": str(trained_world.home), "NB_EVALUATE": "1", "NB_DECISIONS": "200"}
     run = run_notebook(NOTEBOOK, env)
     assert not [o for o in run.outputs if o.get("output_type") == "error"]
