@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 def _fmt(value: float, scale: float) -> str:
     if value is None or not math.isfinite(value):
         return "-"
-    if scale >= 1000 or abs(value) >= 100:
+    if abs(value) >= 100:
         return f"{value:,.0f}"
+    if scale >= 1000:  # per 1,000: a small count keeps one decimal (conversions 5.3, complaints 0.4)
+        return f"{value:,.1f}"
     if abs(value) >= 1:
         return f"{value:,.2f}"
     return f"{value:.3f}"
