@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ReportKind = Literal["data_drift", "prediction_drift", "quality", "business"]
+ReportKind = Literal["data_drift", "prediction_drift", "quality", "business", "scorecard"]
 MetadataValue = str | int | float | bool
 
 VALUE_DRIFT = "evidently:metric_v2:ValueDrift"

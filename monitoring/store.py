@@ -9,7 +9,9 @@ so two banks' histories never mix and a model name can repeat across banks.
 Evidently projects are found by name and created with a dashboard (`Dashboard`: the drift policy in words, the
 share and count of inputs drifted under it, the mean served scores, acceptance quality, the business values over
 time; every series named, only runs tagged `measured` plotted), so the UI is useful from the first report without
-any clicking. `monitoring.pipeline.prepare_workspace` creates them before the first monitoring run (`make demo`
+any clicking. The scorecard (`nextbest scorecard`) has its project in the same workspace, `<project> scorecard`,
+with one bar plot per figure and a named series per group (`Dashboard.scorecard_by`, `monitoring.scorecard_view`).
+`monitoring.pipeline.prepare_workspace` creates them before the first monitoring run (`make demo`
 does), and every run rewrites them. `dashboard_series` reads back what the dashboard plots, as the UI does.
 """
 
@@ -37,13 +39,22 @@ logger = logging.getLogger(__name__)
 
 BUSINESS = "business"
 BUSINESS_DESCRIPTION = "Decisions: acceptance rate, value per 1,000 decisions, share of no action, contact caps hit."
+SCORECARD = "scorecard"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_SCORECARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]* scorecard$")
+
+
+def scorecard_project(project_name: str) -> str:
+    """The Evidently project of a bank's scorecard (`nextbest scorecard`): `<project> scorecard`."""
+    return f"{project_name} {SCORECARD}"
 
 
 def project_description(name: str, model_description: str = "") -> str:
     """The Evidently project's description: the business view's, or a model's (its project's description of it)."""
     if name == BUSINESS:
         return BUSINESS_DESCRIPTION
+    if _SCORECARD_NAME.match(name):
+        return "Served traffic per group against its control: conversion, revenue uplift, relevance, churn, opt-outs."
     what = f" ({model_description.rstrip('.')})" if model_description else ""
     return f"Model {name}{what}: input drift, score drift and, for offers, acceptance quality."
 
@@ -92,6 +103,9 @@ class Dashboard:
     scores: tuple[tuple[str, str], ...] = ()
     quality: bool = False
     policy: str = ""
+    # A scorecard's dashboard (`nextbest scorecard`): the grouping and its groups (one named series per group).
+    scorecard_by: str = ""
+    groups: tuple[str, ...] = ()
 
 
 def _measured(legend: str, metric: str, **labels: str) -> Any:
@@ -162,6 +176,37 @@ def _business_panels() -> list[Any]:
     ]
 
 
+def _scorecard_panels(spec: Dashboard) -> list[Any]:
+    """One bar plot per scorecard figure, one named series per group (`monitoring.scorecard_view`)."""
+    from evidently.sdk.panels import bar_plot_panel
+
+    from monitoring.scorecard_view import FIGURE_METRIC, FIGURES
+
+    def series(figure: str) -> list[Any]:
+        return [_measured(g, FIGURE_METRIC, by=spec.scorecard_by, group=g, figure=figure) for g in spec.groups]
+
+    by = spec.scorecard_by
+    uplift = [
+        _measured(f"{g}{end}", FIGURE_METRIC, by=by, group=g, figure=figure)
+        for g in spec.groups
+        for figure, end in (("uplift", ""), ("uplift_low", ", 95% low"), ("uplift_high", ", 95% high"))
+    ]
+    panels = [
+        bar_plot_panel(title=f"Conversion rate by {by}", values=series("conversion_rate"), size="half"),
+        bar_plot_panel(
+            title=f"Revenue uplift per customer vs control by {by} (95% interval)",
+            description="revenue per customer minus its control's; Welch standard error, normal 95% interval",
+            values=uplift,
+            size="half",
+        ),
+    ]
+    for figure, legend, _ in FIGURES:
+        if figure in ("conversion_rate", "uplift", "uplift_low", "uplift_high"):
+            continue
+        panels.append(bar_plot_panel(title=f"{legend.capitalize()} by {by}", values=series(figure), size="half"))
+    return panels
+
+
 def _dashboard_panels(spec: Dashboard) -> list[Any]:
     """A text panel (what the project is, the drift policy, how small windows are treated), then the plots."""
     from evidently.sdk.panels import text_panel
@@ -175,6 +220,10 @@ def _dashboard_panels(spec: Dashboard) -> list[Any]:
         )
         if w
     )
+    if spec.scorecard_by:
+        words = f"{spec.description} {spec.policy}".strip()
+        panels = [text_panel(title=f"{spec.name} by {spec.scorecard_by}", description=words)]
+        return panels + _scorecard_panels(spec)
     panels = [text_panel(title=f"{spec.name}: monitoring history", description=words)]
     return panels + (_business_panels() if spec.name == BUSINESS else _model_panels(spec))
 
@@ -191,8 +240,10 @@ def save_dashboard(workspace: Workspace, project: Project, spec: Dashboard) -> N
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.match(name):
-        raise DataError(f"invalid monitoring project name {name!r}: a model name or {BUSINESS!r}")
+    if not _NAME.match(name) and not _SCORECARD_NAME.match(name):
+        raise DataError(
+            f"invalid monitoring project name {name!r}: a model name, {BUSINESS!r} or '<project> {SCORECARD}'"
+        )
 
 
 def get_project(workspace: Workspace, name: str, model_description: str = "") -> Project:
@@ -253,9 +304,10 @@ def save_report(
     ref = workspace.add_run(proj.id, report.run, name=f"{project} {report.kind} {stamp:%Y-%m-%d %H:%M:%S}{marked}")
     folder = reports_dir / f"{stamp:%Y%m%dT%H%M%SZ}"
     folder.mkdir(parents=True, exist_ok=True)
-    base = folder / f"{project}-{_slug(report.kind)}"
+    stem = project.replace(" ", "-")  # `<project> scorecard`
+    base = folder / f"{stem}-{_slug(report.kind)}"
     if base.with_suffix(".json").exists():  # same report kind twice in one second: keep both
-        base = folder / f"{project}-{_slug(report.kind)}-{str(ref.id)[-8:]}"
+        base = folder / f"{stem}-{_slug(report.kind)}-{str(ref.id)[-8:]}"
     html_path, json_path = base.with_suffix(".html"), base.with_suffix(".json")
     report.run.save_html(str(html_path))
     payload = {

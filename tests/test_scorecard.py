@@ -369,6 +369,8 @@ def test_scorecard_cli_prints_one_table_writes_json_and_a_plot(simbank_log, tmp_
     assert set(groups) == {"all", HOLDOUT} and groups["all"]["uplift_low"] > 0 and groups[HOLDOUT]["uplift"] is None
     assert data["statistic"].startswith("difference of means, Welch")
     assert (tmp_path / "home" / "reports" / "scorecard" / "scorecard_arm.png").stat().st_size > 10_000
+    assert f"dashboard: evidently ui --workspace {tmp_path / 'home' / 'evidently'}" in result.output
+    assert "Evidently: project 'simbank scorecard', snapshot" in text
     bad = CliRunner().invoke(app, ["scorecard", "--project", str(project), "--since", "March"])
     assert bad.exit_code == 2 and "is not a date" in bad.output
 
@@ -380,3 +382,74 @@ def test_the_plot_is_a_png(simbank_log, tmp_path: Path) -> None:  # type: ignore
     frame = scorecard_frame(read_log(uri), _catalogue(), by="policy", assigner=assigner)
     path = plot_scorecard(Scorecard("simbank", "policy", T0, None, frame), tmp_path / "card.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_scorecard_snapshot_and_dashboard_in_the_evidently_workspace(simbank_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`save_to_workspace`: a snapshot in `<project> scorecard` of the workspace `nextbest monitor` uses, whose
+    dashboard series carry the scorecard's own figures; its HTML and Evidently's UI app (in-process) render the
+    project, the dashboard, the series and the table widget. A second run, with the holdout below the policy's
+    minimum: the holdout is listed as too little data, never plotted, and nobody's uplift is plotted against it."""
+    from evidently.ui.service.app import create_app, get_config
+    from litestar.testing import TestClient
+
+    from monitoring.store import dashboard_series, list_runs, open_workspace, workspace_dir
+    from nextbest.scorecard import save_to_workspace
+
+    uri, holdout, assigner = simbank_log
+    base = load_project()
+    settings = Settings(home=tmp_path, serving={"decision_log_uri": uri})
+    project = base.model_copy(update={"serving": base.serving.model_copy(update={"assignment": assigner.config})})
+    card = build_scorecard(project, settings, by="model")
+    assert list(card.frame.index) == ["nba v3", "nba v4", HOLDOUT]
+    snapshot = save_to_workspace(card, project, settings)
+    ws = workspace_dir(settings, project)
+    assert snapshot.workspace == ws and snapshot.ui_command == f"evidently ui --workspace {ws}"
+    assert snapshot.project == "simbank scorecard"
+    assert list_runs(open_workspace(ws), "simbank scorecard") == [snapshot.run_id]
+    plotted = {(s["legend"], s["params"]["figure"]): s["values"] for s in dashboard_series(ws, "simbank scorecard")}
+    figures = ("conversion_rate", "value_per_decision", "acceptance_rate", "dismissal_rate", "churn_rate")
+    for group in card.frame.index:  # every figure as the scorecard computed it, one named series per group
+        row = card.frame.loc[group]
+        for figure in (*figures, "opt_out_rate"):
+            if not pd.isna(row[figure]):
+                assert plotted[(group, figure)] == [pytest.approx(row[figure])], (group, figure)
+    for group in ("nba v3", "nba v4"):
+        row = card.frame.loc[group]
+        assert row["uplift_low"] > 0
+        assert plotted[(group, "uplift")] == [pytest.approx(row["uplift"])]
+        assert plotted[(f"{group}, 95% low", "uplift_low")] == [pytest.approx(row["uplift_low"])]
+        assert plotted[(f"{group}, 95% high", "uplift_high")] == [pytest.approx(row["uplift_high"])]
+    assert (HOLDOUT, "uplift") not in plotted and (HOLDOUT, "acceptance_rate") not in plotted  # NaN: not a point
+    row = card.frame.loc["nba v3"]
+    html = snapshot.html.read_text()
+    assert "Scorecard by model (Nextbest)" in html and "Every group against its control" in html
+    assert f"{row['uplift']:+,.2f}" in html and f"{row['conversion_rate']:.2%}" in html and "nba v4" in html
+    # Evidently's own UI app on the workspace: the project, its dashboard's panels and series, the table widget.
+    with TestClient(app=create_app(get_config(workspace=str(ws)))) as client:
+        projects = {p["name"]: p["id"] for p in client.get("/api/projects").json()}
+        pid = projects["simbank scorecard"]
+        assert client.get(f"/projects/{pid}").status_code == 200
+        dashboard = client.get(f"/api/v2/dashboards/{pid}").json()
+        titles = [p["title"] for p in dashboard["panels"]]
+        assert "Revenue uplift per customer vs control by model (95% interval)" in titles
+        assert "Acceptance among shown by model" in titles and "Opt-out rate by model" in titles
+        uplift = next(p for p in dashboard["panels"] if p["title"].startswith("Revenue uplift"))
+        filters = [{k: v[k] for k in ("tags", "metadata", "metric", "metric_labels")} for v in uplift["values"]]
+        answer = client.post(f"/api/v2/snapshots/{pid}/data_series_batch", json={"series_filter": filters}).json()
+        drawn = {uplift["values"][s["filter_index"]]["legend"]: s["values"] for s in answer["series"]}
+        assert drawn["nba v3"] == [pytest.approx(row["uplift"])] and len(drawn) == 6
+        widgets = json.dumps(client.get(f"/api/projects/{pid}/{snapshot.run_id}/data").json())
+        assert "Every group against its control" in widgets and f"{row['uplift']:+,.2f}" in widgets
+
+    small = int(holdout.sum())  # the holdout's customers, one short of the minimum
+    strict = project.model_copy(update={"drift": project.drift.model_copy(update={"min_rows": small + 1})})
+    by_policy = build_scorecard(strict, settings, by="policy")
+    second = save_to_workspace(by_policy, strict, settings)
+    assert sorted(list_runs(open_workspace(ws), "simbank scorecard")) == sorted([snapshot.run_id, second.run_id])
+    series = [s for s in dashboard_series(ws, "simbank scorecard") if s["params"]["by"] == "policy"]
+    legends = {(s["legend"], s["params"]["figure"]) for s in series}
+    assert ("policy-a", "conversion_rate") in legends and ("policy-b", "churn_rate") in legends
+    assert not any(g.startswith(HOLDOUT) for g, _ in legends)  # too little data: never drawn as a measurement
+    assert not any(f.startswith("uplift") for _, f in legends)  # against a control that small: no uplift
+    html = second.html.read_text()
+    assert "too little data" in html and "uplift: control too small" in html

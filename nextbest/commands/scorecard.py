@@ -1,10 +1,11 @@
 """CLI command: scorecard (`nextbest scorecard [--project FILE] [--since DATE] [--until DATE] [--by GROUPING]
-[--json FILE] [--no-plot]`).
+[--json FILE] [--no-plot] [--no-evidently]`).
 
 A thin shell over `nextbest.scorecard.build_scorecard`: one table of the served traffic per policy, model version,
 campaign or experiment arm against its control (conversion, revenue per customer, uplift with its 95% interval,
-value per decision, acceptance and dismissals, churn, opt-outs), a PNG under `<project home>/reports/scorecard/`
-and, with `--json`, the scorecard as JSON.
+value per decision, acceptance and dismissals, churn, opt-outs), a PNG under `<project home>/reports/scorecard/`,
+one snapshot in the project's Evidently workspace (project `<project> scorecard`, its dashboard; the command prints
+the `evidently ui` line) and, with `--json`, the scorecard as JSON.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def scorecard(
     by: By = typer.Option(By.arm, "--by", help="Group decisions by policy version, model version, campaign or arm."),
     json_path: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the scorecard as JSON."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write the PNG under the project's reports."),
+    evidently: bool = typer.Option(
+        True, "--evidently/--no-evidently", help="Add a snapshot to the project's Evidently workspace (its dashboard)."
+    ),
 ) -> None:
     """The scorecard of served traffic: per group and against the control, from the project's decision log."""
     import json
@@ -98,7 +102,7 @@ def scorecard(
     from nextbest.commands.monitor import project_settings
     from nextbest.console import console
     from nextbest.errors import NextbestError
-    from nextbest.scorecard import build_scorecard, plot_scorecard, scorecard_folder
+    from nextbest.scorecard import build_scorecard, plot_scorecard, save_to_workspace, scorecard_folder
     from nextbest.segments import parse_as_of
 
     try:
@@ -111,6 +115,10 @@ def scorecard(
     if plot and not card.frame.empty:
         path = plot_scorecard(card, scorecard_folder(loaded, settings) / f"scorecard_{card.by}.png")
         console.print(f"plot -> {path}")
+    if evidently and not card.frame.empty:
+        snapshot = save_to_workspace(card, loaded, settings)
+        console.print(f"Evidently: project '{snapshot.project}', snapshot {snapshot.run_id} -> {snapshot.html}")
+        console.print(f"dashboard: {snapshot.ui_command}", soft_wrap=True)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(card.to_dict(), indent=1, default=str))
