@@ -13,8 +13,11 @@ policy's metric, the values are computed outside Evidently and handed in; snapsh
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -25,9 +28,15 @@ from evidently.legacy.renderers.html_widgets import CounterData, counter, table_
 
 from monitoring.policy_view import MEASURED, TOO_LITTLE_DATA, window_tags
 from monitoring.reports import MonitoringReport
+from nextbest.errors import NotReadyError
+from nextbest.scorecard import scorecard_folder
 
 if TYPE_CHECKING:
+    from nextbest.project import Project
     from nextbest.scorecard import Scorecard
+    from nextbest.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 FIGURE_METRIC = "evidently:metric_v2:NextbestScorecardFigure"
 TABLE_METRIC = "evidently:metric_v2:NextbestScorecard"
@@ -208,3 +217,56 @@ def build_scorecard_report(
         current_rows=int(frame["decisions"].sum()) if len(frame) else 0,
         enough_data=enough,
     )
+
+
+@dataclass(frozen=True)
+class ScorecardSnapshot:
+    """Where `save_to_workspace` put the scorecard: the Evidently project and run, its HTML/JSON, the workspace."""
+
+    project: str
+    run_id: str
+    html: Path
+    json: Path
+    workspace: Path
+
+    @property
+    def ui_command(self) -> str:
+        from monitoring.store import ui_command
+
+        return ui_command(self.workspace)
+
+
+def save_to_workspace(card: Scorecard, project: Project, settings: Settings) -> ScorecardSnapshot:
+    """Add the scorecard as one snapshot to the project's Evidently workspace (the one `nextbest monitor` writes),
+    in the Evidently project `<project> scorecard`, whose dashboard is rewritten for this grouping's groups; the
+    snapshot's HTML and JSON go under `<project home>/reports/scorecard/<stamp>/`. Groups with fewer customers than
+    the drift policy's `min_rows` are marked `too little data`, not plotted (`monitoring.scorecard_view`)."""
+    from monitoring.store import (
+        Dashboard,
+        ensure_project,
+        monitoring_dirs,
+        open_workspace,
+        project_description,
+        save_report,
+        scorecard_project,
+    )
+
+    if card.frame.empty:
+        raise NotReadyError("no decisions in the window: nothing to add to the Evidently workspace")
+    min_customers = project.drift.min_rows
+    name = scorecard_project(project.name)
+    ws_path, _ = monitoring_dirs(settings, project)
+    workspace = open_workspace(ws_path)
+    words = (
+        f"Groups by {card.by}, each against its control ({card.statistic}). A group with fewer than {min_customers} "
+        "customers is listed as 'too little data' in the snapshot's table and never plotted; measured against a "
+        "control that small, its uplift is not plotted."
+    )
+    spec = Dashboard(
+        name, project_description(name), policy=words, scorecard_by=card.by, groups=tuple(map(str, card.frame.index))
+    )
+    ensure_project(workspace, spec)
+    report = build_scorecard_report(card, min_customers, tags=[project.name])
+    saved = save_report(report, name, workspace=workspace, reports_dir=scorecard_folder(project, settings))
+    logger.info("scorecard snapshot %s in %s", saved.run_id, ws_path)
+    return ScorecardSnapshot(name, saved.run_id, saved.html, saved.json, ws_path)

@@ -18,7 +18,7 @@ not carry it, recomputed from the customer key and the project's `serving.assign
 group (`campaign_control`). The grouping columns (`arm`, `campaign_id`, ...) are optional: a log without them gives
 one treated group, and a log without any control gives no uplift (a note says so). `scorecard_frame` returns the
 scorecard as a DataFrame (for a dashboard); `build_scorecard` reads a project's log; `plot_scorecard` draws it;
-`save_to_workspace` adds it as a snapshot to the project's Evidently workspace (`monitoring.scorecard_view`).
+`monitoring.scorecard_view.save_to_workspace` adds it as a snapshot to the project's Evidently workspace.
 """
 
 from __future__ import annotations
@@ -495,57 +495,3 @@ def plot_scorecard(card: Scorecard, path: Path) -> Path:
 def scorecard_folder(project: Project, settings: Settings) -> Path:
     """Where a project's scorecard artefacts go: `<project home>/reports/scorecard/`."""
     return project.home(settings) / "reports" / "scorecard"
-
-
-@dataclass(frozen=True)
-class ScorecardSnapshot:
-    """Where `save_to_workspace` put the scorecard: the Evidently project and run, its HTML/JSON, the workspace."""
-
-    project: str
-    run_id: str
-    html: Path
-    json: Path
-    workspace: Path
-
-    @property
-    def ui_command(self) -> str:
-        from monitoring.store import ui_command
-
-        return ui_command(self.workspace)
-
-
-def save_to_workspace(card: Scorecard, project: Project, settings: Settings) -> ScorecardSnapshot:
-    """Add the scorecard as one snapshot to the project's Evidently workspace (the one `nextbest monitor` writes),
-    in the Evidently project `<project> scorecard`, whose dashboard is rewritten for this grouping's groups; the
-    snapshot's HTML and JSON go under `<project home>/reports/scorecard/<stamp>/`. Groups with fewer customers than
-    the drift policy's `min_rows` are marked `too little data`, not plotted (`monitoring.scorecard_view`)."""
-    from monitoring.scorecard_view import build_scorecard_report
-    from monitoring.store import (
-        Dashboard,
-        ensure_project,
-        monitoring_dirs,
-        open_workspace,
-        project_description,
-        save_report,
-        scorecard_project,
-    )
-
-    if card.frame.empty:
-        raise NotReadyError("no decisions in the window: nothing to add to the Evidently workspace")
-    min_customers = project.drift.min_rows
-    name = scorecard_project(project.name)
-    ws_path, _ = monitoring_dirs(settings, project)
-    workspace = open_workspace(ws_path)
-    words = (
-        f"Groups by {card.by}, each against its control ({card.statistic}). A group with fewer than {min_customers} "
-        "customers is listed as 'too little data' in the snapshot's table and never plotted; measured against a "
-        "control that small, its uplift is not plotted."
-    )
-    spec = Dashboard(
-        name, project_description(name), policy=words, scorecard_by=card.by, groups=tuple(map(str, card.frame.index))
-    )
-    ensure_project(workspace, spec)
-    report = build_scorecard_report(card, min_customers, tags=[project.name])
-    saved = save_report(report, name, workspace=workspace, reports_dir=scorecard_folder(project, settings))
-    logger.info("scorecard snapshot %s in %s", saved.run_id, ws_path)
-    return ScorecardSnapshot(name, saved.run_id, saved.html, saved.json, ws_path)

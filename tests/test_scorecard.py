@@ -392,8 +392,8 @@ def test_the_scorecard_snapshot_and_dashboard_in_the_evidently_workspace(simbank
     from evidently.ui.service.app import create_app, get_config
     from litestar.testing import TestClient
 
+    from monitoring.scorecard_view import save_to_workspace
     from monitoring.store import dashboard_series, list_runs, open_workspace, workspace_dir
-    from nextbest.scorecard import save_to_workspace
 
     uri, holdout, assigner = simbank_log
     base = load_project()

@@ -102,7 +102,7 @@ def scorecard(
     from nextbest.commands.monitor import project_settings
     from nextbest.console import console
     from nextbest.errors import NextbestError
-    from nextbest.scorecard import build_scorecard, plot_scorecard, save_to_workspace, scorecard_folder
+    from nextbest.scorecard import build_scorecard, plot_scorecard, scorecard_folder
     from nextbest.segments import parse_as_of
 
     try:
@@ -116,6 +116,8 @@ def scorecard(
         path = plot_scorecard(card, scorecard_folder(loaded, settings) / f"scorecard_{card.by}.png")
         console.print(f"plot -> {path}")
     if evidently and not card.frame.empty:
+        from monitoring.scorecard_view import save_to_workspace  # Evidently is heavy: only when asked
+
         snapshot = save_to_workspace(card, loaded, settings)
         console.print(f"Evidently: project '{snapshot.project}', snapshot {snapshot.run_id} -> {snapshot.html}")
         console.print(f"dashboard: {snapshot.ui_command}", soft_wrap=True)
