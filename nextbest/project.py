@@ -370,3 +370,15 @@ def load_project(path: str | Path | None = None, policy_override: Path | None = 
 def project_of(settings: Settings) -> Project:
     """The project these settings name (`settings.project`), with `serving.policy_path` as a policy override."""
     return load_project(settings.project, policy_override=settings.serving.policy_path)
+
+
+def simulated_project(settings: Settings, job: str, instead: str) -> Project:
+    """The settings' project, which must be a simulated (genome) one: `job` needs the simulator's truth. A bank's
+    own tables have none: a ConfigError (one line) names the project and says what to run `instead`."""
+    project = project_of(settings)
+    if project.kind != "genome":
+        raise ConfigError(
+            f"{job} needs the simulated bank (the simulator's truth); project {project.name!r} has its own tables "
+            f"and no truth: {instead}"
+        )
+    return project

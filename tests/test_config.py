@@ -81,14 +81,15 @@ def test_default_state_lives_in_one_ignored_folder() -> None:
 @pytest.mark.parametrize(
     ("command", "project", "says"),
     [
-        ("evaluate", "configs/berka.yaml", "the evaluation ladder scores policies against the simulator's truth"),
+        ("evaluate", "configs/berka.yaml", "the evaluation ladder needs the simulated bank"),
         ("loop", "configs/examples/flat_contacts.yaml", "the closed loop needs the simulated bank"),
+        ("twin", "configs/berka.yaml", "the twin needs the simulated bank"),
     ],
 )
 def test_truth_only_commands_refuse_a_bank_s_tables_in_one_line(
     tmp_path: Path, command: str, project: str, says: str
 ) -> None:
-    """evaluate and loop take `--project` like every command; on a project with no simulator truth they say what
+    """evaluate, loop and the twin take `--project` like every command; on a project with no simulator truth they say what
     to run instead (exit 2, one line), before anything is read or built."""
     import os
     import subprocess

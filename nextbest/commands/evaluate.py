@@ -107,17 +107,16 @@ def evaluate(
     """The evaluation ladder on held-out simulated traffic, scored by the simulator's truth."""
     from nextbest.commands.monitor import project_settings
     from nextbest.console import console, progress
+    from nextbest.project import simulated_project
     from training.evaluate import EvaluationOptions, run_evaluation
 
-    settings, project = project_settings(project_file)
-    if project.kind != "genome":
-        from nextbest.errors import ConfigError
-
-        raise ConfigError(
-            f"the evaluation ladder scores policies against the simulator's truth; project {project.name!r} has "
-            "its own tables and no truth: `nextbest onboard train --project FILE` reports each model's holdout AUC "
-            "and rolling-origin estimate, `nextbest scorecard --project FILE` the served traffic against its control"
-        )
+    settings, _ = project_settings(project_file)
+    simulated_project(
+        settings,
+        "the evaluation ladder",
+        "`nextbest onboard train --project FILE` reports each model's holdout AUC and rolling-origin estimate, "
+        "`nextbest scorecard --project FILE` the served traffic against its control",
+    )
     with progress(transient=True) as bar:
         task = bar.add_task("evaluation ladder", total=None)
         report = run_evaluation(

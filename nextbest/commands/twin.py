@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from nextbest.commands import project_option
+
 if TYPE_CHECKING:
     from nextbest.twin.job import TwinResult
     from nextbest.twin.report import TwinReport
@@ -173,14 +175,15 @@ def twin(
     stage3_trials: int = typer.Option(2, "--stage3-trials", help="Tuning trials of stage 3's no-context model."),
     run_id: str | None = typer.Option(None, "--run-id", help="The run folder's name under <home>/twin/ [UTC time]."),
     log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the report to MLflow."),
+    project_file: Path | None = project_option("Project file (default: the settings' project); a simulated bank."),
 ) -> None:
     """The policy twin: policies over the same simulated customers for N days, the world reacting to each."""
     from pydantic import ValidationError
 
+    from nextbest.commands.monitor import project_settings
     from nextbest.console import console, progress
     from nextbest.errors import ConfigError
-    from nextbest.settings import load_settings
-    from nextbest.twin.job import TwinOptions, check_options, parse_versions, run_twin
+    from nextbest.twin.job import TwinOptions, check_options, parse_versions, run_twin, twin_project
     from nextbest.twin.run import TwinConfig
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -210,8 +213,9 @@ def twin(
         raise ConfigError(f"{flag}: {err['msg']} (got {err.get('input')!r})") from None
     if not options.policies:
         raise ConfigError("--policies: name at least one (1, 2, 3, 5, oracle)")
+    settings, _ = project_settings(project_file)
+    twin_project(settings)  # a bank's own tables: one line, before anything runs
     check_options(options)
-    settings = load_settings()
     with progress() as bar:
         tasks: dict[str, Any] = {}
 

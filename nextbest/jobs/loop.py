@@ -132,16 +132,11 @@ def action_models(project: Project) -> tuple[str, ...]:
 
 def loop_project(settings: Settings) -> Project:
     """The settings' project, which must be a simulated (genome) one: the loop needs the simulator's truth."""
-    from nextbest.errors import ConfigError
-    from nextbest.project import project_of
+    from nextbest.project import simulated_project
 
-    project = project_of(settings)
-    if project.kind != "genome":
-        raise ConfigError(
-            f"the closed loop needs the simulated bank (the simulator's truth decides outcomes); project "
-            f"{project.name!r} is a {project.kind} project: monitor and retrain it with `--project` instead"
-        )
-    return project
+    return simulated_project(
+        settings, "the closed loop", "monitor and retrain it on its served traffic with `--project` instead"
+    )
 
 
 @dataclass

@@ -69,15 +69,13 @@ class TwinResult:
 
 def twin_project(settings: Settings) -> Project:
     """The settings' project, which must be the simulated bank (the twin lives the simulator's world)."""
-    from nextbest.project import project_of
+    from nextbest.project import simulated_project
 
-    project = project_of(settings)
-    if project.kind != "genome":
-        raise ConfigError(
-            f"the twin lives the simulated bank's world (its truth is the oracle and decides every outcome); project "
-            f"{project.name!r} is a {project.kind} project"
-        )
-    return project
+    return simulated_project(
+        settings,
+        "the twin",
+        "compare policies on served traffic with `nextbest scorecard --by policy` (a live split) instead",
+    )
 
 
 def run_dir_of(settings: Settings, run_id: str | None) -> Path:
