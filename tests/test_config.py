@@ -89,8 +89,8 @@ def test_default_state_lives_in_one_ignored_folder() -> None:
 def test_truth_only_commands_refuse_a_bank_s_tables_in_one_line(
     tmp_path: Path, command: str, project: str, says: str
 ) -> None:
-    """evaluate, loop and the twin take `--project` like every command; on a project with no simulator truth they say what
-    to run instead (exit 2, one line), before anything is read or built."""
+    """evaluate, loop and the twin take `--project` like every command; on a project with no simulator truth they say
+    what to run instead (exit 2, one line), before anything is read or built."""
     import os
     import subprocess
     import sys
