@@ -587,24 +587,7 @@ class DecisionLog:
         actions: Sequence[tuple[str, str]],
     ) -> None:
         """Commit the actions a decision delivered ((action id, kind) in rank order) before answering."""
-        if not actions:
-            return
-        recorded_at = datetime.now(UTC)
-        rows = [
-            {
-                "decision_id": decision_id,
-                "customer_id": str(customer_id),
-                "ts": ts,
-                "channel": channel,
-                "action_id": action_id,
-                "kind": kind,
-                "rank": rank,
-                "recorded_at": recorded_at,
-            }
-            for rank, (action_id, kind) in enumerate(actions, 1)
-        ]
-        with self.engine.begin() as conn:
-            conn.execute(decision_contacts.insert(), rows)
+        self.record_contacts_many([(decision_id, customer_id, channel, ts, actions)])
 
     def record_contacts_many(
         self, deliveries: Sequence[tuple[str, int | str, str, datetime, Sequence[tuple[str, str]]]]
