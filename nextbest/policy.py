@@ -373,6 +373,11 @@ class RankedAction:
     reasons: list[str] = field(default_factory=list)
     # The probability that this action is served in this decision (exploration; 1.0 for a greedy pick).
     choice_probability: float = 1.0
+    # Pricing (`nextbest.pricing.price_ranked`): the offered rate inside the customer's approved band (None:
+    # unpriced), the band it came from (`product/risk band`) and the version of the catalogue's bands.
+    price: float | None = None
+    band: str = ""
+    band_version: str = ""
 
     @property
     def action_id(self) -> str:

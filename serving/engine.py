@@ -1325,6 +1325,9 @@ def _action_out(rank: int, r: RankedAction) -> RecommendedAction:
         priority=round(r.priority, 4),
         template_id=r.template_id,
         reason_codes=list(r.reasons),
+        price=r.price,
+        band=r.band,
+        band_version=r.band_version,
     )
 
 

@@ -106,6 +106,13 @@ class RecommendedAction(BaseModel):
     priority: float
     template_id: str
     reason_codes: list[str]
+    # Pricing (`nextbest.pricing`): the offered rate (% a year: an APR for credit, the rate paid for a deposit)
+    # inside the customer's approved band; null for an unpriced action. `band` names the product's band the price
+    # came from (e.g. `personal_loan/low`), `band_version` the catalogue's pricing version; reason codes say
+    # PRICE_PERSONALISED or PRICE_LIST.
+    price: float | None = Field(None, description="offered rate, % a year, inside the approved band; null: unpriced")
+    band: str = Field("", description="the approved band the price is in, product/risk band ('' when unpriced)")
+    band_version: str = Field("", description="version of the catalogue's approved bands ('' when unpriced)")
 
 
 class RecommendResponse(BaseModel):
