@@ -301,6 +301,55 @@ def test_churn_training_set_comes_from_feast_with_uncensored_labels(world: Setti
     assert splits.train[TIMESTAMP].max() < splits.valid[TIMESTAMP].min() <= splits.test[TIMESTAMP].min()
 
 
+@pytest.mark.slow
+def test_churn_split_never_trains_on_a_churner_of_the_holdout(world: Settings) -> None:
+    """Regression: the plain time split let the refit (train + validation) learn the holdout's churners. One
+    closure labels its customer positive at every snapshot of the horizon before it, so the last validation
+    snapshots held the same closures as the test split (default world: 146 of 222 test churners), the model
+    recognised those customers and beat the Bayes-optimal AUC of the same rows (0.859 vs 0.767)."""
+    from training.datasets import LABEL_KNOWN, build_churn_training_set, split_training_frame
+
+    ts = build_churn_training_set(world, horizon_days=21)
+    frame = ts.frame
+    assert LABEL_KNOWN not in ts.feature_names
+    assert (frame[LABEL_KNOWN] == frame[TIMESTAMP] + pd.Timedelta(days=21)).all()
+
+    def churners(part: pd.DataFrame) -> set[int]:
+        return set(part.loc[part[LABEL] == 1, "customer_id"])
+
+    leaky = time_split(frame)  # what the trainer used to do: the leak this test guards against
+    assert churners(leaky.test) & churners(pd.concat([leaky.train, leaky.valid]))
+    splits = split_training_frame(frame, seed=0)  # the trainer's split
+    refit = pd.concat([splits.train, splits.valid])
+    assert list(splits.test.index) == list(leaky.test.index)  # the same holdout `nextbest evaluate` scores
+    assert (refit[LABEL_KNOWN] <= splits.test[TIMESTAMP].min()).all()
+    assert not churners(splits.test) & churners(refit)
+    assert not set(splits.train["customer_id"]) & set(splits.valid["customer_id"])
+
+
+def test_label_known_split_refuses_labels_known_after_the_holdout_and_a_customer_on_both_sides() -> None:
+    from training.datasets import LABEL_KNOWN, assert_labels_known, label_known_split
+
+    ts = pd.date_range("2026-01-01", periods=12, freq="7D", tz="UTC")
+    frame = pd.DataFrame(
+        [(c, t, int((c + k) % 5 == 0)) for k, t in enumerate(ts) for c in range(40)],
+        columns=["customer_id", TIMESTAMP, LABEL],
+    )
+    frame[LABEL_KNOWN] = frame[TIMESTAMP] + pd.Timedelta(days=21)
+    splits = label_known_split(frame, seed=1)
+    start = splits.test[TIMESTAMP].min()
+    assert (pd.concat([splits.train, splits.valid])[LABEL_KNOWN] <= start).all()
+    assert len(splits.test) == len(time_split(frame).test)
+    leaky = Splits(train=frame[frame[TIMESTAMP] < start], valid=splits.valid, test=splits.test)
+    with pytest.raises(DataError, match="labels known only at"):
+        assert_labels_known(leaky)
+    shared = Splits(train=splits.train, valid=pd.concat([splits.valid, splits.train.iloc[:1]]), test=splits.test)
+    with pytest.raises(DataError, match="in both train and validation"):
+        assert_labels_known(shared)
+    with pytest.raises(DataError, match="no row's label is known"):
+        label_known_split(frame.assign(**{LABEL_KNOWN: frame[TIMESTAMP] + pd.Timedelta(days=200)}))
+
+
 @pytest.fixture(scope="module")
 def nba_trained(world: Settings):
     from training.pipeline import train_model

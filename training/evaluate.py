@@ -129,6 +129,9 @@ class EvaluationReport:
         for _, row in self.model_quality.iterrows():
             out[f"quality.{row['model']}.roc_auc"] = float(row["roc_auc"])
             out[f"quality.{row['model']}.bayes_auc"] = float(row["bayes_optimal_auc"])
+            for col in ("ece", "ece_vs_truth", "bayes_ece"):
+                if col in row and not pd.isna(row[col]):
+                    out[f"quality.{row['model']}.{col}"] = float(row[col])
             for col in WITHIN_ACTION_COLUMNS:
                 if col in row and not pd.isna(row[col]):
                     out[f"quality.{row['model']}.{col}"] = float(row[col])
@@ -538,7 +541,13 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 def quality_row(
     model: str, version: str | None, y: np.ndarray, p_model: np.ndarray, p_true: np.ndarray, holdout: str
 ) -> dict[str, Any]:
+    """The model's AUC beside the Bayes-optimal AUC of the same rows (the truth's probabilities as scores), and
+    calibration: ECE vs the outcomes (10 equal-mass bins), vs the true probabilities (the same bins, no outcome
+    noise), and the truth's own ECE vs the outcomes (how well the reference itself matches the label)."""
+    from training.metrics import calibration_by_group, expected_calibration_error
+
     auc, bayes = _auc(y, p_model), _auc(y, p_true)
+    (calibration,) = calibration_by_group(np.zeros(len(y)), y, p_model, p_true)
     return {
         "model": model,
         "version": version or "-",
@@ -548,6 +557,9 @@ def quality_row(
         "roc_auc": auc,
         "bayes_optimal_auc": bayes,
         "gap_to_ceiling": bayes - auc,
+        "ece": calibration["ece"],
+        "ece_vs_truth": calibration["ece_vs_truth"],
+        "bayes_ece": expected_calibration_error(y, p_true),
     }
 
 
@@ -925,7 +937,8 @@ def _model_quality(settings: Settings, inputs: _Inputs, held: _Heldout, stages: 
     quality = [nba_row]
     if inputs.churn is not None:
         try:
-            churn_set = build_churn_training_set(settings, name=inputs.churn.name)
+            horizon = _trained_horizon(settings, inputs.churn)
+            churn_set = build_churn_training_set(settings, horizon_days=horizon, name=inputs.churn.name)
             quality.append(_churn_quality(inputs.churn, churn_set, inputs.world))
         except DataError as exc:
             notes.append(f"churn quality skipped: {exc}")
@@ -1102,6 +1115,21 @@ def kind_calibration(
 
     kinds = np.array([catalogue.action(a).kind for a in actions])
     return pd.DataFrame(calibration_by_group(kinds, y, p_model, p_true)).rename(columns={"group": "kind"})
+
+
+def _trained_horizon(settings: Settings, model: LoadedModel) -> int | None:
+    """The label horizon the churn model was trained with (its run's `data.horizon_days`), so its quality is
+    judged on the label it learnt; None (the settings' horizon) when the run does not say."""
+    from nextbest.models.registry import mlflow_client
+
+    if not model.run_id:
+        return None
+    try:
+        value = mlflow_client(settings).get_run(model.run_id).data.params.get("data.horizon_days")
+    except Exception as exc:  # a missing run should not stop the evaluation
+        logger.warning("cannot read the label horizon of %s: %s", model.name, exc)
+        return None
+    return int(float(value)) if value else None
 
 
 def _churn_quality(churn: LoadedModel, churn_set: TrainingSet, world: Any) -> dict[str, Any]:

@@ -182,9 +182,11 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
             {"truth": ",.0f", "ips": ",.0f", "snips": ",.0f", "dr": ",.0f", "effective_sample_size": ".1f"},
         )
     quality_columns = ["model", "version", "rows", "positives", "roc_auc", "bayes_optimal_auc", "gap_to_ceiling"]
+    quality_columns += [c for c in ("ece", "ece_vs_truth", "bayes_ece") if c in report.model_quality.columns]
     quality_columns += [c for c in WITHIN_ACTION_COLUMNS if c in report.model_quality.columns]
     _render_frame(
-        "Model quality beside the ceiling: pooled ROC-AUC vs Bayes-optimal AUC of the same holdout rows; within "
+        "Model quality beside the ceiling: pooled ROC-AUC vs Bayes-optimal AUC of the same holdout rows; ECE vs "
+        "the outcomes, vs the truth, and the truth's own ECE (10 equal-mass bins); within "
         "action (value x rows weighted): Spearman vs the truth, AUC vs outcomes and its Bayes ceiling, Spearman on "
         "the ladder's candidates",
         report.model_quality[quality_columns].rename(columns=lambda c: c.replace("within_action_", "within_")),
