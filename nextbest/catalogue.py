@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from nextbest.base import Frozen
+from nextbest.pricing import ProductPricing, check_pricing
 
 DEFAULT_CATALOGUE = Path(__file__).parent / "data" / "catalogue.yaml"
 
@@ -122,6 +123,9 @@ class Catalogue(Frozen):
     # What delivering one action costs on each channel, EUR (agent time, message fees); a channel not listed costs 0.
     channel_costs: dict[str, float] = Field(default_factory=dict)
     actions: tuple[Action, ...]
+    # Approved price bands per priced action (`nextbest.pricing`): per risk band a range, step and list price,
+    # with an owner and a version. An action not listed is unpriced.
+    pricing: dict[str, ProductPricing] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalogue:
@@ -149,6 +153,7 @@ class Catalogue(Frozen):
                     raise ValueError(f"action {a.id}: unknown segment {seg!r}; known: {', '.join(self.segments)}")
             if e.max_risk_band is not None and e.max_risk_band not in self.risk_bands:
                 raise ValueError(f"action {a.id}: unknown risk band {e.max_risk_band!r}; known: {self.risk_bands}")
+        check_pricing(self.pricing, self)
         return self
 
     @property

@@ -21,6 +21,7 @@ from nextbest.commands import (
     loop,
     monitor,
     onboard,
+    pricing,
     replay,
     scorecard,
     segment,
@@ -98,6 +99,7 @@ for _module in (
     erase,
     keys,
     twin,
+    pricing,
 ):
     _module.register(app)
 

@@ -32,6 +32,10 @@ class SimulationConfig(BaseModel):
     # None: daily hazard rows when customers x days is small, weekly otherwise (recorded in world.json)
     hazard_cadence_days: int | None = Field(None, gt=0)
     churn_horizons: tuple[int, ...] = (30, 60)
+    # The logging policy's price exploration: a priced offer the policy gives no price is made at a uniform random
+    # price on the grid of the customer's approved band (logged as `contacts.offered_price`), so a price response
+    # can be learned (docs/pricing.md). Off: every offer at its list price, the world as before.
+    price_exploration: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> SimulationConfig:

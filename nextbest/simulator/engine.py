@@ -41,6 +41,7 @@ from nextbest.simulator.propensity import (
     drift_shift,
     hash_noise,
     organic_within,
+    price_shift,
     sigmoid,
 )
 from nextbest.simulator.streams import Stream, Streams
@@ -763,12 +764,17 @@ class ChunkSimulation:
         sel = np.nonzero(ok)[0]
         rows, act, chn = points.row[sel], decisions.action[sel], decisions.channel[sel]
         sec = points.ts[sel] - day.t0
-        p_acc = accept_probability(self.table, self._accept_state(day, rows, day.point_pos[sel], sec, act, chn))
+        price = self._offered_prices(rows, act, None if decisions.price is None else decisions.price[sel])
+        state = self._accept_state(day, rows, day.point_pos[sel], sec, act, chn)
+        if np.isfinite(price).any():
+            risk = risk_band(self.credit_score[rows])
+            state.price_shift = price_shift(self.table, act, risk, price, self.pop.price_sensitivity[rows])
+        p_acc = accept_probability(self.table, state)
         accepted, dismissed, out_ts = self._outcomes(day, rows, act, chn, sec, p_acc)
         p_opt, p_cmp = self._consequence_probabilities(rows, act, chn, p_acc, dismissed)
         p_organic = self.p_organic(rows, act)
         expected = self._expected_consequences(rows, act, chn, p_acc)
-        cids = self._log_contacts(day, points, decisions, sel, p_acc, accepted, dismissed, out_ts)
+        cids = self._log_contacts(day, points, decisions, sel, p_acc, accepted, dismissed, out_ts, price)
         self.t_ct.add(contact_id=cids, p_accept=p_acc, p_organic=p_organic, **expected)
         opted, complained = self._contact_effects(day, rows, act, chn, cids, accepted, dismissed, out_ts, p_opt, p_cmp)
         return DayOutcome(
@@ -788,6 +794,22 @@ class ChunkSimulation:
             complained=complained,
             refused=int((wanted & ~ok).sum()),
         )
+
+    def _offered_prices(self, rows: np.ndarray, act: np.ndarray, decided: np.ndarray | None) -> np.ndarray:
+        """Each contact's offered price (NaN: unpriced or the list price): the policy's where it gave one inside the
+        customer's band, else, with `price_exploration`, a uniform draw on the band's grid (the logging policy's)."""
+        t = self.table
+        risk = np.clip(risk_band(self.credit_score[rows]), 0, t.price_list.shape[1] - 1)
+        lo, hi, step = t.price_min[act, risk], t.price_max[act, risk], t.price_step[act, risk]
+        price = np.full(len(rows), np.nan) if decided is None else np.asarray(decided, dtype=np.float64).copy()
+        inside = np.isfinite(price) & (price >= lo - 1e-9) & (price <= hi + 1e-9)
+        price = np.where(inside, price, np.nan)
+        if self.config.price_exploration:
+            n = np.round((hi - lo) / np.where(np.isfinite(step), step, 1.0))
+            u = self.u(Stream.PRICE, rows, k=act)
+            drawn = lo + step * np.floor(u * (np.nan_to_num(n) + 1.0))
+            price = np.where(np.isfinite(price), price, np.where(np.isfinite(lo), np.round(drawn, 10), np.nan))
+        return price
 
     def _outcomes(
         self, day: _Today, rows: np.ndarray, act: np.ndarray, chn: np.ndarray, sec: np.ndarray, p_acc: np.ndarray
@@ -850,6 +872,7 @@ class ChunkSimulation:
         accepted: np.ndarray,
         dismissed: np.ndarray,
         out_ts: np.ndarray,
+        price: np.ndarray,
     ) -> np.ndarray:
         """Contact rows with fresh contact ids; today's contact and dismissal counts. Returns the contact ids."""
         nc = len(sel)
@@ -871,6 +894,7 @@ class ChunkSimulation:
             n_eligible=decisions.n_eligible[sel],
             outcome=outcome,
             outcome_ts=out_ts,
+            price=price,
         )
         self.acc_p.append(p_acc)
         self.acc_y.append(accepted)
@@ -1126,6 +1150,7 @@ class ChunkSimulation:
                 "n_eligible": i64,
                 "outcome": i64,
                 "outcome_ts": i64,
+                "price": f64,
             },
             "closures": dict.fromkeys(("row", "ts", "reason"), i64),
             "complaints": dict.fromkeys(("row", "ts", "channel", "cause", "contact_id"), i64),

@@ -381,3 +381,17 @@ FEE_CHANGE_MULTIPLIER = 2.5  # account fees multiply by this
 FEE_CHANGE_CHURN_GAIN = 0.9  # extra churn logit * price sensitivity
 DIGITAL_COHORT_SHARE = 0.15  # new customers joining, as a share of the base population
 DIGITAL_COHORT_JOIN_DAYS = 21  # they join spread over this many days from the start day
+
+# ---- price response (docs/simulator.md, "Price response"; the bands are the catalogue's `pricing`)
+# Action -> (elasticity below the list price, above it): the log-odds of acceptance move by
+# -sign x price_sensitivity x e x log(price / list price) (sign +1 for credit, where a higher rate deters, -1 for a
+# deposit, where a higher rate paid attracts), with e the first value below the list price and the second above.
+# 0 at the list price, so an offer at list price is accepted exactly as without pricing. Sources and why: docs.
+PRICE_ELASTICITY: dict[str, tuple[float, float]] = {
+    "personal_loan": (0.35, 1.5),  # Karlan & Zinman 2008 AER: flat below the standard rate, steep above
+    "car_loan": (0.3, 1.0),  # Adams, Einav & Levin 2009 AER; Attanasio, Goldberg & Kyriazidou 2008 IER
+    "mortgage": (0.75, 1.5),  # modelling choice (few borrowers shop: CFPB, 77% apply with one lender)
+    "credit_card": (1.3, 1.3),  # Gross & Souleles 2002 QJE: long-run elasticity of card debt to the APR -1.3
+    "savings_account": (0.6, 0.6),  # modelling choice; deposit rates are sticky (Drechsler, Savov & Schnabl 2017)
+    "term_deposit": (1.2, 1.2),  # modelling choice: time deposits follow rates more than savings (same source)
+}

@@ -79,6 +79,9 @@ class Decisions:
     channel: np.ndarray
     propensity: np.ndarray
     n_eligible: np.ndarray
+    # The offered price (rate % a year) of each decision inside the customer's approved band; NaN or None: the
+    # list price (or, in a world with `price_exploration`, the world's random grid price: the logging policy's).
+    price: np.ndarray | None = None
 
     @classmethod
     def nothing(cls, m: int) -> Decisions:
@@ -91,7 +94,9 @@ class Decisions:
         )
 
     def take(self, index: np.ndarray) -> Decisions:
-        return Decisions(*(getattr(self, f.name)[index] for f in fields(self)))
+        return Decisions(
+            *(None if getattr(self, f.name) is None else getattr(self, f.name)[index] for f in fields(self))
+        )
 
 
 class ContactPolicy(Protocol):

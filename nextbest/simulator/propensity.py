@@ -88,6 +88,14 @@ class ActionTable:
     complaint_logit: np.ndarray  # (n_channels,) base logit of a complaint after an unwanted contact (-inf: none)
     organic_gain: np.ndarray  # (A, n_intents): daily organic uptake of the action's product per unit intent level
     organic_credit: np.ndarray  # (A,) bool: organic uptake of the product needs a low or medium risk band
+    # Pricing (the catalogue's approved bands): per action and risk band the list price, range and step (NaN:
+    # unpriced), the sign of the response (+1 credit, -1 deposit) and the elasticities below / above the list price.
+    price_list: np.ndarray  # (A, n_risk_bands)
+    price_min: np.ndarray
+    price_max: np.ndarray
+    price_step: np.ndarray
+    price_sign: np.ndarray  # (A,)
+    price_elasticity: np.ndarray  # (A, 2)
 
     @classmethod
     def from_catalogue(cls, catalogue: Catalogue) -> ActionTable:
@@ -155,6 +163,7 @@ class ActionTable:
             complaint_logit=_channel_logits(channels, P.COMPLAINT_BASE_RATE),
             organic_gain=organic_gain,
             organic_credit=np.array([a.product in P.ORGANIC_CREDIT_CHECK for a in acts]),
+            **_price_arrays(catalogue),
         )
 
     def eligible(
@@ -217,6 +226,38 @@ def _eligibility_arrays(catalogue: Catalogue) -> dict[str, np.ndarray]:
     }
 
 
+def _price_arrays(catalogue: Catalogue) -> dict[str, np.ndarray]:
+    """The catalogue's approved bands as (A, n_risk_bands) arrays and the world's elasticities (params)."""
+    n_a, n_r = len(catalogue.actions), len(RISK_BANDS)
+    out = {k: np.full((n_a, n_r), np.nan) for k in ("price_list", "price_min", "price_max", "price_step")}
+    sign = np.zeros(n_a)
+    elasticity = np.zeros((n_a, 2))
+    for i, a in enumerate(catalogue.actions):
+        spec = catalogue.pricing.get(a.id)
+        if spec is None:
+            continue
+        sign[i] = 1.0 if spec.kind == "credit" else -1.0
+        elasticity[i] = P.PRICE_ELASTICITY.get(a.id, (0.0, 0.0))
+        for r, rb in enumerate(RISK_BANDS):
+            band = spec.band_for(rb)
+            if band is not None:
+                out["price_list"][i, r], out["price_min"][i, r] = band.list_price, band.min
+                out["price_max"][i, r], out["price_step"][i, r] = band.max, band.step
+    return {**out, "price_sign": sign, "price_elasticity": elasticity}
+
+
+def price_shift(
+    table: ActionTable, action: np.ndarray, risk: np.ndarray, price: np.ndarray, sensitivity: np.ndarray
+) -> np.ndarray:
+    """The log-odds shift of offering `price` instead of the list price of the customer's band (0 at list price,
+    for an unpriced action, or a NaN price): -sign x sensitivity x e x log(price / list), e below or above list."""
+    listed = table.price_list[action, np.clip(risk, 0, len(RISK_BANDS) - 1)]
+    ok = np.isfinite(price) & np.isfinite(listed) & (listed > 0) & (price > 0)
+    x = np.log(np.where(ok, price, 1.0) / np.where(ok, listed, 1.0))
+    e = np.where(x < 0, table.price_elasticity[action, 0], table.price_elasticity[action, 1])
+    return np.where(ok, -table.price_sign[action] * sensitivity * e * x, 0.0)
+
+
 def _churn_effects(kind: np.ndarray, product: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per action, what accepting it does to the daily churn logit and for how long (see `prevented_churn`)."""
     gain = np.where(
@@ -253,6 +294,7 @@ class AcceptState:
     fatigue_dismissals: np.ndarray
     drift: np.ndarray  # logit shift from the active drift scenario
     noise: np.ndarray
+    price_shift: np.ndarray | None = None  # the offered price's shift (`price_shift`); None: list price
 
 
 def accept_logit(table: ActionTable, s: AcceptState) -> np.ndarray:
@@ -276,7 +318,8 @@ def accept_logit(table: ActionTable, s: AcceptState) -> np.ndarray:
     fatigue = -s.fatigue_sensitivity * (
         P.FATIGUE_CONTACT_WEIGHT * s.fatigue_contacts + P.FATIGUE_DISMISS_WEIGHT * s.fatigue_dismissals
     )
-    return table.base_logit[a] + fit + intent + context + channel + fatigue + s.drift + s.noise
+    out = table.base_logit[a] + fit + intent + context + channel + fatigue + s.drift + s.noise
+    return out if s.price_shift is None else out + s.price_shift
 
 
 def accept_probability(table: ActionTable, s: AcceptState) -> np.ndarray:

@@ -98,6 +98,7 @@ SOURCE_SCHEMAS: dict[str, pa.Schema] = {
             ("outcome", pa.string()),
             ("outcome_ts", TS),
             ("accepted", pa.bool_()),
+            ("offered_price", pa.float64()),  # the rate offered (% a year) inside the approved band; null: list
         ]
     ),
     "closures": pa.schema(

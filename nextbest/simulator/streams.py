@@ -61,6 +61,7 @@ class Stream(IntEnum):
     CHURN = 31
     CHURN_REASON = 32
     POLICY = 40  # the logging policy's own exploration draws (a policy's randomness, not the world's)
+    PRICE = 41  # the logging policy's price exploration (`SimulationConfig.price_exploration`)
 
 
 _MASK = 0xFFFFFFFFFFFFFFFF

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextbest.catalogue import PRODUCTS, SEGMENTS, load_catalogue
+from nextbest.catalogue import PRODUCTS, RISK_BANDS, SEGMENTS, load_catalogue
 from nextbest.errors import DataError, NotReadyError
 from nextbest.simulator import params as P
 from nextbest.simulator.population import risk_band
@@ -30,6 +30,8 @@ from nextbest.simulator.propensity import (
     hash_noise,
     organic_within,
     prevented_churn,
+    price_shift,
+    sigmoid,
 )
 
 logger = logging.getLogger(__name__)
@@ -241,10 +243,46 @@ class TrueWorld:
             drift=drift_shift(self.table, act, self.scenario, after),
             noise=hash_noise(self.seed, cid, act, day),
         )
+        if "price" in frame.columns:  # an offered price (NaN: the list price) moves acceptance by the price response
+            risk = risk_band(self._credit_scores(cid, ts))
+            price = pd.to_numeric(frame["price"], errors="coerce").to_numpy(np.float64)
+            state.price_shift = price_shift(self.table, act, risk, price, cu.price_sensitivity[r])
         p = accept_probability(self.table, state)
         held = self._holds(cid, prod, ts)
         inactive = (ts <= cu.signup_s[r]) | (ts >= cu.closed_s[r])
         return np.where(held | inactive, 0.0, p)
+
+    def optimal_price(self, frame: pd.DataFrame) -> np.ndarray:
+        """The price on the customer's approved band that maximises the true expected margin of the offer,
+        P(accept at price) x margin(price) (the catalogue's margin: the action's value at list price, 0 at the band's
+        break-even rate), one per row of a `p_accept` frame; NaN for an unpriced action or a customer with no
+        band. Nothing to do with what any model knows: the truth's own price response."""
+        catalogue = load_catalogue()
+        p_list = self.p_accept(frame.drop(columns=["price"], errors="ignore"))
+        cid = frame["customer_id"].to_numpy(np.int64)
+        act = self._codes(frame["action_id"], self._action_index, "action_id")
+        risk = risk_band(self._credit_scores(cid, _seconds(frame["ts"], self.epoch)))
+        sens = self.customers.price_sensitivity[self.customers.rows(cid)]
+        out = np.full(len(frame), np.nan)
+        logit_list = np.log(np.clip(p_list, 1e-12, 1 - 1e-12) / (1 - np.clip(p_list, 1e-12, 1 - 1e-12)))
+        for action_id, spec in catalogue.pricing.items():
+            a = self._action_index[action_id]
+            for rb_i, rb in enumerate(RISK_BANDS):
+                band = spec.band_for(rb)
+                rows = np.nonzero((act == a) & (risk == rb_i) & (p_list > 0))[0]
+                if band is None or not len(rows):
+                    continue
+                grid = band.grid
+                shift = price_shift(
+                    self.table,
+                    np.full((len(rows), len(grid)), a),
+                    np.full((len(rows), len(grid)), rb_i),
+                    np.broadcast_to(grid, (len(rows), len(grid))),
+                    sens[rows, None],
+                )
+                value = sigmoid(logit_list[rows, None] + shift) * spec.margin_factor(band, grid)[None, :]
+                out[rows] = grid[np.argmax(value, axis=1)]
+        return out
 
     def churn_probability(
         self, customer_ids: np.ndarray | list[int], ts: pd.Timestamp | pd.Series | np.ndarray, horizon_days: int

@@ -244,6 +244,7 @@ def _contacts(c: Rows, cid: np.ndarray, ep: int, table: ActionTable) -> pa.Table
             "outcome": _strings(c["outcome"][o], E.OUTCOMES),
             "outcome_ts": _ts(c["outcome_ts"][o], ep),
             "accepted": c["outcome"][o] == 0,
+            "offered_price": pa.array(c["price"][o], type=pa.float64(), mask=~np.isfinite(c["price"][o])),
         },
     )
 
