@@ -48,6 +48,7 @@ from pydantic import Field, ValidationError, model_validator
 from nextbest.base import Frozen
 from nextbest.catalogue import ACTION_KINDS, MARKETING_KINDS, PRODUCTS, Action, Catalogue, FeatureCondition
 from nextbest.errors import ConfigError
+from nextbest.pricing import Pricer, PriceResponse, PricingPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +228,9 @@ class PolicyConfig(Frozen):
     # Segments of the project (its `segments:`) in eligibility, and segment -> {action id: weight} in arbitration.
     segment_rules: tuple[SegmentRule, ...] = ()
     segment_action_weights: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # Personalised pricing inside the catalogue's approved bands (`nextbest.pricing`); `personalise: false` offers
+    # every priced action at its list price (the list-price arm).
+    pricing: PricingPolicy = PricingPolicy()
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -493,7 +497,13 @@ class DecisionPolicy:
     `segments`: the project's bound segments, required when the config refers to any (a rule that cannot be
     evaluated is a configuration error, not a silent pass)."""
 
-    def __init__(self, catalogue: Catalogue, config: PolicyConfig, segments: SegmentMembership | None = None) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        config: PolicyConfig,
+        segments: SegmentMembership | None = None,
+        price_response: PriceResponse | None = None,
+    ) -> None:
         config.check_against(catalogue)
         self.catalogue = catalogue
         self.config = config
@@ -501,6 +511,7 @@ class DecisionPolicy:
         for t in config.service_triggers:
             self._triggers.setdefault(t.action, []).append(t)
         self.segments = segments
+        self.pricer = Pricer(catalogue, config.pricing, price_response)
         self._segment_rules: dict[str, list[SegmentRule]] = {}
         for rule in config.segment_rules:
             for action_id in rule.actions:
@@ -799,8 +810,10 @@ class DecisionPolicy:
         context: DecisionContext,
         features: Mapping[str, object],
         churn_risk: float | None,
+        prices: Mapping[str, float] | None = None,
     ) -> tuple[list[RankedAction], list[Rejection]]:
-        """Stage 4: priority for each scored candidate, best first; below-threshold ones are rejected."""
+        """Stage 4: priority for each scored candidate, best first; below-threshold ones are rejected. Priced
+        actions get their price inside the customer's approved band (`nextbest.pricing`; `prices`: a request's)."""
         if len(candidates) != len(propensities):
             raise ValueError(f"{len(candidates)} candidates but {len(propensities)} propensities")
         cfg = self.config
@@ -850,6 +863,9 @@ class DecisionPolicy:
                     reasons=reasons,
                 )
             )
+        if self.pricer.active:
+            cost = self.catalogue.channel_cost(channel) if cfg.net_of_contact_cost else 0.0
+            self.pricer.price(ranked, customer.risk_band, cost, prices)
         ranked.sort(key=lambda r: (-r.priority, _KIND_ORDER[r.action.kind], r.action.id))
         return ranked, rejected
 

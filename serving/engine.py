@@ -56,6 +56,7 @@ from nextbest.policy import (
     Screening,
     load_policy,
 )
+from nextbest.pricing import check_requested_prices, load_price_response
 from nextbest.project import Project, load_project, project_of
 from nextbest.settings import Settings, load_settings
 from serving.lifecycle import ChampionLifecycle
@@ -289,7 +290,15 @@ class DecisionEngine(ChampionLifecycle):
             if self._segments is None:
                 self._segments = project_segments(self.project, self.features)
             segments = self._segments
-        return DecisionPolicy(self.catalogue, config, segments=segments)
+        return DecisionPolicy(self.catalogue, config, segments=segments, price_response=self._price_response(config))
+
+    def _price_response(self, config: PolicyConfig) -> Any:
+        """The price-response estimate the policy prices with (`nextbest.pricing`; None: list prices)."""
+        if not self.catalogue.pricing or not config.pricing.personalise:
+            return None
+        from nextbest.pricing import price_response_path
+
+        return load_price_response(price_response_path(self.project.home(self.settings), config.pricing))
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -677,6 +686,8 @@ class DecisionEngine(ChampionLifecycle):
         return _Pending(req, ctx, now, got, t0)
 
     def _check_actions(self, req: RecommendRequest) -> None:
+        if req.prices:
+            check_requested_prices(req.prices, self.catalogue)
         unknown = sorted(set(req.actions or ()) - set(self.catalogue.action_ids))
         if unknown:
             raise ValueError(f"actions: unknown action(s) {unknown}; known: {', '.join(self.catalogue.action_ids)}")
@@ -794,7 +805,14 @@ class DecisionEngine(ChampionLifecycle):
         for it, sc in zip(items, scored, strict=True):
             got, candidates = it.got, it.screening.candidates
             ranked, below = policy.arbitrate(
-                candidates, sc.propensities, got.customer, it.req.channel, it.ctx, got.features, got.churn_risk
+                candidates,
+                sc.propensities,
+                got.customer,
+                it.req.channel,
+                it.ctx,
+                got.features,
+                got.churn_risk,
+                prices=it.req.prices,
             )
             it.chosen, outranked = policy.top_k(ranked, it.req.max_actions, seed=it.decision_id)
             it.rejected = [*it.screening.rejected, *below, *outranked]

@@ -93,6 +93,15 @@ class RecommendRequest(_Request):
         None,
         description="simulation only: the decision's (simulated) time, UTC; refused unless serving.simulated_time",
     )
+    prices: dict[Annotated[str, StringConstraints(pattern=_NAME)], Annotated[float, Field(ge=0, le=100)]] | None = (
+        Field(
+            None,
+            max_length=64,
+            description="a rate (% a year) asked for a priced action, e.g. an advisor's offer: it must lie inside an "
+            "approved band (else 400 naming prices.<action>) and is served only inside the customer's own band (else "
+            "the list price, reason PRICE_REFUSED_OUTSIDE_BAND)",
+        )
+    )
 
     _ts = field_validator("ts")(sane_time)
 
