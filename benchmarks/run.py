@@ -17,7 +17,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "features": ([], ["--customers", "5000", "--entity-rows", "20000", "--nba-rows", "5000"]),
     "training": ([], ["--rows", "100000", "--trials", "3"]),
     "serving": (["--redis"], ["--duration", "5", "--levels", "1,4", "--rate-seconds", "10"]),
-    "monitoring": ([], ["--rows", "100000"]),
+    "monitoring": (["--before"], ["--cases", "15000x110"]),
     "campaign": ([], ["--quick"]),
     "twin": ([], ["--quick"]),
     "onboarding_quality": ([], ["--trials", "3", "--projects", "flat_customers"]),

@@ -60,8 +60,11 @@ def category_labels(values: pd.Series) -> pd.Series:
     in the closed loop: 43 of 110 inputs "drifted" on a drift-free window).
     """
     if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
-        numbers = pd.to_numeric(values, errors="coerce").astype(float)
-        return numbers.map(lambda v: None if pd.isna(v) else format(v, "g")).astype(object)
+        numbers = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
+        # format each distinct value once (a categorical column has a handful), not every row
+        codes, distinct = pd.factorize(numbers, use_na_sentinel=True)
+        labels = np.array([format(v, "g") for v in distinct] + [None], dtype=object)
+        return pd.Series(labels[codes], index=values.index, dtype=object)
     return values.astype("string").astype(object).where(values.notna(), None)
 
 

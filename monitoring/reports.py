@@ -17,7 +17,11 @@ The drift reports show the project's own drift policy, not a preset that contrad
 judged first (`monitoring.guards`: the policy's method and threshold, then the noise floor and the trend guard),
 then Evidently's `DataDriftPreset` is run with the threshold each column's judgement implies, so its per-column
 tests and its count of drifted columns equal the verdict's; the report's first widget (`monitoring.policy_view`)
-says how many columns drifted under the policy and how each threshold was reached. A window with fewer rows than the
+says how many columns drifted under the policy and how each threshold was reached. A report wider than
+`DriftPolicy.report_columns` (20 inputs by default) draws Evidently's ValueDrift only for every drifted input and
+the nearest to their threshold (each ValueDrift costs ~0.2-0.3 s of plotly figures and frame copies, and the preset
+scores every column twice more: 40-80 s for 110 inputs otherwise); Evidently's failed tests are then still exactly
+the drifted inputs, and the policy widget lists all of them. A window with fewer rows than the
 policy's `min_rows` is marked `too little data` (tag, metadata, widget) and gets no drift tests: it is not judged,
 and the dashboards do not plot it.
 
@@ -186,11 +190,19 @@ def _run_policy_report(
 
     metric = policy_metric(spec.view, spec.rule, spec.columns, policy, spec.rows)
     metrics: list[Any] = [metric]
+    compact: dict[str, MetadataValue] = {}
     if metric.enough_data:
         applied = {c.column: applied_threshold(c, policy.trend_factor) for c in spec.columns}
         methods = {c.column: c.method for c in spec.columns}
+        cap = policy.report_columns
         if spec.rule == "reported":  # shown, never judged: no tests
             metrics += [ValueDrift(column=c, method=methods[c], threshold=t, tests=[]) for c, t in applied.items()]
+        elif cap is not None and len(applied) > cap:
+            # wide report: Evidently's ValueDrift (figures + test) for the drifted inputs and the nearest to their
+            # threshold; every input's score is in the policy widget (see `DriftPolicy.report_columns`)
+            shown = shown_columns(spec.columns, cap, policy.trend_factor)
+            metrics += [ValueDrift(column=c, method=methods[c], threshold=applied[c]) for c in shown]
+            compact = {"evidently_value_drift_columns": len(shown), "policy_table_columns": len(applied)}
         else:
             # "any": one drifted score is an alarm, so Evidently's dataset test fails on one column of n
             share = policy.drift_share if spec.rule == "share" else min(policy.drift_share, 1 / len(applied))
@@ -199,7 +211,7 @@ def _run_policy_report(
                     columns=list(applied), per_column_method=methods, per_column_threshold=applied, drift_share=share
                 )
             )
-    meta = {**_window_metadata(metric.enough_data, spec.rows, policy.min_rows), **metadata}
+    meta = {**_window_metadata(metric.enough_data, spec.rows, policy.min_rows), **compact, **metadata}
     report = Report(
         [*metrics, *extra_metrics],
         include_tests=True,
@@ -207,6 +219,18 @@ def _run_policy_report(
         tags=[*tags, *window_tags(metric.enough_data)],
     )
     return report.run(judged.current, judged.reference)
+
+
+def shown_columns(columns: Sequence[ColumnDrift], cap: int, trend_factor: float) -> list[str]:
+    """The inputs a wide report draws with Evidently's ValueDrift: every drifted one (so Evidently's failed tests
+    are the verdict's drifted inputs), then the undrifted nearest to their applied threshold, `cap` in all (more
+    only when more than `cap` drifted); in the frame's column order."""
+    drifted = [c.column for c in columns if c.drifted]
+    rest = sorted(
+        (c for c in columns if not c.drifted), key=lambda c: -c.score / max(applied_threshold(c, trend_factor), 1e-12)
+    )
+    chosen = set(drifted) | {c.column for c in rest[: max(0, cap - len(drifted))]}
+    return [c.column for c in columns if c.column in chosen]
 
 
 def _disagreements(run: Run, columns: Sequence[ColumnDrift]) -> list[str]:

@@ -54,6 +54,13 @@ class DriftPolicy(Frozen):
     # scores of a 20k-row sample were within 0.04 of the full-data scores at 100k and 1M rows, and every column's
     # verdict the same (benchmarks/bench_monitoring.py); Evidently's cost grows with rows, the verdict does not.
     sample_rows: int | None = Field(20_000, ge=1_000)
+    # Evidently's per-column ValueDrift (distribution figures and its test) for at most this many inputs of a wider
+    # report: every drifted input, then the nearest to their threshold; the policy widget lists every input's score,
+    # threshold and judgement. Each ValueDrift costs Evidently ~0.2-0.3 s (plotly figures, a copy of the whole frame)
+    # and its DataDriftPreset re-scores every column twice more: 40-80 s for 110 inputs, 2-4 s this way
+    # (benchmarks/bench_monitoring.py). None: the full preset on every report (Evidently's own drifted-columns count
+    # and table beside the policy's).
+    report_columns: int | None = Field(20, ge=1)
     # Noise guard for small windows: a column counts as drifted only if its score also exceeds the
     # `noise_quantile` of scores between two resamples of the reference itself, drawn with the same sizes. At large
     # n this floor is tiny and the threshold decides; at small n it keeps sampling noise from raising the alarm.

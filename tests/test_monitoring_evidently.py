@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from monitoring.drift import DriftPolicy, decide_drift
+from monitoring.guards import applied_threshold
 from monitoring.policy_view import MEASURED, POLICY_METRIC, TOO_LITTLE_DATA
 from monitoring.reports import DRIFTED_COLUMNS, VALUE_DRIFT, build_drift_report
 from monitoring.store import Dashboard, dashboard_series, ensure_project, open_workspace, save_report
@@ -75,6 +76,25 @@ def test_the_drift_report_counts_what_the_verdict_counts_after_the_guards() -> N
     assert "reference's own trend" in rows["trend0"]["why"]
     assert rows["flat0"]["drifted"] and rows["flat0"]["threshold_applied"] <= rows["flat0"]["score"]
     assert verdict.drifted and all(f in " ".join(verdict.reasons) for f in ("flat0", "flat1"))
+
+
+def test_a_wide_report_draws_the_drifted_inputs_and_the_nearest_and_judges_as_the_full_preset() -> None:
+    reference, current, columns = _trending_world(current_rows=300)
+    wide = build_drift_report(reference, current, columns, policy=DriftPolicy(report_columns=4), reference_time="ts")
+    full = build_drift_report(reference, current, columns, policy=DriftPolicy(report_columns=None), reference_time="ts")
+    assert [c.model_dump() for c in wide.columns] == [c.model_dump() for c in full.columns]  # the same verdict
+    run = wide.run.dict()
+    shown = [m["config"]["column"] for m in run["metrics"] if m["config"]["type"] == VALUE_DRIFT]
+    drifted = {c.column for c in wide.columns if c.drifted}
+    assert drifted <= set(shown) and len(shown) == max(4, len(drifted))  # every drifted input, then the nearest
+    nearest = max((c for c in wide.columns if not c.drifted), key=lambda c: c.score / applied_threshold(c, 2.0))
+    assert len(drifted) >= 4 or nearest.column in shown
+    failed = {t["name"].removeprefix("Value Drift for column ") for t in run["tests"] if t["status"].value == "FAIL"}
+    assert {f for f in failed if f in columns} == drifted
+    assert not any(m["config"]["type"] == DRIFTED_COLUMNS for m in run["metrics"])  # no full preset
+    assert _metric(run, POLICY_METRIC)["count"] == len(drifted)  # the policy widget counts every input
+    assert wide.run._metadata["evidently_value_drift_columns"] == len(shown)
+    assert wide.summary["evidently_disagreements"] == [] and len(wide.summary["policy"]) == len(columns)
 
 
 def test_a_far_move_reason_names_every_input_it_counts() -> None:
@@ -178,7 +198,16 @@ def test_the_saved_reports_count_what_the_verdicts_count(monitored: Settings) ->
             evidently = payload["evidently"]
             assert _metric(evidently, POLICY_METRIC)["count"] == len(model["drifted_features"]), name
             if model["enough_data"]:
-                assert _metric(evidently, DRIFTED_COLUMNS)["count"] == len(model["drifted_features"]), name
+                # Evidently's failed per-column tests are the verdict's drifted inputs; its own count is there when
+                # the report is narrow enough for the full preset (DriftPolicy.report_columns)
+                failed = {
+                    t["name"].removeprefix("Value Drift for column ")
+                    for t in evidently["tests"]
+                    if t["name"].startswith("Value Drift for column ") and str(t["status"]).endswith("FAIL")
+                }
+                assert failed == set(model["drifted_features"]), name
+                if any(m["config"]["type"] == DRIFTED_COLUMNS for m in evidently["metrics"]):
+                    assert _metric(evidently, DRIFTED_COLUMNS)["count"] == len(model["drifted_features"]), name
             else:
                 assert payload["enough_data"] is False and evidently["tests"] == []
     assert [v["models"]["nba"]["enough_data"] for v in verdicts] == [True, False]
