@@ -315,3 +315,42 @@ def test_a_campaign_logs_prices_inside_the_band(home: Settings) -> None:
     actions = [a for c in chosen for a in (json.loads(c) if isinstance(c, str) else c)]
     priced = [a for a in actions if a.get("price") is not None]
     assert priced and all(_in_band(a) for a in priced)
+
+
+# -------------------------------------------------------------------- the ladder's pricing credit
+
+
+class _FlatWorld:
+    """A truth whose acceptance at a price halves at any price above the list price (for the credit's arithmetic)."""
+
+    def p_accept(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.where(frame["price"].to_numpy() > 7.0, 0.05, 0.1)
+
+
+def test_the_ladder_credits_a_priced_offer_at_its_price_and_margin() -> None:
+    from training.pricing_eval import credit_priced
+
+    cat = load_catalogue()
+    cands = pd.DataFrame(
+        {
+            "decision_id": [1, 2],
+            "action_id": ["personal_loan", "home_insurance"],
+            "value": [350.0, 110.0],
+            "p_true": [0.1, 0.2],
+            "p_organic": [0.5, 0.0],
+            "contact_cost": [0.0, 0.075],
+            "customer_id": [10, 11],
+            "channel": ["web", "sms"],
+            "event_timestamp": pd.to_datetime(["2026-03-01", "2026-03-01"], utc=True),
+        }
+    )
+    picks = pd.DataFrame(
+        {"decision_id": [1, 2], "action_id": ["personal_loan", "home_insurance"], "price": [9.0, None],
+         "band": ["personal_loan/low", ""]}
+    )  # fmt: skip
+    out = credit_priced(cands, picks, _FlatWorld(), cat).set_index("decision_id")
+    spec = cat.pricing["personal_loan"]
+    factor = float(spec.margin_factor(spec.bands[0], 9.0))
+    assert out.loc[1, "p_at_price"] == 0.05
+    assert out.loc[1, "credited"] == pytest.approx(0.05 * 350 * factor * 0.5)
+    assert out.loc[2, "credited"] == pytest.approx(0.2 * 110 - 0.075)  # unpriced: the ladder's own credit

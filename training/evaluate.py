@@ -102,6 +102,8 @@ class EvaluationReport:
     #: NBA model, per action kind: calibration (ECE vs outcomes and vs the truth)
     kind_calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
     differences: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: stage 5 at list price vs personalised pricing vs the truth's optimal price (`training.pricing_eval`)
+    pricing: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
     experiment_name: str = ""
@@ -156,6 +158,7 @@ class EvaluationReport:
             "action_quality": self.action_quality.to_dict("records"),
             "kind_calibration": self.kind_calibration.to_dict("records"),
             "differences": self.differences.to_dict("records"),
+            "pricing": self.pricing.to_dict("records"),
         }
 
     def write_json(self, path: Path) -> Path:
@@ -730,6 +733,7 @@ def run_evaluation(
     quality = _model_quality(settings, inputs, held, stages, notes)
     step("report")
     report = _assemble_report(settings, options, inputs, held, stages, result, ope, ope_by_stage, quality, notes)
+    report.pricing = _pricing(settings, inputs, held, stages, report.notes)
     if options.log_mlflow:
         step("MLflow")
         report.run_id = log_report(settings, report)
@@ -846,6 +850,15 @@ def _stage_choices(
         oracle.name: oracle.choose(cands),
     }
     return _Stages(choices, stage1, stage2.name, p_full, churn_risk)
+
+
+def _pricing(settings: Settings, inputs: _Inputs, held: _Heldout, stages: _Stages, notes: list[str]) -> pd.DataFrame:
+    """Stage 5 at list price beside personalised pricing (`training.pricing_eval`; empty: nothing is priced)."""
+    from training.pricing_eval import evaluate_pricing
+
+    return evaluate_pricing(
+        settings, held.cands, held.decisions, inputs.policy, stages.p_full, stages.churn_risk, inputs.world, notes
+    )
 
 
 def _ladder(settings: Settings, inputs: _Inputs, held: _Heldout, stages: _Stages) -> _LadderResult:
@@ -1174,6 +1187,7 @@ def log_report(settings: Settings, report: EvaluationReport) -> str:
                 ("action_quality", report.action_quality),
                 ("kind_calibration", report.kind_calibration),
                 ("differences", report.differences),
+                ("pricing", report.pricing),
             ):
                 frame.to_csv(out / f"{name}.csv", index=False)
                 (out / f"{name}.md").write_text(

@@ -163,6 +163,20 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
             report.differences,
             {"diff_per_1000": ",.0f", "std_error": ",.0f", "z": ".1f"},
         )
+    if not report.pricing.empty:
+        _render_frame(
+            "Pricing: stage 5 at list price vs personalised inside the approved bands vs the truth's optimal price "
+            "(EUR per 1,000 decisions; fairness: lowest adverse-impact ratio across age bands and protected groups)",
+            report.pricing,
+            {
+                "value_per_1000": ",.0f",
+                "acceptances_per_1000": ".1f",
+                "priced_offers_per_1000": ".0f",
+                "priced_acceptance": ".2%",
+                "mean_price_over_list": ".3f",
+                "fairness_min_ratio": ".2f",
+            },
+        )
     if not report.choice_mix.empty:
         _render_frame(
             "What each stage shows (share of decisions by action kind)",

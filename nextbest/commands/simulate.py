@@ -34,6 +34,11 @@ def simulate(
         None, "--workers", help="Processes simulating chunks in parallel (default: one per core, at most 2)."
     ),
     list_scenarios: bool = typer.Option(False, "--list-scenarios", help="List the drift scenarios and exit."),
+    price_exploration: bool = typer.Option(
+        False,
+        "--price-exploration",
+        help="Offer each priced contact at a random price of the customer's band (logged; docs/pricing.md).",
+    ),
 ) -> None:
     """Simulate the bank world: parquet sources (data contract) and the truth, apart, in truth/."""
     from nextbest.console import console, progress
@@ -45,6 +50,8 @@ def simulate(
         return
     settings = load_settings()
     config = _world_config(settings, customers, days, seed, scenario, scenario_start_day, start_date, chunk_size)
+    if price_exploration:
+        config = config.model_copy(update={"price_exploration": True})
     out_dir = out or settings.world_dir
     console.print(
         f"Simulating [bold]{config.customers:,}[/] customers x [bold]{config.days}[/] days, seed {config.seed}"
