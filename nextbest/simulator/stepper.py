@@ -171,8 +171,10 @@ class World:
         action_ids: Sequence[str | None],
         channels: Sequence[str | None],
         propensity: Sequence[float] | None = None,
+        prices: Sequence[float | None] | None = None,
     ) -> Decisions:
-        """Decisions from catalogue ids and channel names, one per point (None or "": nothing at that point)."""
+        """Decisions from catalogue ids and channel names, one per point (None or "": nothing at that point);
+        `prices`: the offered rate of each (None: the list price; the world keeps a price inside the band)."""
         a_index = {a: i for i, a in enumerate(self.table.ids)}
         c_index = {c: i for i, c in enumerate(self.table.channels)}
         unknown = sorted(
@@ -183,7 +185,10 @@ class World:
         action = np.array([a_index[a] if a else -1 for a in action_ids], dtype=np.int64)
         channel = np.array([c_index[c] if c else 0 for c in channels], dtype=np.int64)
         prop = np.full(len(action), np.nan) if propensity is None else np.asarray(propensity, dtype=np.float64)
-        return Decisions(action=action, channel=channel, propensity=prop, n_eligible=np.zeros(len(action), np.int64))
+        price = None if prices is None else np.array([np.nan if p is None else p for p in prices], dtype=np.float64)
+        return Decisions(
+            action=action, channel=channel, propensity=prop, n_eligible=np.zeros(len(action), np.int64), price=price
+        )
 
     # ---- the truth during a step (for oracle policies: call inside ContactPolicy.decide)
     def p_accept(self, points: DecisionPoints, action: np.ndarray, channel: np.ndarray) -> np.ndarray:

@@ -111,12 +111,14 @@ class EngineAgent:
         self.asked.decision_id = [a.decision_id for a in answers]
         action_ids: list[str | None] = [None] * points.m
         channels: list[str | None] = [None] * points.m
+        prices: list[float | None] = [None] * points.m
         for pos, req, answer in zip(at, requests, answers, strict=True):
             if answer.actions:
                 action_ids[pos] = answer.actions[0].action_id
                 channels[pos] = req.channel
+                prices[pos] = answer.actions[0].price  # the engine's price inside the band (the world responds)
         propensity = [1.0 if a else float("nan") for a in action_ids]  # the policy is deterministic
-        return self.world.decisions(action_ids, channels, propensity)
+        return self.world.decisions(action_ids, channels, propensity, prices)
 
     def _rows(self, sub: DecisionPoints) -> list[dict[str, Any]]:
         """Each asked point's genome row: snapshot views at the day's midnight, real-time state at its second."""
