@@ -51,6 +51,8 @@ FIGURES: tuple[tuple[str, str, bool], ...] = (
     ("dismissal_rate", "dismissals among shown", True),
     ("churn_rate", "churn rate", True),
     ("opt_out_rate", "opt-out rate", True),
+    # the fairness check's lowest adverse-impact ratio of the group (nextbest.fairness; < 0.8 is flagged)
+    ("fairness_ratio", "lowest adverse-impact ratio", False),
 )
 FIGURE_NAMES = {f: name for f, name, _ in FIGURES}
 TABLE_HEADER = ["group", "vs", "customers", *(name for _, name, _ in FIGURES), "status"]
@@ -141,7 +143,7 @@ def _table_rows(frame: pd.DataFrame, status: dict[str, tuple[bool, bool]]) -> li
     for group, row in frame.iterrows():
         control = row["role"] == "control"
         vs = "(control)" if control else (row["baseline"] if isinstance(row["baseline"], str) else "-")
-        cells = [_format(f, _number(row[f])) for f, _, _ in FIGURES]
+        cells = [_format(f, _number(row.get(f))) for f, _, _ in FIGURES]
         state = _status(*status[str(group)], control)
         rows.append((str(group), str(vs), f"{int(row['customers']):,}", *cells, state))
     return rows
@@ -163,7 +165,7 @@ def figure_values(card: Scorecard, min_customers: int) -> dict[tuple[str, str], 
     for group, row in card.frame.iterrows():
         own, vs = status[str(group)]
         for figure, _, _ in FIGURES:
-            value = _number(row[figure])
+            value = _number(row.get(figure))
             if own and (vs or figure not in UPLIFT_FIGURES) and not math.isnan(value):
                 out[(str(group), figure)] = value
     return out

@@ -30,6 +30,7 @@ from nextbest.base import Frozen
 from nextbest.catalogue import Catalogue, load_catalogue
 from nextbest.drift_policy import DriftPolicy
 from nextbest.errors import ConfigError
+from nextbest.fairness import FairnessSpec
 from nextbest.onboarding.config import CONTRACT_KEYS, OnboardingConfig, parse_config
 from nextbest.policy import PolicyConfig, load_policy, parse_policy
 from nextbest.segments import SegmentBook, load_segments, parse_segments
@@ -104,6 +105,8 @@ class Project(Frozen):
     tables: OnboardingConfig | None = None
     # Named customer segments (`nextbest.segments`): parsed and checked for cycles here, bound to features at use.
     segments: SegmentBook | None = None
+    # The fairness check (nextbest.fairness, docs/fairness.md): age bands, protected attributes, the threshold.
+    fairness: FairnessSpec = FairnessSpec()
     source: Path | None = Field(None, description="The project file it was read from.")
 
     @model_validator(mode="after")
@@ -117,6 +120,7 @@ class Project(Frozen):
         if (self.kind == "tables") != (self.tables is not None):
             raise ValueError("a `tables` project needs the table mapping, a `genome` project none")
         self._check_segments()
+        self._check_fairness()
         if self.serving is None or self.catalogue is None or self.policy is None:
             if self.kind == "genome" or not (self.serving is None and self.catalogue is None and self.policy is None):
                 raise ValueError("serving, catalogue and policy go together: give all three (or, train-only, none)")
@@ -137,6 +141,65 @@ class Project(Frozen):
         if unknown:
             known = ", ".join(book.names) if book is not None else "none (no `segments:` section)"
             raise ValueError(f"policy refers to unknown segment(s) {unknown}; the project's segments: {known}")
+
+    def _check_fairness(self) -> None:
+        """Protected attributes: a table source must exist (and a file table declare the key and column), and no
+        model's feature service may carry one (its name, a feature declared to encode it, or a feature read from
+        its source column)."""
+        spec = self.fairness
+        carried = spec.protected_features()
+        for attr in spec.protected:
+            table = attr.source.table
+            if table is None:
+                continue
+            if self.tables is None:
+                raise ValueError(f"fairness.protected {attr.name!r}: source table {table!r} needs a tables project")
+            known = set(self.tables.tables) | set(self.tables.derived)
+            if table not in known:
+                raise ValueError(f"fairness.protected {attr.name!r}: unknown table {table!r}; known: {sorted(known)}")
+            if table in self.tables.tables:
+                columns = self.tables.tables[table].columns
+                for col in (attr.source.key, attr.source.column):
+                    if col not in columns and col not in (self.tables.tables[table].row_key,):
+                        raise ValueError(
+                            f"fairness.protected {attr.name!r}: table {table!r} has no column {col!r}; "
+                            f"its columns: {sorted(columns)}"
+                        )
+        for model in self.models:
+            for feature, attribute in self._model_inputs(model, carried):
+                raise ValueError(
+                    f"model {model.name!r}: feature service {model.feature_service!r} includes {feature!r}, which "
+                    f"carries the protected attribute {attribute!r} (fairness.protected): protected attributes are "
+                    "kept out of the models' inputs; the fairness check reads them from their source"
+                )
+
+    def _model_inputs(self, model: ModelSpec, carried: Mapping[str, str]) -> list[tuple[str, str]]:
+        """(feature, protected attribute) of every input of the model that carries one: by name (the attribute's
+        own or a feature declared to encode it) or, for a table model, read from the attribute's source column."""
+        if self.tables is None:
+            from feature_repo.specs import service_features
+
+            try:
+                names = service_features(model.feature_service)
+            except KeyError:
+                names = []
+            return [(f, carried[f]) for f in names if f in carried]
+        from nextbest.onboarding.config import feature_names_of
+
+        spec = next((m for m in self.tables.models if m.name == model.name), None)
+        if spec is None:
+            return []
+        sources = {(a.source.table, a.source.column): a.name for a in self.fairness.protected if a.source.table}
+        out = []
+        for view_name in spec.feature_views:
+            view = self.tables.view(view_name)
+            out += [(f, carried[f]) for f in feature_names_of(view) if f in carried]
+            out += [
+                (a.name, sources[(view.source, a.column)])
+                for a in view.attributes
+                if (view.source, a.column) in sources
+            ]
+        return out
 
     def _check_action_models(self, models: Mapping[str, ModelSpec]) -> None:
         assert self.catalogue is not None and self.serving is not None
@@ -288,6 +351,26 @@ def _segments(raw: Any, where: Path, kind: str) -> SegmentBook | None:
     return parse_segments(data, str(source))
 
 
+def _fairness(raw: Any, where: Path) -> FairnessSpec:
+    """The `fairness:` section (inline or a path); a file source resolves relative to the project file."""
+    if raw is None:
+        return FairnessSpec()
+    data, source = _section(raw, where, "fairness")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: fairness must be a mapping")
+    try:
+        spec = FairnessSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: invalid fairness section:\n{exc}") from exc
+    protected = []
+    for attr in spec.protected:
+        file = attr.source.file
+        if file is not None and not file.is_absolute():
+            attr = attr.model_copy(update={"source": attr.source.model_copy(update={"file": source.parent / file})})
+        protected.append(attr)
+    return spec.model_copy(update={"protected": tuple(protected)})
+
+
 def _genome_models(raw: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     models = raw.get("models")
     if not isinstance(models, list):
@@ -348,6 +431,7 @@ def parse_project(raw: Any, path: Path, policy_override: Path | None = None) -> 
                 "serving": raw.get("serving"),
                 "tables": mapping,
                 "segments": _segments(raw.get("segments"), path, kind),
+                "fairness": _fairness(raw.get("fairness"), path),
                 "source": path,
             }
         )

@@ -19,6 +19,12 @@ group (`campaign_control`). The grouping columns (`arm`, `campaign_id`, ...) are
 one treated group, and a log without any control gives no uplift (a note says so). `scorecard_frame` returns the
 scorecard as a DataFrame (for a dashboard); `build_scorecard` reads a project's log; `plot_scorecard` draws it;
 `monitoring.scorecard_view.save_to_workspace` adds it as a snapshot to the project's Evidently workspace.
+
+Each treated group also gets the fairness check (`nextbest.fairness`, docs/fairness.md): the adverse-impact ratio of
+its credit offer rate (per customer: delivered at least one credit action) and of its mean offered price per product
+across age bands (the age feature in the decision's logged features) and the project's protected attributes (read
+from their own source), with intervals and a flag below the project's threshold (`Scorecard.fairness`; the frame's
+`fairness_ratio` is the group's lowest judged ratio, `fairness_flags` how many ratios are flagged).
 """
 
 from __future__ import annotations
@@ -38,8 +44,10 @@ import pandas as pd
 from nextbest.assignment import LOG_FIELDS, Assigner
 from nextbest.catalogue import MARKETING_KINDS
 from nextbest.errors import ConfigError, NotReadyError
+from nextbest.fairness import FairnessReport, FairnessSpec, age_feature, decision_set_report, protected_values
 
 if TYPE_CHECKING:
+    from nextbest.catalogue import Catalogue
     from nextbest.project import Project
     from nextbest.settings import Settings
 
@@ -394,6 +402,8 @@ class Scorecard:
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     statistic: str = STATISTIC
+    #: the fairness check of each treated group (`nextbest.fairness`)
+    fairness: dict[str, FairnessReport] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         rows = []
@@ -407,6 +417,7 @@ class Scorecard:
             "statistic": self.statistic,
             "notes": self.notes,
             "groups": rows,
+            "fairness": {g: report.to_dict() for g, report in self.fairness.items()},
         }
 
 
@@ -432,6 +443,82 @@ def _notes(frame: pd.DataFrame, frames: LogFrames) -> list[str]:
     return notes
 
 
+# -------------------------------------------------------------------- fairness
+
+
+def read_details(
+    uri: str, since: datetime | None, until: datetime | None, age: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per decision: `decision_id`, `age` from its logged features; per recommended action with a price:
+    `decision_id`, `action_id`, `price`) of the decisions in [since, until)."""
+    import sqlalchemy as sa
+
+    from nextbest.decision_log import decisions, make_engine
+
+    d = decisions.c
+    cols = [d.decision_id, d.chosen]
+    cols.append(d.features[age].as_float().label("age") if age else sa.literal(None).label("age"))
+    window = [d.ts >= since] if since else []
+    window += [d.ts < until] if until else []
+    engine = make_engine(uri)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(*cols).where(*window)).all()
+    finally:
+        engine.dispose()
+    ages = pd.DataFrame({"decision_id": [r.decision_id for r in rows], "age": [r.age for r in rows]})
+    priced = [
+        (r.decision_id, a.get("action_id"), a.get("price"))
+        for r in rows
+        for a in (r.chosen if isinstance(r.chosen, list) else [])
+        if isinstance(a, Mapping) and a.get("price") is not None
+    ]
+    return ages, pd.DataFrame(priced, columns=["decision_id", "action_id", "price"])
+
+
+def fairness_by_group(
+    grouped: pd.DataFrame,
+    contacts: pd.DataFrame,
+    ages: pd.DataFrame,
+    prices: pd.DataFrame,
+    catalogue: Catalogue,
+    spec: FairnessSpec,
+    protected: pd.DataFrame | None = None,
+) -> dict[str, FairnessReport]:
+    """The fairness check of every treated group (`assign_groups`' output): its customers, their ages, the credit
+    actions delivered to them (`contacts`) and the prices recommended with them (`prices`)."""
+    treated = grouped.loc[~grouped["control"].astype(bool), ["decision_id", "customer_id", "ts", "group"]]
+    treated = treated.sort_values("ts").merge(ages, on="decision_id", how="left")
+    offers = contacts[["decision_id", "action_id"]].merge(treated[["decision_id", "customer_id", "group"]])
+    if len(prices):
+        offers = offers.merge(prices, on=["decision_id", "action_id"], how="left")
+    out = {}
+    for group, part in treated.groupby("group", sort=True):
+        own = offers.loc[offers["group"] == group]
+        out[str(group)] = decision_set_report(part, own, catalogue, spec, protected)
+    return out
+
+
+def _with_fairness(frame: pd.DataFrame, reports: Mapping[str, FairnessReport]) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["fairness_ratio"] = [reports[g].min_ratio if g in reports else np.nan for g in frame.index]
+    frame["fairness_flags"] = [len(reports[g].flagged) if g in reports else 0 for g in frame.index]
+    return frame
+
+
+def _fairness_of(
+    project: Project, frames: LogFrames, uri: str, by: str, assigner: Assigner, models: Sequence[str], since: Any,
+    until: Any,
+) -> dict[str, FairnessReport]:  # fmt: skip
+    if frames.decisions.empty:
+        return {}
+    catalogue = project.decisions()[1]
+    ages, prices = read_details(uri, since, until, age_feature(project))
+    protected = protected_values(project.fairness, project) if project.fairness.protected else None
+    grouped = assign_groups(frames.decisions, by, assigner, models)
+    return fairness_by_group(grouped, frames.contacts, ages, prices, catalogue, project.fairness, protected)
+
+
 def build_scorecard(
     project: Project,
     settings: Settings,
@@ -442,11 +529,17 @@ def build_scorecard(
 ) -> Scorecard:
     """Read the project's decision log and compute its scorecard (see the module docstring)."""
     serving, catalogue, _ = project.decisions()
-    frames = read_log(project.decision_log_uri(settings), since, until)
+    uri = project.decision_log_uri(settings)
+    frames = read_log(uri, since, until)
     assigner = Assigner(project.name, serving.assignment)
     models = tuple(dict.fromkeys(project.action_models.values()))
     frame = scorecard_frame(frames, {a.id: a.value for a in catalogue.actions}, by, assigner, models, outcomes)
-    card = Scorecard(project.name, by, since, until, frame, _notes(frame, frames))
+    fairness = _fairness_of(project, frames, uri, by, assigner, models, since, until)
+    frame = _with_fairness(frame, fairness) if not frame.empty else frame
+    notes = _notes(frame, frames)
+    for group, report in fairness.items():
+        notes += [f"fairness, {group}: {reason}" for reason in report.reasons()]
+    card = Scorecard(project.name, by, since, until, frame, notes, fairness=fairness)
     logger.info("scorecard of %s by %s: %d group(s), %d decisions", project.name, by, len(frame), len(frames.decisions))
     return card
 

@@ -189,6 +189,24 @@ def test_what_if_says_the_better_policy_file_wins(twin: dict[str, Any]) -> None:
     assert (result.run_dir / "value_over_time.png").stat().st_size > 1000
 
 
+def test_the_what_if_gate_refuses_a_policy_that_excludes_one_age_band_from_credit(twin: dict[str, Any]) -> None:
+    """A candidate that withholds every credit offer from the 18-30s (a segment rule) is refused by the what-if gate
+    on fairness, whatever it does to net value; the refusal is in twin.json and the gate's log."""
+    credit = sorted(a.id for a in twin["project"].decisions()[1].actions if a.credit)
+    rules = [{"segment": "young_adults", "actions": credit, "exclude": True}]
+    candidate = _policy_file(twin["tmp"], "candidate-no-young-credit", segment_rules=rules)
+    options = TwinOptions(config=CONFIG, policies=("5",), candidate_policy=candidate, log_mlflow=False, run_id="fair")
+    report = run_twin(twin["settings"], options).report
+    assert report.gate == "refused"
+    young = report.fairness["candidate"].ratio("age_band", "18-24")
+    assert young == 0.0 and report.fairness["5"].ratio("age_band", "18-24") > 0.0
+    assert any("credit offer rate of age_band 18-24: ratio 0.00" in r for r in report.refusals)
+    saved = json.loads((twin["settings"].home / "twin" / "fair" / "twin.json").read_text())
+    assert saved["gate"]["candidate"] == "refused" and saved["gate"]["reasons"] == report.refusals
+    logged = [json.loads(line) for line in (twin["settings"].home / "twin" / "gate.jsonl").read_text().splitlines()]
+    assert logged[-1]["decision"] == "refused" and logged[-1]["reasons"] == report.refusals
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

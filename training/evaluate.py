@@ -104,6 +104,8 @@ class EvaluationReport:
     differences: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: stage 5 at list price vs personalised pricing vs the truth's optimal price (`training.pricing_eval`)
     pricing: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: per stage, the fairness check of its choices (`nextbest.fairness`; decision points as units): lowest ratio
+    fairness: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
     experiment_name: str = ""
@@ -144,6 +146,8 @@ class EvaluationReport:
         for _, row in self.kind_calibration.iterrows():
             for col in ("ece", "ece_vs_truth"):
                 out[f"quality.nba.kind.{row['kind']}.{col}"] = float(row[col])
+        for _, row in self.fairness.iterrows():
+            out[f"{_metric_key(str(row['stage']))}.fairness_min_ratio"] = float(row["min_ratio"])
         return {k: v for k, v in out.items() if np.isfinite(v)}
 
     def as_json(self) -> dict[str, Any]:
@@ -159,6 +163,7 @@ class EvaluationReport:
             "kind_calibration": self.kind_calibration.to_dict("records"),
             "differences": self.differences.to_dict("records"),
             "pricing": self.pricing.to_dict("records"),
+            "fairness": self.fairness.to_dict("records"),
         }
 
     def write_json(self, path: Path) -> Path:
@@ -734,6 +739,7 @@ def run_evaluation(
     step("report")
     report = _assemble_report(settings, options, inputs, held, stages, result, ope, ope_by_stage, quality, notes)
     report.pricing = _pricing(settings, inputs, held, stages, report.notes)
+    report.fairness = stage_fairness(settings, held.decisions, stages.choices, inputs.catalogue)
     if options.log_mlflow:
         step("MLflow")
         report.run_id = log_report(settings, report)
@@ -859,6 +865,37 @@ def _pricing(settings: Settings, inputs: _Inputs, held: _Heldout, stages: _Stage
     return evaluate_pricing(
         settings, held.cands, held.decisions, inputs.policy, stages.p_full, stages.churn_risk, inputs.world, notes
     )
+
+
+def stage_fairness(
+    settings: Settings, decisions: pd.DataFrame, choices: dict[str, pd.Series], catalogue: Catalogue
+) -> pd.DataFrame:
+    """Per stage, the fairness check of its choices (`nextbest.fairness`): each decision point a unit, offered
+    credit when the stage shows a credit action there, grouped by the point's age band (the project's age feature)
+    and protected attributes; the lowest judged ratio, the number flagged and what."""
+    from nextbest.fairness import age_feature, credit_actions, fairness_report, group_frame, protected_values
+    from nextbest.project import project_of
+
+    project = project_of(settings)
+    spec = project.fairness
+    index = pd.Index(decisions[ladder.DECISION_ID].to_numpy(), name="unit")
+    age = age_feature(project)
+    ages = pd.Series(decisions[age].to_numpy(), index=index) if age and age in decisions else None
+    protected = None
+    if spec.protected and "customer_id" in decisions:
+        values = protected_values(spec, project)
+        protected = values.reindex(decisions["customer_id"].astype(str).to_numpy()).set_axis(index)
+    groups = group_frame(index, ages, spec, protected)
+    credit = credit_actions(catalogue)
+    rows = []
+    for stage, chosen in choices.items():
+        offered = chosen.reindex(index).isin(credit)
+        report = fairness_report(groups, offered, spec)
+        rows.append(
+            {"stage": stage, "min_ratio": report.min_ratio, "flagged": len(report.flagged),
+             "credit_offer_rate": float(offered.mean()), "flags": "; ".join(report.reasons())}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _ladder(settings: Settings, inputs: _Inputs, held: _Heldout, stages: _Stages) -> _LadderResult:

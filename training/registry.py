@@ -12,6 +12,12 @@ A version below the floor stays registered (as `challenger`, with the reason on 
 the first version is promoted; a later one moves `champion` only if it is better than the champion by a margin
 that is larger than noise and does not buy ranking with worse probabilities:
     challenger ROC-AUC >= champion ROC-AUC + 0.002   and   challenger log-loss <= champion log-loss + 0.002.
+Fairness (`nextbest.fairness`, docs/fairness.md): for a model that decides credit offers, the gate also compares the
+offer rate of its selection (the top `fairness.selection_share` of the holdout's credit rows by score) across age
+bands and the project's protected attributes; a challenger with an adverse-impact ratio below the threshold that the
+champion does not have as low is refused, the ratios in the record. A first version has no champion to compare: its
+flagged ratios are recorded and logged as a flag for review and it is promoted on the floor alone, unless the
+project sets `fairness.refuse_first_version` (then every flagged ratio refuses it).
 Every decision, promoted or not, is appended to `<home>/promotions.jsonl` and written as tags on the challenger's
 model version (who, when, why, both metrics, the floor), so the MLflow UI and the file tell the same story. Serving
 follows the `champion` alias, never a version number. `unchanged_since` tells the trainer that the champion was
@@ -28,7 +34,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -41,6 +47,7 @@ from training.tracking import who
 if TYPE_CHECKING:
     import pandas as pd
 
+    from nextbest.fairness import SelectionCheck
     from nextbest.models.integrity import ArtefactDigest
 
 logger = logging.getLogger(__name__)
@@ -80,6 +87,8 @@ class PromotionDecision:
     rule: dict[str, float]
     who: dict[str, str] = field(default_factory=who)
     floor: dict[str, Any] = field(default_factory=dict)
+    #: the fairness check (challenger's and champion's reports, the refusals); empty when not checked
+    fairness: dict[str, Any] = field(default_factory=dict)
     when: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_record(self) -> dict[str, Any]:
@@ -329,10 +338,12 @@ def promote_if_better(
     rule: GateRule = GateRule(),
     run_id: str | None = None,
     baseline: np.ndarray | None = None,
+    fairness: SelectionCheck | Literal["project"] | None = "project",
 ) -> PromotionDecision:
     """Score challenger and champion on `holdout` now; move `champion` only if the challenger clears the floor
-    (`floor_verdict`; `baseline`: the plain XGBoost's scores of the holdout rows, when the caller fitted one) and,
-    when there is a champion, beats it by `rule`."""
+    (`floor_verdict`; `baseline`: the plain XGBoost's scores of the holdout rows, when the caller fitted one), when
+    there is a champion, beats it by `rule`, and shows no new adverse impact (`fairness`: the holdout's check;
+    "project": the settings' project's for a model that decides credit offers, `project_fairness_check`)."""
     if holdout.empty or label not in holdout.columns:
         raise DataError(f"the gate needs a non-empty holdout with a {label!r} column")
     challenger_version = str(challenger_version)
@@ -353,6 +364,22 @@ def promote_if_better(
     if not cleared and champion_version != challenger_version:
         first = "first version: " if champion_version is None else ""
         promoted, reason = False, f"{first}below the floor: {floor['reason']}; registered, not promoted"
+    from nextbest.fairness import refusal_summary
+
+    fair: dict[str, Any] = {}
+    if fairness == "project":
+        fairness = project_fairness_check(settings, name, holdout)
+    if fairness is not None and not isinstance(fairness, str) and champion_version != challenger_version:
+        fair = _fairness_verdict(settings, name, champion_version, holdout, p, fairness)
+        first = champion_version is None
+        if fair["refusals"] and (not first or fairness.spec.refuse_first_version):
+            why = refusal_summary(fair["refusals"])
+            promoted, reason = False, f"{'first version: ' * first}{why}; registered, not promoted"
+        elif fair["refusals"] and promoted:  # a first version: no champion to compare; flagged for review
+            fair["flagged_only"] = True
+            flagged = refusal_summary(fair["refusals"])
+            reason = f"{reason}; fairness FLAGGED for review (no champion to compare): {flagged}"
+            logger.warning("%s v%s promoted with a fairness flag: %s", name, challenger_version, flagged)
     decision = PromotionDecision(
         model=name,
         challenger_version=challenger_version,
@@ -364,9 +391,49 @@ def promote_if_better(
         holdout=_holdout_info(holdout, timestamp),
         rule=asdict(rule),
         floor={k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in floor.items()},
+        fairness=fair,
     )
     _record(settings, decision, run_id=run_id)
     return decision
+
+
+def project_fairness_check(settings: Settings, name: str, holdout: pd.DataFrame) -> SelectionCheck | None:
+    """The settings' project's fairness check of model `name` on `holdout` (`nextbest.fairness.
+    project_selection_check`); None when the project cannot be read or the model decides no credit offer."""
+    from nextbest.errors import ConfigError
+    from nextbest.fairness import project_selection_check
+    from nextbest.project import project_of
+
+    try:
+        project = project_of(settings)
+    except ConfigError:
+        return None
+    return project_selection_check(project, name, holdout)
+
+
+def _fairness_verdict(
+    settings: Settings,
+    name: str,
+    champion_version: str | None,
+    holdout: pd.DataFrame,
+    challenger_scores: np.ndarray,
+    check: SelectionCheck,
+) -> dict[str, Any]:
+    """The challenger's and the champion's fairness reports on the holdout, and the refusals (`gate_refusals`)."""
+    from nextbest.fairness import gate_refusals
+
+    mine = check.report(challenger_scores)
+    theirs = None
+    if champion_version is not None:
+        try:
+            theirs = check.report(_scores(settings, name, champion_version, holdout))
+        except (DataError, ArtefactError) as exc:  # no yardstick: every flagged ratio refuses
+            logger.warning("fairness: champion v%s of %s cannot be scored (%s)", champion_version, name, exc)
+    return {
+        "challenger": mine.to_dict(),
+        "champion": theirs.to_dict() if theirs is not None else None,
+        "refusals": gate_refusals(mine, theirs),
+    }
 
 
 def _against_champion(
@@ -424,6 +491,13 @@ def _record(settings: Settings, decision: PromotionDecision, run_id: str | None 
         "promotion.holdout": json.dumps(decision.holdout)[:_TAG_LIMIT],
         "promotion.floor": json.dumps(decision.floor, default=_json_default)[:_TAG_LIMIT],
     }
+    if decision.fairness:
+        brief = {
+            "challenger_min_ratio": decision.fairness["challenger"]["min_ratio"],
+            "champion_min_ratio": (decision.fairness.get("champion") or {}).get("min_ratio"),
+            "refusals": decision.fairness["refusals"],
+        }
+        tags["promotion.fairness"] = json.dumps(brief, default=_json_default)[:_TAG_LIMIT]
     for key, value in tags.items():
         client.set_model_version_tag(decision.model, decision.challenger_version, key, value)
     logger.info(

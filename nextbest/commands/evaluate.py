@@ -177,6 +177,13 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
                 "fairness_min_ratio": ".2f",
             },
         )
+    if not report.fairness.empty:
+        _render_frame(
+            "Fairness per stage: lowest adverse-impact ratio of the credit offer rate across age bands and protected "
+            "groups (decision points as units; flagged below the project's threshold, docs/fairness.md)",
+            report.fairness,
+            {"min_ratio": ".2f", "credit_offer_rate": ".1%"},
+        )
     if not report.choice_mix.empty:
         _render_frame(
             "What each stage shows (share of decisions by action kind)",

@@ -78,8 +78,55 @@ def print_scorecard(card: Scorecard) -> None:
             _pct(row["opt_out_rate"]),
         )
     console.print(table)
+    if card.fairness:
+        print_fairness(card)
     for note in card.notes:
         console.print(f"note: {escape(note)}")
+
+
+def _ratio(row: dict) -> str:
+    ratio, low, high = row.get("ratio"), row.get("low"), row.get("high")
+    if ratio is None or (isinstance(ratio, float) and math.isnan(ratio)):
+        return "-"
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return f"{ratio:.2f}"
+    return f"{ratio:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def print_fairness(card: Scorecard) -> None:
+    """The fairness check per treated group: each grouping's offer rate (and mean price per product) with its
+    adverse-impact ratio to the most favoured group and its 95% interval; flagged rows in bold red."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from nextbest.console import console
+    from nextbest.fairness import OFFER_RATE
+
+    threshold = next(iter(card.fairness.values())).threshold
+    table = Table(
+        title="Fairness: credit offers and prices across groups",
+        title_justify="left",
+        caption=(
+            f"ratio to the most favoured group (< 1: worse off), Katz / delta-method 95% interval; flagged below "
+            f"{threshold:.2f} (point estimate, groups of at least the project's min_group_size)"
+        ),
+    )
+    for col in ("group", "attribute", "metric", "subgroup", "units", "value", "ratio [95% CI]", "flag"):
+        table.add_column(col, justify="right" if col in ("units", "value", "ratio [95% CI]") else "left")
+    for group, report in card.fairness.items():
+        for row in report.rows.to_dict("records"):
+            metric = "credit offer rate" if row["metric"] == OFFER_RATE else f"mean price {row['product']}"
+            value = _pct(row["value"]) if row["metric"] == OFFER_RATE else _num(row["value"])
+            flag = "[bold red]FLAGGED[/]" if row["flagged"] else ("too small" if row["too_small"] else "")
+            if row["group"] == row["reference"]:
+                flag = "reference"
+            table.add_row(
+                escape(group), escape(str(row["attribute"])), metric, escape(str(row["group"])),
+                f"{int(row['units']):,}", value, _ratio(row), flag,
+            )  # fmt: skip
+        if table.rows:
+            table.rows[-1].end_section = True
+    console.print(table)
 
 
 def scorecard(

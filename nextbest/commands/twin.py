@@ -92,6 +92,8 @@ def print_twin(result: TwinResult) -> None:
     console.print(table)
     if not report.verdict.empty:
         _print_verdict(report, CANDIDATE, SERVING)
+    if report.fairness:
+        _print_fairness(report)
     for note in report.notes:
         console.print(f"[dim]note:[/] {escape(note)}")
     console.print(f"finished in {result.seconds:.0f}s; report {result.run_dir / 'twin.json'}")
@@ -138,6 +140,30 @@ def _print_verdict(report: TwinReport, candidate: str, serving: str) -> None:
             f"verdict: [bold]{who} wins on net value[/] by {_fmt(abs(net['margin']), scale)} ± "
             f"{_fmt(net['std_error'], scale)} EUR per 1,000 customers (z {net['z']:+.1f})"
         )
+
+
+def _print_fairness(report: TwinReport) -> None:
+    """Per policy the lowest adverse-impact ratio of its credit offers (and prices) across age bands, what is
+    flagged, and the what-if gate's decision on the candidate."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from nextbest.console import console
+
+    threshold = next(iter(report.fairness.values())).threshold
+    table = Table(title=f"Fairness: lowest adverse-impact ratio per policy (flagged below {threshold:.2f})")
+    for col in ("policy", "lowest ratio", "flagged"):
+        table.add_column(col, justify="left" if col != "lowest ratio" else "right")
+    for name, check in report.fairness.items():
+        ratio = check.min_ratio
+        flagged = "; ".join(check.reasons()) or "-"
+        table.add_row(escape(report.labels.get(name, name)), "-" if not math.isfinite(ratio) else f"{ratio:.2f}",
+                      escape(flagged))  # fmt: skip
+    console.print(table)
+    if report.gate == "refused":
+        console.print("what-if gate: [bold red]candidate REFUSED[/] (fairness): " + escape("; ".join(report.refusals)))
+    elif report.gate == "passed":
+        console.print("what-if gate: candidate passes the fairness check")
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:

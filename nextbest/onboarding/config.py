@@ -44,7 +44,7 @@ AggregationFn = Literal["count", "sum", "mean", "min", "max", "std", "last", "da
 _NAME = r"^[a-z][a-z0-9_]*$"
 #: top-level keys of a project file that belong to the project contract (`nextbest.project`), not the table mapping
 CONTRACT_KEYS: frozenset[str] = frozenset(
-    {"catalogue", "policy", "drift", "serving", "action_model", "features", "segments"}
+    {"catalogue", "policy", "drift", "serving", "action_model", "features", "segments", "fairness"}
 )
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 

@@ -7,7 +7,8 @@
    compared with it (the what-if);
 3. every seed (`nextbest.twin.run.run_seed`): a warm world, forked for the no-contact control and each policy;
 4. the scorecard (`nextbest.twin.scorecard`): KPIs per policy with paired standard errors, margins against the
-   serving policy and against the control, the candidate's verdict;
+   serving policy and against the control, the candidate's verdict, every policy's fairness check and the what-if
+   gate (a candidate with new adverse impact is refused; `<home>/twin/gate.jsonl` records the decision);
 5. the report (`nextbest.twin.report`): `twin.json`, `kpis.csv`, `margins.csv`, `value_over_time.png` under the run
    folder `<home>/twin/<run id>/`, one MLflow run in `<prefix>-twin`.
 """
@@ -135,8 +136,11 @@ def run_twin(settings: Settings, options: TwinOptions, progress: ProgressFn | No
         t_seed = time.perf_counter()
         seeds.append(run_seed(options.config, seed, policies, settings, project, run_dir, progress))
         seed_seconds.append(time.perf_counter() - t_seed)
-    report = rp.build_report(options, policies, seeds, notes, seconds=time.perf_counter() - t0)
+    report = rp.build_report(
+        options, policies, seeds, notes, seconds=time.perf_counter() - t0, fairness=project.fairness
+    )
     rp.write_report(report, run_dir)
+    rp.record_gate(settings, report, run_dir)
     result = TwinResult(
         report,
         run_dir,

@@ -6,7 +6,13 @@
 - `margins`: every policy minus the serving policy (stage 5, when it ran) and minus the no-contact control, per KPI,
   paired per customer, with the winner where the margin exceeds 1.96 standard errors;
 - `verdict` (a what-if run): the candidate minus the serving policy on every KPI, and who wins on net value;
-- `daily`: per policy, seed and day, the value, contact cost and the control's value (the plot's series).
+- `daily`: per policy, seed and day, the value, contact cost and the control's value (the plot's series);
+- `fairness`: per policy, the fairness check of its decisions (`nextbest.fairness`: each cohort customer is a unit,
+  offered credit when delivered at least one credit action over the twin's days, grouped by the age band at the
+  twin's start; mean prices of the priced offers delivered), and `gate` (a what-if run): the what-if gate refuses
+  the candidate when it has an adverse-impact ratio below the project's threshold that the serving policy does not
+  have as low (`nextbest.fairness.gate_refusals`); the refusal is recorded in twin.json, as an MLflow tag and in
+  `<home>/twin/gate.jsonl` with who and when.
 `write_report` puts `twin.json`, `kpis.csv`, `margins.csv` and `value_over_time.png` (cumulative net value per 1,000
 customers over the twin's days, per policy, mean of the seeds) in the run folder; `log_report` logs the same as one
 MLflow run (`<prefix>-twin`: params, a metric per policy and KPI, the files as artefacts).
@@ -25,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from nextbest.twin.scorecard import CONTROL, KPIS, PolicyData, compare, kpi_table, pooled
+from nextbest.fairness import FairnessReport, FairnessSpec, fairness_report, gate_refusals, group_frame
+from nextbest.twin.scorecard import CONTROL, KPIS, Ledger, PolicyData, compare, kpi_table, pooled
 
 if TYPE_CHECKING:
     from nextbest.settings import Settings
@@ -53,6 +60,17 @@ class TwinReport:
     timings: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: per policy (not the control): its fairness check
+    fairness: dict[str, FairnessReport] = field(default_factory=dict)
+    #: the what-if gate's refusal reasons for the candidate (empty: not refused, or no candidate)
+    refusals: list[str] = field(default_factory=list)
+
+    @property
+    def gate(self) -> str | None:
+        """The what-if gate's decision on the candidate: 'refused', 'passed', or None (no candidate)."""
+        if CANDIDATE not in self.fairness:
+            return None
+        return "refused" if self.refusals else "passed"
 
     @property
     def labels(self) -> dict[str, str]:
@@ -97,6 +115,8 @@ class TwinReport:
             "margins": _records(self.margins),
             "verdict": _records(self.verdict),
             "winner_on_net_value": self.winner,
+            "gate": {"candidate": self.gate, "reasons": self.refusals},
+            "fairness": {name: report.to_dict() for name, report in self.fairness.items()},
             "kpi_definitions": [{"kpi": k.name, "label": k.label, "unit": k.unit, "better": k.better} for k in KPIS],
             "timings": self.timings,
             "notes": self.notes,
@@ -118,6 +138,7 @@ def build_report(
     seeds: Sequence[SeedResult],
     notes: Sequence[str] = (),
     seconds: float = 0.0,
+    fairness: FairnessSpec = FairnessSpec(),
 ) -> TwinReport:
     """The scorecard of every seed's ledgers (see the module docstring)."""
     control = [s.ledgers[0] for s in seeds]
@@ -158,7 +179,11 @@ def build_report(
             timings.append(
                 {"seed": s.seed, "policy": lg.policy, "seconds": {k: round(v, 2) for k, v in lg.seconds.items()}}
             )
+    checks = {name: ledger_fairness(ledgers, fairness) for name, ledgers in by_policy.items() if ledgers}
+    refusals = gate_refusals(checks[CANDIDATE], checks.get(SERVING)) if CANDIDATE in checks else []
     return TwinReport(
+        fairness=checks,
+        refusals=refusals,
         params=params,
         policies=[
             {"name": CONTROL, "label": "no-contact control", "source": "no decision point is answered"},
@@ -173,6 +198,24 @@ def build_report(
         notes=list(notes),
         seconds=seconds,
     )
+
+
+def ledger_fairness(ledgers: Sequence[Ledger], spec: FairnessSpec) -> FairnessReport:
+    """The fairness check of one policy's ledgers (every seed's customers pooled, one unit per seed and customer)."""
+    units, ages, offered, prices = [], [], [], []
+    for lg in ledgers:
+        keys = np.char.add(f"{lg.seed}:", lg.ids.astype(str))
+        units.append(keys)
+        ages.append(lg.ages if lg.ages is not None else np.full(len(lg.ids), np.nan))
+        offered.append(lg.counters["credit_offers"] > 0)
+        products = {a.id: a.product or a.id for a in lg.catalogue.actions}
+        for pos, actions, price in lg.priced:
+            prices.append(pd.DataFrame({"unit": keys[pos], "product": [products.get(a, a) for a in actions],
+                                        "price": price}))  # fmt: skip
+    index = pd.Index(np.concatenate(units), name="unit")
+    groups = group_frame(index, pd.Series(np.concatenate(ages), index=index), spec)
+    priced = pd.concat(prices, ignore_index=True) if prices else None
+    return fairness_report(groups, pd.Series(np.concatenate(offered), index=index), spec, priced)
 
 
 def _daily(seeds: Sequence[SeedResult]) -> pd.DataFrame:
@@ -257,5 +300,42 @@ def log_report(settings: Settings, report: TwinReport, run_dir: Path) -> str:
         tags = {"nextbest.job": "twin", "nextbest.notes": " | ".join(report.notes)[:5000]}
         if report.winner is not None:
             tags["nextbest.twin.winner"] = report.winner
+        if report.gate is not None:
+            tags["nextbest.twin.gate"] = report.gate
+            tags["nextbest.twin.gate_reasons"] = " | ".join(report.refusals)[:5000]
+        for name, check in report.fairness.items():
+            if np.isfinite(check.min_ratio):
+                mlflow.log_metric(f"{'policy_' + name}.fairness_min_ratio", check.min_ratio)
         mlflow.set_tags(tags)
         return run.info.run_id
+
+
+def record_gate(settings: Settings, report: TwinReport, run_dir: Path) -> dict[str, Any] | None:
+    """Append the what-if gate's decision (who, when, the run, refused or passed, why) to `<home>/twin/gate.jsonl`;
+    None when the run had no candidate."""
+    from datetime import UTC, datetime
+
+    from training.tracking import who
+
+    if report.gate is None:
+        return None
+    record = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "who": who(),
+        "run": str(run_dir),
+        "candidate": report.params.get("candidate_policy"),
+        "candidate_versions": report.params.get("candidate_versions"),
+        "decision": report.gate,
+        "reasons": report.refusals,
+        "winner_on_net_value": report.winner,
+        "candidate_min_ratio": report.fairness[CANDIDATE].min_ratio,
+    }
+    path = settings.home / "twin" / "gate.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
+    level = logging.WARNING if report.refusals else logging.INFO
+    logger.log(
+        level, "what-if gate: candidate %s%s", report.gate, f": {'; '.join(report.refusals)}" * bool(report.refusals)
+    )
+    return record

@@ -70,6 +70,8 @@ class Warm:
     relationship_value: np.ndarray
     last: DayReport
     seconds: float
+    #: each cohort customer's age at the end of the warm-up (the fairness check's age bands)
+    ages: np.ndarray | None = None
 
 
 @dataclass
@@ -105,11 +107,12 @@ def warm_up(config: TwinConfig, seed: int, policy: PolicyConfig, progress: Progr
     snapshot = genome.snapshot()
     cohort = snapshot["customer_id"].to_numpy(dtype=np.int64)
     value = relationship_values(snapshot, policy)
+    ages = snapshot["age"].to_numpy(dtype=np.float64) if "age" in snapshot else None
     seconds = time.perf_counter() - t0
     logger.info(
         "seed %d: warm-up of %d days in %.1f s, %d customers live", seed, config.warmup_days, seconds, len(cohort)
     )
-    return Warm(seed, world, genome, cohort, value, report, seconds)
+    return Warm(seed, world, genome, cohort, value, report, seconds, ages=ages)
 
 
 def relationship_values(snapshot: Any, config: PolicyConfig) -> np.ndarray:
@@ -128,7 +131,7 @@ def live_control(warm: Warm, days: int, catalogue: Any, progress: ProgressFn | N
     from nextbest.simulator.policy import NoContactPolicy
 
     world = copy.deepcopy(warm.world)
-    ledger = Ledger(CONTROL, warm.seed, warm.cohort, warm.relationship_value, catalogue)
+    ledger = Ledger(CONTROL, warm.seed, warm.cohort, warm.relationship_value, catalogue, ages=warm.ages)
     t0 = time.perf_counter()
     policy = NoContactPolicy()
     for d in range(days):
@@ -170,7 +173,7 @@ def live_policy(
     engine.start()
     agent = EngineAgent(world, genome, engine)
     agent.end_day(warm.last, {})
-    ledger = Ledger(policy.name, warm.seed, warm.cohort, warm.relationship_value, engine.catalogue)
+    ledger = Ledger(policy.name, warm.seed, warm.cohort, warm.relationship_value, engine.catalogue, ages=warm.ages)
     clock = _Clock()
     try:
         for d in range(days):

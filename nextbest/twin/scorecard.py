@@ -95,10 +95,15 @@ class Ledger:
     daily: list[dict[str, float]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     refused: int = 0
+    #: each cohort customer's age at the twin's start (the fairness check's age bands; None: unknown)
+    ages: np.ndarray | None = None
+    #: the priced offers delivered (the fairness check's mean prices): cohort position, action, price
+    priced: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in COUNTERS:
+        for name in (*COUNTERS, "credit_offers"):
             self.counters.setdefault(name, np.zeros(len(self.ids)))
+        self._credit = np.array(sorted(a.id for a in self.catalogue.actions if a.credit), dtype=object)
         self._action = {a.id: a for a in self.catalogue.actions}
         self._product_value = product_values(self.catalogue)
 
@@ -135,8 +140,11 @@ class Ledger:
                 ("opted_out", c["opted_out"].to_numpy(dtype=bool)),
                 ("complained", c["complained"].to_numpy(dtype=bool)),
                 ("offer_value", value),
+                ("credit_offers", np.isin(c["action_id"].to_numpy(), self._credit)),
             ):
                 self._count(name, ids, w)
+            if "price" in c.columns:
+                self._price(ids, c["action_id"].to_numpy(), c["price"].to_numpy(dtype=np.float64))
         organic = report.organic
         organic_value = organic["product"].map(self._product_value).fillna(0.0).to_numpy(dtype=np.float64)
         self._count("organic_value", organic["customer_id"].to_numpy(), organic_value)
@@ -158,6 +166,12 @@ class Ledger:
                 "closed": float(len(report.closed)),
             }
         )
+
+    def _price(self, ids: np.ndarray, actions: np.ndarray, prices: np.ndarray) -> None:
+        priced = np.isfinite(prices)
+        pos, inside = self._rows(ids[priced])
+        if len(pos):
+            self.priced.append((pos, actions[priced][inside], prices[priced][inside]))
 
     def finish(self, world: World) -> None:
         """The relationship at the end: products held by the customers still with the bank, and their wallet share."""
