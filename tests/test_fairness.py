@@ -150,9 +150,10 @@ def test_the_gate_refuses_a_flagged_ratio_unless_the_current_one_is_as_low() -> 
     assert len(gate_refusals(worse, unfair)) == 1
 
 
-def _write_log(uri: str, excluded_band: tuple[int, int] | None) -> None:
+def _write_log(uri: str, excluded_band: tuple[int, int] | None, old_rate: float | None = None) -> None:
     """600 customers aged 18-77, one decision each with the age in its logged features; a credit card delivered to
-    every other customer, except (`excluded_band`) the customers of that age range."""
+    every other customer, except (`excluded_band`) the customers of that age range; with `old_rate`, the card is
+    recommended at 18% APR, at `old_rate` for the 65+."""
     from nextbest.decision_log import DecisionLog, decision_contacts, decisions
 
     DecisionLog(uri).close()
@@ -160,9 +161,11 @@ def _write_log(uri: str, excluded_band: tuple[int, int] | None) -> None:
     for i in range(600):
         age = 18 + i % 60
         ts = T0 + timedelta(seconds=i)
+        rate = (old_rate if age >= 65 else 18.0) if old_rate is not None else None
+        chosen = [{"action_id": "credit_card", "price": rate}] if i % 2 == 0 else []
         rows.append({"decision_id": f"{i:032x}", "ts": ts, "customer_id": str(i + 1), "channel": "app",
                      "policy_version": "p", "model_versions": {"nba": "1"}, "degraded": False, "cold_start": False,
-                     "features": {"age": age}, "holdout": False})  # fmt: skip
+                     "features": {"age": age}, "holdout": False, "chosen": chosen})  # fmt: skip
         excluded = excluded_band is not None and excluded_band[0] <= age < excluded_band[1]
         if i % 2 == 0 and not excluded:
             contacts.append({"decision_id": f"{i:032x}", "customer_id": str(i + 1), "ts": ts, "channel": "app",
@@ -197,6 +200,36 @@ def test_the_scorecard_flags_a_policy_that_excludes_one_age_band_from_credit_off
         "50-64",
         "65+",
     }
+
+
+def test_a_policy_that_prices_one_age_band_up_is_flagged_and_refused(tmp_path: Path) -> None:
+    """The scorecard reads the recommended prices from the log; the twin's gate refuses a candidate that charges the
+    65+ more for the same card than the serving policy does (hand-built ledgers: the twin's own arithmetic)."""
+    from nextbest.scorecard import build_scorecard
+    from nextbest.twin.report import ledger_fairness
+    from nextbest.twin.scorecard import Ledger
+
+    project = load_project()
+    _write_log(project.decision_log_uri(Settings(home=tmp_path)), None, old_rate=24.0)
+    check = build_scorecard(project, Settings(home=tmp_path), by="policy").fairness["p"]
+    assert check.ratio(AGE, "65+", OFFER_RATE) > 0.8  # offered as often
+    assert check.ratio(AGE, "65+", PRICE, "credit_card") == pytest.approx(18.0 / 24.0)  # but charged a third more
+    assert any("mean credit_card price of age_band 65+: ratio 0.75" in r for r in check.reasons())
+
+    catalogue = project.decisions()[1]
+    ids = np.arange(1, 601, dtype=np.int64)
+    ages = (18 + (ids - 1) % 60).astype(float)
+
+    def ledger(name: str, old_rate: float) -> Ledger:
+        lg = Ledger(name, 1, ids, np.zeros(len(ids)), catalogue, ages=ages)
+        lg.counters["credit_offers"][:] = 1.0
+        lg.add_prices(ids, np.full(len(ids), "personal_loan", dtype=object), np.where(ages >= 65, old_rate, 9.0))
+        return lg
+
+    serving, candidate = ledger_fairness([ledger("5", 9.0)], SPEC), ledger_fairness([ledger("candidate", 12.5)], SPEC)
+    assert serving.passed and candidate.ratio(AGE, "65+", PRICE, "personal_loan") == pytest.approx(9.0 / 12.5)
+    refusals = gate_refusals(candidate, serving)
+    assert len(refusals) == 1 and "mean personal_loan price of age_band 65+: ratio 0.72" in refusals[0]
 
 
 def _credit_set(age_effect: bool, rows: int = 3_000, seed: int = 7):  # type: ignore[no-untyped-def]

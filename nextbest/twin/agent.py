@@ -67,6 +67,8 @@ class Asked:
     point: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # positions in the day's points
     decision_id: list[str] = field(default_factory=list)
     customer_id: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    #: the priced offers the engine made (customer, action, price), for the fairness check's mean prices
+    priced: list[tuple[int, str, float]] = field(default_factory=list)
 
 
 class EngineAgent:
@@ -117,6 +119,8 @@ class EngineAgent:
                 action_ids[pos] = answer.actions[0].action_id
                 channels[pos] = req.channel
                 prices[pos] = answer.actions[0].price  # the engine's price inside the band (the world responds)
+                if prices[pos] is not None:
+                    self.asked.priced.append((int(points.customer_id[pos]), str(action_ids[pos]), float(prices[pos])))
         propensity = [1.0 if a else float("nan") for a in action_ids]  # the policy is deterministic
         return self.world.decisions(action_ids, channels, propensity, prices)
 

@@ -9,7 +9,7 @@
 - `daily`: per policy, seed and day, the value, contact cost and the control's value (the plot's series);
 - `fairness`: per policy, the fairness check of its decisions (`nextbest.fairness`: each cohort customer is a unit,
   offered credit when delivered at least one credit action over the twin's days, grouped by the age band at the
-  twin's start; mean prices of the priced offers delivered), and `gate` (a what-if run): the what-if gate refuses
+  twin's start; mean prices of the priced offers the engine made), and `gate` (a what-if run): the what-if gate refuses
   the candidate when it has an adverse-impact ratio below the project's threshold that the serving policy does not
   have as low (`nextbest.fairness.gate_refusals`); the refusal is recorded in twin.json, as an MLflow tag and in
   `<home>/twin/gate.jsonl` with who and when.

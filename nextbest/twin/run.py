@@ -216,6 +216,8 @@ def _live_day(world: World, genome: DailyGenome, agent: Any, ledger: Ledger, clo
     agent.end_day(report, tables)
     clock.lap("feedback")
     ledger.add_day(report, tables, agent.asked.customer_id)
+    if agent.asked.priced:
+        ledger.add_prices(*(np.array(c) for c in zip(*agent.asked.priced, strict=True)))
     clock.lap("ledger")
 
 

@@ -97,7 +97,7 @@ class Ledger:
     refused: int = 0
     #: each cohort customer's age at the twin's start (the fairness check's age bands; None: unknown)
     ages: np.ndarray | None = None
-    #: the priced offers delivered (the fairness check's mean prices): cohort position, action, price
+    #: the priced offers the engine made (the fairness check's mean prices): cohort position, action, price
     priced: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -143,8 +143,6 @@ class Ledger:
                 ("credit_offers", np.isin(c["action_id"].to_numpy(), self._credit)),
             ):
                 self._count(name, ids, w)
-            if "price" in c.columns:
-                self._price(ids, c["action_id"].to_numpy(), c["price"].to_numpy(dtype=np.float64))
         organic = report.organic
         organic_value = organic["product"].map(self._product_value).fillna(0.0).to_numpy(dtype=np.float64)
         self._count("organic_value", organic["customer_id"].to_numpy(), organic_value)
@@ -167,11 +165,13 @@ class Ledger:
             }
         )
 
-    def _price(self, ids: np.ndarray, actions: np.ndarray, prices: np.ndarray) -> None:
+    def add_prices(self, ids: np.ndarray, actions: np.ndarray, prices: np.ndarray) -> None:
+        """The day's priced offers (customer, action, the engine's price) for the fairness check's mean prices."""
+        prices = np.asarray(prices, dtype=np.float64)
         priced = np.isfinite(prices)
-        pos, inside = self._rows(ids[priced])
+        pos, inside = self._rows(np.asarray(ids)[priced])
         if len(pos):
-            self.priced.append((pos, actions[priced][inside], prices[priced][inside]))
+            self.priced.append((pos, np.asarray(actions, dtype=object)[priced][inside], prices[priced][inside]))
 
     def finish(self, world: World) -> None:
         """The relationship at the end: products held by the customers still with the bank, and their wallet share."""
