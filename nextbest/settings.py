@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from nextbest.base import Frozen
@@ -116,11 +116,26 @@ class Settings(BaseSettings):
     profile: Literal["embedded", "production"] = "embedded"
     # The project file (nextbest/project.py): None is the simulated bank, configs/simbank.yaml.
     project: Path | None = None
+    # Where the batch jobs' partitions run (nextbest/distributed.py): "local" (this process and its own worker
+    # processes, the default) or "dask" (the Dask cluster at dask_scheduler): training (xgboost.dask, Optuna trials
+    # on the workers), the simulator's chunks and the campaign's scoring, by the same commands.
+    compute: Literal["local", "dask"] = "local"
+    # tcp://host:8786 (a running scheduler: dask-kubernetes, dask-gateway, YARN, `dask scheduler`), or local:N to
+    # start a LocalCluster of N worker processes on this machine for the job's duration.
+    dask_scheduler: str = "local:2"
     world: WorldSettings = WorldSettings()
     features: FeatureSettings = FeatureSettings()
     mlflow: MlflowSettings = MlflowSettings()
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _scheduler_address(cls, value: str) -> str:
+        from nextbest.distributed import parse_scheduler
+
+        parse_scheduler(value)  # ValueError naming the accepted forms
+        return value
 
     @model_validator(mode="after")
     def _no_simulated_time_in_production(self) -> Settings:

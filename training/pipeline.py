@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nextbest import distributed
 from nextbest.errors import DataError
 from nextbest.models.artefact import LoadedModel, matrix_from_frame
 from nextbest.models.calibration import CalibrationMethod
@@ -229,12 +230,13 @@ def fit_and_log(
     data = _prepare(settings, training_set, options, seed)
     job = _resolve_job(settings, training_set, options, data.splits, seed)
     client = mlflow_client(settings)
-    with _start_study_run(job, training_set) as run:
+    # compute: dask -> the trials on the cluster's workers, the recipe by xgboost.dask (training/dask_train.py)
+    with distributed.client(settings) as dask, _start_study_run(job, training_set) as run:
         parent_id = run.info.run_id
         _log_job_params(job, training_set, data)
-        study, trial_log = _tune(client, job, data, parent_id, progress)
+        study, trial_log = _tune(client, job, data, parent_id, progress, dask)
         best_params = dict(study.best_params)
-        final = _fit_final_model(job, data, best_params)
+        final = _fit_final_model(job, data, best_params, dask)
         fitted = LoadedModel(job.name, None, parent_id, final.booster, final.calibrator, list(data.features))
         baseline = plain_baseline(data.train.plus(data.valid), job.seed, job.options.config.nthread)
         metrics, p_test, raw_test = _evaluate_on_test(fitted, final, baseline, data, training_set.kind)
@@ -427,30 +429,48 @@ def _log_job_params(job: _Job, training_set: TrainingSet, data: _Prepared) -> No
 
 
 def _tune(
-    client: Any, job: _Job, data: _Prepared, parent_id: str, progress: ProgressFn | None
+    client: Any, job: _Job, data: _Prepared, parent_id: str, progress: ProgressFn | None, dask: Any = None
 ) -> tuple[Any, _TrialLogger]:
-    """Step 4: run (or resume) the Optuna study, one nested run per trial; log its best params and summary."""
+    """Step 4: run (or resume) the Optuna study, one nested run per trial; log its best params and summary.
+    `dask`: a Dask client whose workers run the trials on the same study (`training.dask_train`)."""
     import mlflow
 
     trial_log = _TrialLogger(client, job.experiment_id, parent_id, job.trials, progress)
-    study = run_study(
-        data.tuning, job.trials, study_name=job.study_name, storage=job.storage, seed=job.seed,
-        timeout=job.options.timeout, config=job.options.config, callbacks=[trial_log],
-    )  # fmt: skip
+    mlflow.log_param("compute", "dask" if dask is not None else "local")
+    if dask is not None:
+        from training.dask_train import run_study_dask
+
+        study = run_study_dask(
+            dask, data.train, data.valid, data.features, job.trials, study_name=job.study_name, storage=job.storage,
+            seed=job.seed, timeout=job.options.timeout, config=job.options.config, callbacks=[trial_log],
+        )  # fmt: skip
+    else:
+        study = run_study(
+            data.tuning, job.trials, study_name=job.study_name, storage=job.storage, seed=job.seed,
+            timeout=job.options.timeout, config=job.options.config, callbacks=[trial_log],
+        )  # fmt: skip
     mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
     summary = study_summary(study)
     mlflow.log_metrics({f"study_{k}": float(v) for k, v in summary.items()})
     return study, trial_log
 
 
-def _fit_final_model(job: _Job, data: _Prepared, best_params: dict[str, Any]) -> RecipeFit:
+def _fit_final_model(job: _Job, data: _Prepared, best_params: dict[str, Any], dask: Any = None) -> RecipeFit:
     """Step 5: the recipe (`training.recipe.fit_recipe`) with the best parameters: early stopping on the validation
     split (refit here: deterministic for a fixed seed, and the best trial may come from another worker process or
     an earlier session of a resumed study, so its booster is not in this process), then the model refitted on
     train + validation for the best iteration's rounds, calibrated with the early-stopped booster's validation
-    margins."""
+    margins. `dask`: both boosters fitted by `xgboost.dask` on the cluster (the CV recipe of small sets stays
+    here)."""
     config = job.options.config
     params = booster_params(best_params, job.seed, config.nthread)
+    if dask is not None and data.tuning.cv is None:
+        from training.dask_train import fit_recipe_dask
+
+        return fit_recipe_dask(
+            dask, params, data.train, data.valid, config, calibration=job.options.calibration,
+            feature_names=data.features,
+        )  # fmt: skip
     if data.tuning.cv is not None:
         return fit_recipe_cv(
             params, data.train.plus(data.valid), config, seed=job.seed, calibration=job.options.calibration,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,11 +112,13 @@ def fit_recipe(
     calibration: CalibrationMethod | None = "platt",
     feature_names: list[str] | None = None,
     stopped: xgb.Booster | None = None,
+    refit: Callable[..., xgb.Booster] | None = None,
 ) -> RecipeFit:
     """Early-stop on `stop`, refit on `fit` + `stop` for the best iteration's rounds, calibrate (module docstring).
 
     `stopped`: an early-stopped booster already fitted on these rows (the trainer refits its study's best trial
-    once and passes it), so step 1 is not repeated. `calibration=None` skips step 3 (ranking only)."""
+    once and passes it), so step 1 is not repeated. `calibration=None` skips step 3 (ranking only). `refit`: what
+    boosts step 2 (`refit_booster`'s arguments; the distributed path passes `xgboost.dask`'s)."""
     from nextbest.models.calibration import fit_calibrator
     from training.tune import fit_booster, make_tuning_data
 
@@ -128,7 +131,7 @@ def fit_recipe(
     # The same starting point (intercept) as the early-stopped booster, so the refit's margins are on the scale the
     # calibrator was fitted on: XGBoost would otherwise start each booster from its own rows' base rate.
     refit_params = {**params, "base_score": base_score(stopped)}
-    booster = refit_booster(refit_params, fit.plus(stop), rounds, feature_names=feature_names)
+    booster = (refit or refit_booster)(refit_params, fit.plus(stop), rounds, feature_names=feature_names)
     calibrator = None
     if calibration is not None:
         margin = stopped.inplace_predict(stop.X, predict_type="margin")

@@ -205,7 +205,14 @@ def fit_booster(
         evals_result=history,
         verbose_eval=False,
     )
-    # Slice to the best iteration so inplace_predict and the logged model use exactly the early-stopped trees.
+    return keep_best_rounds(booster, history, data.feature_names)
+
+
+def keep_best_rounds(
+    booster: xgb.Booster, history: dict[str, dict[str, list[float]]], feature_names: list[str]
+) -> xgb.Booster:
+    """The early-stopped booster sliced to its best iteration (so inplace_predict and the logged model use exactly
+    those trees), with the validation AUC at that iteration as attribute `best_auc`."""
     best = booster.best_iteration
     booster.set_attr(best_auc=str(history["validation"]["auc"][best]))
     if best + 1 < booster.num_boosted_rounds():
@@ -213,7 +220,7 @@ def fit_booster(
         sliced.set_attr(
             best_iteration=str(best), best_score=booster.attr("best_score"), best_auc=booster.attr("best_auc")
         )
-        sliced.feature_names = data.feature_names
+        sliced.feature_names = feature_names
         return sliced
     return booster
 
@@ -232,28 +239,35 @@ def _pruning_callback(trial: optuna.Trial, every: int) -> xgb.callback.TrainingC
     return ThrottledPruningCallback(trial, OBSERVATION_KEY)
 
 
+def make_pruner(config: TuningConfig) -> optuna.pruners.BasePruner:
+    """The study's pruner: median of the trials so far at the same round, after the warm-up rounds."""
+    import optuna
+
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=3, n_warmup_steps=config.warmup_rounds, interval_steps=config.report_every
+    )
+
+
 def create_study(
     study_name: str,
-    storage: str | None,
+    storage: str | optuna.storages.BaseStorage | None,
     seed: int,
     config: TuningConfig = TuningConfig(),
     n_startup_trials: int = 5,
     trials: int = 0,
 ) -> optuna.Study:
     """Create or load (resume) a study; the sampler seed is offset by the trials it already holds. A fresh study
-    with a budget of `trials` >= `config.defaults_from_trials` starts with XGBoost's defaults."""
+    with a budget of `trials` >= `config.defaults_from_trials` starts with XGBoost's defaults. `storage`: a URI
+    or an Optuna storage object (the distributed path's `DaskStorage`)."""
     import optuna
 
     from nextbest.models.registry import database_uri
 
-    storage = database_uri(storage) if storage else None
-    pruner = optuna.pruners.MedianPruner(
-        n_startup_trials=3, n_warmup_steps=config.warmup_rounds, interval_steps=config.report_every
-    )
+    storage = database_uri(storage) if isinstance(storage, str) else storage
     study = _create_or_load(
         study_name,
         storage,
-        pruner=pruner,
+        pruner=make_pruner(config),
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials),
     )
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what optuna-dashboard reads
@@ -271,7 +285,10 @@ def create_study(
 
 
 def _create_or_load(
-    study_name: str, storage: str | None, pruner: optuna.pruners.BasePruner, sampler: optuna.samplers.BaseSampler
+    study_name: str,
+    storage: str | optuna.storages.BaseStorage | None,
+    pruner: optuna.pruners.BasePruner,
+    sampler: optuna.samplers.BaseSampler,
 ) -> optuna.Study:
     """`optuna.create_study(load_if_exists=True)`, retried when workers race to create the schema.
 
@@ -321,22 +338,34 @@ def run_study(
     study = create_study(study_name, storage, seed, config, n_startup_trials=min(5, max(2, trials // 2)), trials=trials)
 
     def objective(trial: optuna.Trial) -> float:
-        params = booster_params(suggest_params(trial), seed=seed, nthread=config.nthread)
-        t0 = time.perf_counter()
-        if data.cv is not None:
-            rounds, loss, auc = cv_rounds(params, data.cv, config)
-            trial.set_user_attr("best_iteration", rounds - 1)
-            trial.set_user_attr("valid_auc", auc)
-            trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
-            return loss
-        booster = fit_booster(params, data, config, callbacks=[_pruning_callback(trial, config.report_every)])
-        trial.set_user_attr("best_iteration", int(booster.best_iteration))
-        trial.set_user_attr("valid_auc", float(booster.attr("best_auc") or "nan"))
-        trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
-        return float(booster.best_score)
+        return trial_objective(trial, data, seed, config)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=list(callbacks), gc_after_trial=False)
+    return check_study(study, study_name)
+
+
+def trial_objective(trial: optuna.Trial, data: TuningData, seed: int, config: TuningConfig) -> float:
+    """One trial: the suggested parameters' validation log-loss at the early-stopping round (or CV's mean)."""
+    params = booster_params(suggest_params(trial), seed=seed, nthread=config.nthread)
+    t0 = time.perf_counter()
+    if data.cv is not None:
+        rounds, loss, auc = cv_rounds(params, data.cv, config)
+        trial.set_user_attr("best_iteration", rounds - 1)
+        trial.set_user_attr("valid_auc", auc)
+        trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
+        return loss
+    booster = fit_booster(params, data, config, callbacks=[_pruning_callback(trial, config.report_every)])
+    trial.set_user_attr("best_iteration", int(booster.best_iteration))
+    trial.set_user_attr("valid_auc", float(booster.attr("best_auc") or "nan"))
+    trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
+    return float(booster.best_score)
+
+
+def check_study(study: optuna.Study, study_name: str) -> optuna.Study:
+    """The study, once it holds a completed trial (DataError otherwise: all pruned or failed)."""
+    import optuna
+
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise DataError(f"study {study_name} has no completed trial (all pruned or failed); raise --trials")

@@ -31,7 +31,9 @@ def simulate(
     start_date: str | None = typer.Option(None, "--start-date", help="First day, YYYY-MM-DD (default: settings)."),
     chunk_size: int = typer.Option(25_000, "--chunk-size", help="Customers simulated together (bounds memory)."),
     workers: int | None = typer.Option(
-        None, "--workers", help="Processes simulating chunks in parallel (default: one per core, at most 2)."
+        None,
+        "--workers",
+        help="Processes simulating chunks (default: one per core, at most 2; compute: dask, its workers).",
     ),
     list_scenarios: bool = typer.Option(False, "--list-scenarios", help="List the drift scenarios and exit."),
     price_exploration: bool = typer.Option(
@@ -41,6 +43,7 @@ def simulate(
     ),
 ) -> None:
     """Simulate the bank world: parquet sources (data contract) and the truth, apart, in truth/."""
+    from nextbest import distributed
     from nextbest.console import console, progress
     from nextbest.settings import load_settings
     from nextbest.simulator import simulate_world
@@ -57,9 +60,11 @@ def simulate(
         f"Simulating [bold]{config.customers:,}[/] customers x [bold]{config.days}[/] days, seed {config.seed}"
         + (f", scenario [bold]{config.scenario}[/] from day {config.scenario_start_day}" if config.scenario else "")
     )
-    with progress() as bar:
+    with distributed.client(settings) as dask, progress() as bar:  # compute: dask -> the chunks on its workers
         task = bar.add_task("simulate", total=config.n_chunks * config.days)
-        summary = simulate_world(config, out_dir, on_progress=lambda k: bar.advance(task, k), workers=workers)
+        summary = simulate_world(
+            config, out_dir, on_progress=lambda k: bar.advance(task, k), workers=workers, dask=dask
+        )
     _print_summary(summary, out_dir)
 
 

@@ -60,6 +60,7 @@ def train(
     validate: bool = typer.Option(True, "--validate/--no-validate", help="A bank's tables: repeated CV estimate."),
 ) -> None:
     """Tune, train, calibrate and log models to MLflow; register each as `challenger` and run the promotion gate."""
+    from nextbest import distributed
     from nextbest.commands.features import load_project_or_exit
     from nextbest.settings import load_settings
 
@@ -75,13 +76,14 @@ def train(
     settings = load_settings()
     if project is not None:
         settings = settings.model_copy(update={"project": loaded.source})
-    for name in names:
-        if loaded.kind == "genome":
-            options = dict(timeout=timeout, storage=storage, study_name=study_name, horizon_days=horizon_days)
-            options.update(seed=seed, register=register, promote=promote, calibration=calibration.value)
-            _train_genome(settings, name, trials or settings.training.trials, options, threads, purge_days)
-        else:
-            _train_tables(settings, loaded, name, trials, seed, validate)
+    with distributed.client(settings):  # compute: dask -> one cluster for every model's trials and fits
+        for name in names:
+            if loaded.kind == "genome":
+                options = dict(timeout=timeout, storage=storage, study_name=study_name, horizon_days=horizon_days)
+                options.update(seed=seed, register=register, promote=promote, calibration=calibration.value)
+                _train_genome(settings, name, trials or settings.training.trials, options, threads, purge_days)
+            else:
+                _train_tables(settings, loaded, name, trials, seed, validate)
 
 
 def _train_genome(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,6 +158,13 @@ def _run_chunk(
     return chunk_output(config, table, c, pop, result, staging)
 
 
+def _run_planned_chunk(
+    item: tuple[int, tuple[int, int, int, int]], config: SimulationConfig, catalogue: Catalogue, staging: Path
+) -> _ChunkOutput:
+    """`_run_chunk` of one (index, plan row) pair (a Dask worker's task)."""
+    return _run_chunk(config, catalogue, item[0], item[1], staging)
+
+
 def _run_chunks(
     config: SimulationConfig,
     catalogue: Catalogue,
@@ -164,9 +172,16 @@ def _run_chunks(
     staging: Path,
     workers: int,
     on_progress: ProgressCallback | None,
+    dask: Any = None,
 ) -> list[_ChunkOutput]:
-    """Every chunk's output, in chunk order: in this process, or in `workers` forked processes."""
+    """Every chunk's output, in chunk order: in this process, in `workers` forked processes, or on the workers of
+    the Dask client `dask` (each writes its chunk into `staging`, a folder they share)."""
     outputs: list[_ChunkOutput] = []
+    if dask is not None:
+        from nextbest.distributed import map_partitions
+
+        done = (lambda _i, _out: on_progress(config.days)) if on_progress else None
+        return map_partitions(dask, _run_planned_chunk, list(enumerate(plan)), config, catalogue, staging, on_done=done)
     if workers <= 1 or len(plan) == 1:
         for c, row in enumerate(plan):
             outputs.append(_run_chunk(config, catalogue, c, row, staging, on_progress))
@@ -188,12 +203,14 @@ def simulate_world(
     catalogue: Catalogue | None = None,
     on_progress: ProgressCallback | None = None,
     workers: int | None = None,
+    dask: Any = None,
 ) -> WorldSummary:
     """Simulate `config` into `out_dir/sources` and `out_dir/truth`.
 
     `on_progress(k)` reports k more simulated chunk-days (total `n_chunks * days`). `workers` processes simulate
-    chunks in parallel (default: one per core, at most 2, when there are several chunks); the output does not
-    depend on it.
+    chunks in parallel (default: one per core, at most 2, when there are several chunks); `dask`: a Dask client
+    whose workers simulate the chunks instead (`nextbest.distributed`; `out_dir` on a filesystem they share). The
+    output depends on neither.
     """
     started = time.perf_counter()
     out = Path(out_dir)
@@ -203,7 +220,7 @@ def simulate_world(
     if workers is None:
         workers = min(2, os.cpu_count() or 1, len(plan))
     try:
-        outputs = _run_chunks(config, catalogue, plan, staging, workers, on_progress)
+        outputs = _run_chunks(config, catalogue, plan, staging, workers, on_progress, dask)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # never leave a half-written world behind
         raise
