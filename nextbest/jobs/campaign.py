@@ -560,8 +560,13 @@ def run_campaign(
     its own engine on the same decision log (as a service's workers), the audience and allocation here."""
     spec.check_against(project)
     owned = engine is None
-    # The workers start (and load their engines) while this process reads the audience.
-    pool = Workers(project, settings, workers, chunk) if workers > 1 else None
+    # The workers start (and load their engines) while this process reads the audience; compute: dask -> the
+    # Dask cluster's workers decide the chunks instead of `workers` processes (nextbest/jobs/campaign_dask.py).
+    from nextbest.jobs.campaign_dask import workers_for
+
+    pool: Any = workers_for(project, settings, chunk)
+    if pool is None and workers > 1:
+        pool = Workers(project, settings, workers, chunk)
     engine = engine or open_engine(project, settings, chunk)
     stamp = datetime.now(UTC)
     seconds: dict[str, float] = {}
