@@ -587,14 +587,16 @@ def build_feature_tables(
     chunk_customers: int = 10_000,
     memory_limit: str | None = None,
     excluded: Collection[int] = (),
+    dask: Any = None,
 ) -> dict[str, Path]:
     """Build every feature table from the source tables and write one parquet file per view under `out_dir`.
 
     `start`/`end` default to the span of the events; the last snapshot is the first midnight after `end`.
     Customers are processed in chunks of `chunk_customers` ids (memory is bounded by a chunk's customer x day
     grid), each chunk's tables are written by DuckDB straight to parquet parts, and the parts are streamed into
-    one file per view. `excluded` customers (erased: the project's tombstones) are in no table. Returns
-    {view name: parquet path}.
+    one file per view. `excluded` customers (erased: the project's tombstones) are in no table. `dask`: a Dask
+    client whose workers build the chunks' parts (each its own DuckDB connection; `out_dir` on a filesystem they
+    share); the parts and so the tables are the same. Returns {view name: parquet path}.
     """
     if chunk_customers < 1:
         raise ValueError(f"chunk_customers must be >= 1, got {chunk_customers}")
@@ -610,31 +612,29 @@ def build_feature_tables(
         work.mkdir(parents=True)
         # Let DuckDB spill window state to disk instead of failing when a chunk outgrows memory.
         con.execute(f"SET temp_directory = '{work / 'duckdb_tmp'}'")
-        builders: dict[str, Callable[[duckdb.DuckDBPyConnection], str]] = {
-            PROFILE_VIEW: _build_profile,
-            ACTIVITY_VIEW: _build_activity,
-            CONTACT_VIEW: _build_contacts,
-        }
-        steps = [*builders, REALTIME_VIEW]
+        steps = [*_BUILDERS, REALTIME_VIEW]
         parts: dict[str, list[Path]] = {view: [] for view in steps}
         total, done = len(chunks) * len(steps) + 1, 0
-        for index, bounds in enumerate(chunks):
-            bind_sources(con, sources_dir, bounds, excluded)
-            _prepare_grid(con, start_day, times)
-            for view, builder in builders.items():
-                part = work / f"{view}-{index:05d}.parquet"
-                _copy_sql(con, builder(con), VIEW_FIELDS[view], part)
-                parts[view].append(part)
-                done += 1
-                if progress is not None:
-                    progress(view, done, total)
-            state = fold_realtime_state(realtime_events(con))
-            part = work / f"{REALTIME_VIEW}-{index:05d}.parquet"
-            _write_parquet(state[state[TIMESTAMP_FIELD] <= pd.Timestamp(times[-1])], part)
-            parts[REALTIME_VIEW].append(part)
+
+        def tick(view: str) -> None:
+            nonlocal done
             done += 1
             if progress is not None:
-                progress(REALTIME_VIEW, done, total)
+                progress(view, done, total)
+
+        job = _ChunkJob(sources_dir, work, start_day, times, frozenset(excluded), memory_limit)
+        if dask is None:
+            built = [_build_chunk(con, job, index, bounds, tick) for index, bounds in enumerate(chunks)]
+        else:  # compute: dask -> each chunk on a worker, with its own DuckDB connection (nextbest/distributed.py)
+            from nextbest.distributed import map_partitions
+
+            built = map_partitions(
+                dask, _build_chunk_on_worker, list(enumerate(chunks)), job,
+                on_done=lambda _i, _parts: [tick(view) for view in steps],
+            )  # fmt: skip
+        for chunk_parts in built:
+            for view in steps:
+                parts[view].append(chunk_parts[view])
         out_dir.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
         for view in steps:
@@ -648,6 +648,60 @@ def build_feature_tables(
     finally:
         con.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+_BUILDERS: dict[str, Callable[[duckdb.DuckDBPyConnection], str]] = {
+    PROFILE_VIEW: _build_profile,
+    ACTIVITY_VIEW: _build_activity,
+    CONTACT_VIEW: _build_contacts,
+}
+
+
+@dataclass(frozen=True)
+class _ChunkJob:
+    """What every customer chunk's build reads: the sources, the parts folder, the snapshot times."""
+
+    sources_dir: Path
+    work: Path
+    start_day: datetime
+    times: list[datetime]
+    excluded: frozenset[int]
+    memory_limit: str | None
+
+
+def _build_chunk(
+    con: duckdb.DuckDBPyConnection,
+    job: _ChunkJob,
+    index: int,
+    bounds: tuple[int, int],
+    tick: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
+    """One customer chunk's part of every view, written under `job.work`: {view: part path}."""
+    bind_sources(con, job.sources_dir, bounds, job.excluded)
+    _prepare_grid(con, job.start_day, job.times)
+    out: dict[str, Path] = {}
+    for view, builder in _BUILDERS.items():
+        out[view] = job.work / f"{view}-{index:05d}.parquet"
+        _copy_sql(con, builder(con), VIEW_FIELDS[view], out[view])
+        if tick is not None:
+            tick(view)
+    state = fold_realtime_state(realtime_events(con))
+    out[REALTIME_VIEW] = job.work / f"{REALTIME_VIEW}-{index:05d}.parquet"
+    _write_parquet(state[state[TIMESTAMP_FIELD] <= pd.Timestamp(job.times[-1])], out[REALTIME_VIEW])
+    if tick is not None:
+        tick(REALTIME_VIEW)
+    return out
+
+
+def _build_chunk_on_worker(item: tuple[int, tuple[int, int]], job: _ChunkJob) -> dict[str, Path]:
+    """`_build_chunk` on a Dask worker: its own one-thread DuckDB connection, spilling under the parts folder."""
+    index, bounds = item
+    con = connect(job.sources_dir, threads=1, memory_limit=job.memory_limit, excluded=job.excluded)
+    try:
+        con.execute(f"SET temp_directory = '{job.work / f'duckdb_tmp-{index:05d}'}'")
+        return _build_chunk(con, job, index, bounds)
+    finally:
+        con.close()
 
 
 def _customer_chunks(con: duckdb.DuckDBPyConnection, sources_dir: Path, size: int) -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ processes started here for the job's duration. The jobs take the client and send
 - training (`training.dask_train`): Optuna trials spread over the workers on one study (the PostgreSQL study, or
   `optuna_integration.DaskStorage` around the local SQLite one), the recipe's boosters fitted by `xgboost.dask`;
 - the simulator's chunks (`nextbest.simulator.world`), each written by a worker into the world's staging folder;
+- the feature pipeline's customer chunks (`feature_repo.pipeline.build_feature_tables`), one DuckDB per task;
 - the campaign's scoring of the base (`nextbest.jobs.campaign`), each worker with its own decision engine
   (`EnginePool`).
 

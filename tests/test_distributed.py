@@ -1,5 +1,6 @@
 """The distributed path (`compute: dask`, nextbest/distributed.py) on a real local Dask cluster of two worker
-processes, checked against the single-process path: the simulator's chunks give the same tables; training spreads
+processes, checked against the single-process path: the simulator's chunks give the same tables and the feature
+pipeline's chunks the same feature rows; training spreads
 its Optuna trials over the workers on one study and fits the recipe with xgboost.dask to the same test metrics
 (within a standard error of the test AUC, 0.01 of log-loss) as the single-process fit of the same parameters on the
 same rows; the campaign's scoring on the workers gives the same contact list."""
@@ -75,17 +76,52 @@ def test_local_compute_opens_no_client_and_dask_compute_reuses_the_attached_one(
 # -------------------------------------------------------------------- the simulator's chunks
 
 
-def test_the_simulators_chunks_on_the_workers_give_the_same_world(dask_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+WORLD = {"customers": 240, "days": 30, "seed": 3, "chunk_size": 80}  # three chunks over two workers
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small world simulated in this process (the reference)."""
     from nextbest.simulator import SimulationConfig, simulate_world
 
-    config = SimulationConfig(customers=240, days=30, seed=3, chunk_size=80)  # three chunks over two workers
+    out = tmp_path_factory.mktemp("dask-world") / "local"
+    simulate_world(SimulationConfig(**WORLD), out, workers=1)
+    return out
+
+
+def test_the_simulators_chunks_on_the_workers_give_the_same_world(dask_client, world: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from nextbest.simulator import SimulationConfig, simulate_world
+
+    config = SimulationConfig(**WORLD)
     days: list[int] = []
-    simulate_world(config, tmp_path / "local", workers=1)
     simulate_world(config, tmp_path / "dask", on_progress=days.append, dask=dask_client)
-    local, on_dask = _digest(tmp_path / "local"), _digest(tmp_path / "dask")
+    local, on_dask = _digest(world), _digest(tmp_path / "dask")
     assert len(local) > 20 and "sources/contacts/part-00002.parquet" in local
     assert on_dask == local
     assert sum(days) == config.n_chunks * config.days
+
+
+# -------------------------------------------------------------------- the feature pipeline
+
+
+def test_the_feature_pipelines_chunks_on_the_workers_give_the_same_feature_rows(  # type: ignore[no-untyped-def]
+    dask_client, world: Path, tmp_path: Path
+) -> None:
+    from feature_repo.pipeline import build_feature_tables
+
+    options = {"every_days": 7, "chunk_customers": 80}
+    local = build_feature_tables(world / "sources", tmp_path / "local", **options)
+    steps: list[str] = []
+    on_dask = build_feature_tables(
+        world / "sources", tmp_path / "dask", progress=lambda view, done, total: steps.append(view), dask=dask_client,
+        **options,
+    )  # fmt: skip
+    assert set(on_dask) == set(local) and len(local) == 4
+    for view, path in local.items():
+        expected = pd.read_parquet(path)
+        assert len(expected) > 0
+        pd.testing.assert_frame_equal(pd.read_parquet(on_dask[view]), expected)
+    assert steps[-1] == "done" and len(steps) == 3 * 4 + 1  # every chunk's views, then the tables
 
 
 # -------------------------------------------------------------------- training

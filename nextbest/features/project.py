@@ -173,18 +173,21 @@ class GenomeFeatures(FeatureProject):
         `every_days` is the snapshot cadence (7 for 100k+ customers x 180 days); `chunk_customers` bounds memory.
         """
         from feature_repo.pipeline import build_feature_tables
+        from nextbest import distributed
         from nextbest.features.store import offline_dir
 
         if not self.settings.sources_dir.is_dir():
             raise NotReadyError(f"no world at {self.settings.world_dir}: run `nextbest simulate` first")
-        return build_feature_tables(
-            self.settings.sources_dir,
-            offline_dir(self.settings),
-            every_days=every_days,
-            progress=progress,
-            chunk_customers=chunk_customers,
-            excluded=self._erased_customers(),
-        )
+        with distributed.client(self.settings) as dask:  # compute: dask -> the customer chunks on its workers
+            return build_feature_tables(
+                self.settings.sources_dir,
+                offline_dir(self.settings),
+                every_days=every_days,
+                progress=progress,
+                chunk_customers=chunk_customers,
+                excluded=self._erased_customers(),
+                dask=dask,
+            )
 
     def _erased_customers(self) -> set[int]:
         """The world's customers that were erased (nothing read when the project erased none)."""
