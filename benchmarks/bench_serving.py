@@ -61,6 +61,7 @@ TARGET_P99_MS = 10.0
 TARGET_RATE = 500.0
 TARGET_THROUGHPUT = 1_000.0
 TARGET_FLOOR_RATIO = 1.6
+DRAIN_S = 5.0  # seconds after the fixed-rate schedule ends before unanswered requests count as failed
 
 
 def load_avg() -> float:
@@ -282,12 +283,17 @@ async def _fixed_rate(host: str, port: int, ids: list[int], rate: float, seconds
             await asyncio.sleep(delay)
         body = json.dumps({"customer_id": rng.choice(ids), "channel": rng.choice(["app", "web", "email"])}).encode()
         tasks.append(asyncio.create_task(one(due, body)))
-    await asyncio.gather(*tasks)
+    # A request still unanswered DRAIN_S after the last was due failed (as wrk's --timeout): an overloaded server
+    # would otherwise hold the run for minutes draining its queue.
+    _done, late = await asyncio.wait(tasks, timeout=DRAIN_S)
+    for task in late:
+        task.cancel()
+    errors += len(late)
     elapsed = time.perf_counter() - t0
     while not pool.empty():
         _, w = pool.get_nowait()
         w.close()
-    lat = np.asarray(latencies) * 1e3
+    lat = np.asarray(latencies or [float("nan")]) * 1e3
     return {
         "rate": rate,
         "achieved_rps": len(latencies) / elapsed,
@@ -297,6 +303,7 @@ async def _fixed_rate(host: str, port: int, ids: list[int], rate: float, seconds
         "errors": errors,
         "degraded": degraded,
         "requests": n,
+        "answered": len(latencies),
     }
 
 
@@ -465,22 +472,24 @@ def measure(name: str, world: Settings, key: str, args: argparse.Namespace, ids:
         if name != "naive":
             meter.start()
             r = fixed_rate(port, ids, args.rate, args.rate_seconds)
-            out["fixed"] = meter.stop(r["requests"], r)
+            out["fixed"] = meter.stop(r["answered"], r)  # CPU per request answered (scheduled ones may time out)
             print(f"  fixed {args.rate:.0f} req/s: achieved {r['achieved_rps']:.0f}  {_line(r)}", flush=True)
     out["best_rps"] = max(r["rps"] for r in out["wrk"])
     return out
 
 
 def run_rounds(
-    configs: list[tuple[str, Settings, str]], args: argparse.Namespace, ids: list[int]
+    configs: list[tuple[str, Settings, str]], args: argparse.Namespace, ids: list[int], partial: Path
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every configuration `--repeats` times, interleaved: A B A B (a slow minute on the machine hits both)."""
+    """Every configuration `--repeats` times, interleaved: A B A B (a slow minute on the machine hits both). Each
+    run is saved to `partial` as it ends (an interrupted benchmark keeps what it measured)."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for round_ in range(args.repeats):
         for name, world, key in configs:
             if name == "naive" and round_ > 0:
                 continue  # the naive variant is a reference point, measured once
             runs.setdefault(key, []).append(measure(name, world, key, args, ids))
+            partial.write_text(json.dumps(runs, indent=2, default=str))
     return runs
 
 
@@ -568,7 +577,7 @@ def main() -> None:
     if redis is not None:
         configs += [(n, redis, f"{n}_redis") for n in names if n != "naive"]
     try:
-        runs = run_rounds(configs, args, ids)
+        runs = run_rounds(configs, args, ids, settings.bench_dir / "serving-runs.partial.json")
     finally:
         if redis is not None:
             import nextbest.features as nbf

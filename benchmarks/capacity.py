@@ -178,24 +178,28 @@ def simulate_replica(rate: float, cores: int, quantiles: np.ndarray, requests: i
 
 
 def plan_replicas(args: argparse.Namespace, quantiles: np.ndarray) -> dict[str, Any]:
-    """The smallest replica count whose p99 holds with one replica lost (N - 1 carrying the whole rate)."""
+    """The smallest replica count whose p99 holds, plus one so that losing a replica keeps it. When the service time
+    alone exceeds the target at p99 no replica count can meet it: then the count that keeps workers 60% busy."""
     mean = float(np.mean(quantiles))
-    n = max(1, math.ceil(args.rate * mean / 1e3 / args.cores))  # below this the replicas cannot keep up at all
-    curve = []
-    while True:
+    n0 = max(1, math.ceil(args.rate * mean / 1e3 / args.cores / 0.95))  # fewer cannot keep up at all
+    curve, met = [], None
+    for n in range(n0, 4 * n0 + 2):
         sim = simulate_replica(args.rate / n, args.cores, quantiles, args.requests)
         curve.append({"replicas": n, **sim})
-        if sim["p99_ms"] <= args.p99_ms and sim["utilization"] < 0.95:
+        if sim["p99_ms"] <= args.p99_ms:
+            met = n
             break
-        n += 1
-    survive = n + 1  # one replica lost: the other n still meet the target
-    nominal = simulate_replica(args.rate / survive, args.cores, quantiles, args.requests, seed=1)
+    n = met if met is not None else math.ceil(args.rate * mean / 1e3 / args.cores / 0.6)
+    planned = n + 1  # one replica lost: the other n still carry the rate
+    nominal = simulate_replica(args.rate / planned, args.cores, quantiles, args.requests, seed=1)
     return {
+        "service_p99_ms": float(np.percentile(quantiles, 99)),
+        "target_reachable": met is not None,
         "replicas_min": n,
-        "replicas_planned": survive,
-        "cores": survive * args.cores,
+        "replicas_planned": planned,
+        "cores": planned * args.cores,
         "nominal": nominal,
-        "curve": curve,
+        "curve": curve[-6:],
     }
 
 
@@ -292,7 +296,7 @@ def _read(path: Path, how: str) -> dict[str, Any]:
 
 def _print_plan(args: argparse.Namespace, out: dict[str, Any]) -> None:
     s, r, b = out["serving"], out["redis"], out["batch"]
-    print(f"== capacity plan: {args.customers:,} customers, {args.rate:,.0f} decisions/s, p99 <= {args.p99_ms:g} ms ==")
+    print(f"== capacity plan: {args.customers:,.0f} customers, {args.rate:,.0f} decisions/s, p99 <= {args.p99_ms:g} ms")
     print(
         f"service time: CPU {s['cpu_ms_per_req']:.2f} ms/request ({s['source']}), in-process decision p50 "
         f"{s['decision_p50_ms']:.2f} ms; redis-server {s['redis_cpu_ms_per_req']:.3f} ms/request"
@@ -302,12 +306,19 @@ def _print_plan(args: argparse.Namespace, out: dict[str, Any]) -> None:
             f"  {c['replicas']:>4} replicas x {args.cores} cores: p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms, "
             f"utilization {c['utilization']:.0%}"
         )
-    nominal = s["plan"]["nominal"]
-    print(
-        f"SERVICE REPLICAS: {s['plan']['replicas_planned']} x {args.cores} cores = {s['plan']['cores']} cores "
-        f"({s['plan']['replicas_min']} meet the target, +1 to lose one); at full strength p99 {nominal['p99_ms']:.2f}"
-        f" ms, utilization {nominal['utilization']:.0%}"
-    )
+    for label, plan in [("measured", s["plan"]), *((f"what if {k} ms/request", v) for k, v in s["what_if"].items())]:
+        nominal = plan["nominal"]
+        why = (
+            f"{plan['replicas_min']} meet p99 <= {args.p99_ms:g} ms"
+            if plan["target_reachable"]
+            else f"p99 <= {args.p99_ms:g} ms NOT reachable: the service time alone has p99 {plan['service_p99_ms']:.1f}"
+            f" ms; {plan['replicas_min']} keep the workers 60% busy"
+        )
+        print(
+            f"SERVICE REPLICAS ({label}): {plan['replicas_planned']} x {args.cores} cores = {plan['cores']} cores "
+            f"({why}, +1 to lose one); at full strength p50 {nominal['p50_ms']:.2f} ms, p99 {nominal['p99_ms']:.2f} ms,"
+            f" utilization {nominal['utilization']:.0%}"
+        )
     print(
         f"REDIS: {r['bytes_per_customer']:,.0f} bytes/customer ({r['keys_per_customer']:.2f} keys) -> "
         f"{r['data_gb']:,.0f} GB; {r['memory_shards']} shards for memory ({args.shard_gb:g} GB each), "
@@ -353,6 +364,7 @@ def main() -> None:
     p.add_argument("--batch-workers", type=int, default=32, help="workers (cores) for the batch windows")
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--window-h", type=float, default=4.0, help="nightly batch window, hours")
+    p.add_argument("--what-if-cpu-ms", type=float, nargs="*", default=[1.0], help="replicas at other request costs")
     p.add_argument("--measure-redis", action="store_true")
     p.add_argument("--redis-db", type=int, default=9)
     p.add_argument("--home", help="state folder of the measured world (default: the serving benchmark's)")
@@ -361,8 +373,9 @@ def main() -> None:
     bench = settings.bench_dir
     redis_file = bench / "capacity_redis.json"
     if args.measure_redis:
-        serving = _read(bench / "serving.json", "python -m benchmarks.bench_serving")
-        world = Settings(home=Path(args.home or serving["world"]))
+        serving_file = bench / "serving.json"
+        default_world = json.loads(serving_file.read_text())["world"] if serving_file.is_file() else None
+        world = Settings(home=Path(args.home or default_world or bench / "serving-world"))
         r = measure_redis(world, args.redis_db, 300, redis_file)
         print(json.dumps({k: v for k, v in r.items() if k != "views"}, indent=2, default=str))
         return
@@ -376,6 +389,9 @@ def main() -> None:
         "source": source,
         "decision_p50_ms": serving["profile_ms"]["total_p50"],
         "plan": plan_replicas(args, quantiles),
+    }
+    out["serving"]["what_if"] = {
+        f"{ms:g}": plan_replicas(args, quantiles * (ms / float(np.mean(quantiles)))) for ms in args.what_if_cpu_ms
     }
     out["redis"] = redis_plan(args, redis, redis_cpu)
     out["batch"] = batch_plan(args, redis)
