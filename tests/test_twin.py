@@ -195,7 +195,8 @@ def test_the_what_if_gate_refuses_a_policy_that_excludes_one_age_band_from_credi
     credit = sorted(a.id for a in twin["project"].decisions()[1].actions if a.credit)
     rules = [{"segment": "young_adults", "actions": credit, "exclude": True}]
     candidate = _policy_file(twin["tmp"], "candidate-no-young-credit", segment_rules=rules)
-    options = TwinOptions(config=CONFIG, policies=("5",), candidate_policy=candidate, log_mlflow=False, run_id="fair")
+    config = CONFIG.model_copy(update={"days": 10})
+    options = TwinOptions(config=config, policies=("5",), candidate_policy=candidate, log_mlflow=False, run_id="fair")
     report = run_twin(twin["settings"], options).report
     assert report.gate == "refused"
     young = report.fairness["candidate"].ratio("age_band", "18-24")
