@@ -78,7 +78,7 @@ def _main(
         datefmt="[%X]",
         handlers=[RichHandler(rich_tracebacks=False, show_path=False)],
     )
-    for noisy in ("feast", "alembic", "urllib3", "numexpr", "bentoml", "httpx", "matplotlib"):
+    for noisy in ("feast", "alembic", "urllib3", "numexpr", "bentoml", "httpx", "matplotlib", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

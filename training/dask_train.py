@@ -53,7 +53,7 @@ class _StudyTask:
     valid: Rows
     feature_names: list[str]
     study_name: str
-    storage: Any  # a URI, or the DaskStorage (pickled as a reference to the scheduler's storage)
+    storage: str  # a URI, or "dask-storage:<name>" (the DaskStorage on the scheduler, rebuilt on the worker)
     seed: int
     n_startup_trials: int
     config: TuningConfig
@@ -102,8 +102,9 @@ def _run_trial(index: int, task: _StudyTask) -> int | None:
             seed=task.seed + index, n_startup_trials=task.n_startup_trials, constant_liar=True
         )
         study = optuna.load_study(
-            study_name=task.study_name, storage=task.storage, sampler=sampler, pruner=make_pruner(task.config)
-        )
+            study_name=task.study_name, storage=_worker_storage(task.storage), sampler=sampler,
+            pruner=make_pruner(task.config),
+        )  # fmt: skip
         numbers: list[int] = []
         where = _worker_address()
 
@@ -113,6 +114,18 @@ def _run_trial(index: int, task: _StudyTask) -> int | None:
 
         study.optimize(objective, n_trials=1, callbacks=[lambda s, t: numbers.append(t.number)], gc_after_trial=False)
     return numbers[0] if numbers else None
+
+
+_DASK_STORAGE = "dask-storage:"
+
+
+def _worker_storage(storage: str) -> Any:
+    """The study's storage on a worker: the URI, or a handle on the scheduler's DaskStorage (no re-registration)."""
+    if not storage.startswith(_DASK_STORAGE):
+        return storage
+    from optuna_integration import DaskStorage
+
+    return DaskStorage(name=storage[len(_DASK_STORAGE) :], register=False)
 
 
 def _worker_address() -> str:
@@ -174,9 +187,9 @@ def run_study_dask(
     study = create_study(study_name, shared, seed, config, n_startup_trials=n_startup, trials=trials)
     offset = len(study.get_trials(deepcopy=False))  # a resumed study: new seeds, not its first ones again
     task = _StudyTask(
-        token=uuid.uuid4().hex, train=train, valid=valid, feature_names=list(feature_names),
-        study_name=study_name, storage=shared, seed=seed + offset, n_startup_trials=n_startup, config=config,
-        deadline=None if timeout is None else time.time() + timeout,
+        token=uuid.uuid4().hex, train=train, valid=valid, feature_names=list(feature_names), study_name=study_name,
+        storage=shared if isinstance(shared, str) else _DASK_STORAGE + shared.name, seed=seed + offset,
+        n_startup_trials=n_startup, config=config, deadline=None if timeout is None else time.time() + timeout,
     )  # fmt: skip
 
     def finished(_: int, number: int | None) -> None:
