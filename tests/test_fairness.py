@@ -362,3 +362,21 @@ def test_berka_declares_sex_from_birth_number_and_the_check_reads_it() -> None:
     report = decision_set_report(decisions, offers, project.decisions()[1], project.fairness, values)
     assert report.ratio("sex", "female") == 0.0 and report.ratio("sex", "male") == 1.0
     assert report.ratio(AGE, "35-49", OFFER_RATE) == 1.0  # one band: its own reference
+
+
+def test_the_evaluation_checks_every_ladder_stage(tmp_path: Path) -> None:
+    """`nextbest evaluate`'s per-stage table: decision points as units, a stage that never shows credit to the 65+
+    is flagged, one that shows it to everyone alike is not."""
+    from training.evaluate import stage_fairness
+
+    ids = [f"d{i}" for i in range(360)]
+    ages = [20 + i % 60 for i in range(360)]  # six rounds of the ages 20-79; credit in every other round
+    decisions = pd.DataFrame({"decision_id": ids, "customer_id": range(360), "age": ages})
+    alike = pd.Series(["credit_card" if (i // 60) % 2 else "savings_account" for i in range(360)], index=ids)
+    no_old = alike.where([a < 65 for a in ages], None)
+    table = stage_fairness(Settings(home=tmp_path), decisions, {"alike": alike, "no 65+": no_old}, _catalogue())
+    rows = table.set_index("stage")
+    assert rows.loc["alike", "flagged"] == 0 and rows.loc["alike", "min_ratio"] > 0.8
+    assert rows.loc["no 65+", "flagged"] == 1 and rows.loc["no 65+", "min_ratio"] == 0.0
+    assert "age_band 65+: ratio 0.00" in rows.loc["no 65+", "flags"]
+    assert rows.loc["alike", "credit_offer_rate"] == pytest.approx(0.5)
