@@ -350,6 +350,22 @@ def test_label_known_split_refuses_labels_known_after_the_holdout_and_a_customer
         label_known_split(frame.assign(**{LABEL_KNOWN: frame[TIMESTAMP] + pd.Timedelta(days=200)}))
 
 
+def test_a_retrain_gated_on_its_last_days_learns_no_label_those_days_decide() -> None:
+    from nextbest.jobs.retrain import gate_holdout
+    from training.datasets import LABEL_KNOWN, TrainingSet
+
+    ts = pd.date_range("2026-01-01", periods=12, freq="7D", tz="UTC")
+    frame = pd.DataFrame(
+        [(c, t, c % 2, 0.5 * c) for t in ts for c in range(10)], columns=["customer_id", TIMESTAMP, LABEL, "x"]
+    )
+    frame[LABEL_KNOWN] = frame[TIMESTAMP] + pd.Timedelta(days=21)
+    as_of = ts[-1] + pd.Timedelta(days=1)
+    learn, holdout = gate_holdout(TrainingSet(model="churn", frame=frame, feature_names=["x"]), as_of, 14)
+    cut = as_of - pd.Timedelta(days=14)
+    assert (holdout[TIMESTAMP] >= cut).all() and (learn.frame[LABEL_KNOWN] <= cut).all()
+    assert learn.frame[TIMESTAMP].max() == cut - pd.Timedelta(days=22)  # the last snapshot known by the cut
+
+
 @pytest.fixture(scope="module")
 def nba_trained(world: Settings):
     from training.pipeline import train_model

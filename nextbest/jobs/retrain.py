@@ -203,11 +203,14 @@ def retrain_one(settings: Settings, project: Project, model: str, options: Retra
 def gate_holdout(
     training_set: TrainingSet, as_of: datetime | None, gate_days: float | None
 ) -> tuple[TrainingSet, pd.DataFrame | None]:
-    """With `gate_days`: (the rows before the last `gate_days` before `as_of`, those last days as the gate's
-    holdout); without: (the training set, None: the run's test split is the holdout)."""
+    """With `gate_days`: (the rows before the last `gate_days` before `as_of` whose label was known by then -- a
+    churn snapshot's label is known at snapshot + horizon --, those last days as the gate's holdout); without: (the
+    training set, None: the run's test split is the holdout)."""
     if gate_days is None:
         return training_set, None
     import pandas as pd
+
+    from training.datasets import LABEL_KNOWN
 
     frame = training_set.frame
     ts = pd.to_datetime(frame[training_set.timestamp], utc=True)
@@ -216,7 +219,10 @@ def gate_holdout(
     if holdout.empty:
         raise DataError(f"no {training_set.model} rows in the {gate_days:g} days before {cut}: nothing to gate on")
     lineage = {**training_set.lineage, "gate_holdout_from": str(cut), "gate_holdout_rows": len(holdout)}
-    return replace(training_set, frame=frame[ts < cut], lineage=lineage), holdout
+    learn = ts < cut
+    if LABEL_KNOWN in frame.columns:  # churn: no label the holdout's closures decide (training.datasets)
+        learn &= pd.to_datetime(frame[LABEL_KNOWN], utc=True) <= cut
+    return replace(training_set, frame=frame[learn], lineage=lineage), holdout
 
 
 def fit_options(
