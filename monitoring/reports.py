@@ -142,11 +142,12 @@ def _datasets(
 
 @dataclass(frozen=True)
 class _Judged:
-    """Columns scored and judged under the policy, and the Evidently datasets they were scored on."""
+    """Columns scored and judged under the policy, the prepared frames they were scored on, and their kinds."""
 
     columns: list[ColumnDrift]
-    current: Dataset
-    reference: Dataset
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    kinds: Mapping[str, ColumnKind]
 
 
 def _judge(
@@ -158,10 +159,9 @@ def _judge(
     policy: DriftPolicy,
 ) -> _Judged:
     """Score prepared frames with the policy's methods and thresholds, then apply the noise floor. Scores are
-    computed on the datasets Evidently is given, with the stat tests its ValueDrift calls."""
-    current_ds, reference_ds = _datasets(reference, current, kinds)
-    columns = stat_scores(reference_ds.as_dataframe(), current_ds.as_dataframe(), kinds, methods, thresholds)
-    return _Judged(apply_noise_floor(columns, reference, current, policy), current_ds, reference_ds)
+    computed on the frames Evidently is given, with the stat tests its ValueDrift calls (`_disagreements` checks)."""
+    columns = stat_scores(reference, current, kinds, methods, thresholds)
+    return _Judged(apply_noise_floor(columns, reference, current, policy), reference, current, kinds)
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,7 @@ def _run_policy_report(
     metric = policy_metric(spec.view, spec.rule, spec.columns, policy, spec.rows)
     metrics: list[Any] = [metric]
     compact: dict[str, MetadataValue] = {}
+    shown: list[str] = []
     if metric.enough_data:
         applied = {c.column: applied_threshold(c, policy.trend_factor) for c in spec.columns}
         methods = {c.column: c.method for c in spec.columns}
@@ -218,7 +219,10 @@ def _run_policy_report(
         metadata=meta,
         tags=[*tags, *window_tags(metric.enough_data)],
     )
-    return report.run(judged.current, judged.reference)
+    # Evidently gets the columns it reports on (each ValueDrift copies the whole frame it is given)
+    cols = list(judged.kinds) if not compact else [c for c in judged.kinds if c in set(shown)]
+    current, reference = _datasets(judged.reference[cols], judged.current[cols], {c: judged.kinds[c] for c in cols})
+    return report.run(current, reference)
 
 
 def shown_columns(columns: Sequence[ColumnDrift], cap: int, trend_factor: float) -> list[str]:
