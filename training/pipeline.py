@@ -215,13 +215,13 @@ def fit_and_log(
     `progress(done, total)` is called after each trial (the CLI draws a progress bar with it). `holdout` is the
     frame the gate scores challenger, champion and baseline on (default: this run's test split, the most recent
     data); pass one when the training set itself may be suspect, e.g. to show a corrupted challenger is rejected.
-    `options.purge_days` drops rows within that many days before each split boundary. For churn, label windows of
-    the last training snapshots reach into the validation period (a customer closing in March is positive at
-    February and March snapshots), which inflates validation AUC; a purge of the horizon removes that, at the cost
-    of data the default 120-day world cannot spare (measured there: validation AUC 0.77 vs test 0.64 without
-    purge). `options.split="stratified"` replaces the time split by a seeded stratified one
-    (`datasets.stratified_split`), for small sets of independent outcome-labelled entities whose time split leaves
-    too few positives to validate on.
+    `options.purge_days` drops rows within that many days before each split boundary. A churn set (rows carrying
+    `label_known_at`) is split by `datasets.label_known_split` whatever the purge: train and validation only from
+    labels known when the test split starts, validation by customer; a plain time split let the refit learn the
+    test split's closures (a customer closing in March is positive at February and March snapshots; the default
+    world's test AUC was 0.859 against a Bayes-optimal 0.767, docs/evaluation.md). `options.split="stratified"`
+    replaces the time split by a seeded stratified one (`datasets.stratified_split`), for small sets of independent
+    outcome-labelled entities whose time split leaves too few positives to validate on.
     """
     import mlflow
 

@@ -55,7 +55,10 @@ def train(
     promote: bool = typer.Option(True, "--gate/--no-gate", help="Run the promotion gate after registering."),
     threads: int = typer.Option(1, "--threads", min=1, help="XGBoost threads (1 is fastest on a busy shared host)."),
     purge_days: int = typer.Option(
-        0, "--purge-days", min=0, help="Drop rows this many days before each split boundary (churn: the horizon)."
+        0,
+        "--purge-days",
+        min=0,
+        help="Drop rows this many days before each split boundary (churn learns only labels known before its test).",
     ),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="A bank's tables: repeated CV estimate."),
 ) -> None:
