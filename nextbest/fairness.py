@@ -22,10 +22,10 @@ testing the upper bound would let a small or noisy group pass by its width; the 
 a reader sees when a flag may be noise.
 
 `gate_refusals(candidate, current)` is what the gates use (the twin's what-if and the promotion gate): a candidate is
-refused for every flagged ratio that the current policy or champion does not share at least as badly (no current:
-every flagged ratio refuses; the promotion gate flags a first version for review instead unless the project sets
-`refuse_first_version`). A current policy below the line is itself flagged in its own report, and a candidate may not
-make it worse.
+refused for every flagged ratio that is worse than the current policy's or champion's beyond noise (the current
+ratio lies above the candidate's 95% interval; no current: every flagged ratio refuses; the promotion gate flags a
+first version for review instead unless the project sets `refuse_first_version`). A current policy below the line
+is itself flagged in its own report, and a candidate may not make it clearly worse.
 
 Protected attributes never reach a model: the project contract refuses a model feature service that carries one
 (`nextbest.project`), and the check reads each one from its own source keyed by the served entity
@@ -408,14 +408,16 @@ def fairness_report(
 
 
 def gate_refusals(candidate: FairnessReport, current: FairnessReport | None = None) -> list[str]:
-    """Why a gate refuses the candidate: each flagged ratio the current policy (or champion) does not have at least
-    as low; with no current, every flagged ratio. Empty: the candidate passes the fairness gate."""
+    """Why a gate refuses the candidate: each flagged ratio (point estimate below the threshold) that is worse than
+    the current policy's (or champion's) for the same group beyond noise -- the current ratio lies above the
+    candidate's 95% interval; with no current, every flagged ratio. Empty: the candidate passes the fairness gate."""
     out = []
     for row in candidate.flagged.to_dict("records"):
         before = math.nan
         if current is not None:
             before = current.ratio(row["attribute"], row["group"], row["metric"], row["product"])
-        if not np.isfinite(before) or row["ratio"] < before:
+        high = row["high"] if row["high"] is not None and np.isfinite(row["high"]) else row["ratio"]
+        if not np.isfinite(before) or (row["ratio"] < before and high < before):
             was = f" (current {before:.2f})" if np.isfinite(before) else ""
             out.append(f"adverse impact: {describe(row, candidate.threshold)}{was}")
     return out

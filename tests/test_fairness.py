@@ -232,7 +232,7 @@ def test_a_policy_that_prices_one_age_band_up_is_flagged_and_refused(tmp_path: P
     assert len(refusals) == 1 and "mean personal_loan price of age_band 65+: ratio 0.72" in refusals[0]
 
 
-def _credit_set(age_effect: bool, rows: int = 3_000, seed: int = 7):  # type: ignore[no-untyped-def]
+def _credit_set(age_effect: bool, rows: int = 4_000, seed: int = 7):  # type: ignore[no-untyped-def]
     """Credit offers accepted by f0; with `age_effect` the label was never positive for 65+ (a model learns to leave
     them out: its top scores hold no 65+ row)."""
     from training.datasets import LABEL, TIMESTAMP, TrainingSet
@@ -269,12 +269,14 @@ def test_the_promotion_gate_refuses_a_challenger_with_adverse_impact(tmp_path: P
     # a first version with adverse impact: refused when the project says so
     first = promote_if_better(settings, "credit", biased.version, holdout, fairness=strict)
     assert not first.promoted and alias_version(settings, "credit", CHAMPION) is None
-    assert first.reason.startswith("first version: adverse impact: credit offer rate of age_band 65+: ratio 0.0")
+    assert first.reason.startswith("first version: adverse impact: credit offer rate of age_band")
+    assert "credit offer rate of age_band 65+: ratio 0.0" in first.reason
     # the fair model becomes champion; the biased challenger is refused against it, with the champion's ratio
     assert promote_if_better(settings, "credit", fair.version, holdout, fairness=check).promoted
     decision = promote_if_better(settings, "credit", biased.version, holdout, fairness=check)
     assert not decision.promoted and alias_version(settings, "credit", CHAMPION) == fair.version
-    assert decision.reason.startswith("adverse impact: credit offer rate of age_band 65+: ratio 0.0")
+    assert decision.reason.startswith("adverse impact: credit offer rate of age_band")
+    assert "credit offer rate of age_band 65+: ratio 0.0" in decision.reason
     assert "(current 0." in decision.reason and decision.reason.endswith("registered, not promoted")
     logged = read_promotion_log(settings, "credit")[-1]
     assert logged["fairness"]["refusals"] and logged["fairness"]["challenger"]["passed"] is False
