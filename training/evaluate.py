@@ -578,7 +578,9 @@ def _holdout_overlap_notes(settings: Settings, models: list[LoadedModel | None],
     """Warn when a model's training or validation data reach into the evaluation holdout (it would flatter it).
 
     The training run records its split ranges as params (`split.valid.end`); a champion trained on more recent data
-    than this world's holdout (e.g. retrained later) is flagged rather than silently scored on what it has seen.
+    than this world's holdout (e.g. retrained later) is flagged rather than silently scored on what it has seen. A
+    label known only after its row (churn, `data.horizon_days`) is flagged when it was known after the holdout
+    starts (a churn champion trained before `datasets.label_known_split` learnt the holdout's closures).
     """
     from nextbest.models.registry import mlflow_client
 
@@ -589,14 +591,21 @@ def _holdout_overlap_notes(settings: Settings, models: list[LoadedModel | None],
         if model is None or not model.run_id:
             continue
         try:
-            valid_end = client.get_run(model.run_id).data.params.get("split.valid.end")
+            params = client.get_run(model.run_id).data.params
         except Exception as exc:  # a missing run should not stop the evaluation, only the check
             logger.warning("cannot check the training window of %s: %s", model.name, exc)
             continue
+        valid_end, horizon = params.get("split.valid.end"), params.get("data.horizon_days")
         if valid_end and pd.Timestamp(valid_end) >= start:
             notes.append(
                 f"{model.name} v{model.version} was trained/validated on data up to {valid_end}, inside the "
                 f"evaluation holdout (from {start}): its stages are flattered; retrain or evaluate a newer world"
+            )
+        elif valid_end and horizon and pd.Timestamp(valid_end) + pd.Timedelta(days=float(horizon)) > start:
+            notes.append(
+                f"{model.name} v{model.version} learnt labels ({horizon}-day horizon) from snapshots up to "
+                f"{valid_end}, known only after the evaluation holdout starts ({start}): it has seen the holdout's "
+                "outcomes; retrain it (the trainer now learns only labels known before its test split)"
             )
     return notes
 
