@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=12_500)
     parser.add_argument("--rows", type=int, default=100_000, help="synthetic training rows (60/20/20 split)")
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[2, 1], help="cluster sizes, in this order")
     parser.add_argument("--quick", action="store_true", help="10k customers x 60 days, 20k rows, 4 trials")
     args = parser.parse_args()
     if args.quick:
@@ -145,7 +145,7 @@ def main() -> None:
         for n in args.workers:
             t0 = time.perf_counter()
             with (
-                LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+                LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
                 Client(cluster, set_as_default=False) as dask,
             ):
                 dask.wait_for_workers(n)

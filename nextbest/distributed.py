@@ -111,7 +111,7 @@ def _connect(spec: Scheduler, setting: str) -> tuple[Client, Any]:
 
     if spec.local_workers is not None:
         cluster = LocalCluster(
-            n_workers=spec.local_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=spec.local_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
         logger.info("Dask: a LocalCluster of %d worker processes at %s", spec.local_workers, cluster.scheduler_address)
         return Client(cluster, set_as_default=False), cluster

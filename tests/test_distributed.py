@@ -28,7 +28,7 @@ from tests.training_fixtures import quiet_mlflow  # noqa: E402, F401  (autouse f
 def dask_client() -> Iterator[distributed_lib.Client]:
     """One LocalCluster of two single-threaded worker processes for the whole module."""
     with (
-        distributed_lib.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c,
+        distributed_lib.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c,
         distributed_lib.Client(c, set_as_default=False) as client,
     ):
         client.wait_for_workers(2, timeout=60)
@@ -136,7 +136,7 @@ def test_training_spreads_trials_over_the_workers_and_fits_the_same_model(dask_c
     from training.synthetic import synthetic_training_set
     from training.tune import TuningConfig, booster_params
 
-    training_set = synthetic_training_set(rows=6_000, features=8, seed=5)
+    training_set = synthetic_training_set(rows=5_000, features=8, seed=5)
     config = TuningConfig(max_rounds=60, early_stopping_rounds=10, warmup_rounds=5)
     settings = Settings(home=tmp_path, compute="dask")
     options = FitOptions(trials=4, config=config, register=False)
