@@ -538,7 +538,7 @@ def build_scorecard(
     frame = _with_fairness(frame, fairness) if not frame.empty else frame
     notes = _notes(frame, frames)
     for group, report in fairness.items():
-        notes += [f"fairness, {group}: {reason}" for reason in report.reasons()]
+        notes += [f"fairness, {group}: {line}" for line in (*report.notes, *report.reasons())]
     card = Scorecard(project.name, by, since, until, frame, notes, fairness=fairness)
     logger.info("scorecard of %s by %s: %d group(s), %d decisions", project.name, by, len(frame), len(frames.decisions))
     return card

@@ -78,7 +78,7 @@ def print_scorecard(card: Scorecard) -> None:
             _pct(row["opt_out_rate"]),
         )
     console.print(table)
-    if card.fairness:
+    if any(len(report.rows) for report in card.fairness.values()):
         print_fairness(card)
     for note in card.notes:
         console.print(f"note: {escape(note)}")
