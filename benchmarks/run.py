@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "monitoring": (["--before"], ["--cases", "15000x110"]),
     "campaign": ([], ["--quick"]),
     "twin": ([], ["--quick"]),
+    "distributed": ([], ["--quick"]),
     "onboarding_quality": ([], ["--trials", "3", "--projects", "flat_customers"]),
     "onboarding_split": ([], ["--trials", "3", "--seeds", "7"]),
 }
