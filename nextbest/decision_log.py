@@ -254,6 +254,8 @@ class _Queued:
     table: str
     row: dict[str, Any]
     segment: int | None
+    # The row's JSON columns already encoded (`_encoded`): what SQLite stores, and the journal line is made of.
+    encoded: dict[str, str] | None = None
 
 
 #: SQLite: how often the writer thread checkpoints the WAL (requests never do; see make_engine).
@@ -326,7 +328,23 @@ def _utc(ts: datetime | None) -> datetime | None:
 def clean(value: Any) -> Any:
     """A JSON-safe copy that never raises: NaN/inf and out-of-range integers become null, numpy scalars Python,
     datetimes ISO strings, anything else its `str` (PostgreSQL JSON rejects NaN; a poison value must not reach a
-    writer)."""
+    writer). The exact built-in types a decision record is made of take a fast path (a record has ~100 values)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int:
+        return value if -(2**63) <= value < 2**63 else None
+    if kind is dict:
+        return {k if type(k) is str else str(k): clean(v) for k, v in value.items()}
+    if kind is list:
+        return [clean(v) for v in value]
+    return _clean_other(value)
+
+
+def _clean_other(value: Any) -> Any:
+    """`clean` of anything but the exact built-in types (mappings, sequences, numpy scalars, datetimes, ...)."""
     if isinstance(value, Mapping):
         return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -416,6 +434,33 @@ def _decision_row(record: DecisionRecord) -> dict[str, Any]:
         "campaign_control": record.campaign_control,
         "choice_probabilities": clean(dict(record.choice_probabilities)),
     }
+
+
+#: the JSON columns of a decision row, encoded once per row (`_encoded`)
+_DECISION_JSON = tuple(c.name for c in decisions.c if isinstance(c.type, sa.JSON))
+#: the decisions table with its JSON columns as text: an insert of rows whose JSON is encoded already
+_decisions_text = sa.Table(
+    "decisions",
+    sa.MetaData(),
+    *(
+        sa.Column(c.name, sa.Text if c.name in _DECISION_JSON else c.type, primary_key=c.primary_key)
+        for c in decisions.c
+    ),
+)
+
+
+def _encoded(row: Mapping[str, Any]) -> dict[str, str]:
+    """A decision row's JSON columns as SQLAlchemy's JSON type would encode them (`json.dumps`, the same text)."""
+    return {name: json.dumps(row[name]) for name in _DECISION_JSON}
+
+
+def _journal_line(table: str, row: Mapping[str, Any], encoded: Mapping[str, str]) -> str:
+    """The journal line of a row whose JSON columns are encoded (it parses to the same record as `Journal.append`
+    writes; whitespace aside)."""
+    scalars = json.dumps({k: v for k, v in row.items() if k not in encoded}, default=str)
+    spliced = ",".join([f'"{k}":{v}' for k, v in encoded.items()])  # the JSON column names need no escaping
+    head = f"{scalars[:-1]}," if len(scalars) > 2 else "{"
+    return f'{{"table":{json.dumps(table)},"row":{head}{spliced}}}}}'
 
 
 def _event_row(record: EventRecord) -> dict[str, Any]:
@@ -826,9 +871,16 @@ class DecisionLog:
     # ---------------------------------------------------------------- write-ahead, then write-behind
     def log_decision(self, record: DecisionRecord) -> None:
         """Journal the full decision record, then queue it for the writer (see the module docstring)."""
+        self.log_decisions([record])
+
+    def log_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        """`log_decision` of many records at once: one journal write for all of them (a batch's decisions)."""
+        if not records:
+            return
         with self._lock:
-            self._pending.add(record.decision_id)
-        self._put("decisions", _decision_row(record))
+            self._pending.update(r.decision_id for r in records)
+        rows = [_decision_row(r) for r in records]
+        self._put_many("decisions", rows, [_encoded(row) for row in rows])
 
     def reserve_event(self, event_id: str) -> bool:
         """Claim a client's event key before acting on the event: False when it was stored before (in the database,
@@ -865,15 +917,30 @@ class DecisionLog:
             return conn.execute(sa.select(events.c.id).where(events.c.event_id == event_id)).first() is not None
 
     def _put(self, table: str, row: dict[str, Any]) -> None:
+        self._put_many(table, [row])
+
+    def _put_many(
+        self, table: str, rows: Sequence[dict[str, Any]], encoded: Sequence[dict[str, str]] | None = None
+    ) -> None:
+        """Journal the rows (one write), then queue them for the writer (or write them here without one);
+        `encoded`: each row's JSON columns encoded already (`_encoded`)."""
         if self._closed:
             raise DecisionLogError("decision log is closed")
-        segment = self._journal.append({"table": table, "row": row}) if self._journal is not None else None
-        item = _Queued(table, row, segment)
+        segment: int | None = None
+        if self._journal is not None and encoded is not None:
+            lines = [_journal_line(table, row, enc) for row, enc in zip(rows, encoded, strict=True)]
+            segment = self._journal.append_lines(lines)
+        elif self._journal is not None:
+            segment = self._journal.append_many([{"table": table, "row": row} for row in rows])
+        items = [
+            _Queued(table, row, segment, enc) for row, enc in zip(rows, encoded or [None] * len(rows), strict=True)
+        ]
         if self._thread is None:
-            self._write_batch([item])
+            self._write_batch(items)
             return
         self._ensure_writer()
-        self._queue.put(item)
+        for item in items:
+            self._queue.put(item)
 
     def _drain_inline(self) -> None:
         items: list[_Queued] = []
@@ -943,9 +1010,16 @@ class DecisionLog:
 
     def _insert(self, items: Sequence[_Queued]) -> None:
         by_table: dict[str, list[dict[str, Any]]] = {}
+        text: list[dict[str, Any]] = []  # SQLite: decision rows with their JSON encoded already, stored as is
+        sqlite = self.engine.dialect.name == "sqlite"
         for item in items:
-            by_table.setdefault(item.table, []).append(item.row)
+            if sqlite and item.encoded is not None:
+                text.append({**item.row, **item.encoded})
+            else:
+                by_table.setdefault(item.table, []).append(item.row)
         with self.engine.begin() as conn:
+            if text:
+                conn.execute(insert_ignoring_duplicates(self.engine, _decisions_text), text)
             for table, rows in by_table.items():
                 conn.execute(insert_ignoring_duplicates(self.engine, metadata.tables[table]), rows)
 

@@ -2,9 +2,10 @@
 
 The decision log writes its write-behind records (full decision records, events) to the database in batches from a
 background thread; between the answer and that batch, a killed process would lose them. So each record is first
-appended, as one JSON line, to this process's journal segment (one `write` system call: the bytes are in the kernel
-once it returns, so they survive the process being killed -- `kill -9`, a crash, an OOM kill; an operating-system
-crash can lose the last ones, as with SQLite's `synchronous=NORMAL`), then queued. When the database has committed
+appended, as one JSON line, to this process's journal segment (one `write` system call, for a batch's records
+together: the bytes are in the kernel once it returns, so they survive the process being killed -- `kill -9`, a
+crash, an OOM kill; an operating-system crash can lose the last ones, as with SQLite's `synchronous=NORMAL`), then
+queued. When the database has committed
 every record of a segment that is no longer being appended to, the segment is deleted.
 
 Each live segment holds an exclusive `flock`. At start, a process replays every segment whose lock it can take --
@@ -24,7 +25,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,16 +70,27 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> int:
         """Write one record durably (see the module docstring); returns its segment number for `done`."""
-        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+        return self.append_many([record])
+
+    def append_many(self, records: Sequence[dict[str, Any]]) -> int:
+        """Write records durably in one `write` (one JSON line each, all in one segment); their segment number."""
+        encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+        return self.append_lines([encode(r) for r in records])
+
+    def append_lines(self, lines: Sequence[str]) -> int:
+        """`append_many` of records encoded already (one JSON object per line, without the newline)."""
+        data = "".join([line + "\n" for line in lines]).encode()
         with self._lock:
             current = self._current
             if current is None or current.size >= self.segment_bytes:
                 if current is not None:
                     self._retire(current)
                 current = self._current = self._open_segment()
-            os.write(current.fd, line)
-            current.size += len(line)
-            current.outstanding += 1
+            view = memoryview(data)
+            while view:  # a regular file takes it whole; a short write (disk full, signal) is continued
+                view = view[os.write(current.fd, view) :]
+            current.size += len(data)
+            current.outstanding += len(lines)
             return current.number
 
     def done(self, segment: int, count: int = 1) -> None:

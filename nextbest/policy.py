@@ -433,19 +433,27 @@ def is_known(features: Mapping[str, object], profile: ProfileMapping) -> bool:
     return any(_as_float(features.get(name)) is not None for name in names)
 
 
+def holding_features(profile: ProfileMapping, products: Sequence[str] = PRODUCTS) -> dict[str, str]:
+    """Product -> the feature that flags that the customer holds it."""
+    out = {prod: profile.holding.format(product=prod) for prod in products} if profile.holding else {}
+    out.update(profile.holdings)
+    return out
+
+
 def customer_view(
     customer_id: int | str,
     features: Mapping[str, object],
     config: PolicyConfig,
     products: Sequence[str] = PRODUCTS,
+    holdings_by: Mapping[str, str] | None = None,
 ) -> CustomerView:
-    """Extract the profile facts from one customer's online features (None values mean unknown)."""
+    """Extract the profile facts from one customer's online features (None values mean unknown); `holdings_by`:
+    `holding_features` of the config's profile and the products, when the caller keeps them."""
     p = config.profile
     if not is_known(features, p):
         return CustomerView(customer_id=customer_id, known=False, value_at_risk=config.default_value_at_risk)
-    holding_features = {prod: p.holding.format(product=prod) for prod in products} if p.holding else {}
-    holding_features.update(p.holdings)
-    holdings = frozenset(prod for prod, name in holding_features.items() if _flag(features, name))
+    by = holdings_by if holdings_by is not None else holding_features(p, products)
+    holdings = frozenset(prod for prod, name in by.items() if _flag(features, name))
     consents = {channel: _flag(features, name) for channel, name in p.consent_channels.items()}
     distress = tuple(rule.code for rule in config.distress_rules if rule.matches(features))
     var = config.default_value_at_risk
@@ -511,6 +519,7 @@ class DecisionPolicy:
         for t in config.service_triggers:
             self._triggers.setdefault(t.action, []).append(t)
         self.segments = segments
+        self._holdings_by = holding_features(config.profile, catalogue.products)
         self.pricer = Pricer(catalogue, config.pricing, price_response)
         self._segment_rules: dict[str, list[SegmentRule]] = {}
         for rule in config.segment_rules:
@@ -529,7 +538,7 @@ class DecisionPolicy:
     def view(self, customer_id: int | str, features: Mapping[str, object]) -> CustomerView:
         """The customer's profile facts from its online features (the project's products and profile mapping), and
         the segments the policy refers to that they are in."""
-        view = customer_view(customer_id, features, self.config, self.catalogue.products)
+        view = customer_view(customer_id, features, self.config, self.catalogue.products, self._holdings_by)
         if view.known and self.segments is not None and self.config.segment_names:
             view = replace(view, segments=self.segments.memberships(features, self.config.segment_names))
         return view

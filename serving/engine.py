@@ -30,12 +30,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nextbest.assignment import ArmSpec, Assigner
+from nextbest.batch_gc import gc_paused
 from nextbest.catalogue import Catalogue
 from nextbest.decision_log import ALL_CHANNELS, DecisionLog, DecisionRecord, EventRecord, installation_secret
 from nextbest.errors import ConfigError, NotReadyError, OverloadedError
@@ -142,6 +144,22 @@ def customer_row(features: Mapping[str, object], layout: ModelLayout) -> np.ndar
         dtype=np.float32,
         count=len(layout.customer_names),
     )
+
+
+#: value types `np.array(..., dtype=float)` converts exactly as `online_number` does (None: NaN)
+_PLAIN = frozenset({float, int, bool, type(None), np.float64, np.float32, np.int64, np.int32, np.bool_})
+
+
+def customer_matrix(rows: Sequence[Mapping[str, object]], layout: ModelLayout) -> np.ndarray:
+    """`customer_row` of many feature rows, one (rows x customer features) float32 matrix: one conversion when
+    every value is a number or None (the usual case), row by row otherwise (text and odd values become NaN)."""
+    names = layout.customer_names
+    if not rows:
+        return np.zeros((0, len(names)), dtype=np.float32)
+    values = [list(map(f.get, names)) for f in rows]
+    if set(map(type, chain.from_iterable(values))) <= _PLAIN:
+        return np.array(values, dtype=np.float64).reshape(len(rows), len(names)).astype(np.float32)
+    return np.stack([customer_row(f, layout) for f in rows])
 
 
 def action_rows(model_width: int, layout: ModelLayout, customer: np.ndarray, action_index: Sequence[int]) -> np.ndarray:
@@ -634,13 +652,31 @@ class DecisionEngine(ChampionLifecycle):
         if self._reader is None or self._bundle is None:
             raise NotReadyError("decision engine not loaded")
         self._check_backlog()
+        with gc_paused():
+            return self._decide_many(requests, features, now, timings, dry_run, campaign_id, controls)
+
+    def _decide_many(
+        self,
+        requests: Sequence[RecommendRequest],
+        features: Sequence[Mapping[str, Any]] | None,
+        now: Sequence[datetime] | None,
+        timings: dict[str, float] | None,
+        dry_run: bool,
+        campaign_id: str | None,
+        controls: Sequence[bool] | None,
+    ) -> list[RecommendResponse]:
+        """`decide_batch` once its arguments are checked."""
         out: list[RecommendResponse | None] = [None] * len(requests)
         waves: list[list[tuple[int, _Pending]]] = []
         seen: dict[str, int] = {}
         key = self.project.served.key
+        erased = self._erased_among(requests)
+        brought: list[tuple[_Pending, dict[str, Any]]] = []  # rows a batch brought, and their request fields
         for n, req in enumerate(requests):
             try:
-                pending = self._pending(req, None if now is None else now[n], None if features is None else features[n])
+                pending = self._pending(
+                    req, None if now is None else now[n], None if features is None else features[n], erased, brought
+                )
             except ValueError as exc:
                 raise ValueError(f"request {n}: {exc}") from exc
             if pending is None:
@@ -654,6 +690,9 @@ class DecisionEngine(ChampionLifecycle):
             if wave == len(waves):
                 waves.append([])
             waves[wave].append((n, pending))
+        if brought:
+            assert self._reader is not None
+            self._reader.with_context_many([p.got.features for p, _r in brought], [r for _p, r in brought])
         for wave in waves:
             decided = self._decide_arms([p for _n, p in wave], timings, commit=not dry_run)
             for (n, _pending), response in zip(wave, decided, strict=True):
@@ -661,12 +700,18 @@ class DecisionEngine(ChampionLifecycle):
         return [r for r in out if r is not None]
 
     def _pending(
-        self, req: RecommendRequest, now: datetime | None, features: Mapping[str, Any] | None
+        self,
+        req: RecommendRequest,
+        now: datetime | None,
+        features: Mapping[str, Any] | None,
+        erased: set[Any],
+        brought: list[tuple[_Pending, dict[str, Any]]],
     ) -> _Pending | None:
-        """A batch request checked and its inputs gathered (None: an erased customer)."""
+        """A batch request checked and its inputs gathered (None: an erased customer, one of `erased`). A row the
+        batch brings goes to `brought` with its request fields: its context is added for the whole batch at once."""
         t0 = time.perf_counter()
         self.project.parse_key(req.customer_id)
-        if self._erased(req.customer_id):
+        if erased and req.customer_id in erased:
             return None
         if req.channel not in self.catalogue.channels:
             raise ValueError(f"channel: unknown channel {req.channel!r}; known: {', '.join(self.catalogue.channels)}")
@@ -674,20 +719,28 @@ class DecisionEngine(ChampionLifecycle):
         now = now or self.decision_time(req)
         ctx = decision_context(req)
         if features is not None:
-            assert self._reader is not None
             request = self.features.request_row(req.channel, now, location_type=ctx.location_type)
-            got = DecisionInputs(features=self._reader.with_context(dict(features), request))
-        else:
-            try:
-                got = DecisionInputs(features=self.read_features(req, ctx, now))
-            except FeatureStoreUnavailable as exc:
-                got = DecisionInputs(degraded=True, notes=[f"degraded: {exc}"])
+            pending = _Pending(req, ctx, now, DecisionInputs(features=dict(features)), t0)
+            pending.got.decided_at = datetime.now(UTC)
+            brought.append((pending, request))
+            return pending
+        try:
+            got = DecisionInputs(features=self.read_features(req, ctx, now))
+        except FeatureStoreUnavailable as exc:
+            got = DecisionInputs(degraded=True, notes=[f"degraded: {exc}"])
         got.decided_at = datetime.now(UTC)
         return _Pending(req, ctx, now, got, t0)
+
+    def _erased_among(self, requests: Sequence[RecommendRequest]) -> set[Any]:
+        """The batch's customers who asked to be forgotten (one look at the tombstones for the whole batch)."""
+        tombstones = self.features.tombstones
+        return tombstones.matching(self.project.served.key, [r.customer_id for r in requests]) if requests else set()
 
     def _check_actions(self, req: RecommendRequest) -> None:
         if req.prices:
             check_requested_prices(req.prices, self.catalogue)
+        if req.actions is None:
+            return
         unknown = sorted(set(req.actions or ()) - set(self.catalogue.action_ids))
         if unknown:
             raise ValueError(f"actions: unknown action(s) {unknown}; known: {', '.join(self.catalogue.action_ids)}")
@@ -817,28 +870,37 @@ class DecisionEngine(ChampionLifecycle):
             it.chosen, outranked = policy.top_k(ranked, it.req.max_actions, seed=it.decision_id)
             it.rejected = [*it.screening.rejected, *below, *outranked]
         mark("policy_arbitrate")
-        self._explain_all(items, scored, bundle, policy)
+        if commit:  # a dry run's answers carry no reason codes (a campaign's proposals are re-decided if chosen)
+            self._explain_all(items, scored, bundle, policy)
         mark("reason_codes")
         if commit:
             self._deliver_all(items)
         mark("log_write_through")
         logged = policy_version if commit else None
-        out = [self._finish(it, sc, bundle, logged) for it, sc in zip(items, scored, strict=True)]
+        out, records = [], []
+        for it, sc in zip(items, scored, strict=True):
+            response, record = self._finish(it, sc, bundle, logged)
+            out.append(response)
+            if record is not None:
+                records.append(record)
+        if records:
+            self._emit_all(records)
         mark("log_enqueue")
         return out
 
     def _finish(
         self, it: _Pending, scored: _Scored, bundle: ModelBundle, policy_version: str | None
-    ) -> RecommendResponse:
-        """Log the decision with the version of the policy that made it (write-behind) and build its answer (no
-        log in a dry run: no `policy_version`)."""
+    ) -> tuple[RecommendResponse, DecisionRecord | None]:
+        """The decision's answer and its record with the version of the policy that made it, to log write-behind
+        (no record in a dry run: no `policy_version`)."""
         got = it.got
         assert got.customer is not None
         actions = [_action_out(rank, r) for rank, r in enumerate(it.chosen, 1)]
-        scores = {a.id: float(p) for a, p in zip(it.screening.candidates, scored.propensities, strict=True)}
+        record = None
         if policy_version is not None:
-            self._log_decision(it, bundle, scores, actions, policy_version)
-        return RecommendResponse(
+            scores = {a.id: float(p) for a, p in zip(it.screening.candidates, scored.propensities, strict=True)}
+            record = self._log_decision(it, bundle, scores, actions, policy_version)
+        response = RecommendResponse(
             decision_id=it.decision_id,
             customer_id=it.req.customer_id,
             channel=it.req.channel,
@@ -849,6 +911,7 @@ class DecisionEngine(ChampionLifecycle):
             cold_start=not got.customer.known and not got.degraded,
             notes=got.notes,
         )
+        return response, record
 
     def _profiles(
         self, items: Sequence[_Pending], bundle: ModelBundle, policy: DecisionPolicy, mark: _Stopwatch
@@ -940,9 +1003,7 @@ class DecisionEngine(ChampionLifecycle):
         """An entity model's probabilities of many feature rows in one call."""
         if not rows:
             return np.zeros(0)
-        layout = bundle.layouts[name]
-        X = np.stack([customer_row(features, layout) for features in rows])
-        return self._predict(bundle.models[name], X)
+        return self._predict(bundle.models[name], customer_matrix(rows, bundle.layouts[name]))
 
     def _predict(self, model: LoadedModel, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of the rows of X in one `inplace_predict` (the benchmark's naive variant
@@ -1029,10 +1090,11 @@ class DecisionEngine(ChampionLifecycle):
         model, layout = bundle.models[name], bundle.layouts[name]
         width = len(model.feature_names)
         matrices = []
-        for n, rows in parts:
+        customers = customer_matrix([items[n].got.features for n, _rows in parts], layout)
+        for (n, rows), customer in zip(parts, customers, strict=True):
             candidates = items[n].screening.candidates
             index = [self._action_index[candidates[i].id] for i in rows]
-            matrices.append(action_rows(width, layout, customer_row(items[n].got.features, layout), index))
+            matrices.append(action_rows(width, layout, customer, index))
         p = self._predict(model, np.concatenate(matrices)) if len(matrices) > 1 else self._predict(model, matrices[0])
         start = 0
         for (n, rows), X in zip(parts, matrices, strict=True):
@@ -1114,49 +1176,49 @@ class DecisionEngine(ChampionLifecycle):
         scores: dict[str, float],
         actions: list[RecommendedAction],
         policy_version: str,
-    ) -> None:
+    ) -> DecisionRecord | None:
+        """The decision's full record (None: not logged), journalled and queued by `_emit_all` with its batch's."""
         got, req = it.got, it.req
         assert got.customer is not None
         key = self.project.served.key
-        self._emit(
-            DecisionRecord(
-                decision_id=it.decision_id,
-                ts=it.now,
-                customer_id=req.customer_id,
-                channel=req.channel,
-                context=req.context.model_dump(),
-                features={k: v for k, v in got.features.items() if k != key},
-                feature_service=self._feature_service_label(),
-                model_versions=bundle.versions,
-                policy_version=policy_version,
-                request_id=got.request_id,
-                request=req.model_dump(mode="json"),
-                decided_at=got.decided_at,
-                churn_risk=got.churn_risk,
-                model_scores=got.model_scores,
-                related_features=got.related,
-                scores=scores,
-                chosen=[a.model_dump() for a in actions],
-                rejected=[{"action_id": r.action_id, "rule": r.rule, "detail": r.detail} for r in it.rejected],
-                degraded=got.degraded,
-                cold_start=not got.customer.known and not got.degraded,
-                latency_ms=(time.perf_counter() - it.t0) * 1000.0,
-                holdout=it.holdout,
-                split=self._split.name if self._split is not None else None,
-                arm=it.arm,
-                campaign_id=it.campaign_id,
-                campaign_control=it.campaign_control if it.campaign_id is not None else None,
-                # Each served action's probability of being served (1.0 for a greedy pick; exploration lowers it).
-                choice_probabilities={r.action.id: r.choice_probability for r in it.chosen},
-            )
+        return DecisionRecord(
+            decision_id=it.decision_id,
+            ts=it.now,
+            customer_id=req.customer_id,
+            channel=req.channel,
+            context=req.context.model_dump(),
+            features={k: v for k, v in got.features.items() if k != key},
+            feature_service=self._feature_service_label(),
+            model_versions=bundle.versions,
+            policy_version=policy_version,
+            request_id=got.request_id,
+            request=req.model_dump(mode="json"),
+            decided_at=got.decided_at,
+            churn_risk=got.churn_risk,
+            model_scores=got.model_scores,
+            related_features=got.related,
+            scores=scores,
+            chosen=[a.model_dump() for a in actions],
+            rejected=[{"action_id": r.action_id, "rule": r.rule, "detail": r.detail} for r in it.rejected],
+            degraded=got.degraded,
+            cold_start=not got.customer.known and not got.degraded,
+            latency_ms=(time.perf_counter() - it.t0) * 1000.0,
+            holdout=it.holdout,
+            split=self._split.name if self._split is not None else None,
+            arm=it.arm,
+            campaign_id=it.campaign_id,
+            campaign_control=it.campaign_control if it.campaign_id is not None else None,
+            # Each served action's probability of being served (1.0 for a greedy pick; exploration lowers it).
+            choice_probabilities={r.action.id: r.choice_probability for r in it.chosen},
         )
 
     def _new_decision_id(self) -> str:
         return self.decision_log.new_decision_id()
 
-    def _emit(self, record: DecisionRecord) -> None:
-        """Journal and queue the decision record (a replay keeps it instead, to compare with the logged one)."""
-        self.decision_log.log_decision(record)
+    def _emit_all(self, records: Sequence[DecisionRecord]) -> None:
+        """Journal and queue a batch's decision records in one go (a replay keeps its one instead, to compare with
+        the logged one)."""
+        self.decision_log.log_decisions(records)
 
     def _feature_service_label(self) -> str:
         action_services = [m.feature_service for m in self.project.models if m.name in set(self._action_model.values())]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -78,8 +79,8 @@ class _ReplayEngine(DecisionEngine):
     def _deliver_all(self, items: Any) -> None:
         return None  # the contacts are already in the log: nothing is written again
 
-    def _emit(self, record: DecisionRecord) -> None:
-        self.record = record
+    def _emit_all(self, records: Sequence[DecisionRecord]) -> None:
+        self.record = records[-1]
 
     def _assigned(self, it: Any) -> Any:
         """The experiment assignment as logged (a holdout share or split changed since must not change the past)."""

@@ -161,6 +161,13 @@ def test_a_bad_request_in_a_batch_is_named(served_world, tmp_path: Path) -> None
             batch.decide_batch([ok, bad])
 
 
+def _without_reasons(r: RecommendResponse) -> dict[str, Any]:
+    out = _comparable(r)
+    for a in out["actions"]:
+        a.pop("reason_codes")
+    return out
+
+
 def test_a_dry_run_decides_the_same_and_writes_nothing(served_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     for single, batch in _pair(served_world.settings, None, tmp_path):
         requests, times = _requests(served_world.customer_ids[100:130], ("app", "email"), 1)
@@ -168,5 +175,50 @@ def test_a_dry_run_decides_the_same_and_writes_nothing(served_world, tmp_path: P
         assert batch.decision_log.flush()
         assert batch.decision_log.count("decisions") == 0 and batch.decision_log.count("decision_contacts") == 0
         real = single.decide_batch(requests, now=times)
-        assert [_comparable(r) for r in proposed] == [_comparable(r) for r in real]
+        # The same decisions; a dry run (a campaign's proposal) skips the model contributions' reason codes.
+        assert [_without_reasons(r) for r in proposed] == [_without_reasons(r) for r in real]
         assert any(r.actions for r in proposed)
+
+
+#: what a logged record holds that differs between two engines deciding the same thing
+_UNCOMPARABLE = {"decision_id", "decided_at", "latency_ms", "request_id"}
+
+
+def test_a_campaign_sized_batch_logs_what_one_request_at_a_time_logs(served_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The campaign's path (a few hundred customers in one `decide_batch`, the rows brought, the campaign's
+    actions, one best action each) decides and logs exactly what the service's path does one request at a time:
+    actions, channels, propensities, priorities, reasons, and the logged records (features with their request
+    context, scores, rejections, choice probabilities)."""
+    for single, batch in _pair(served_world.settings, None, tmp_path):
+        keys = served_world.customer_ids[:300]
+        actions = [a.id for a in batch.catalogue.actions if a.kind != "service"]
+        now = datetime(2026, 9, 1, 9, tzinfo=UTC)
+        requests = [
+            RecommendRequest(customer_id=k, channel=("email", "app", "sms")[n % 3], max_actions=1, actions=actions)
+            for n, k in enumerate(keys)
+        ]
+        context = set(single._context_names())
+        rows = [
+            {k: v for k, v in single.read_features(r, decision_context(r), now).items() if k not in context}
+            for r in requests
+        ]
+        one_by_one = [single.recommend(r, now=now) for r in requests]
+        batched = batch.decide_batch(requests, features=rows, now=[now] * len(requests), campaign_id="parity")
+        assert [_comparable(r) for r in batched] == [_comparable(r) for r in one_by_one]
+        assert sum(bool(r.actions) for r in batched) > len(keys) // 4
+        assert any(a.reason_codes for r in batched for a in r.actions)
+        single.decision_log.flush()
+        batch.decision_log.flush()
+        for a, b in zip(one_by_one, batched, strict=True):
+            logged = single.decision_log.get_decision(a.decision_id)
+            bulk = batch.decision_log.get_decision(b.decision_id)
+            assert logged is not None and bulk is not None
+            assert bulk.pop("campaign_id") == "parity" and logged.pop("campaign_id") is None
+            assert bulk.pop("campaign_control") is False and logged.pop("campaign_control") is None
+            for record in (logged, bulk):
+                record["contacts"] = [
+                    {k: v for k, v in c.items() if k not in ("id", "decision_id", "recorded_at")}
+                    for c in record["contacts"]
+                ]
+            same = {k: v for k, v in logged.items() if k not in _UNCOMPARABLE}
+            assert {k: v for k, v in bulk.items() if k not in _UNCOMPARABLE} == same

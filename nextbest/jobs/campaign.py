@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nextbest.batch_gc import gc_paused
 from nextbest.campaigns import (
     Allocation,
     CampaignSpec,
@@ -117,16 +118,17 @@ class TallyingLog(DecisionLog):
         self.rejected: dict[str, int] = {}
         self._outside = ACTION_FILTER_RULE
 
-    def log_decision(self, record: DecisionRecord) -> None:
-        wanted = (record.request or {}).get("actions")
-        rules = {
-            r["rule"]
-            for r in record.rejected
-            if r["rule"] != self._outside and (wanted is None or r["action_id"] in wanted)
-        }
-        for rule in rules:
-            self.rejected[rule] = self.rejected.get(rule, 0) + 1
-        super().log_decision(record)
+    def log_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        for record in records:
+            wanted = (record.request or {}).get("actions")
+            rules = {
+                r["rule"]
+                for r in record.rejected
+                if r["rule"] != self._outside and (wanted is None or r["action_id"] in wanted)
+            }
+            for rule in rules:
+                self.rejected[rule] = self.rejected.get(rule, 0) + 1
+        super().log_decisions(records)
 
 
 def open_engine(project: Project, settings: Settings, chunk: int = CHUNK) -> DecisionEngine:
@@ -222,11 +224,12 @@ def _array(values: Sequence[Any]) -> Any:
 
 def _requests(keys: Sequence[Any], channels: Sequence[str], actions: Sequence[str]) -> list[Any]:
     """One request per customer: one action at most, among the campaign's."""
-    from serving.schemas import RecommendRequest
+    from serving.schemas import RecommendContext, RecommendRequest
 
     wanted = list(actions)
+    context = RecommendContext()  # one (immutable) empty context for all: no copy of the default per request
     return [
-        RecommendRequest(customer_id=k, channel=c, max_actions=1, actions=wanted)
+        RecommendRequest(customer_id=k, channel=c, context=context, max_actions=1, actions=wanted)
         for k, c in zip(keys, channels, strict=True)
     ]
 
@@ -249,17 +252,33 @@ def _propose_part(
         np.full(shape, np.nan, np.float32),
     )
     index = {a: i for i, a in enumerate(actions)}
-    features = rows.to_pylist()
-    for j, cand in enumerate(cands):
-        requests = _requests(keys, [cand.channel] * len(keys), actions)
-        answers = engine.decide_batch(requests, features=features, now=[cand.at] * len(keys), dry_run=True)
-        for i, answer in enumerate(answers):
-            if answer.actions:
-                best = answer.actions[0]
-                priority[i, j] = best.priority
-                action[i, j] = index[best.action_id]
-                propensity[i, j] = best.propensity
+    with gc_paused():
+        features = rows.to_pylist()
+        for j, cand in enumerate(cands):
+            _propose_one(engine, actions, features, keys, cand, j, index, (priority, action, propensity))
     return priority, action, propensity
+
+
+def _propose_one(
+    engine: DecisionEngine,
+    actions: Sequence[str],
+    features: list[dict[str, Any]],
+    keys: Sequence[Any],
+    cand: Candidate,
+    j: int,
+    index: dict[str, int],
+    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Column `j` of a chunk's proposals: the dry runs of one candidate."""
+    priority, action, propensity = out
+    requests = _requests(keys, [cand.channel] * len(keys), actions)
+    answers = engine.decide_batch(requests, features=features, now=[cand.at] * len(keys), dry_run=True)
+    for i, answer in enumerate(answers):
+        if answer.actions:
+            best = answer.actions[0]
+            priority[i, j] = best.priority
+            action[i, j] = index[best.action_id]
+            propensity[i, j] = best.propensity
 
 
 def propose(
@@ -333,13 +352,14 @@ def _decide_part(
     log = engine.decision_log
     before = dict(getattr(log, "rejected", {}))
     _wait_for_log(engine)
-    answers = engine.decide_batch(
-        _requests(keys, [c.channel for c in picked], actions),
-        features=rows.to_pylist(),
-        now=[c.at for c in picked],
-        campaign_id=campaign_id,
-        controls=controls,
-    )
+    with gc_paused():
+        answers = engine.decide_batch(
+            _requests(keys, [c.channel for c in picked], actions),
+            features=rows.to_pylist(),
+            now=[c.at for c in picked],
+            campaign_id=campaign_id,
+            controls=controls,
+        )
     out = Decided()
     for cand, is_control, held, answer in zip(picked, controls, holdout, answers, strict=True):
         out.logged += 1

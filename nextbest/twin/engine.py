@@ -98,9 +98,10 @@ class TwinEngine(DecisionEngine):
         self._ready.set()
         logger.info("twin engine ready: %s", {n: f"{scorer_kind(m)} {m.version}" for n, m in self._models.items()})
 
-    def _log_decision(self, *args: Any, **kwargs: Any) -> None:
+    def _log_decision(self, *args: Any, **kwargs: Any) -> Any:
         if self._keep_records:  # the record only: the delivered contacts are written through before it
-            super()._log_decision(*args, **kwargs)
+            return super()._log_decision(*args, **kwargs)
+        return None
 
     def _explain_all(self, items: Any, scored: Any, bundle: ModelBundle, policy: Any) -> None:
         if self._explain and all(scorer_kind(m) == "model" for m in bundle.models.values()):
