@@ -43,6 +43,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -538,7 +539,25 @@ def print_verdicts(med: dict[str, dict[str, Any]], args: argparse.Namespace) -> 
     return verdicts
 
 
+def _measure_all(args: argparse.Namespace, settings: Settings, ids: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """Every configuration's runs (SQLite, then Redis with `--redis`), the Redis project removed after."""
+    names = [n for n in args.servers.split(",") if not (args.skip_naive and n == "naive")]
+    configs = [(n, settings, n) for n in names]
+    redis = prepare_redis(settings) if args.redis else None
+    if redis is not None:
+        configs += [(n, redis, f"{n}_redis") for n in names if n != "naive"]
+    try:
+        return run_rounds(configs, args, ids, settings.bench_dir / "serving-runs.partial.json")
+    finally:
+        if redis is not None:
+            import nextbest.features as nbf
+
+            nbf.get_store(redis).teardown()
+
+
 def main() -> None:
+    # `timeout` / a scheduler's SIGTERM: exit through the context managers (servers stopped, Redis project removed)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars between the figures
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -554,6 +573,7 @@ def main() -> None:
     p.add_argument("--skip-naive", action="store_true")
     p.add_argument("--servers", default="bentoml,starlette,naive", help="which servers to load")
     p.add_argument("--workers", type=int, default=2, help="processes of our service and of the floor")
+    p.add_argument("--from-runs", help="summarise the runs saved by an interrupted benchmark (no servers started)")
     args = p.parse_args()
     args.level_list = [int(x) for x in args.levels.split(",")]
     logging.basicConfig(level=logging.WARNING)
@@ -571,18 +591,11 @@ def main() -> None:
         if not isinstance(v, list):
             print(f"  {k:>18}: {v:7.3f}")
 
-    names = [n for n in args.servers.split(",") if not (args.skip_naive and n == "naive")]
-    configs = [(n, settings, n) for n in names]
-    redis = prepare_redis(settings) if args.redis else None
-    if redis is not None:
-        configs += [(n, redis, f"{n}_redis") for n in names if n != "naive"]
-    try:
-        runs = run_rounds(configs, args, ids, settings.bench_dir / "serving-runs.partial.json")
-    finally:
-        if redis is not None:
-            import nextbest.features as nbf
-
-            nbf.get_store(redis).teardown()
+    if args.from_runs:  # the runs of an interrupted benchmark (its serving-runs.partial.json), profiled anew here
+        runs = json.loads(Path(args.from_runs).read_text())
+        results["runs_from"] = args.from_runs
+    else:
+        runs = _measure_all(args, settings, ids)
     med = summarise(runs)
     results.update(runs=runs, median=med, load_at_end=load_avg())
 

@@ -77,14 +77,14 @@ BATCH: dict[str, dict[str, Any]] = {
 
 
 def _redis(db: int, *args: str) -> str:
+    """redis-cli's answer as text (keys are binary: undecodable bytes replaced)."""
     out = subprocess.run(
         ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "-n", str(db), *args],
         capture_output=True,
-        text=True,
         check=True,
         timeout=120,
     )
-    return out.stdout.strip()
+    return out.stdout.decode("utf-8", errors="replace").strip()
 
 
 def customer_ids(world: Settings) -> np.ndarray:
@@ -115,9 +115,12 @@ def measure_redis(world: Settings, db: int, sample: int, out: Path) -> dict[str,
     try:
         genome.apply()
         stats = genome.materialize(method="fast")
-        keys = int(_redis(db, "DBSIZE"))
-        names = [_redis(db, "RANDOMKEY") for _ in range(min(sample, keys))]  # Feast: one hash per entity key
-        sizes = [int(_redis(db, "MEMORY", "USAGE", name, "SAMPLES", "0") or 0) for name in names if name]
+        import redis as redis_py
+
+        client = redis_py.Redis(host="127.0.0.1", port=6379, db=db)
+        keys = int(client.dbsize())
+        names = [client.randomkey() for _ in range(min(sample, keys))]  # Feast: one hash per entity key (binary)
+        sizes = [int(client.memory_usage(name, samples=0) or 0) for name in names if name]
         bigkeys = _redis(db, "--bigkeys")
         result = {
             "customers": len(customer_ids(world)),
@@ -145,14 +148,19 @@ def measure_redis(world: Settings, db: int, sample: int, out: Path) -> dict[str,
 
 
 def service_times(serving: dict[str, Any], store: str) -> tuple[np.ndarray, float, float, str]:
-    """(service-time percentiles in ms, CPU ms per request, redis CPU ms per request, source) for `store`."""
+    """(service-time percentiles in ms, CPU ms per request, redis CPU ms per request, source) for `store`.
+
+    The CPU per request is the median run's, over the wrk levels answered without errors (a fixed-rate run the
+    server could not keep up with also counts its cheap error answers, so it reads low)."""
     prof = serving["profile_ms"]
     key = "bentoml_redis" if store == "redis" else "bentoml"
-    fixed = serving["median"][key]["fixed"]
+    levels = [r for r in serving["median"][key]["wrk"] if r["errors"] == 0] or [serving["median"][key]["fixed"]]
     q = np.asarray(prof["total_ms_quantiles"], dtype=float)
-    cpu = float(fixed["cpu_ms_per_req"])
+    cpu = float(np.median([r["cpu_ms_per_req"] for r in levels]))
+    redis_cpu = float(np.median([r["redis_cpu_ms_per_req"] for r in levels]))
+    source = f"{key}: median run, wrk c={','.join(str(int(r.get('connections', 0))) for r in levels)}"
     # A request costs its measured CPU (decision + framework + HTTP + log writer): scale the decision's shape to it.
-    return q * (cpu / float(np.mean(q))), cpu, float(fixed["redis_cpu_ms_per_req"]), f"{key}, median run"
+    return q * (cpu / float(np.mean(q))), cpu, redis_cpu, source
 
 
 def simulate_replica(rate: float, cores: int, quantiles: np.ndarray, requests: int, seed: int = 0) -> dict[str, float]:
@@ -183,12 +191,16 @@ def plan_replicas(args: argparse.Namespace, quantiles: np.ndarray) -> dict[str, 
     mean = float(np.mean(quantiles))
     n0 = max(1, math.ceil(args.rate * mean / 1e3 / args.cores / 0.95))  # fewer cannot keep up at all
     curve, met = [], None
-    for n in range(n0, 4 * n0 + 2):
+    n = n0
+    while n <= 4 * n0 + 2:
         sim = simulate_replica(args.rate / n, args.cores, quantiles, args.requests)
         curve.append({"replicas": n, **sim})
         if sim["p99_ms"] <= args.p99_ms:
             met = n
             break
+        if len(curve) >= 4 and curve[-1]["p99_ms"] > 0.98 * curve[-4]["p99_ms"]:
+            break  # p99 stopped falling: the service time's own tail, more replicas cannot help
+        n += 1 if sim["p99_ms"] < 2 * args.p99_ms else max(1, n // 10)
     n = met if met is not None else math.ceil(args.rate * mean / 1e3 / args.cores / 0.6)
     planned = n + 1  # one replica lost: the other n still carry the rate
     nominal = simulate_replica(args.rate / planned, args.cores, quantiles, args.requests, seed=1)
@@ -199,7 +211,7 @@ def plan_replicas(args: argparse.Namespace, quantiles: np.ndarray) -> dict[str, 
         "replicas_planned": planned,
         "cores": planned * args.cores,
         "nominal": nominal,
-        "curve": curve[-6:],
+        "curve": curve[:3] + curve[3:][-3:],
     }
 
 
@@ -227,7 +239,7 @@ def batch_plan(args: argparse.Namespace, redis: dict[str, Any]) -> dict[str, Any
         "materialize_hours": n * values_per_customer / mat_rate / w / 3600,
         "materialize_rate_per_worker": mat_rate,
         "pit_1m_rows_s": BATCH["pit_100k"]["seconds"] * 10,
-        "pit_10m_rows_h": BATCH["pit_100k"]["seconds"] * 100 / w / 3600,
+        "pit_10m_rows_h": BATCH["pit_100k"]["seconds"] * 100 / 3600,  # one process: the join is not distributed
         "fit_exponent": k,
         "fit_1m_s": fit_1m,
         "fit_10m_s": fit_10m,
@@ -333,7 +345,7 @@ def _print_plan(args: argparse.Namespace, out: dict[str, Any]) -> None:
     print(
         f"TRAINING: fit ~ rows^{b['fit_exponent']:.2f}: 1M rows {b['fit_1m_s']:.0f} s, 10M rows "
         f"{b['fit_10m_s']:.0f} s a fit; {args.trials} trials at 10M rows on {w} workers {b['tuning_10m_h']:.1f} h; "
-        f"point-in-time set 1M rows {b['pit_1m_rows_s']:.0f} s, 10M rows {b['pit_10m_rows_h']:.2f} h on {w}"
+        f"point-in-time set 1M rows {b['pit_1m_rows_s']:.0f} s, 10M rows {b['pit_10m_rows_h']:.2f} h (one process)"
     )
     print(
         f"CAMPAIGN (whole base): {b['campaign_per_worker']:,.0f} customers/s a worker (1 -> 2 workers "
@@ -365,6 +377,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--window-h", type=float, default=4.0, help="nightly batch window, hours")
     p.add_argument("--what-if-cpu-ms", type=float, nargs="*", default=[1.0], help="replicas at other request costs")
+    p.add_argument("--serving-json", help="bench_serving's results (default: found under the bench folder)")
     p.add_argument("--measure-redis", action="store_true")
     p.add_argument("--redis-db", type=int, default=9)
     p.add_argument("--home", help="state folder of the measured world (default: the serving benchmark's)")
@@ -379,7 +392,12 @@ def main() -> None:
         r = measure_redis(world, args.redis_db, 300, redis_file)
         print(json.dumps({k: v for k, v in r.items() if k != "views"}, indent=2, default=str))
         return
-    serving = _read(bench / "serving.json", "python -m benchmarks.bench_serving --redis")
+    # bench_serving writes into its world's bench folder (by default the benchmark world under this one)
+    found = [f for f in (bench / "serving.json", bench / "serving-world" / "bench" / "serving.json") if f.is_file()]
+    serving = _read(
+        Path(args.serving_json) if args.serving_json else (found or [bench / "serving.json"])[0],
+        "python -m benchmarks.bench_serving --redis",
+    )
     redis = _read(redis_file, "python -m benchmarks.capacity --measure-redis")
     quantiles, cpu, redis_cpu, source = service_times(serving, args.store)
     out: dict[str, Any] = {"args": vars(args), "load": os.getloadavg()[0]}
@@ -403,7 +421,7 @@ def main() -> None:
     out["bottlenecks"] = first_bottleneck(args, cpu, log_ms, out["redis"], out["batch"])
     _print_plan(args, out)
     (bench / "capacity.json").write_text(json.dumps(out, indent=2, default=str))
-    print(f"\nresults: {bench / 'capacity.json'} (inputs: {bench / 'serving.json'}, {redis_file})")
+    print(f"\nresults: {bench / 'capacity.json'} (inputs: {args.serving_json or found[0]}, {redis_file})")
 
 
 if __name__ == "__main__":
