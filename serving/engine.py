@@ -640,7 +640,8 @@ class DecisionEngine(ChampionLifecycle):
         the earlier ones (caps hold within a batch). Erased customers get the forgotten answer. ValueError names
         the first bad request (key type, channel, time); OverloadedError when the decision log is backlogged.
         `dry_run`: decide but deliver and log nothing (a campaign's proposal, re-decided for real once chosen; the
-        decisions of one customer in a dry run do not see each other's contacts). `campaign_id` is logged with each
+        decisions of one customer in a dry run do not see each other's contacts; the answers carry no reason codes
+        from the models' contributions, only the policy's own, e.g. churn risk). `campaign_id` is logged with each
         decision; `controls` marks the customers of the campaign's control group: decided and logged, sent nothing.
         """
         if features is not None and len(features) != len(requests):

@@ -420,15 +420,21 @@ def _start_worker(project: Project, settings: Settings, chunk: int) -> None:
 
     global _WORKER
     _WORKER = open_engine(project, settings, chunk)
-    Finalize(_WORKER, _WORKER.close, exitpriority=10)
+    Finalize(_WORKER, _close_worker, args=(_WORKER,), exitpriority=10)
+
+
+def _close_worker(engine: DecisionEngine) -> None:
+    """At the worker's exit (the pool's shutdown waits for it): every queued record written, then closed."""
+    engine.decision_log.flush(timeout=3600.0)
+    engine.close()
 
 
 def _in_worker(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """One chunk on this worker's engine. The records of a chunk of real decisions are journalled when it returns
+    (its contacts written through, so caps see them) and written by the log's writer while the next chunk is
+    decided; the pool's shutdown waits for the last of them (`_close_worker`)."""
     assert _WORKER is not None, "worker engine not started"
-    result = fn(_WORKER, *args)
-    if fn is _decide_part:
-        _WORKER.decision_log.flush(timeout=600.0)  # written before the parent hears it is done
-    return result
+    return fn(_WORKER, *args)
 
 
 class Workers:
@@ -609,6 +615,8 @@ def run_campaign(
         decided = None if dry_run else decide(engine, spec, audience, cands, alloc, chunk, progress, pool)
         if decided is not None:
             engine.decision_log.flush(timeout=600.0)
+            if pool is not None:
+                pool.close()  # the workers write their last records before they exit
             seconds["decide_s"] = time.perf_counter() - t
     finally:
         if pool is not None:
