@@ -237,11 +237,20 @@ class PriceResponse:
 
 
 def fit_price_response(
-    action_id: Sequence[str], price: np.ndarray, list_price: np.ndarray, accepted: np.ndarray, min_rows: int = 200
+    action_id: Sequence[str],
+    price: np.ndarray,
+    list_price: np.ndarray,
+    accepted: np.ndarray,
+    min_rows: int = 200,
+    signs: Mapping[str, float] | None = None,
+    min_z: float = 2.0,
 ) -> PriceResponse:
     """Per action, a logistic regression of acceptance on (1, min(x, 0), max(x, 0)), x = log(price / list price),
-    by Newton's method with a small ridge; actions with fewer than `min_rows` priced contacts or no price variation
-    are left out (they are offered at list price)."""
+    by Newton's method with a small ridge. Only a response the data show is acted on: with `signs` (action -> -1
+    for credit, where a dearer price must deter, +1 for a deposit), an action is left out (offered at list price)
+    unless its slope above the list price has that sign at `min_z` standard errors; a slope below the list price
+    of the wrong sign or under `min_z` is set to 0 (no gain from a cut). Actions with fewer than `min_rows` priced
+    contacts, fewer than 20 acceptances or no price variation are left out."""
     acts = np.asarray(action_id)
     x_all = np.log(np.asarray(price, float) / np.asarray(list_price, float))
     y_all = np.asarray(accepted, float)
@@ -250,18 +259,33 @@ def fit_price_response(
     for a in sorted(set(acts.tolist())):
         sel = acts == a
         x, y = x_all[sel], y_all[sel]
-        if sel.sum() < min_rows or np.ptp(x) < 1e-6 or y.sum() < 5:
+        if sel.sum() < min_rows or np.ptp(x) < 1e-6 or y.sum() < 20:
             continue
         X = np.column_stack([np.ones_like(x), np.minimum(x, 0.0), np.maximum(x, 0.0)])
-        coefficients[a] = tuple(float(c) for c in _newton_logistic(X, y)[1:])  # type: ignore[assignment]
+        beta, se = _newton_logistic(X, y)
+        below, above = float(beta[1]), float(beta[2])
+        if signs is not None and a in signs:
+            sign = signs[a]
+            if not (sign * above > 0 and abs(above) >= min_z * se[2]):
+                logger.info(
+                    "price response of %s not shown by the data (above-list slope %.2f, se %.2f)", a, above, se[2]
+                )
+                continue
+            if not (sign * below > 0 and abs(below) >= min_z * se[1]):
+                below = 0.0
+        coefficients[a] = (below, above)
         rows[a] = int(sel.sum())
     version = "price-response-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return PriceResponse(coefficients=coefficients, version=version, rows=rows)
 
 
-def _newton_logistic(X: np.ndarray, y: np.ndarray, ridge: float = 1e-3, iterations: int = 50) -> np.ndarray:
+def _newton_logistic(
+    X: np.ndarray, y: np.ndarray, ridge: float = 1e-3, iterations: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
+    """The coefficients and their standard errors (the inverse Hessian's diagonal)."""
     beta = np.zeros(X.shape[1])
     beta[0] = _logit(float(np.clip(y.mean(), 1e-4, 1 - 1e-4)))
+    hess = np.eye(X.shape[1])
     for _ in range(iterations):
         p = _sigmoid(X @ beta)
         grad = X.T @ (y - p) - ridge * beta
@@ -270,7 +294,7 @@ def _newton_logistic(X: np.ndarray, y: np.ndarray, ridge: float = 1e-3, iteratio
         beta += step
         if np.max(np.abs(step)) < 1e-8:
             break
-    return beta
+    return beta, np.sqrt(np.diag(np.linalg.inv(hess)))
 
 
 def price_response_path(home: Path, config: PricingPolicy) -> Path:

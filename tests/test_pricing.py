@@ -152,6 +152,12 @@ def test_the_estimate_recovers_the_direction_of_the_price_response() -> None:
     fitted = fit_price_response(np.full(n, "personal_loan"), price, lst, rng.random(n) < p)
     below, above = fitted.coefficients["personal_loan"]
     assert below == pytest.approx(-2.0, abs=0.8) and above == pytest.approx(-4.0, abs=0.8)
+    # only a response the data show is acted on: the right sign at 2 standard errors, else list price
+    args = (np.full(n, "personal_loan"), price, lst, rng.random(n) < p)
+    assert "personal_loan" in fit_price_response(*args, signs={"personal_loan": -1.0}).coefficients
+    assert "personal_loan" not in fit_price_response(*args, signs={"personal_loan": 1.0}).coefficients
+    flat = fit_price_response(*args[:3], rng.random(n) < 0.1, signs={"personal_loan": -1.0})
+    assert "personal_loan" not in flat.coefficients  # no response in the data: not personalised
 
 
 # -------------------------------------------------------------------- the policy prices (and refuses)

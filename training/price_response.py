@@ -89,6 +89,7 @@ def fit_project(settings: Settings, project: Project | None = None, min_rows: in
         frame["list_price"].to_numpy(np.float64),
         frame["accepted"].to_numpy(bool),
         min_rows=min_rows,
+        signs={a: -1.0 if spec.kind == "credit" else 1.0 for a, spec in catalogue.pricing.items()},
     )
     path = response.save(price_response_path(project.home(settings), policy.pricing))
     logger.info("price response %s fitted on %d priced contacts: %s", response.version, len(frame), path)
