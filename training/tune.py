@@ -298,6 +298,11 @@ def _create_or_load(
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
+    # A storage object (the distributed path's DaskStorage) logs a duplicate-study error on its server before
+    # create_study(load_if_exists=True) recovers from it: load an existing study instead.
+    existing = set() if storage is None or isinstance(storage, str) else storage.get_all_studies()
+    if study_name in {s.study_name for s in existing}:
+        return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner, sampler=sampler)
     for attempt in range(4):
         try:
             return optuna.create_study(
