@@ -56,7 +56,7 @@ def main() -> int:
     features.build()
     features.apply()
     t_world = time.perf_counter() - t0
-    for model, extra in (("churn", {"horizon_days": 30}), ("nba", {})):
+    for model, extra in (("churn", {}), ("nba", {})):
         result = train_model(settings, model, trials=args.trials, **extra)
         if result.version is not None and not result.promoted:
             promote(settings, model, result.version, reason="bench_pricing: promoted by hand")
