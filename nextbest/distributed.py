@@ -186,7 +186,8 @@ class ResourcePool:
     def __init__(self, dask: Client, name: str, factory: Callable[..., Any], args: tuple[Any, ...]) -> None:
         from nextbest.dask_resource import WorkerResource
 
-        self.dask, self.name = dask, name
+        self.dask = dask
+        self.name: str | None = name
         self.size = max(1, n_workers(dask))
         dask.register_plugin(WorkerResource(factory, args), name=name)
 
@@ -201,5 +202,7 @@ class ResourcePool:
             yield pending.popleft().result()
 
     def close(self) -> None:
-        """Tear the resources down on every worker (an engine flushes and closes its decision log)."""
-        self.dask.unregister_worker_plugin(self.name)
+        """Tear the resources down on every worker (an engine flushes and closes its decision log); once."""
+        if self.name is not None:
+            name, self.name = self.name, None
+            self.dask.unregister_worker_plugin(name)

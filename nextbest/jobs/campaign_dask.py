@@ -65,6 +65,7 @@ class DaskWorkers:
         return self._pool.map(_on_engine, ((fn, *args) for args in tasks))
 
     def close(self) -> None:
+        """Close the workers' engines and the client (again: nothing; the job may close its pool twice)."""
         try:
             self._pool.close()
         finally:
