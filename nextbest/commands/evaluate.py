@@ -137,8 +137,20 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
     Public so that `nextbest demo` prints the same tables after running `training.evaluate.run_evaluation`.
     """
     from nextbest.console import console
-    from training.evaluate import WITHIN_ACTION_COLUMNS
 
+    _render_value_tables(report)
+    _render_quality_tables(report)
+    for note in report.notes:
+        console.print(f"[dim]note:[/] {note}")
+    if report.run_id:
+        console.print(
+            f"logged to MLflow run [bold]{report.run_id}[/] (experiment {report.experiment_name}); "
+            f"see it: mlflow ui --backend-store-uri {tracking_uri}"
+        )
+
+
+def _render_value_tables(report: EvaluationReport) -> None:
+    """The ladder, its margins, pricing, fairness and the choice mix."""
     _render_frame(
         f"Evaluation ladder: {report.decisions} held-out decisions, truth from the simulator; value = incremental "
         "over doing nothing (organic uptake removed), net of contact costs, EUR per 1,000 decisions",
@@ -190,6 +202,12 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
             report.choice_mix,
             {k: ".0%" for k in ("sales", "retention", "service", "nothing")},
         )
+
+
+def _render_quality_tables(report: EvaluationReport) -> None:
+    """Off-policy estimates against the truth and the models' quality beside their ceilings."""
+    from training.evaluate import WITHIN_ACTION_COLUMNS
+
     _render_frame(
         "Off-policy estimates of stage 5 from the logs alone vs its true value of the same reward (catalogue value "
         "if accepted - contact cost, gross of organic uptake and churn; EUR per 1,000 decisions)",
@@ -222,13 +240,6 @@ def render_report(report: EvaluationReport, tracking_uri: str) -> None:
         _render_frame(
             "NBA calibration per action kind (ECE vs outcomes and vs the truth, 10 equal-mass bins)",
             report.kind_calibration,
-        )
-    for note in report.notes:
-        console.print(f"[dim]note:[/] {note}")
-    if report.run_id:
-        console.print(
-            f"logged to MLflow run [bold]{report.run_id}[/] (experiment {report.experiment_name}); "
-            f"see it: mlflow ui --backend-store-uri {tracking_uri}"
         )
 
 
