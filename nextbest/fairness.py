@@ -354,14 +354,15 @@ class FairnessReport:
             "threshold": self.threshold,
             "units": self.units,
             "passed": self.passed,
-            "min_ratio": _plain(self.min_ratio),
+            "min_ratio": plain(self.min_ratio),
             "flagged": self.reasons(),
             "notes": self.notes,
-            "rows": [{k: _plain(v) for k, v in row.items()} for row in self.rows.to_dict("records")],
+            "rows": [{k: plain(v) for k, v in row.items()} for row in self.rows.to_dict("records")],
         }
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A JSON-ready scalar: numpy scalars as Python ones, NaN and infinities as None."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -44,7 +44,14 @@ import pandas as pd
 from nextbest.assignment import LOG_FIELDS, Assigner
 from nextbest.catalogue import MARKETING_KINDS
 from nextbest.errors import ConfigError, NotReadyError
-from nextbest.fairness import FairnessReport, FairnessSpec, age_feature, decision_set_report, protected_values
+from nextbest.fairness import (
+    FairnessReport,
+    FairnessSpec,
+    age_feature,
+    decision_set_report,
+    plain,
+    protected_values,
+)
 
 if TYPE_CHECKING:
     from nextbest.catalogue import Catalogue
@@ -408,7 +415,7 @@ class Scorecard:
     def to_dict(self) -> dict[str, Any]:
         rows = []
         for group, row in self.frame.iterrows():
-            rows.append({"group": group, **{k: _plain(v) for k, v in row.items()}})
+            rows.append({"group": group, **{k: plain(v) for k, v in row.items()}})
         return {
             "project": self.project,
             "by": self.by,
@@ -419,14 +426,6 @@ class Scorecard:
             "groups": rows,
             "fairness": {g: report.to_dict() for g, report in self.fairness.items()},
         }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _notes(frame: pd.DataFrame, frames: LogFrames) -> list[str]:

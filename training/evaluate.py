@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +54,7 @@ from training.ope import estimate_all, snips
 
 if TYPE_CHECKING:
     from nextbest.models.artefact import LoadedModel
-    from nextbest.policy import DecisionPolicy
+    from nextbest.policy import DecisionPolicy, RankedAction
     from training.datasets import TrainingSet
 
 logger = logging.getLogger(__name__)
@@ -402,20 +402,20 @@ def heldout_candidates(
 # --------------------------------------------------------------------------------------------- policies
 
 
-def stage5_choices(
+def stage5_picks(
     scored: pd.DataFrame,
     decisions: pd.DataFrame,
     policy: DecisionPolicy,
     p_model: np.ndarray,
     churn_risk: pd.Series | None,
-) -> pd.Series:
-    """Stage 5: the serving policy's arbitration (priority, triggers, floors) over the model's propensities."""
+) -> Iterator[tuple[int, RankedAction | None]]:
+    """Stage 5 per decision point: the serving policy's arbitration (priority, triggers, floors, price) over the
+    model's propensities; yields the decision id and the top action (None: nothing is shown)."""
     from nextbest.policy import DecisionContext, customer_view
 
     catalogue = policy.catalogue
     scored = scored.assign(_p=p_model)
     dec = decisions.set_index(ladder.DECISION_ID)
-    chosen: dict[int, str | None] = {}
     for decision_id, group in scored.groupby(ladder.DECISION_ID, sort=True):
         row = dec.loc[decision_id]
         # The same view of the customer the service builds from its online features (value at risk, distress).
@@ -436,7 +436,21 @@ def stage5_choices(
             None if risk is None or np.isnan(risk) else risk,
         )
         top, _ = policy.top_k(ranked, 1)
-        chosen[int(decision_id)] = top[0].action_id if top else None
+        yield int(decision_id), (top[0] if top else None)
+
+
+def stage5_choices(
+    scored: pd.DataFrame,
+    decisions: pd.DataFrame,
+    policy: DecisionPolicy,
+    p_model: np.ndarray,
+    churn_risk: pd.Series | None,
+) -> pd.Series:
+    """Stage 5: the serving policy's arbitration (priority, triggers, floors) over the model's propensities."""
+    chosen = {
+        decision_id: (pick.action_id if pick else None)
+        for decision_id, pick in stage5_picks(scored, decisions, policy, p_model, churn_risk)
+    }
     return pd.Series(chosen, dtype=object).reindex(decisions[ladder.DECISION_ID].to_numpy())
 
 

@@ -46,41 +46,18 @@ def priced_choices(
     p_model: np.ndarray,
     churn_risk: pd.Series | None,
 ) -> pd.DataFrame:
-    """Stage 5's choice and price per decision point (`evaluate.stage5_choices` with the price kept)."""
-    from nextbest.policy import DecisionContext, customer_view
-    from training.evaluate import _is_missing, _none_if_na
+    """Stage 5's choice and price per decision point (`evaluate.stage5_picks` with the price kept)."""
+    from training.evaluate import stage5_picks
 
-    catalogue = policy.catalogue
-    scored = scored.assign(_p=p_model)
-    dec = decisions.set_index(ladder.DECISION_ID)
-    rows = []
-    for decision_id, group in scored.groupby(ladder.DECISION_ID, sort=True):
-        row = dec.loc[decision_id]
-        feats = {k: (None if _is_missing(v) else v) for k, v in row.items()}
-        view = customer_view(int(row["customer_id"]), feats, policy.config)
-        context = DecisionContext(
-            location_type=_none_if_na(row.get("location_type")), event=_none_if_na(row.get("signal"))
-        )
-        risk = None if churn_risk is None else float(churn_risk.get(decision_id, np.nan))
-        ranked, _ = policy.arbitrate(
-            [catalogue.action(a) for a in group[ladder.ACTION_ID]],
-            group["_p"].to_numpy(),
-            view,
-            str(row["channel"]),
-            context,
-            feats,
-            None if risk is None or np.isnan(risk) else risk,
-        )
-        top, _ = policy.top_k(ranked, 1)
-        pick = top[0] if top else None
-        rows.append(
-            {
-                ladder.DECISION_ID: int(decision_id),
-                ladder.ACTION_ID: pick.action_id if pick else None,
-                "price": pick.price if pick else None,
-                "band": pick.band if pick else "",
-            }
-        )
+    rows = [
+        {
+            ladder.DECISION_ID: decision_id,
+            ladder.ACTION_ID: pick.action_id if pick else None,
+            "price": pick.price if pick else None,
+            "band": pick.band if pick else "",
+        }
+        for decision_id, pick in stage5_picks(scored, decisions, policy, p_model, churn_risk)
+    ]
     return pd.DataFrame(rows)
 
 
