@@ -7,7 +7,7 @@ pricing table puts stage 5 at list price beside personalised pricing and the tru
 `--list-only` the world has no price exploration (every offer at list price) and no estimate: the ladder must be
 the one the platform gave before pricing.
 
-    flock /work/notes-round2/heavy.lock uv run --frozen python -m benchmarks.bench_pricing --customers 20000
+    uv run --frozen python -m benchmarks.bench_pricing --customers 20000
 """
 
 from __future__ import annotations
