@@ -36,7 +36,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -491,16 +491,16 @@ def test_a_record_not_kept_is_not_answered_as_a_duplicate_on_retry(tmp_path: Pat
     log.start()
     journal = log._journal
     assert journal is not None
-    real_append = journal.append
+    real_append = journal.append_lines  # every journal write (one record or a batch) goes through it
     calls = {"n": 0}
 
-    def failing_once(record: dict[str, Any]) -> int:
+    def failing_once(lines: Sequence[str]) -> int:
         calls["n"] += 1
         if calls["n"] == 1:
             raise OSError(28, "No space left on device")
-        return real_append(record)
+        return real_append(lines)
 
-    journal.append = failing_once  # type: ignore[method-assign]
+    journal.append_lines = failing_once  # type: ignore[method-assign]
     event = EventRecord(customer_id=1, ts=datetime.now(UTC), event_type="login", event_id="retry-me")
     try:
         with pytest.raises(OSError):
