@@ -258,7 +258,9 @@ def _row_stamps(timestamps: pd.Series) -> list[Any]:
 
 def _sqlite_bulk_write(db_path: str, table_name: str, frame: pd.DataFrame, view: ViewTable, version: int) -> None:
     """Upsert the rows of `frame` (latest row per entity) into Feast's SQLite table in one transaction."""
-    con = sqlite3.connect(db_path)
+    # Wait for the service's readers rather than fail: a loaded machine serving traffic beside a materialization
+    # held the lock past sqlite3's default 5 s ("database is locked" in the closed loop, 2026-12-02).
+    con = sqlite3.connect(db_path, timeout=30)
     try:
         columns = [r[1] for r in con.execute(f'PRAGMA table_info("{table_name}")')]
         # vector_value stays NULL for scalar features, as Feast leaves it when vector search is off.
