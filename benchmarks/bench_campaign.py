@@ -36,7 +36,7 @@ def build_world(home: Path, customers: int, days: int = 100, seed: int = 11) -> 
     """A small served world (what tests/serving_fixtures.py builds), once."""
     import nextbest.features as nbf
     from nextbest.simulator import SimulationConfig, simulate_world
-    from training.pipeline import train_model
+    from training.pipeline import champion_even_below_floor, train_model
     from training.tune import TuningConfig
 
     if (home / "ready").is_file():
@@ -48,8 +48,8 @@ def build_world(home: Path, customers: int, days: int = 100, seed: int = 11) -> 
     for step in ("build", "apply", "materialize"):
         getattr(nbf.features_of(settings), step)()
     config = TuningConfig(max_rounds=25, early_stopping_rounds=5, warmup_rounds=5)
-    train_model(settings, "churn", trials=1, horizon_days=14, config=config)
-    train_model(settings, "nba", trials=1, config=config)
+    for model, extra in (("churn", {"horizon_days": 14}), ("nba", {})):
+        champion_even_below_floor(settings, train_model(settings, model, trials=1, config=config, **extra), "bench")
     (home / "ready").write_text(datetime.now(UTC).isoformat())
 
 

@@ -41,9 +41,8 @@ def main() -> int:
     from nextbest.settings import Settings
     from nextbest.simulator import SimulationConfig, simulate_world
     from training.evaluate import EvaluationOptions, run_evaluation
-    from training.pipeline import train_model
+    from training.pipeline import champion_even_below_floor, train_model
     from training.price_response import fit_project
-    from training.registry import promote
 
     settings = Settings(home=home)
     settings.ensure_dirs()
@@ -57,9 +56,7 @@ def main() -> int:
     features.apply()
     t_world = time.perf_counter() - t0
     for model, extra in (("churn", {}), ("nba", {})):
-        result = train_model(settings, model, trials=args.trials, **extra)
-        if result.version is not None and not result.promoted:
-            promote(settings, model, result.version, reason="bench_pricing: promoted by hand")
+        champion_even_below_floor(settings, train_model(settings, model, trials=args.trials, **extra), "bench_pricing")
     t_train = time.perf_counter() - t0 - t_world
     fit = None if args.list_only else fit_project(settings)
     report = run_evaluation(settings, EvaluationOptions(decisions=args.decisions, log_mlflow=False))

@@ -120,7 +120,7 @@ def has_served_world(settings: Settings) -> bool:
 def build_bench_world(home: Path, customers: int, days: int) -> Settings:
     import nextbest.features as nbf
     from nextbest.simulator import SimulationConfig, simulate_world
-    from training.pipeline import train_model
+    from training.pipeline import champion_even_below_floor, train_model
 
     settings = Settings(home=home)
     settings.ensure_dirs()
@@ -129,8 +129,8 @@ def build_bench_world(home: Path, customers: int, days: int) -> Settings:
     nbf.features_of(settings).build()
     nbf.features_of(settings).apply()
     nbf.features_of(settings).materialize()
-    train_model(settings, "churn", trials=2)
-    train_model(settings, "nba", trials=2)
+    for model in ("churn", "nba"):
+        champion_even_below_floor(settings, train_model(settings, model, trials=2), "bench_serving")
     return settings
 
 

@@ -148,6 +148,20 @@ class FitOptions:
     rule: GateRule = GateRule()
 
 
+def champion_even_below_floor(settings: Settings, result: TrainResult, by: str) -> TrainResult:
+    """Promote a first version the gate registered but left as challenger because it fell below the gate's floor
+    (a small world has a few dozen positives), by hand, with the gate's verdict in the audited reason (as the
+    closed loop does): what test fixtures and benchmarks call when they need a champion to serve. `by` names the
+    caller in the reason. Only a first version (no champion yet) is promoted: one the gate found worse than a
+    champion stays a challenger."""
+    from training.registry import promote
+
+    decision = result.decision
+    if result.version is not None and not result.promoted and decision is not None and not decision.champion_version:
+        promote(settings, result.model, result.version, reason=f"{by}, by hand ({decision.reason})")
+    return result
+
+
 def train_model(
     settings: Settings,
     model: str,
