@@ -92,7 +92,13 @@ def run_cmd(
         None, "--output", "-o", metavar="DIR", help="Folder of the contact list (default: <project home>/campaigns/)."
     ),
     workers: int = typer.Option(
-        1, "--workers", "-w", min=1, max=64, help="Worker processes deciding the chunks (each loads the engine)."
+        1,
+        "--workers",
+        "-w",
+        min=1,
+        max=64,
+        help="Worker processes deciding the chunks (each loads the engine); unused with compute: dask "
+        "(the cluster's workers decide them).",
     ),
 ) -> None:
     """Decide a campaign for its segment or the whole base through the project's engine and policy."""
