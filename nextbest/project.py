@@ -52,10 +52,14 @@ class EntitySpec(Frozen):
 
 
 class GateSpec(Frozen):
-    """How much better a challenger must be on the most recent holdout to replace the champion."""
+    """How much better a challenger must be on the most recent holdout to replace the champion, and the floor every
+    version must clear (`training.registry.GateRule`): AUC - floor_z x SE above chance (null: no chance floor), and
+    at most `baseline_tolerance` below the plain XGBoost baseline's AUC (null: not checked)."""
 
     min_auc_gain: float = 0.002
     max_logloss_increase: float = 0.002
+    floor_z: float | None = Field(1.96, ge=0)
+    baseline_tolerance: float | None = Field(0.02, ge=0)
 
 
 class ModelSpec(Frozen):

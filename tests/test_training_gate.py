@@ -186,3 +186,18 @@ def test_a_small_stratified_set_is_tuned_and_calibrated_by_cross_validation(tmp_
     assert registered.booster.num_boosted_rounds() == result.metrics["refit_rounds"]
     # Out-of-fold calibration: the validation (out-of-fold) mean prediction matches the rows' base rate.
     assert result.metrics["valid_mean_prediction"] == pytest.approx(result.metrics["valid_base_rate"], abs=0.01)
+
+
+def test_the_project_files_gate_is_the_rule_train_and_retrain_apply() -> None:
+    """`models[].gate` in the project file sets the floor as well as the champion margins; a negative one is a
+    config error naming the field."""
+    import pydantic
+
+    from nextbest.project import GateSpec
+    from training.registry import GateRule, gate_rule
+
+    assert gate_rule(GateSpec()) == GateRule()
+    loose = gate_rule(GateSpec.model_validate({"floor_z": None, "baseline_tolerance": 0.05, "min_auc_gain": 0.01}))
+    assert (loose.floor_z, loose.baseline_tolerance, loose.min_auc_gain) == (None, 0.05, 0.01)
+    with pytest.raises(pydantic.ValidationError, match="floor_z"):
+        GateSpec.model_validate({"floor_z": -1})

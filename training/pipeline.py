@@ -49,6 +49,7 @@ from nextbest.errors import DataError
 from nextbest.models.artefact import LoadedModel, matrix_from_frame
 from nextbest.models.calibration import CalibrationMethod
 from nextbest.models.registry import mlflow_client
+from nextbest.project import project_of
 from nextbest.settings import Settings
 from training.datasets import (
     LABEL,
@@ -61,7 +62,14 @@ from training.datasets import (
 )
 from training.metrics import auc_standard_error, binary_metrics, bootstrap_auc_interval
 from training.recipe import RecipeFit, Rows, fit_recipe, fit_recipe_cv, plain_baseline
-from training.registry import GateRule, PromotionDecision, promote_if_better, register_version, unchanged_since
+from training.registry import (
+    GateRule,
+    PromotionDecision,
+    gate_rule,
+    promote_if_better,
+    register_version,
+    unchanged_since,
+)
 from training.tune import (
     TuningConfig,
     TuningData,
@@ -179,15 +187,18 @@ def train_model(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     calibration: CalibrationMethod = "platt",
-    rule: GateRule = GateRule(),
+    rule: GateRule | None = None,
     config: TuningConfig = TuningConfig(),
     progress: ProgressFn | None = None,
     purge_days: int = 0,
 ) -> TrainResult:
     """Build the model's training set through Feast, then tune, log, register and gate it (`fit_and_log`).
 
+    `rule`: the gate (default: the project file's `models[].gate` of this model, as retraining applies it).
     ConfigError for a name the project does not declare (the error lists its models)."""
     training_set = build_training_set(settings, model, horizon_days=horizon_days)
+    if rule is None:
+        rule = gate_rule(project_of(settings).model(model).gate)
     if exclude_features:
         training_set = training_set.without_features(exclude_features)
     options = FitOptions(

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from nextbest.fairness import SelectionCheck
     from nextbest.models.integrity import ArtefactDigest
+    from nextbest.project import GateSpec
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,16 @@ class GateRule:
     max_logloss_increase: float = 0.002
     floor_z: float | None = 1.96
     baseline_tolerance: float | None = 0.02
+
+
+def gate_rule(spec: GateSpec) -> GateRule:
+    """The project file's gate of one model (`models[].gate`) as the rule the registry applies."""
+    return GateRule(
+        min_auc_gain=spec.min_auc_gain,
+        max_logloss_increase=spec.max_logloss_increase,
+        floor_z=spec.floor_z,
+        baseline_tolerance=spec.baseline_tolerance,
+    )
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,7 @@ def fit_options(
     gate, retrain tags. `split_for_gate`: the gate holds its own recent rows out, so validation and test take less.
     """
     from training.pipeline import FitOptions
-    from training.registry import GateRule
+    from training.registry import gate_rule
 
     gate = project.model(model).gate
     tags = {
@@ -248,7 +248,7 @@ def fit_options(
     }
     common: dict[str, Any] = {
         "trials": options.trials or settings.training.trials,
-        "rule": GateRule(min_auc_gain=gate.min_auc_gain, max_logloss_increase=gate.max_logloss_increase),
+        "rule": gate_rule(gate),
     }
     if project.tables is not None:
         from nextbest.jobs.onboard import table_fit_options
