@@ -106,6 +106,7 @@ def train_cmd(
     from nextbest.console import console
     from nextbest.jobs import onboard as job
     from nextbest.settings import load_settings
+    from training.registry import gate_rule
 
     loaded = _table_project(project)
     cfg = loaded.tables
@@ -116,7 +117,10 @@ def train_cmd(
         cfg.model(name)  # unknown names fail before any work
     for name in names:
         with console.status(f"training {name}"):
-            result = job.train(cfg, settings, name, trials=trials, seed=seed, validate_model=not no_validate)
+            result = job.train(
+                cfg, settings, name, trials=trials, seed=seed, validate_model=not no_validate,
+                rule=gate_rule(loaded.model(name).gate),
+            )  # fmt: skip
         for line in _result_lines(name, result):
             console.print(line, highlight=False)
     console.print(f"tracking: {settings.mlflow_tracking_uri}")

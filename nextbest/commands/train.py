@@ -116,10 +116,14 @@ def _train_tables(
 ) -> None:
     from nextbest.console import console
     from nextbest.jobs.onboard import train as train_table_model
+    from training.registry import gate_rule
 
     assert project.tables is not None
+    rule = gate_rule(project.model(name).gate)
     with console.status(f"training {name}"):
-        result = train_table_model(project.tables, settings, name, trials=trials, seed=seed, validate_model=validate)
+        result = train_table_model(
+            project.tables, settings, name, trials=trials, seed=seed, validate_model=validate, rule=rule
+        )
     _print_result(name, result.train)
     for cv in result.validation:
         summary = cv.summary()

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from training.datasets import TrainingSet
     from training.pipeline import TrainResult
+    from training.registry import GateRule
     from training.tune import TuningConfig
 
 logger = logging.getLogger(__name__)
@@ -162,8 +163,10 @@ def train(
     promote: bool = True,
     validate_model: bool = True,
     timeout: float | None = None,
+    rule: GateRule | None = None,
 ) -> OnboardTrainResult:
-    """Train, tune, track, register and gate one onboarded model with the shared trainer, then validate it."""
+    """Train, tune, track, register and gate one onboarded model with the shared trainer, then validate it
+    (`rule`: the gate, default `GateRule()`; `nextbest train` passes the project file's `models[].gate`)."""
     from training.datasets import split_training_frame
     from training.pipeline import FitOptions, fit_and_log
 
@@ -176,6 +179,7 @@ def train(
     options = FitOptions(
         timeout=timeout, seed=seed, register=register, promote=promote,
         tags={"nextbest.project": config.project, "nextbest.onboarded": "true"}, **fit,
+        **({"rule": rule} if rule is not None else {}),
     )  # fmt: skip
     result = fit_and_log(settings, training_set, options)
     cv: list[CVResult] = []
