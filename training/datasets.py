@@ -304,16 +304,19 @@ def split_training_frame(
     method: SplitMethod = "time",
     seed: int = 0,
     gap: timedelta = timedelta(0),
+    entity: str | None = None,
 ) -> Splits:
     """The trainer's split: by time (default, with an optional purge gap) or stratified at random (seeded). A frame
-    with `LABEL_KNOWN` (churn) is split by `label_known_split`: train and validation only from labels known before
-    the test split, validation by customer."""
+    with `LABEL_KNOWN` (churn, an onboarded `event_within` label whose windows reach the next snapshot) is split by
+    `label_known_split`: train and validation only from labels known before the test split, validation by entity
+    (`entity`, default the frame's `attrs["entity_key"]` an onboarded set records, else `customer_id`)."""
     if method == "stratified":
         if gap:
             raise DataError("a purge gap applies to the time split only")
         return stratified_split(frame, timestamp, valid_fraction, test_fraction, seed=seed)
     if LABEL_KNOWN in frame.columns:
-        return label_known_split(frame, timestamp, valid_fraction, test_fraction, seed=seed, gap=gap)
+        entity = entity or frame.attrs.get("entity_key") or "customer_id"
+        return label_known_split(frame, timestamp, valid_fraction, test_fraction, entity=entity, seed=seed, gap=gap)
     return time_split(frame, timestamp, valid_fraction, test_fraction, gap=gap)
 
 

@@ -244,9 +244,11 @@ def fit_and_log(
     `label_known_at`) is split by `datasets.label_known_split` whatever the purge: train and validation only from
     labels known when the test split starts, validation by customer; a plain time split let the refit learn the
     test split's closures (a customer closing in March is positive at February and March snapshots; the default
-    world's test AUC was 0.859 against a Bayes-optimal 0.767, docs/evaluation.md). `options.split="stratified"`
-    replaces the time split by a seeded stratified one (`datasets.stratified_split`), for small sets of independent
-    outcome-labelled entities whose time split leaves too few positives to validate on.
+    world's test AUC was 0.859 against a Bayes-optimal 0.767, docs/evaluation.md); an onboarded `event_within` set
+    carries it when its label windows reach a later snapshot (`nextbest.onboarding.datasets.label_known_at`),
+    grouped by its `lineage["entity_key"]`. `options.split="stratified"` replaces the time split by a seeded
+    stratified one (`datasets.stratified_split`), for small sets of independent outcome-labelled entities whose
+    time split leaves too few positives to validate on.
     """
     import mlflow
 
@@ -355,6 +357,7 @@ def _prepare(settings: Settings, training_set: TrainingSet, options: FitOptions,
         method=options.split,
         seed=seed,
         gap=timedelta(days=options.purge_days),
+        entity=training_set.lineage.get("entity_key"),  # an onboarded set's key; the simulated bank's customer_id
     )
     X_tr, X_va, X_te = (matrix_from_frame(part, features) for part in (splits.train, splits.valid, splits.test))
     y_tr, y_va, y_te = (part[LABEL].to_numpy(dtype=np.float32) for part in (splits.train, splits.valid, splits.test))

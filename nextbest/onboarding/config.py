@@ -216,7 +216,7 @@ class EventRef(Frozen):
 
 
 class EventWithinLabel(Frozen):
-    """1 if any listed event happens in (t, t + horizon_days], 0 otherwise; t is a calendar snapshot."""
+    """1 if any listed event happens in [t, t + horizon_days), 0 otherwise; t is a calendar snapshot."""
 
     kind: Literal["event_within"] = "event_within"
     events: list[EventRef] = Field(min_length=1)

@@ -5,6 +5,11 @@ Label timing (the part that decides whether a model is honest):
   Features use rows stamped strictly before t, so an event on the snapshot day itself is future, never both a
   feature and the label. Snapshots whose horizon runs past the extract end are dropped (their label is censored),
   and with `exclude_prior_events` so are entities that already had an event before t ("first uptake").
+  When some label window reaches a later snapshot (weekly snapshots with a 30-day horizon; event snapshots on
+  daily dates), the rows carry `label_known_at` = t + H (`label_known_at`), so the trainer's split is
+  `training.datasets.label_known_split`: a plain time split let one event label the same entity's snapshots on
+  both sides of the test boundary (the simulated bank's churn leak). Quarterly snapshots with a 90-day horizon
+  (Berka) or monthly ones with 30 days never reach past the next snapshot, so their time split was already exact.
 - `outcome_column`: one row per entity at its own event time (a loan at its grant date), label from an outcome
   column observed later (the loan's status at the end of the extract). Features are from before that time.
 The training frame comes only from `store.get_historical_features` with the model's feature service; this module
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LABEL = "label"
+#: the frame attribute (and lineage key) naming the entity key column, for the label-known split's entity groups
+ENTITY_KEY = "entity_key"
 
 
 def model_feature_names(config: OnboardingConfig, model: ModelConfig) -> list[str]:
@@ -128,6 +135,25 @@ def label_frame(con: duckdb.DuckDBPyConnection, config: OnboardingConfig, model:
     return frame
 
 
+def label_known_at(frame: pd.DataFrame, model: ModelConfig) -> pd.Series | None:
+    """When each row's label became knowable, or None when the time split needs no such column.
+
+    `event_within`: t + H for every row. Not min(t + H, the event's time): a positive is knowable at its event, but
+    keeping rows by a label-dependent time would keep the last horizon's positives and drop its negatives. Returned
+    only when some row's window [t, t + H) holds a later snapshot time, i.e. when a time split boundary can fall
+    inside a label window; otherwise every label is known by the next snapshot and the time split is exact.
+    `outcome_column`: None (one row per entity, labelled by a column of the extract).
+    """
+    if not isinstance(model.label, EventWithinLabel) or frame.empty:
+        return None
+    ts = pd.to_datetime(frame[TIMESTAMP_COLUMN], utc=True)
+    horizon = pd.Timedelta(days=int(model.label.horizon_days))
+    times = pd.Series(ts.unique()).sort_values(ignore_index=True)
+    if not bool((times.iloc[:-1] + horizon > times.iloc[1:].to_numpy()).any()):
+        return None
+    return ts + horizon
+
+
 def retrieve(store: FeatureStore, model: ModelConfig, entity_df: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time features of the model's feature service for `entity_df` rows, in the entity_df's order."""
     service = store.get_feature_service(model.feature_service)
@@ -148,7 +174,7 @@ def build_training_set(
     """The labelled, point-in-time training frame of one model, as the shared training code's `TrainingSet`."""
     from nextbest.onboarding.categories import project_config
     from nextbest.onboarding.feast_repo import get_project_store
-    from training.datasets import TrainingSet
+    from training.datasets import LABEL_KNOWN, TrainingSet
 
     config = project_config(config, settings)  # the category lists the feature tables were built with
     model = config.model(model_name)
@@ -166,10 +192,17 @@ def build_training_set(
             f"feature service {model.feature_service!r} lacks {missing}; run `nextbest features apply --project FILE`"
         )
     frame[features] = frame[features].astype("float64")
+    known = label_known_at(frame, model)
+    if known is not None:  # the trainer splits by `label_known_split` (module docstring)
+        frame[LABEL_KNOWN] = known.astype("datetime64[us, UTC]")
+    key = config.entities[model.entity].key
+    frame.attrs[ENTITY_KEY] = key
     lineage: dict[str, Any] = {
         "project": config.project,
         "feature_service": model.feature_service,
         "entity": model.entity,
+        ENTITY_KEY: key,
+        "label_known_split": known is not None,
         "label": model.label.model_dump(mode="json"),
         "rows": len(frame),
         "positives": int(frame[LABEL].sum()),
