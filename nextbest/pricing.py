@@ -143,6 +143,42 @@ class ProductPricing(Frozen):
         return None
 
 
+def margin_factors(
+    pricing: Mapping[str, ProductPricing],
+    action_ids: Sequence[str] | np.ndarray,
+    risk_bands: Sequence[str | None] | np.ndarray,
+    prices: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """Per offer, margin(price) / margin(list price) of its action in the band of its risk band (`margin_factor`):
+    1 for an unpriced action, a missing price (the list price) or a risk band without a band; what an accepted
+    offer's catalogue value is multiplied by to be the margin at the price it was offered at."""
+    price = np.asarray(prices, dtype=np.float64)
+    out = np.ones(len(price))
+    actions = np.asarray(action_ids, dtype=object)
+    risks = np.asarray(risk_bands, dtype=object)
+    for action_id, spec in pricing.items():
+        for band in spec.bands:
+            rows = np.nonzero((actions == action_id) & np.isin(risks, band.risk_bands) & np.isfinite(price))[0]
+            if len(rows):
+                out[rows] = spec.margin_factor(band, price[rows])
+    return out
+
+
+def list_prices(
+    pricing: Mapping[str, ProductPricing],
+    action_ids: Sequence[str] | np.ndarray,
+    risk_bands: Sequence[str | None] | np.ndarray,
+) -> np.ndarray:
+    """Per offer, the list price of its action's band for its risk band (NaN: unpriced, or no band)."""
+    out = np.full(len(action_ids), np.nan)
+    actions = np.asarray(action_ids, dtype=object)
+    risks = np.asarray(risk_bands, dtype=object)
+    for action_id, spec in pricing.items():
+        for band in spec.bands:
+            out[(actions == action_id) & np.isin(risks, band.risk_bands)] = band.list_price
+    return out
+
+
 def check_pricing(pricing: Mapping[str, ProductPricing], catalogue: Catalogue) -> None:
     """ValueError naming the field when the bands name an unknown action or risk band, price a non-sale, or leave
     a risk band the action may be offered to without a band (called by `Catalogue` at load)."""

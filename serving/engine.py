@@ -295,9 +295,11 @@ class DecisionEngine(ChampionLifecycle):
         self._init_lifecycle()
 
     def _set_policy(self, config: PolicyConfig) -> None:
+        stamp = self._estimate_stamp(config)  # before reading it: an estimate written meanwhile is read next time
         policy = self._policy_of(config)  # validates against the catalogue first
         self.policy = policy  # one reference assignment: a request keeps the policy it started with
         self.policy_version = _policy_digest(config)
+        self._estimate_seen = stamp
 
     def _policy_of(self, config: PolicyConfig) -> DecisionPolicy:
         """The decision policy of a config, with the project's segments bound when it refers to any."""
@@ -317,6 +319,19 @@ class DecisionEngine(ChampionLifecycle):
         from nextbest.pricing import price_response_path
 
         return load_price_response(price_response_path(self.project.home(self.settings), config.pricing))
+
+    def _estimate_stamp(self, config: PolicyConfig) -> tuple[str, int, int] | None:
+        """The price-response estimate file the policy prices with: (path, mtime, size); None when none is read."""
+        if not self.catalogue.pricing or not config.pricing.personalise:
+            return None
+        from nextbest.pricing import price_response_path
+
+        path = price_response_path(self.project.home(self.settings), config.pricing)
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return (str(path), st.st_mtime_ns, st.st_size)
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -493,7 +508,14 @@ class DecisionEngine(ChampionLifecycle):
         else:
             config = load_project(self.project.source).decisions()[2]
         if _policy_digest(config) == self.policy_version:
-            return False
+            if self._estimate_stamp(config) == self._estimate_seen:
+                return False
+            try:  # a new price-response estimate (`nextbest pricing fit`), the same policy file
+                self._set_policy(config)
+            except (ValueError, KeyError, TypeError) as exc:  # an unreadable estimate: the old policy stays
+                raise ConfigError(f"price-response estimate {self._estimate_stamp(config)}: {exc}") from None
+            logger.info("%s: price-response estimate reloaded: %s", self.engine_label, self._estimate_seen)
+            return True
         before = self.policy_version
         self._set_policy(config)
         if self._log is not None:

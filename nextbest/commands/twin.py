@@ -1,5 +1,5 @@
-"""CLI command: twin (`nextbest twin [--customers N] [--days N] [--warmup N] [--seeds 1,2,3] [--policies 1,2,3,5,oracle]
-[--policy FILE] [--candidate-model nba=3] [--serving-model nba=2] [--workers N]`).
+"""CLI command: twin (`nextbest twin [--customers N] [--days N] [--warmup N] [--seeds 1,2,3]
+[--policies 1,2,3,5,5list,oracle] [--policy FILE] [--candidate-model nba=3] [--serving-model nba=2] [--workers N]`).
 
 A thin shell over `nextbest.twin.job.run_twin`: the policies over the same simulated customers for N days, the world
 reacting to each; one table of the KPIs per policy side by side (each with its standard error and, paired on the
@@ -51,7 +51,7 @@ def print_twin(result: TwinResult) -> None:
     from rich.table import Table
 
     from nextbest.console import console
-    from nextbest.twin.report import CANDIDATE, SERVING
+    from nextbest.twin.report import CANDIDATE, LIST_ARM, SERVING
     from nextbest.twin.scorecard import CONTROL, KPIS
 
     report = result.report
@@ -75,17 +75,24 @@ def print_twin(result: TwinResult) -> None:
     for name in names:
         table.add_column(escape(report.labels[name]), justify="right")
     for kpi in KPIS:
-        rows = {"value": [], "serving": [], "control": [], "seeds": []}
+        rows: dict[str, list[str]] = {"value": [], "serving": [], "list": [], "control": [], "seeds": []}
         for name in names:
             row = report.kpis[(report.kpis["policy"] == name) & (report.kpis["kpi"] == kpi.name)].iloc[0]
             rows["value"].append(f"{_fmt(row['value'], kpi.scale)} ± {_fmt(row['std_error'], kpi.scale)}")
             vs_serving = name not in (SERVING, CONTROL) and SERVING in names
             rows["serving"].append(_signed(report.margin(name, SERVING, kpi.name), kpi.scale) if vs_serving else "")
+            vs_list = name == SERVING and LIST_ARM in names
+            rows["list"].append(_signed(report.margin(name, LIST_ARM, kpi.name), kpi.scale) if vs_list else "")
             vs_control = name != CONTROL and kpi.name not in ("incremental_value", "net_value")
             rows["control"].append(_signed(report.margin(name, CONTROL, kpi.name), kpi.scale) if vs_control else "")
             rows["seeds"].append(f"[{_fmt(row['seed_min'], kpi.scale)}, {_fmt(row['seed_max'], kpi.scale)}]")
         table.add_row(f"[bold]{escape(kpi.label)}[/] [dim]{escape(kpi.unit)}[/]", *rows["value"])
-        for key, label in (("serving", "  Δ serving (5)"), ("control", "  Δ control"), ("seeds", "  seeds")):
+        for key, label in (
+            ("serving", "  Δ serving (5)"),
+            ("list", "  Δ list price (5 - 5list)"),
+            ("control", "  Δ control"),
+            ("seeds", "  seeds"),
+        ):
             if any(rows[key]) and (key != "seeds" or seeds > 1):
                 table.add_row(f"[dim]{label}[/]", *(f"[dim]{c}[/]" if key == "seeds" else c for c in rows[key]))
         table.rows[-1].end_section = True
@@ -94,6 +101,8 @@ def print_twin(result: TwinResult) -> None:
         _print_verdict(report, CANDIDATE, SERVING)
     if report.fairness:
         _print_fairness(report)
+    if not report.pricing.empty:
+        _print_pricing(report)
     for note in report.notes:
         console.print(f"[dim]note:[/] {escape(note)}")
     console.print(f"finished in {result.seconds:.0f}s; report {result.run_dir / 'twin.json'}")
@@ -166,6 +175,41 @@ def _print_fairness(report: TwinReport) -> None:
         console.print("what-if gate: candidate passes the fairness check")
 
 
+def _print_pricing(report: TwinReport) -> None:
+    """Per policy and priced product: delivered offers, acceptance, mean price (over list), margin per acceptance;
+    with the list-price arm, personalised minus list on net value."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from nextbest.console import console
+    from nextbest.twin.report import LIST_ARM, SERVING
+
+    table = Table(title="Pricing: delivered priced offers per policy and product (the world's acceptance at the price)")
+    for col in ("policy", "product", "offers", "accepted", "acceptance", "mean price", "over list", "margin / accept"):
+        table.add_column(col, justify="left" if col in ("policy", "product") else "right")
+    for row in report.pricing.to_dict("records"):
+        margin = row["margin_per_accept"]
+        table.add_row(
+            escape(report.labels.get(row["policy"], row["policy"])),
+            row["action_id"],
+            f"{row['offers']:,}",
+            f"{row['accepted']:,}",
+            f"{row['acceptance']:.4f}",
+            f"{row['mean_price']:.3f}",
+            f"{row['mean_price_over_list']:.3f}",
+            "-" if not math.isfinite(margin) else f"{margin:,.1f}",
+        )
+    console.print(table)
+    net = report.margin(SERVING, LIST_ARM, "net_value")
+    if net is not None:
+        per_point = report.margin(SERVING, LIST_ARM, "net_value_per_point") or {}
+        console.print(
+            f"personalised minus list price: net value {net['margin']:+,.0f} ± {net['std_error']:,.0f} EUR per 1,000 "
+            f"customers ({per_point.get('margin', math.nan):+,.1f} ± {per_point.get('std_error', math.nan):,.1f} per "
+            f"1,000 decision points), paired on the same customers"
+        )
+
+
 def _ints(text: str, what: str) -> tuple[int, ...]:
     from nextbest.errors import ConfigError
 
@@ -185,8 +229,11 @@ def twin(
     days: int = typer.Option(90, "--days", "-d", help="Simulated days each policy lives."),
     warmup: int = typer.Option(90, "--warmup", help="Days the world lives under the logging policy first."),
     seeds: str = typer.Option("1", "--seeds", help="World seeds, comma-separated (e.g. 1,2,3)."),
-    policies: str = typer.Option(
-        "1,2,3,5,oracle", "--policies", help="Policies: ladder stages 1,2,3,5 (5 = serving), oracle."
+    policies: str | None = typer.Option(
+        None,
+        "--policies",
+        help="Policies: ladder stages 1,2,3,5 (5 = serving), 5list (5 at list price), oracle "
+        "[1,2,3,5,oracle, and 5list when the serving policy prices personally].",
     ),
     policy_file: Path | None = typer.Option(
         None, "--policy", metavar="FILE", help="What-if: a candidate policy file against the current one."
@@ -223,7 +270,7 @@ def twin(
         )
         options = TwinOptions(
             config=config,
-            policies=tuple(x for x in policies.split(",") if x.strip()),
+            policies=None if policies is None else tuple(x for x in policies.split(",") if x.strip()),
             candidate_policy=policy_file,
             candidate_versions=parse_versions(candidate_model, "--candidate-model"),
             serving_versions=parse_versions(serving_model, "--serving-model"),
@@ -237,8 +284,8 @@ def twin(
             str(err["loc"][-1]), f"--{str(err['loc'][-1]).replace('_', '-')}"
         )
         raise ConfigError(f"{flag}: {err['msg']} (got {err.get('input')!r})") from None
-    if not options.policies:
-        raise ConfigError("--policies: name at least one (1, 2, 3, 5, oracle)")
+    if options.policies is not None and not options.policies:
+        raise ConfigError("--policies: name at least one (1, 2, 3, 5, 5list, oracle)")
     settings, _ = project_settings(project_file)
     twin_project(settings)  # a bank's own tables: one line, before anything runs
     check_options(options)

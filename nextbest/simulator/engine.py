@@ -216,6 +216,9 @@ class DayOutcome:
     opted_out: np.ndarray
     complained: np.ndarray
     refused: int  # decisions the world could not deliver (no consent, no template, product already held)
+    #: each delivered contact's offered price (NaN: unpriced, or the list price) and the customer's risk band index
+    price: np.ndarray = field(default_factory=lambda: np.empty(0))
+    risk: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     hazard_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     hazard: np.ndarray = field(default_factory=lambda: np.empty(0))
     closed_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
@@ -766,8 +769,8 @@ class ChunkSimulation:
         sec = points.ts[sel] - day.t0
         price = self._offered_prices(rows, act, None if decisions.price is None else decisions.price[sel])
         state = self._accept_state(day, rows, day.point_pos[sel], sec, act, chn)
+        risk = risk_band(self.credit_score[rows])
         if np.isfinite(price).any():
-            risk = risk_band(self.credit_score[rows])
             state.price_shift = price_shift(self.table, act, risk, price, self.pop.price_sensitivity[rows])
         p_acc = accept_probability(self.table, state)
         accepted, dismissed, out_ts = self._outcomes(day, rows, act, chn, sec, p_acc)
@@ -793,6 +796,8 @@ class ChunkSimulation:
             opted_out=opted,
             complained=complained,
             refused=int((wanted & ~ok).sum()),
+            price=price,
+            risk=risk,
         )
 
     def _offered_prices(self, rows: np.ndarray, act: np.ndarray, decided: np.ndarray | None) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from nextbest.catalogue import PRODUCTS, SEGMENTS, Catalogue, load_catalogue
+from nextbest.catalogue import PRODUCTS, RISK_BANDS, SEGMENTS, Catalogue, load_catalogue
 from nextbest.simulator import params as P
 from nextbest.simulator.config import SimulationConfig
 from nextbest.simulator.engine import ChunkResult, ChunkSimulation, DayOutcome
@@ -57,7 +57,9 @@ class DayReport:
 
     `contacts`: one row per delivered contact with what followed and its truth (p_accept, p_organic: the chance
     the customer takes the product on their own within ORGANIC_HORIZON_DAYS, expected p_opt_out / p_complaint,
-    churn_prevented: the drop in P(close within 180 days) had it been accepted, and the channel's cost).
+    churn_prevented: the drop in P(close within 180 days) had it been accepted, and the channel's cost; `price`:
+    the rate offered, NaN for an unpriced action or the list price, and `risk_band`: the customer's, whose band the
+    price lies in).
     `hazard`: the true daily churn hazard of every active customer; `closed`, `organic`: who left, who took a
     product on their own today. `refused`: decisions the world could not carry out (no consent, no template on the
     channel, product already held).
@@ -348,6 +350,9 @@ class World:
                 "channel": np.array(t.channels, dtype=object)[o.channel],
                 "kind": t.kind[o.action],
                 "value": t.value[o.action],
+                # the offered price (NaN: unpriced or the list price) and the risk band it was priced in
+                "price": o.price,
+                "risk_band": np.array(RISK_BANDS, dtype=object)[o.risk],
                 "cost": self._cost[o.channel],
                 "p_accept": o.p_accept,
                 "p_organic": o.p_organic,

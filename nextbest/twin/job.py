@@ -43,7 +43,8 @@ class TwinOptions(Frozen):
     """What `nextbest twin` runs (world and engine knobs in `config`)."""
 
     config: TwinConfig = TwinConfig()
-    policies: tuple[str, ...] = DEFAULT_POLICIES
+    #: None: the ladder (`DEFAULT_POLICIES`), and the list-price arm `5list` when the serving policy prices personally
+    policies: tuple[str, ...] | None = None
     #: a candidate policy file, compared with the project's (the what-if); None: no candidate file
     candidate_policy: Path | None = None
     #: registered model versions the candidate serves (model name -> version); the rest as the serving policy
@@ -93,7 +94,7 @@ def check_options(options: TwinOptions) -> list[str]:
     from nextbest.twin.policies import policy_names
 
     candidate = options.candidate_policy is not None or bool(options.candidate_versions)
-    names = policy_names(options.policies, candidate)
+    names = policy_names(DEFAULT_POLICIES if options.policies is None else options.policies, candidate)
     if options.candidate_policy is not None:
         from nextbest.policy import load_policy
 
@@ -110,13 +111,21 @@ def check_options(options: TwinOptions) -> list[str]:
 def run_twin(settings: Settings, options: TwinOptions, progress: ProgressFn | None = None) -> TwinResult:
     """Every seed of the twin, scored and reported (see the module docstring)."""
     from nextbest.twin import report as rp
-    from nextbest.twin.policies import build_policies
+    from nextbest.twin.policies import LIST_ARM, build_policies, policy_names, pricing_active
     from nextbest.twin.run import run_seed
 
     t0 = time.perf_counter()
     names = check_options(options)
     project = twin_project(settings)
     notes: list[str] = []
+    active = pricing_active(settings, project)
+    if options.policies is None and active:  # the default set: list price beside personalised pricing
+        names = policy_names([*names, LIST_ARM], "candidate" in names)
+    elif LIST_ARM in names and not active:
+        notes.append(
+            "5list: the serving policy does not price personally (no price-response estimate, or "
+            "pricing.personalise false), so the list-price arm decides as stage 5"
+        )
     policies = build_policies(
         settings,
         project,

@@ -9,6 +9,7 @@ Each `TwinPolicy` is a decision policy file (`nextbest.policy.PolicyConfig`) and
 | `2` | segment rules | the logged rate per action within segment x age band | the logged churn rate |
 | `3` | batch model, no real-time context | an NBA model trained without the moment's features | the churn champion |
 | `5` | full model + policy (the serving policy) | the NBA champion (or `serving_versions`) | the churn champion |
+| `5list` | `5` at list price (`pricing.personalise: false`) | as `5` | as `5` |
 | `oracle` | true propensities | the simulator's true P(accept) | the true P(close) |
 | `candidate` | a candidate policy file and/or model versions | as `5`, or the versions given | as `5` |
 
@@ -42,11 +43,22 @@ LABELS: dict[str, str] = {
     "2": "2 segment rules",
     "3": "3 batch model, no real-time context",
     "5": "5 full model + policy",
+    "5list": "5 full model + policy, list price",
     "oracle": "oracle (true propensities)",
     "candidate": "candidate",
 }
-LADDER: tuple[str, ...] = ("1", "2", "3", "5", "oracle")
-ALIASES: dict[str, str] = {"serving": "5", "current": "5", "stage1": "1", "stage2": "2", "stage3": "3", "stage5": "5"}
+LADDER: tuple[str, ...] = ("1", "2", "3", "5", "5list", "oracle")
+#: the list-price arm: the serving policy with `pricing.personalise: false` (docs/pricing.md)
+LIST_ARM = "5list"
+ALIASES: dict[str, str] = {
+    "serving": "5",
+    "current": "5",
+    "stage1": "1",
+    "stage2": "2",
+    "stage3": "3",
+    "stage5": "5",
+    "list": "5list",
+}
 
 
 @dataclass(frozen=True)
@@ -162,13 +174,16 @@ def build_policies(
             models[action] = _stage3_model(settings, stage3_trials)
             if churn:
                 models[churn] = _churn_slot(settings, churn, serving_versions.get(churn), notes)
-        elif name in ("5", "candidate"):
-            versions = serving_versions if name == "5" else {**serving_versions, **(candidate_versions or {})}
+        elif name in ("5", LIST_ARM, "candidate"):
+            versions = serving_versions if name != "candidate" else {**serving_versions, **(candidate_versions or {})}
             models[action] = _registered(settings, action, versions.get(action))
             if churn:
                 models[churn] = _churn_slot(settings, churn, versions.get(churn), notes)
             if name == "candidate" and candidate_policy is not None:
                 config, source = load_policy(candidate_policy), f"policy file {candidate_policy}"
+            if name == LIST_ARM:
+                config = list_price_policy(policy)
+                source = "project policy with pricing.personalise false (every priced action at its list price)"
         elif name == "oracle":
             models[action] = TruthScorer(action, "accept", action_ids=tuple(catalogue.action_ids))
             if churn:
@@ -177,6 +192,22 @@ def build_policies(
         versions = ", ".join(f"{k} {getattr(m, 'version', None) or 'trained for this run'}" for k, m in models.items())
         out.append(TwinPolicy(name, LABELS[name], config, models, f"{source}; {versions}"))
     return out
+
+
+def list_price_policy(config: PolicyConfig) -> PolicyConfig:
+    """The policy with `pricing.personalise: false`: the same decisions, every priced action at its list price."""
+    return config.model_copy(update={"pricing": config.pricing.model_copy(update={"personalise": False})})
+
+
+def pricing_active(settings: Settings, project: Project) -> bool:
+    """Whether the serving policy prices personally: the catalogue prices something, the policy personalises and
+    a price-response estimate exists (else the list-price arm would decide exactly as stage 5)."""
+    from nextbest.pricing import price_response_path
+
+    _serving, catalogue, policy = project.decisions()
+    if not catalogue.pricing or not policy.pricing.personalise:
+        return False
+    return price_response_path(project.home(settings), policy.pricing).is_file()
 
 
 def _stage3_model(settings: Settings, trials: int) -> Any:

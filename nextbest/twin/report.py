@@ -4,7 +4,11 @@
 - `kpis`: per policy (the control included) and KPI the value over every seed's customers, its standard error
   (for incremental and net value: paired with the control on the same customers) and the lowest and highest seed;
 - `margins`: every policy minus the serving policy (stage 5, when it ran) and minus the no-contact control, per KPI,
-  paired per customer, with the winner where the margin exceeds 1.96 standard errors;
+  paired per customer, with the winner where the margin exceeds 1.96 standard errors; with the list-price arm
+  (`5list`), also the serving policy minus it (personalised pricing minus list price);
+- `pricing`: per policy and priced product, the delivered offers, acceptances, mean price (and over list) and the
+  margin per acceptance; `list_vs_personalised` in twin.json puts `5list` and `5` side by side (value, acceptance,
+  fairness ratios, paired margins);
 - `verdict` (a what-if run): the candidate minus the serving policy on every KPI, and who wins on net value;
 - `daily`: per policy, seed and day, the value, contact cost and the control's value (the plot's series);
 - `fairness`: per policy, the fairness check of its decisions (`nextbest.fairness`: each cohort customer is a unit,
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from nextbest.fairness import FairnessReport, FairnessSpec, fairness_report, gate_refusals, group_frame
+from nextbest.fairness import FairnessReport, FairnessSpec, fairness_report, gate_refusals, group_frame, plain
 from nextbest.twin.scorecard import CONTROL, KPIS, Ledger, PolicyData, compare, kpi_table, pooled
 
 if TYPE_CHECKING:
@@ -44,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 SERVING = "5"
 CANDIDATE = "candidate"
+LIST_ARM = "5list"
 
 
 @dataclass
@@ -64,6 +69,8 @@ class TwinReport:
     fairness: dict[str, FairnessReport] = field(default_factory=dict)
     #: the what-if gate's refusal reasons for the candidate (empty: not refused, or no candidate)
     refusals: list[str] = field(default_factory=list)
+    #: per policy and priced product: delivered offers, acceptances, mean price (and over list), margin per accept
+    pricing: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def gate(self) -> str | None:
@@ -96,6 +103,25 @@ class TwinReport:
         winner = row["winner"].iloc[0] if len(row) else None
         return None if winner is None or (isinstance(winner, float) and math.isnan(winner)) else str(winner)
 
+    def list_vs_personalised(self) -> dict[str, Any] | None:
+        """The serving policy (personalised prices) beside its list-price arm: value, acceptance, prices and the
+        fairness ratios of each, and the paired margins (personalised minus list); None when `5list` did not run."""
+        if LIST_ARM not in self.labels or SERVING not in self.labels:
+            return None
+        kpis = ("net_value", "net_value_per_point", "conversion", "acceptance", "priced_acceptance")
+        arms = {}
+        for name in (LIST_ARM, SERVING):
+            check = self.fairness.get(name)
+            arms[name] = {
+                **{k: plain(self.value(name, k)) for k in kpis},
+                "fairness_min_ratio": plain(check.min_ratio) if check is not None else None,
+                "fairness_flagged": check.reasons() if check is not None else [],
+            }
+        margins = {k: self.margin(SERVING, LIST_ARM, k) for k in kpis}
+        return {"personalised": SERVING, "list": LIST_ARM, "arms": arms,
+                "margins": {k: {kk: plain(v) for kk, v in m.items()} for k, m in margins.items() if m is not None},
+                "fairness_ratios": _fairness_side_by_side(self.fairness, (LIST_ARM, SERVING))}  # fmt: skip
+
     def metrics(self) -> dict[str, float]:
         """Flat metrics for MLflow: `<policy>.<kpi>` and its standard error."""
         out = {}
@@ -117,6 +143,8 @@ class TwinReport:
             "winner_on_net_value": self.winner,
             "gate": {"candidate": self.gate, "reasons": self.refusals},
             "fairness": {name: report.to_dict() for name, report in self.fairness.items()},
+            "pricing": _records(self.pricing),
+            "list_vs_personalised": self.list_vs_personalised(),
             "kpi_definitions": [{"kpi": k.name, "label": k.label, "unit": k.unit, "better": k.better} for k in KPIS],
             "timings": self.timings,
             "notes": self.notes,
@@ -130,6 +158,50 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
         for row in frame.to_dict("records")
     ]
+
+
+def _fairness_side_by_side(checks: dict[str, FairnessReport], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Every (attribute, metric, product, group) of the arms' fairness checks, one row with each arm's ratio."""
+    frames = []
+    for name in names:
+        check = checks.get(name)
+        if check is None or check.rows.empty:
+            continue
+        keys = ["attribute", "metric", "product", "group"]
+        rows = check.rows.reindex(columns=[*keys, "units", "value", "ratio", "flagged"]).copy()
+        rows["product"] = rows["product"].fillna("")
+        frames.append(rows.set_index(keys).add_prefix(f"{name}."))
+    if not frames:
+        return []
+    joined = pd.concat(frames, axis=1).reset_index()
+    return [{k: plain(v) for k, v in row.items()} for row in joined.to_dict("records")]
+
+
+def pricing_table(by_policy: dict[str, list[Ledger]]) -> pd.DataFrame:
+    """Per policy and priced product, over every seed: the delivered priced offers, their acceptances and
+    acceptance, the mean price and mean price over list, and the margin credited per acceptance."""
+    rows = []
+    for name, ledgers in by_policy.items():
+        offered = [f for lg in ledgers for f in lg.offered]
+        if not offered:
+            continue
+        frame = pd.concat(offered, ignore_index=True)
+        frame["over_list"] = frame["price"] / frame["list_price"]
+        for product, f in frame.groupby("action_id", sort=True):
+            accepted = int(f["accepted"].sum())
+            rows.append(
+                {
+                    "policy": name,
+                    "action_id": str(product),
+                    "offers": len(f),
+                    "accepted": accepted,
+                    "acceptance": accepted / len(f),
+                    "mean_price": float(f["price"].mean()),
+                    "mean_price_over_list": float(f["over_list"].mean()),
+                    "margin_per_accept": float(f.loc[f["accepted"], "margin"].mean()) if accepted else math.nan,
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def build_report(
@@ -156,6 +228,8 @@ def build_report(
             continue
         if SERVING in data and name != SERVING:
             margins.extend(m.as_dict() for m in compare(d, data[SERVING]))
+        if name == SERVING and LIST_ARM in data:  # personalised pricing minus list price, paired
+            margins.extend(m.as_dict() for m in compare(d, data[LIST_ARM]))
         margins.extend(m.as_dict() for m in compare(d, data[CONTROL]))
     margin_frame = pd.DataFrame(margins, columns=["kpi", "policy", "baseline", "margin", "std_error", "z", "winner"])
     verdict = margin_frame[(margin_frame["policy"] == CANDIDATE) & (margin_frame["baseline"] == SERVING)]
@@ -182,6 +256,7 @@ def build_report(
     checks = {name: ledger_fairness(ledgers, fairness) for name, ledgers in by_policy.items() if ledgers}
     refusals = gate_refusals(checks[CANDIDATE], checks.get(SERVING)) if CANDIDATE in checks else []
     return TwinReport(
+        pricing=pricing_table(by_policy),
         fairness=checks,
         refusals=refusals,
         params=params,
@@ -272,11 +347,13 @@ def write_report(report: TwinReport, run_dir: Path) -> dict[str, Path]:
         "margins": run_dir / "margins.csv",
         "daily": run_dir / "daily.csv",
         "plot": run_dir / "value_over_time.png",
+        "pricing": run_dir / "pricing.csv",
     }
     paths["json"].write_text(json.dumps(report.as_dict(), indent=2, default=str))
     report.kpis.to_csv(paths["kpis"], index=False)
     report.margins.to_csv(paths["margins"], index=False)
     report.daily.to_csv(paths["daily"], index=False)
+    report.pricing.to_csv(paths["pricing"], index=False)
     value_plot(report, paths["plot"])
     return paths
 
@@ -294,7 +371,7 @@ def log_report(settings: Settings, report: TwinReport, run_dir: Path) -> str:
         params = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in report.params.items()}
         mlflow.log_params({k: v for k, v in params.items() if v is not None})
         mlflow.log_metrics(report.metrics())
-        for name in ("twin.json", "kpis.csv", "margins.csv", "daily.csv", "value_over_time.png"):
+        for name in ("twin.json", "kpis.csv", "margins.csv", "daily.csv", "pricing.csv", "value_over_time.png"):
             if (run_dir / name).is_file():
                 mlflow.log_artifact(str(run_dir / name), artifact_path="twin")
         tags = {"nextbest.job": "twin", "nextbest.notes": " | ".join(report.notes)[:5000]}

@@ -5,8 +5,12 @@ starts), from the world's day reports: decision points, delivered contacts and t
 retention, service), dismissals, withdrawn consents, complaints, products taken up on their own, closures, logins,
 and at the end the products held. What a customer is worth over the twin's days (`value`):
 
-    value = catalogue value of the accepted actions + catalogue value of the products taken up on their own
+    value = margin of the accepted actions + catalogue value of the products taken up on their own
             - relationship value x closed
+
+The margin of an accepted action is its catalogue value times the catalogue's margin factor at the price the world
+offered it at, in the customer's band (`nextbest.pricing.margin_factors`, the function the ladder's pricing table
+and `TrueWorld.optimal_price` use): exactly the catalogue value at list price and for an unpriced action.
 
 The relationship value of a customer is the decision policy's value at risk (a share of the balances, capped:
 `nextbest.policy.customer_view`) at the twin's start, the same number in every world. Organic uptake is in every
@@ -50,6 +54,8 @@ COUNTERS: tuple[str, ...] = (
     "opted_out",
     "complained",
     "offer_value",
+    "priced_offers",
+    "priced_accepted",
     "organic_value",
     "closed",
     "logins",
@@ -99,6 +105,9 @@ class Ledger:
     ages: np.ndarray | None = None
     #: the priced offers the engine made (the fairness check's mean prices): cohort position, action, price
     priced: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    #: the delivered priced contacts as the world offered them: action, price (the band's list price when the
+    #: world got none), list price, accepted, the margin credited
+    offered: list[pd.DataFrame] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in (*COUNTERS, "credit_offers"):
@@ -106,6 +115,7 @@ class Ledger:
         self._credit = np.array(sorted(a.id for a in self.catalogue.actions if a.credit), dtype=object)
         self._action = {a.id: a for a in self.catalogue.actions}
         self._product_value = product_values(self.catalogue)
+        self._priced_ids = np.array(sorted(self.catalogue.pricing), dtype=object)
 
     def _rows(self, keys: Any) -> tuple[np.ndarray, np.ndarray]:
         """(positions in the cohort, mask of the keys that are in it)."""
@@ -129,8 +139,9 @@ class Ledger:
         if len(c):
             kind = c["kind"].to_numpy()
             accepted = c["accepted"].to_numpy(dtype=bool)
-            value = np.where(accepted, c["value"].to_numpy(dtype=np.float64), 0.0)
+            value = np.where(accepted, self._margins(c), 0.0)
             ids = c["customer_id"].to_numpy()
+            priced = np.isin(c["action_id"].to_numpy(), self._priced_ids)
             for name, w in (
                 ("contacts", 1.0),
                 ("cost", c["cost"].to_numpy(dtype=np.float64)),
@@ -140,6 +151,8 @@ class Ledger:
                 ("opted_out", c["opted_out"].to_numpy(dtype=bool)),
                 ("complained", c["complained"].to_numpy(dtype=bool)),
                 ("offer_value", value),
+                ("priced_offers", priced),
+                ("priced_accepted", priced & accepted),
                 ("credit_offers", np.isin(c["action_id"].to_numpy(), self._credit)),
             ):
                 self._count(name, ids, w)
@@ -164,6 +177,35 @@ class Ledger:
                 "closed": float(len(report.closed)),
             }
         )
+
+    def _margins(self, c: pd.DataFrame) -> np.ndarray:
+        """Each delivered contact's value if accepted: the margin at the price the world offered (the catalogue
+        value times `margin_factor` in the customer's band; exactly the catalogue value at list price or unpriced),
+        and the delivered priced contacts kept for the pricing table."""
+        from nextbest.pricing import list_prices, margin_factors
+
+        value = c["value"].to_numpy(dtype=np.float64)
+        if "price" not in c.columns or not self.catalogue.pricing:
+            return value
+        actions, risks = c["action_id"].to_numpy(), c["risk_band"].to_numpy()
+        price = c["price"].to_numpy(dtype=np.float64)
+        factor = margin_factors(self.catalogue.pricing, actions, risks, price)
+        margin = value * factor  # factor 1.0 at list price: exactly the catalogue value
+        priced = np.isin(actions, self._priced_ids)
+        if priced.any():
+            listed = list_prices(self.catalogue.pricing, actions[priced], risks[priced])
+            self.offered.append(
+                pd.DataFrame(
+                    {
+                        "action_id": actions[priced],
+                        "price": np.where(np.isfinite(price[priced]), price[priced], listed),
+                        "list_price": listed,
+                        "accepted": c["accepted"].to_numpy(dtype=bool)[priced],
+                        "margin": margin[priced],
+                    }
+                )
+            )
+        return margin
 
     def add_prices(self, ids: np.ndarray, actions: np.ndarray, prices: np.ndarray) -> None:
         """The day's priced offers (customer, action, the engine's price) for the fairness check's mean prices."""
@@ -215,10 +257,25 @@ class Kpi:
 DERIVED = ("incremental", "net")
 KPIS: tuple[Kpi, ...] = (
     Kpi("net_value", "net value", "net", scale=1000.0, unit="EUR / 1,000 customers"),
+    Kpi(
+        "net_value_per_point",
+        "net value per decision point",
+        "net",
+        "points",
+        scale=1000.0,
+        unit="EUR / 1,000 decision points",
+    ),  # fmt: skip
     Kpi("incremental_value", "incremental value", "incremental", scale=1000.0, unit="EUR / 1,000 customers"),
     Kpi("contact_cost", "contact cost", "cost", scale=1000.0, better="lower", unit="EUR / 1,000 customers"),
     Kpi("conversion", "conversions", "sales", "points", scale=1000.0, unit="sales / 1,000 decision points"),
     Kpi("acceptance", "accepted / shown", "accepted", "contacts", unit="share of delivered actions"),
+    Kpi(
+        "priced_acceptance",
+        "accepted / priced shown",
+        "priced_accepted",
+        "priced_offers",
+        unit="acceptance of delivered priced offers",
+    ),  # fmt: skip
     Kpi("dismissals", "dismissed / shown", "dismissed", "contacts", better="lower", unit="share of delivered"),
     Kpi("contacts", "contacts", "contacts", scale=1.0, better=None, unit="per customer"),
     Kpi("churn", "churn", "closed", better="lower", unit="share of customers closed"),
