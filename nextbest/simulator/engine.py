@@ -405,6 +405,7 @@ class ChunkSimulation:
             channel=np.asarray(decisions.channel, dtype=np.int64),
             propensity=np.asarray(decisions.propensity, dtype=np.float64),
             n_eligible=np.asarray(decisions.n_eligible, dtype=np.int64),
+            price=None if decisions.price is None else np.asarray(decisions.price, dtype=np.float64),
         )
         outcome = self._contacts(day, decisions)
         organic_rows, organic_product = self._organic_uptake(day)

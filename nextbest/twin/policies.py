@@ -190,6 +190,7 @@ def build_policies(
                 models[churn] = TruthScorer(churn, "churn", horizon_days=horizon)
             source = "the simulator's truth"
         versions = ", ".join(f"{k} {getattr(m, 'version', None) or 'trained for this run'}" for k, m in models.items())
+        config = _estimate_pinned(config, settings, project)
         out.append(TwinPolicy(name, LABELS[name], config, models, f"{source}; {versions}"))
     return out
 
@@ -197,6 +198,18 @@ def build_policies(
 def list_price_policy(config: PolicyConfig) -> PolicyConfig:
     """The policy with `pricing.personalise: false`: the same decisions, every priced action at its list price."""
     return config.model_copy(update={"pricing": config.pricing.model_copy(update={"personalise": False})})
+
+
+def _estimate_pinned(config: PolicyConfig, settings: Settings, project: Project) -> PolicyConfig:
+    """The policy with its price-response estimate as an absolute path in the project's home: the twin's engines
+    run in the run folder's own home, where a relative (or the default) estimate path would find nothing, and the
+    serving policy would silently price at list."""
+    from nextbest.pricing import price_response_path
+
+    if not config.pricing.personalise:
+        return config
+    path = price_response_path(project.home(settings), config.pricing).resolve()
+    return config.model_copy(update={"pricing": config.pricing.model_copy(update={"estimate": str(path)})})
 
 
 def pricing_active(settings: Settings, project: Project) -> bool:
