@@ -7,7 +7,6 @@ command functions so `nextbest --help` stays fast.
 from __future__ import annotations
 
 import logging
-import os
 
 import typer
 
@@ -30,6 +29,7 @@ from nextbest.commands import (
     train,
     twin,
 )
+from nextbest.console import quiet_third_parties
 
 app = typer.Typer(
     name="nextbest",
@@ -48,18 +48,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _quiet_third_parties() -> None:
-    """Deprecation and future warnings of the libraries (Feast, ibis, SQLAlchemy, MLflow, pandas) are theirs to
-    fix, not the user's to read; `--verbose` keeps them."""
-    import warnings
-
-    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
-        warnings.filterwarnings("ignore", category=category)
-    warnings.filterwarnings("ignore", message=".*is an experimental feature.*")
-    warnings.filterwarnings("ignore", module=r"(feast|mlflow|ibis|sqlalchemy|pydantic|bentoml|_bentoml_.*)(\..*)?$")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")  # child processes
-
-
 @app.callback()
 def _main(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level; show library warnings."),
@@ -70,7 +58,7 @@ def _main(
     from rich.logging import RichHandler
 
     if not verbose:
-        _quiet_third_parties()
+        quiet_third_parties()
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -19,3 +21,17 @@ def progress(transient: bool = False) -> Progress:
         console=console,
         transient=transient,
     )
+
+
+def quiet_third_parties() -> None:
+    """Deprecation and future warnings of the libraries (Feast, ibis, SQLAlchemy, MLflow, pandas) are theirs to
+    fix, not the user's to read (the CLI without `--verbose`, the benchmarks); MLflow's artefact-download progress
+    bars stay off."""
+    import warnings
+
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*is an experimental feature.*")
+    warnings.filterwarnings("ignore", module=r"(feast|mlflow|ibis|sqlalchemy|pydantic|bentoml|_bentoml_.*)(\..*)?$")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")  # child processes
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
