@@ -37,6 +37,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,9 +180,40 @@ def _start(settings: Settings, folder: Path, name: str) -> Running:
     from serving.runner import ServiceProcess, free_port
 
     port = free_port()
-    svc = ServiceProcess(settings, port=port, log_path=folder / f"{name}-{port}.log").start()
-    log = Path(str(settings.serving.decision_log_uri).removeprefix("sqlite:///"))
-    return Running(url=svc.url, port=port, settings=settings, log=log, service=svc)
+    return _running(ServiceProcess(settings, port=port, log_path=folder / f"{name}-{port}.log").start())
+
+
+def _running(svc: Any) -> Running:
+    """A started `ServiceProcess` as a `Running`."""
+    log = Path(str(svc.settings.serving.decision_log_uri).removeprefix("sqlite:///"))
+    return Running(url=svc.url, port=svc.port, settings=svc.settings, log=log, service=svc)
+
+
+@dataclass
+class _Preboot:
+    """A server of its own for one test, booting in the background from the module's start (see `server`)."""
+
+    settings: Settings
+    folder: Path
+    boot: Any  # serving_fixtures.BackgroundService
+
+    def running(self) -> Running:
+        return _running(self.boot.ready())
+
+
+def _preboot(request: pytest.FixtureRequest, test: str, settings: Settings, folder: Path, name: str) -> _Preboot:
+    """`settings`' server for `test`; it starts booting now if this run has `test` (else when the test asks)."""
+    from serving_fixtures import BackgroundService, selected
+
+    boot = BackgroundService(settings, folder, name)
+    if selected(request, test):
+        boot.launch()
+    return _Preboot(settings=settings, folder=folder, boot=boot)
+
+
+KILL_9_TEST = "test_kill_9_mid_burst_loses_no_acknowledged_event_and_duplicates_none"
+OVERLOAD_TEST = "test_overload_is_shed_with_429_and_retry_after_never_5xx_or_timeouts"
+HUNG_STORE_TEST = "test_a_hung_online_store_holds_up_neither_events_nor_feedback"
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +236,64 @@ def world(served_world: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def server(world: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One hardened server for the fuzzing, poison, auth, consent and replay checks."""
+def before_kill(
+    world: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_Preboot]:
+    """The server the kill -9 test kills (a decision log of its own)."""
+    folder = tmp_path_factory.mktemp("hardening-kill9")
+    pre = _preboot(request, KILL_9_TEST, _hardened(world.settings, folder / "decisions.db"), folder, "before-kill")
+    try:
+        yield pre
+    finally:
+        pre.boot.stop()
+
+
+@pytest.fixture(scope="module")
+def overloaded(
+    world: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_Preboot]:
+    """The server the overload test floods: `max_in_flight` 4."""
+    folder = tmp_path_factory.mktemp("hardening-overload")
+    settings = _hardened(world.settings, folder / "decisions.db", max_in_flight=4)
+    pre = _preboot(request, OVERLOAD_TEST, settings, folder, "overload")
+    try:
+        yield pre
+    finally:
+        pre.boot.stop()
+
+
+@pytest.fixture(scope="module")
+def hung_store(
+    world: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_Preboot]:
+    """A server whose online store (Redis) accepts connections and never answers (`_blackhole`)."""
+    folder = tmp_path_factory.mktemp("hardening-hung-store")
+    hole = _blackhole()
+    features = world.settings.features.model_copy(
+        update={"online_store": "redis", "redis_connection_string": f"127.0.0.1:{hole.getsockname()[1]}"}
+    )
+    # every push reaches the hung store (no breaker to open): the bound is the push pool's timeout alone
+    settings = _hardened(world.settings, folder / "decisions.db", feature_timeout_ms=250.0, breaker_failures=1000)
+    pre = _preboot(request, HUNG_STORE_TEST, settings.model_copy(update={"features": features}), folder, "blackhole")
+    try:
+        yield pre
+    finally:
+        pre.boot.stop()
+        hole.close()
+
+
+@pytest.fixture(scope="module")
+def server(
+    world: Any,
+    before_kill: _Preboot,
+    overloaded: _Preboot,
+    hung_store: _Preboot,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Running]:
+    """One hardened server for the fuzzing, poison, auth, consent and replay checks.
+
+    The servers of the kill -9, overload and hung-store tests (when this run has them) are already booting beside
+    it: a start-up is mostly one core's work, and these boot side by side instead of one per test."""
     folder = tmp_path_factory.mktemp("hardening")
     running = _start(_hardened(world.settings, folder / "decisions.db"), folder, "main")
     try:
@@ -673,14 +761,14 @@ def _retry(url: str, keys: set[str]) -> tuple[int, int]:
 
 
 def test_kill_9_mid_burst_loses_no_acknowledged_event_and_duplicates_none(
-    world: Any, tmp_path: Path, record_property: Callable[[str, object], None]
+    world: Any, before_kill: _Preboot, record_property: Callable[[str, object], None]
 ) -> None:
     from sqlalchemy.engine import make_url
 
     from nextbest.journal import log_tag
 
-    settings = _hardened(world.settings, tmp_path / "decisions.db")
-    first = _start(settings, tmp_path, "before-kill")
+    settings, folder = before_kill.settings, before_kill.folder
+    first = before_kill.running()
     proc = first.service.proc
     killed: list[int] = []
 
@@ -692,8 +780,8 @@ def test_kill_9_mid_burst_loses_no_acknowledged_event_and_duplicates_none(
         _wait_gone(killed)
     assert proc.returncode == -signal.SIGKILL and len(killed) >= 2  # the server and its worker
     # what the database had at the kill: acknowledged events beyond it were only in the journal
-    in_database_at_kill = set(_events_landed(tmp_path / "decisions.db", keys))
-    second = _start(settings, tmp_path, "after-kill")  # same settings, same home: the journal replays at start
+    in_database_at_kill = set(_events_landed(folder / "decisions.db", keys))
+    second = _start(settings, folder, "after-kill")  # same settings, same home: the journal replays at start
     try:
         retried, answered_duplicate = _retry(second.url, burst.unanswered)
     finally:
@@ -733,9 +821,10 @@ OVERLOAD_SECONDS = 10.0
 
 
 def test_overload_is_shed_with_429_and_retry_after_never_5xx_or_timeouts(
-    world: Any, tmp_path: Path, record_property: Callable[[str, object], None]
+    world: Any, overloaded: _Preboot, record_property: Callable[[str, object], None]
 ) -> None:
-    running = _start(_hardened(world.settings, tmp_path / "decisions.db", max_in_flight=4), tmp_path, "overload")
+    running = overloaded.running()
+    assert running.settings.serving.max_in_flight == 4
     statuses: Counter[int] = Counter()
     retry_after: Counter[str | None] = Counter()
     latencies: list[float] = []
@@ -819,15 +908,10 @@ def _blackhole() -> socket.socket:
 
 
 def test_a_hung_online_store_holds_up_neither_events_nor_feedback(
-    world: Any, tmp_path: Path, record_property: Callable[[str, object], None]
+    hung_store: _Preboot, record_property: Callable[[str, object], None]
 ) -> None:
-    hole = _blackhole()
-    features = world.settings.features.model_copy(
-        update={"online_store": "redis", "redis_connection_string": f"127.0.0.1:{hole.getsockname()[1]}"}
-    )
-    # every push reaches the hung store (no breaker to open): the bound is the push pool's timeout alone
-    settings = _hardened(world.settings, tmp_path / "decisions.db", feature_timeout_ms=250.0, breaker_failures=1000)
-    running = _start(settings.model_copy(update={"features": features}), tmp_path, "blackhole")
+    running = hung_store.running()
+    assert running.settings.features.online_store == "redis"  # the blackhole's (`hung_store`), not the world's
     try:
         status, d = _post(running.url + "/v1/recommend", {"customer_id": 3, "channel": "app"})
         assert status == 200 and d["degraded"], d
@@ -854,8 +938,7 @@ def test_a_hung_online_store_holds_up_neither_events_nor_feedback(
         for t in threads:
             t.join(30)
     finally:
-        running.service.stop()
-        hole.close()
+        running.service.stop()  # the blackhole closes with the fixture
     assert status == 200 and fb["decision_id"] == d["decision_id"], fb
     slowest = max(a[2] for a in answers.values())
     _figures(
@@ -1039,10 +1122,17 @@ def test_replay_reproduces_every_decision_the_server_made(
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTBEST_")}
     env.update(NEXTBEST_CONFIG=str(config), PYTHONPATH=str(REPO_ROOT))
     cli = [str(Path(sys.executable).parent / "nextbest"), "replay", ids[0]]
-    out = subprocess.run(cli, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and "MATCHES" in out.stdout, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
     many = [sys.executable, "-c", _REPLAY_MANY, *ids]
-    out = subprocess.run(many, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    # the command and the many replays read the same log and registry: both run at once (each is ~10 s of start-up)
+    def run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+    with ThreadPoolExecutor(2) as pool:
+        one_run, many_run = pool.submit(run, cli, 300), pool.submit(run, many, 600)
+        out, many_out = one_run.result(), many_run.result()
+    assert out.returncode == 0 and "MATCHES" in out.stdout, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
+    out = many_out
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULTS ")), None)
     assert line is not None, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
     results = json.loads(line.removeprefix("RESULTS "))
