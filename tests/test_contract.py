@@ -10,7 +10,6 @@ What differs between projects is data (`Case`): which customer and channel show 
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -189,82 +188,23 @@ class Running:
 DEAD_STORE_TEST = "test_a_dead_online_store_gives_degraded_answers_not_errors"
 
 
-class _Booting:
-    """A `ServiceProcess` started in a thread, so that it boots while the project's main server boots too.
-
-    A server's start-up is about 20 s of one core (imports, models, store); a project's two servers (the main one
-    and the dead-store one) booting side by side use both cores of the machine instead of one after the other.
-    `ServiceProcess` writes the settings it hands its child to `<home>/serving/settings.yaml`, the same file for
-    both servers of a home: this one reads a copy of its own (`NEXTBEST_CONFIG` set on its command), and is
-    launched before the main server, whose own settings are then the ones left in the shared file.
-    """
-
-    def __init__(self, settings: Settings, folder: Path) -> None:
-        import yaml
-
-        from serving.runner import ServiceProcess, free_port, service_command
-
-        own = folder / "settings.yaml"
-        own.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
-        own.chmod(0o600)  # the settings can hold secrets, as the runner's own copy
-        port = free_port()
-        command = ["env", f"NEXTBEST_CONFIG={own}", *service_command("127.0.0.1", port)]
-        self.service = ServiceProcess(settings, port=port, log_path=folder / "service.log", command=command)
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def launch(self) -> None:
-        """Start booting; returns once the child process exists (its settings file is written)."""
-        import time
-
-        def boot() -> None:
-            try:
-                self.service.start()
-            except BaseException as exc:  # re-raised by ready(), in the test
-                self._error = exc
-
-        self._thread = threading.Thread(target=boot, name="contract-dead-store-boot", daemon=True)
-        self._thread.start()
-        while self.service.proc is None and self._thread.is_alive():
-            time.sleep(0.05)
-
-    def ready(self) -> Any:
-        """The server, once `/readyz` answers (the start's own error if it never did)."""
-        if self._thread is None:
-            self.launch()
-        assert self._thread is not None
-        self._thread.join(240)
-        if self._error is not None:
-            raise self._error
-        assert not self._thread.is_alive(), "the dead-store server is still starting after 240 s"
-        return self.service
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._thread.join(240)
-        self.service.stop()
-
-
 @pytest.fixture(scope="module")
 def dead_store_server(
     case: Case, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[_Booting]:
+) -> Iterator[Any]:
     """The project's server with its online store dead (Redis on a closed port), booting in the background.
 
     It starts booting at once if this run has the dead-store test of this project, so that it boots side by side
     with the main server (which asks for this fixture first); otherwise only when a test asks for it."""
+    from serving_fixtures import BackgroundService, selected
+
     folder = tmp_path_factory.mktemp(f"contract-degraded-{case.name}")
     dead = FeatureSettings(
         online_store="redis", redis_connection_string="127.0.0.1:1", project=case.settings.features.project
     )
     settings = _secured(case.settings, folder / "decisions.db").model_copy(update={"features": dead})
-    booting = _Booting(settings, folder)
-    wanted = any(
-        getattr(item, "originalname", None) == DEAD_STORE_TEST
-        and getattr(getattr(item, "callspec", None), "params", {}).get("case") == case.name
-        for item in request.session.items
-    )
-    if wanted:
+    booting = BackgroundService(settings, folder, "service")
+    if selected(request, DEAD_STORE_TEST, case=case.name):  # boots beside the main server (see BackgroundService)
         booting.launch()
     try:
         yield booting
@@ -273,7 +213,7 @@ def dead_store_server(
 
 
 @pytest.fixture(scope="module")
-def server(case: Case, dead_store_server: _Booting, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def server(case: Case, dead_store_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The project's server (the dead-store one, when this run needs it, is already booting beside it)."""
     from serving.runner import ServiceProcess, free_port
 
@@ -451,7 +391,7 @@ def test_events_and_feedback(server: Running, case: Case) -> None:
     assert 400 <= status < 500 and "customer_id" in json.dumps(err)
 
 
-def test_a_dead_online_store_gives_degraded_answers_not_errors(case: Case, dead_store_server: _Booting) -> None:
+def test_a_dead_online_store_gives_degraded_answers_not_errors(case: Case, dead_store_server: Any) -> None:
     svc = dead_store_server.ready()
     assert svc.settings.features.online_store == "redis"  # the server of the dead store, not the main one
     customer = case.reachable[0]
