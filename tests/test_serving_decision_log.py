@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nextbest.decision_log import (
@@ -14,6 +15,8 @@ from nextbest.decision_log import (
     DecisionRecord,
     EventRecord,
     UnknownDecisionError,
+    clean,
+    json_column,
     new_decision_id,
 )
 from tests.environment import skip_unless_ci
@@ -37,6 +40,38 @@ def record(decision_id: str, customer_id: int = 1, ts: datetime = NOW) -> Decisi
         chosen=[{"rank": 1, "action_id": "travel_card", "reason_codes": ["RECENT_TRAVEL_SIGNAL"]}],
         rejected=[{"action_id": "mortgage", "rule": "eligibility.max_age", "detail": ""}],
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"age": 40, "income": 4508.8, "name": "x", "flag": True, "none": None, "nested": {"a": [1, 2.5, "b"]}},
+        {"nan": float("nan")},
+        {"inf": [float("inf")], "ok": 1},
+        {"big": 2**63, "small": -(2**63) - 1, "edge": 2**63 - 1},
+        {"np_float": np.float64(1.5), "np_nan": np.float64("nan"), "np_int": np.int64(7), "np_bool": np.bool_(True)},
+        {"when": datetime(2026, 9, 1, 9, tzinfo=UTC), "tuple": (1, 2), "set": {3}},
+        {1: "int key", 2.5: "float key"},
+        [{"action_id": "mortgage", "rule": "eligibility.max_age", "detail": "age 77.0 > 65"}],
+        {"digits": "1234567890123456789012", "small float": 0.0001234567890123456},
+        {"small float": 0.0006127405897031027, "long": 10**18, "negative": -(2**63) - 5},
+        {"object": object(), "path": Path("/tmp/x")},
+        0.25,
+        float("nan"),
+        None,
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_a_json_column_is_what_clean_then_json_dumps_gives(value: object) -> None:
+    """The decision log's one-pass encoding (no `clean` of a value that needs none) is exactly the `clean` path:
+    the same stored value and the same text, NaN / inf / out-of-range integers null, numpy and datetimes converted."""
+    import json
+
+    stored, text = json_column(value)
+    want = clean(value)
+    assert text == json.dumps(want)
+    assert json.loads(text) == json.loads(json.dumps(want))
+    assert json.loads(json.dumps(stored, allow_nan=False)) == json.loads(text)  # the row's value is JSON-safe
 
 
 def exercise_log(log: DecisionLog) -> None:
