@@ -55,7 +55,7 @@ _NAME = r"^[a-z][a-z0-9_]*$"
 #: the contact list's columns, in order
 CONTACT_COLUMNS: tuple[str, ...] = (
     "customer_id", "action_id", "channel", "send_time", "template_id", "priority", "propensity", "cost",
-    "decision_id",
+    "price", "band", "band_version", "decision_id",
 )  # fmt: skip
 
 
@@ -351,18 +351,26 @@ def read_audience(reads: Sequence[ViewRead], key: str, as_of: datetime) -> pa.Ta
 @dataclass
 class Proposals:
     """The engine's dry-run proposal per (customer, candidate): the priority of the best action (NaN: none), its
-    action (index into `actions`, -1: none) and propensity."""
+    action (index into `actions`, -1: none), propensity, and price and band (the rate inside its approved band;
+    NaN and '': unpriced)."""
 
     priority: np.ndarray  # (customers, candidates) float64
     action: np.ndarray  # (customers, candidates) int16
     propensity: np.ndarray  # (customers, candidates) float32
     actions: tuple[str, ...]
+    price: np.ndarray  # (customers, candidates) float64
+    band: np.ndarray  # (customers, candidates) object: the approved band's name ('': unpriced)
 
     @classmethod
     def empty(cls, customers: int, candidates: int, actions: Sequence[str]) -> Proposals:
         shape = (customers, candidates)
         return cls(
-            np.full(shape, np.nan), np.full(shape, -1, np.int16), np.full(shape, np.nan, np.float32), tuple(actions)
+            np.full(shape, np.nan),
+            np.full(shape, -1, np.int16),
+            np.full(shape, np.nan, np.float32),
+            tuple(actions),
+            np.full(shape, np.nan),
+            np.full(shape, "", dtype=object),
         )
 
 

@@ -204,6 +204,19 @@ def test_each_decided_customer_has_one_logged_decision_with_the_campaigns_action
         engine.close()
     assert logged is not None and logged["request"]["max_actions"] == 1
     assert {r["rule"] for r in logged["rejected"]} >= {ACTION_FILTER_RULE}
+    # The contact list carries the logged offer's price and approved band (issue 18; null and '' when unpriced).
+    chosen = logged["chosen"][0]
+    first = contacts.iloc[0]
+    assert (first["price"] == chosen["price"]) or (pd.isna(first["price"]) and chosen["price"] is None)
+    assert (first["band"] or "", first["band_version"] or "") == (chosen["band"], chosen["band_version"])
+    pricing = sim.project.decisions()[1].pricing
+    for listed in (contacts, pd.read_parquet(sim.dry.contacts)):  # the real run's list and the dry run's
+        priced = listed["action_id"].isin(list(pricing))
+        assert priced.any(), "the campaign sends priced offers"
+        assert listed.loc[priced, "price"].notna().all() and (listed.loc[priced, "band"] != "").all()
+        assert listed.loc[~priced, ["price", "band", "band_version"]].isna().all().all()
+        versions = listed.loc[priced, "action_id"].map(lambda a: pricing[a].version)
+        assert (listed.loc[priced, "band_version"] == versions).all()
     replay = replay_decision(sim.settings, logged["decision_id"], project=sim.project)
     assert replay.matches, replay.differences
     assert (

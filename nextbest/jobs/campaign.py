@@ -243,20 +243,23 @@ def _wait_for_log(engine: DecisionEngine, timeout_s: float = 600.0) -> None:
 
 def _propose_part(
     engine: DecisionEngine, actions: Sequence[str], rows: pa.Table, keys: Sequence[Any], cands: Sequence[Candidate]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One chunk's proposals: per customer and candidate the best action's priority, index and propensity."""
+) -> tuple[np.ndarray, ...]:
+    """One chunk's proposals: per customer and candidate the best action's priority, index, propensity, price and
+    band."""
     shape = (len(keys), len(cands))
-    priority, action, propensity = (
+    priority, action, propensity, price, band = (
         np.full(shape, np.nan),
         np.full(shape, -1, np.int16),
         np.full(shape, np.nan, np.float32),
+        np.full(shape, np.nan),
+        np.full(shape, "", dtype=object),
     )
     index = {a: i for i, a in enumerate(actions)}
     with gc_paused():
         features = rows.to_pylist()
         for j, cand in enumerate(cands):
-            _propose_one(engine, actions, features, keys, cand, j, index, (priority, action, propensity))
-    return priority, action, propensity
+            _propose_one(engine, actions, features, keys, cand, j, index, (priority, action, propensity, price, band))
+    return priority, action, propensity, price, band
 
 
 def _propose_one(
@@ -267,10 +270,10 @@ def _propose_one(
     cand: Candidate,
     j: int,
     index: dict[str, int],
-    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+    out: tuple[np.ndarray, ...],
 ) -> None:
     """Column `j` of a chunk's proposals: the dry runs of one candidate."""
-    priority, action, propensity = out
+    priority, action, propensity, price, band = out
     requests = _requests(keys, [cand.channel] * len(keys), actions)
     answers = engine.decide_batch(requests, features=features, now=[cand.at] * len(keys), dry_run=True)
     for i, answer in enumerate(answers):
@@ -279,6 +282,8 @@ def _propose_one(
             priority[i, j] = best.priority
             action[i, j] = index[best.action_id]
             propensity[i, j] = best.propensity
+            if best.price is not None:
+                price[i, j], band[i, j] = best.price, best.band
 
 
 def propose(
@@ -301,8 +306,9 @@ def propose(
         return (actions, audience.table.take(part), [audience.keys[i] for i in part], list(cands))
 
     done = 0
-    for part, (priority, action, propensity) in _run_parts(engine, pool, _propose_part, parts, task):
+    for part, (priority, action, propensity, price, band) in _run_parts(engine, pool, _propose_part, parts, task):
         out.priority[part], out.action[part], out.propensity[part] = priority, action, propensity
+        out.price[part], out.band[part] = price, band
         done += len(part)
         if progress is not None:
             progress("propose", done, len(todo))
@@ -486,8 +492,18 @@ def _contact(answer: Any, cand: Candidate) -> dict[str, Any]:
     return {
         "customer_id": answer.customer_id, "action_id": best.action_id, "channel": cand.channel,
         "send_time": cand.at, "template_id": best.template_id, "priority": best.priority,
-        "propensity": best.propensity, "cost": cand.cost, "decision_id": answer.decision_id,
+        "propensity": best.propensity, "cost": cand.cost, "price": best.price, "band": best.band or None,
+        "band_version": best.band_version or None, "decision_id": answer.decision_id,
     }  # fmt: skip
+
+
+def _proposed_price(engine: DecisionEngine, proposals: Proposals, action_id: str, i: int, j: int) -> dict[str, Any]:
+    """A proposal's price, its band and the catalogue's band version (None when unpriced)."""
+    price = float(proposals.price[i, j])
+    if price != price:
+        return {"price": None, "band": None, "band_version": None}
+    spec = engine.catalogue.pricing.get(action_id)
+    return {"price": price, "band": str(proposals.band[i, j]), "band_version": spec.version if spec else None}
 
 
 def proposed_contacts(
@@ -504,7 +520,8 @@ def proposed_contacts(
         out.append({
             "customer_id": audience.keys[i], "action_id": action.id, "channel": cand.channel, "send_time": cand.at,
             "template_id": action.templates[cand.channel], "priority": float(proposals.priority[i, j]),
-            "propensity": float(proposals.propensity[i, j]), "cost": cand.cost, "decision_id": None,
+            "propensity": float(proposals.propensity[i, j]), "cost": cand.cost, **_proposed_price(engine, proposals,
+            action.id, i, j), "decision_id": None,
         })  # fmt: skip
     return out
 
