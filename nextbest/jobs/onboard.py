@@ -189,7 +189,12 @@ def train(
     frame = training_set.frame
     # The shared trainer's test split (same deterministic split): its size says how far its metrics can be trusted.
     holdout = split_training_frame(
-        frame, training_set.timestamp, test_fraction=model.validation.test_fraction, method=plan.split, seed=seed
+        frame,
+        training_set.timestamp,
+        test_fraction=model.validation.test_fraction,
+        method=plan.split,
+        seed=seed,
+        entity=training_set.lineage.get("entity_key"),  # as the trainer's split (a label-known set groups by it)
     ).test
     out = OnboardTrainResult(
         model=model.name,
