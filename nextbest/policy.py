@@ -38,6 +38,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -114,8 +115,10 @@ class ProfileMapping(Frozen):
     # None of them set = unknown. Empty: known when any feature of the row is set.
     identity_features: tuple[str, ...] = ()
 
-    @property
-    def consent_channels(self) -> dict[str, str]:
+    @cached_property
+    def consent_channels(self) -> Mapping[str, str]:
+        """Channel -> consent feature (empty without consent data), computed once: every screened action reads it
+        (callers only read it; a plain dict, so a pickled config carries it)."""
         return {} if self.consent == NO_CONSENT_DATA else dict(self.consent)  # type: ignore[arg-type]
 
 
