@@ -424,6 +424,9 @@ def _start_worker(project: Project, settings: Settings, chunk: int) -> None:
     """A worker process's engine (its own writer to the project's decision log, as a service worker has)."""
     from multiprocessing.util import Finalize
 
+    from nextbest.console import quiet_if_parent_was
+
+    quiet_if_parent_was()
     global _WORKER
     _WORKER = open_engine(project, settings, chunk)
     Finalize(_WORKER, _close_worker, args=(_WORKER,), exitpriority=10)
