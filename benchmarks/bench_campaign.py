@@ -13,8 +13,9 @@ runs unchanged on that home: the vectorized audience read, the dry-run proposals
 real decisions logged to the project's SQLite decision log (5% universal holdout, 10% campaign control).
 
 Prints seconds per stage, customers/s, peak memory (RSS above the start), the 1-minute load average before and after
-(2 cores, shared: above ~2 others are running too) and "1M customers within --target-s: MET / NOT MET"; writes JSON
-under `<home>/bench/`.
+(2 cores, shared: above ~2 others are running too), the machine's plain-Python speed (`benchmarks.machine`: wall
+times of two sessions' machines compare only beside it) and "1M customers within --target-s: MET / NOT MET"; writes
+JSON under `<home>/bench/`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import python_reference_s
 from benchmarks.memory import PeakRss
 from nextbest.settings import Settings, load_settings
 
@@ -149,6 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     project = project.model_copy(update={"serving": project.serving.model_copy(update={"assignment": assignment})})
     settings = Settings(home=root / "scaled")
     spec = parse_campaign(campaign_spec(args.channels, args.slots, args.control), "bench")
+    reference_s = python_reference_s()
     load_before = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     with PeakRss() as rss:
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = {
         "customers": customers, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "customers_per_s": round(customers / wall), "peak_rss_mb": round(rss.delta_mb), "workers": args.workers,
-        "load_before": round(load_before, 2), "load_after": round(load_after, 2),
+        "load_before": round(load_before, 2), "load_after": round(load_after, 2), "python_reference_s": reference_s,
         "stages_s": result.seconds, "summary": result.summary, "channels": args.channels, "slots": args.slots,
         "decision_log_mb": round(os.path.getsize(settings.home / "decisions.db") / 1e6),
     }  # fmt: skip
@@ -169,7 +172,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     how = "measured" if customers >= 1_000_000 else f"projected linearly from {customers:,}: {scaled:.0f} s"
     print(
         f"{customers:,} customers in {wall:.0f} s ({out['customers_per_s']:,}/s, peak +{out['peak_rss_mb']:,} MB, "
-        f"load {load_before:.2f} -> {load_after:.2f}); 1M customers within {args.target_s:.0f} s ({how}): {met}"
+        f"load {load_before:.2f} -> {load_after:.2f}, Python reference {reference_s:.3f} s); "
+        f"1M customers within {args.target_s:.0f} s ({how}): {met}"
     )
     folder = load_settings().home / "bench"
     folder.mkdir(parents=True, exist_ok=True)
