@@ -43,6 +43,7 @@ from feature_repo.specs import (
     CONTACT_FIELDS,
     CONTACT_VIEW,
     JOIN_KEY,
+    OUTBOUND_CHANNELS,
     PAGE_COLUMNS,
     PAGE_VIEW_PAGES,
     PROFILE_VIEW,
@@ -53,7 +54,7 @@ from feature_repo.specs import (
     TXN_CATEGORY_WINDOWS,
     VIEW_FIELDS,
 )
-from nextbest.catalogue import PRODUCTS
+from nextbest.catalogue import MARKETING_KINDS, PRODUCTS, load_catalogue
 from nextbest.errors import DataError
 
 if TYPE_CHECKING:
@@ -252,6 +253,8 @@ ACTIVITY_WINDOWS: tuple[Window, ...] = (
     *(Window(f"{p}_views_30d", f"pv_{p}", 30) for p in PAGE_VIEW_PAGES),
     Window("complaints_90d", "complaints", 90),
     Window("card_lost_90d", "card_lost", 90),
+    Window("days_since_complaint", "complaint_last", None, "days_since"),
+    Window("days_since_competitor_transfer", "competitor_transfer_last", None, "days_since"),
 )
 #: The contact-history view's windows over the daily buckets of contacts (by contact time) and outcomes (by when
 #: the bank learnt them).
@@ -264,6 +267,9 @@ CONTACT_WINDOWS: tuple[Window, ...] = (
     Window("days_since_contact", "last_ts", None, "days_since"),
     Window("days_since_dismissal", "dismissed_last", None, "days_since"),
     Window("days_since_acceptance", "accepted_last", None, "days_since"),
+    Window("retention_acceptances_90d", "retention_accepted", 90),
+    Window("service_acceptances_30d", "service_accepted", 30),
+    Window("unwanted_contacts_30d", "unwanted", 30),
 )
 
 
@@ -347,13 +353,18 @@ def _bucket_digital_events(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _bucket_signals(con: duckdb.DuckDBPyConnection) -> None:
-    """`sig_daily`: per customer and UTC day, complaints and lost cards."""
+    """`sig_daily`: per customer and UTC day, complaints and lost cards; the last complaint and competitor transfer.
+
+    A complaint is a `complaint` context signal: every complaint about the service, and (the data contract) every
+    complaint about a marketing contact, is one."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE sig_daily AS
         SELECT customer_id, date_trunc('day', ts) AS day,
             count(*) FILTER (WHERE signal = 'complaint') AS complaints,
-            count(*) FILTER (WHERE signal = 'card_lost') AS card_lost
+            count(*) FILTER (WHERE signal = 'card_lost') AS card_lost,
+            max(ts) FILTER (WHERE signal = 'complaint') AS complaint_last,
+            max(ts) FILTER (WHERE signal = 'competitor_transfer') AS competitor_transfer_last
         FROM src_context_signals GROUP BY ALL
         """
     )
@@ -379,7 +390,8 @@ def _window_activity(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE act AS
         WITH d AS (
-            SELECT g.customer_id, g.t, {dense}, tx.salary_last, dg.login_last
+            SELECT g.customer_id, g.t, {dense}, tx.salary_last, dg.login_last, sg.complaint_last,
+                sg.competitor_transfer_last
             FROM grid g
             LEFT JOIN tx_daily tx ON tx.customer_id = g.customer_id AND tx.day = g.t
             LEFT JOIN dig_daily dg ON dg.customer_id = g.customer_id AND dg.day = g.t
@@ -407,8 +419,31 @@ def _activity_select() -> str:
         """
 
 
+def _in_list(column: str, values: Collection[str]) -> str:
+    """`column IN (...)` over string literals; FALSE for an empty list."""
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values))
+    return f"{column} IN ({quoted})" if quoted else "FALSE"
+
+
+def _action_kind_filters() -> dict[str, str]:
+    """SQL conditions on `contacts.action_id` by the catalogue's action kinds (the configured catalogue:
+    NEXTBEST_CATALOGUE or the simulated bank's): "retention", "service" and "marketing" (sales and retention).
+    An action id the catalogue does not know is of no kind."""
+    actions = load_catalogue().actions
+    kinds = {
+        "retention": {a.id for a in actions if a.kind == "retention"},
+        "service": {a.id for a in actions if a.kind == "service"},
+        "marketing": {a.id for a in actions if a.kind in MARKETING_KINDS},
+    }
+    return {kind: _in_list("action_id", ids) for kind, ids in kinds.items()}
+
+
 def _bucket_contacts(con: duckdb.DuckDBPyConnection) -> None:
-    """`ct_daily` (contacts per customer and UTC day, and the last one) and `oc_daily` (outcomes per day learnt)."""
+    """`ct_daily` (contacts per customer and UTC day, and the last one) and `oc_daily` (outcomes per day learnt).
+
+    Outcomes per action kind (the catalogue's): accepted retention and service actions, and unwanted contacts, a
+    marketing action (sales or retention) sent through an outbound channel (`OUTBOUND_CHANNELS`) and not accepted
+    (dismissed or ignored), counted on the day the bank learnt it was not accepted."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE ct_daily AS
@@ -416,16 +451,23 @@ def _bucket_contacts(con: duckdb.DuckDBPyConnection) -> None:
         FROM src_contacts GROUP BY ALL
         """
     )
+    kind = _action_kind_filters()
+    outbound = _in_list("channel", OUTBOUND_CHANNELS)
     # What a contact led to is known only once it happened: bucket outcomes by outcome_ts.
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE oc_daily AS
         SELECT customer_id, date_trunc('day', outcome_ts) AS day,
             count(*) FILTER (WHERE outcome = 'dismissed') AS dismissed,
             count(*) FILTER (WHERE outcome = 'ignored') AS ignored,
             count(*) FILTER (WHERE outcome = 'accepted') AS accepted,
             max(outcome_ts) FILTER (WHERE outcome = 'dismissed') AS dismissed_last,
-            max(outcome_ts) FILTER (WHERE outcome = 'accepted') AS accepted_last
+            max(outcome_ts) FILTER (WHERE outcome = 'accepted') AS accepted_last,
+            count(*) FILTER (WHERE outcome = 'accepted' AND {kind["retention"]}) AS retention_accepted,
+            count(*) FILTER (WHERE outcome = 'accepted' AND {kind["service"]}) AS service_accepted,
+            count(*) FILTER (
+                WHERE outcome IN ('dismissed', 'ignored') AND {kind["marketing"]} AND {outbound}
+            ) AS unwanted
         FROM src_contacts WHERE outcome_ts IS NOT NULL GROUP BY ALL
         """
     )
@@ -439,7 +481,9 @@ def _build_contacts(con: duckdb.DuckDBPyConnection) -> str:
         WITH d AS (
             SELECT g.customer_id, g.t, coalesce(c.n, 0) AS n, c.last_ts,
                 coalesce(o.dismissed, 0) AS dismissed, coalesce(o.ignored, 0) AS ignored,
-                coalesce(o.accepted, 0) AS accepted, o.dismissed_last, o.accepted_last
+                coalesce(o.accepted, 0) AS accepted, o.dismissed_last, o.accepted_last,
+                coalesce(o.retention_accepted, 0) AS retention_accepted,
+                coalesce(o.service_accepted, 0) AS service_accepted, coalesce(o.unwanted, 0) AS unwanted
             FROM grid g
             LEFT JOIN ct_daily c ON c.customer_id = g.customer_id AND c.day = g.t
             LEFT JOIN oc_daily o ON o.customer_id = g.customer_id AND o.day = g.t

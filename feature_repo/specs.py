@@ -152,8 +152,13 @@ ACTIVITY_FIELDS: dict[str, str] = {
     **{f"{p}_views_30d": "int64" for p in PAGE_VIEW_PAGES},
     "complaints_90d": "int64",
     "card_lost_90d": "int64",
+    "days_since_complaint": "float64",
+    "days_since_competitor_transfer": "float64",
 }
 
+#: Channels through which the bank pushes a message (the customer is not in a session with it: app, web and ATM offers
+#: are shown in session). A marketing contact on one of them that the customer did not accept is "unwanted".
+OUTBOUND_CHANNELS: tuple[str, ...] = ("email", "sms", "push", "call_centre")
 CONTACT_FIELDS: dict[str, str] = {
     "contacts_7d": "int64",
     "contacts_30d": "int64",
@@ -163,6 +168,9 @@ CONTACT_FIELDS: dict[str, str] = {
     "days_since_contact": "float64",
     "days_since_dismissal": "float64",
     "days_since_acceptance": "float64",
+    "retention_acceptances_90d": "int64",
+    "service_acceptances_30d": "int64",
+    "unwanted_contacts_30d": "int64",
 }
 
 VIEW_FIELDS: dict[str, dict[str, str]] = {

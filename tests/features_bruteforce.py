@@ -22,7 +22,7 @@ from feature_repo.specs import (
     TXN_CATEGORY_WINDOWS,
     VIEW_FIELDS,
 )
-from nextbest.catalogue import PRODUCTS
+from nextbest.catalogue import PRODUCTS, load_catalogue
 
 
 def load_sources(sources_dir: Path) -> dict[str, pd.DataFrame]:
@@ -102,6 +102,9 @@ def expected_snapshot(src: dict[str, pd.DataFrame], customer_id: int, c: pd.Time
     s90 = window(src["context_signals"], 90)
     out["complaints_90d"] = int((s90.signal == "complaint").sum())
     out["card_lost_90d"] = int((s90.signal == "card_lost").sum())
+    s_all = window(src["context_signals"], None)
+    out["days_since_complaint"] = _days(c, s_all[s_all.signal == "complaint"].ts)
+    out["days_since_competitor_transfer"] = _days(c, s_all[s_all.signal == "competitor_transfer"].ts)
     ct = src["contacts"]
     out["contacts_7d"] = len(window(ct, 7))
     out["contacts_30d"] = len(window(ct, 30))
@@ -113,6 +116,15 @@ def expected_snapshot(src: dict[str, pd.DataFrame], customer_id: int, c: pd.Time
     o_all = window(ct, None, "outcome_ts")
     out["days_since_dismissal"] = _days(c, o_all[o_all.outcome == "dismissed"].outcome_ts)
     out["days_since_acceptance"] = _days(c, o_all[o_all.outcome == "accepted"].outcome_ts)
+    kind = {a.id: a.kind for a in load_catalogue().actions}
+    o90 = window(ct, 90, "outcome_ts")
+    o90_kind = o90.action_id.map(kind)
+    out["retention_acceptances_90d"] = int(((o90.outcome == "accepted") & (o90_kind == "retention")).sum())
+    o30_kind = o30.action_id.map(kind)
+    out["service_acceptances_30d"] = int(((o30.outcome == "accepted") & (o30_kind == "service")).sum())
+    outbound = o30.channel.isin(["email", "sms", "push", "call_centre"])
+    marketing = o30_kind.isin(["sales", "retention"])
+    out["unwanted_contacts_30d"] = int((outbound & marketing & (o30.outcome != "accepted")).sum())
     return out
 
 

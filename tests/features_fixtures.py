@@ -18,7 +18,15 @@ from nextbest.catalogue import PRODUCTS
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CATEGORIES = ("groceries", "travel", "auto", "home", "childcare", "fees", "competitor_transfer", "salary", "cash")
 PAGES = ("mortgage_calculator", "loan_calculator", "travel", "cards", "close_account", "fees", "savings_rates", "help")
-SIGNALS = ("airport_checkin", "car_dealership_visit", "property_search", "card_lost", "complaint", "salary_credit")
+SIGNALS = (
+    "airport_checkin",
+    "car_dealership_visit",
+    "property_search",
+    "card_lost",
+    "complaint",
+    "salary_credit",
+    "competitor_transfer",
+)
 
 
 def _ts(values: np.ndarray) -> pd.Series:
@@ -190,7 +198,11 @@ def write_sources(root: Path, customers: int = 40, days: int = 40, seed: int = 0
             "contact_id": np.arange(cust.size, dtype="int64"),
             "customer_id": cust,
             "ts": _ts(ts),
-            "action_id": rng.choice(["travel_card", "credit_card", "mortgage", "savings_account"], cust.size),
+            # sales, retention (fee_waiver) and service (card_replacement) actions: the churn drivers count by kind
+            "action_id": rng.choice(
+                ["travel_card", "credit_card", "mortgage", "savings_account", "fee_waiver", "card_replacement"],
+                cust.size,
+            ),
             "channel": channel_choice(cust.size),
             "trigger": "scheduled",
             "location_type": "home",

@@ -120,6 +120,35 @@ def test_snapshot_features_equal_a_brute_force_recompute_from_rows_strictly_befo
     assert not bad, "\n".join(bad[:20])
 
 
+CHURN_DRIVERS = (
+    "days_since_complaint",
+    "days_since_competitor_transfer",
+    "retention_acceptances_90d",
+    "service_acceptances_30d",
+    "unwanted_contacts_30d",
+)
+
+
+def test_churn_driver_features_equal_the_brute_force_recompute_where_they_are_set(
+    world: Settings, sources: dict[str, pd.DataFrame]
+) -> None:
+    # Rows where each churn driver has a value (a complaint, a competitor transfer, an accepted retention or service
+    # action, an unwanted outbound contact before the snapshot), recomputed from the rows strictly before it.
+    merged = pd.read_parquet(world.features_dir / "offline" / f"{SNAPSHOT_VIEWS[0]}.parquet")
+    for view in SNAPSHOT_VIEWS[1:]:
+        merged = merged.merge(pd.read_parquet(world.features_dir / "offline" / f"{view}.parquet"))
+    bad: list[str] = []
+    for name in CHURN_DRIVERS:
+        values = merged[name]
+        is_set = values.notna() & (values > 0)
+        assert is_set.sum() >= 5, f"the test world never sets {name}"
+        for _, row in _snapshot_sample(merged[is_set], 8).iterrows():
+            c = row["event_timestamp"]
+            want = expected_snapshot(sources, int(row["customer_id"]), c)
+            bad += mismatches(row, {n: want[n] for n in CHURN_DRIVERS}, f"customer {row.customer_id} @ {c}")
+    assert not bad, "\n".join(bad[:20])
+
+
 def test_the_brute_force_check_catches_a_leak_planted_in_the_window_frames(
     world: Settings, sources: dict[str, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -402,7 +431,7 @@ def test_add_action_features_keeps_row_order_and_rejects_unknown_actions() -> No
 
 def test_feature_services_list_the_model_inputs() -> None:
     churn, nba = service_features(CHURN_SERVICE), service_features(NBA_SERVICE)
-    assert 50 <= len(churn) <= 80
+    assert 50 <= len(churn) <= 90
     assert len(set(nba)) == len(nba)
     assert set(churn) < set(nba)
     assert set(CONTEXT_FIELDS) <= set(nba) and not set(CONTEXT_FIELDS) & set(churn)
