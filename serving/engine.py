@@ -233,6 +233,73 @@ class _Pending:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+class _Recording(Mapping[str, Any]):
+    """A feature row that notes which names were looked up (all of them once it is iterated)."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self.row = row
+        self.names: set[str] = set()
+        self.everything = False
+
+    def __getitem__(self, name: str) -> Any:
+        self.names.add(name)
+        return self.row[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.names.add(name)
+        return self.row.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        self.names.add(name)  # type: ignore[arg-type]
+        return name in self.row
+
+    def __iter__(self) -> Any:
+        self.everything = True
+        return iter(self.row)
+
+    def __len__(self) -> int:
+        self.everything = True
+        return len(self.row)
+
+
+class _SharedViews:
+    """The customer views of one batch, each customer's built once when it is asked for more than once (a
+    campaign's proposals: one dry run per channel and send time, the same features but for the request context).
+
+    Exact by construction: the first view of a repeated customer is built on a `_Recording` of its row, and a later
+    request of that customer reuses it only when every feature the view read has the same value in its own row
+    (else its view is built anew); the reused view carries the later request's own row (`CustomerView.features`,
+    which eligibility conditions read). A batch without repeats builds every view as before, nothing recorded.
+    """
+
+    def __init__(self, items: Sequence[_Pending]) -> None:
+        counts: dict[Any, int] = {}
+        for it in items:
+            counts[it.req.customer_id] = counts.get(it.req.customer_id, 0) + 1
+        self._repeated = {k for k, n in counts.items() if n > 1}
+        self._built: dict[Any, tuple[CustomerView, _Recording]] = {}
+
+    def view(self, policy: DecisionPolicy, customer_id: int | str, features: dict[str, Any]) -> CustomerView:
+        if customer_id not in self._repeated:
+            return policy.view(customer_id, features)
+        built = self._built.get(customer_id)
+        if built is not None:
+            first, read = built
+            row = read.row
+            if not read.everything and all(
+                (a := row.get(n, _ABSENT)) is (b := features.get(n, _ABSENT)) or a == b for n in read.names
+            ):
+                return replace(first, features=features)
+        read = _Recording(features)
+        view = policy.view(customer_id, read)
+        view = replace(view, features=features)
+        self._built[customer_id] = (view, read)
+        return view
+
+
+_ABSENT = object()
+
+
 @dataclass(frozen=True)
 class _Arm:
     """What one arm of the served split serves (None: the project's own policy / champions)."""
@@ -709,7 +776,10 @@ class DecisionEngine(ChampionLifecycle):
             pending.campaign_id = campaign_id
             pending.campaign_control = bool(controls[n]) if controls is not None else False
             self._assigned(pending)
-            wave = seen[str(req.customer_id)] = seen.get(str(req.customer_id), -1) + 1
+            # A customer asked twice waits for the first answer's contacts; in a dry run nothing is delivered, so
+            # every request goes in the first wave (and a customer's facts are read once, `_profiles`).
+            wave = 0 if dry_run else seen.setdefault(str(req.customer_id), -1) + 1
+            seen[str(req.customer_id)] = wave
             if wave == len(waves):
                 waves.append([])
             waves[wave].append((n, pending))
@@ -941,13 +1011,14 @@ class DecisionEngine(ChampionLifecycle):
     ) -> None:
         """The customers' facts, contact histories and entity scores (or the degraded / cold-start defaults)."""
         live = []
+        views = _SharedViews(items)
         for it in items:
             got = it.got
             if got.degraded:
                 got.customer = CustomerView(customer_id=it.req.customer_id, known=False)
                 got.only = policy.config.degraded_actions
             else:
-                got.customer = policy.view(it.req.customer_id, got.features)
+                got.customer = views.view(policy, it.req.customer_id, got.features)
                 live.append(it)
             if it.holdout or it.campaign_control:
                 got.customer = replace(got.customer, holdout=it.holdout, campaign_control=it.campaign_control)

@@ -254,6 +254,52 @@ def test_the_campaign_decides_what_the_real_time_engine_decides_at_that_moment(s
             rt.recommend(RecommendRequest(customer_id=1, channel="email", actions=["free_lunch"]))
 
 
+def test_a_dry_run_batch_of_every_candidate_answers_as_each_candidate_alone(sim: SimRun) -> None:
+    """The proposals put every (channel, send time) of a customer in one dry-run batch, where the customer's view is
+    built once and reused only when the features it read are the same: the answers equal each candidate's own batch,
+    also for a customer whose second row differs in a fact the view reads (its consent)."""
+    from nextbest.campaigns import candidates, send_date
+    from nextbest.jobs.campaign import _requests, audience_of
+
+    engine = open_engine(sim.project, sim.settings)
+    try:
+        audience = audience_of(engine, sim.spec)
+        cands = candidates(sim.spec, sim.project, send_date(sim.spec, audience.as_of))
+        assert len({c.channel for c in cands}) == 2 and len({c.at for c in cands}) == 2
+        actions = list(sim.spec.action_ids(sim.project))
+        n = 150
+        keys = audience.keys[:n]
+        rows = audience.table.slice(0, n).to_pylist()
+
+        def alone(rows_: list[dict[str, Any]], keys_: list[Any], cand: Any) -> list[Any]:
+            reqs = _requests(keys_, [cand.channel] * len(keys_), actions)
+            return engine.decide_batch(reqs, features=rows_, now=[cand.at] * len(keys_), dry_run=True)
+
+        assert cands[0].channel == "email"
+        expected = [answer for cand in cands for answer in alone(rows, keys, cand)]
+        # a customer proposed an email, then the same customer again with their consent withdrawn
+        first = next(i for i in range(n) if _marketing(expected[i].actions))
+        withdrawn = {**rows[first], "consent_email": 0, "consent_sms": 0}
+        expected += alone([withdrawn], [keys[first]], cands[0])
+        together = engine.decide_batch(
+            _requests([*keys * len(cands), keys[first]], [c.channel for c in cands for _ in keys] + [cands[0].channel],
+                      actions),
+            features=[*rows * len(cands), withdrawn],
+            now=[c.at for c in cands for _ in keys] + [cands[0].at],
+            dry_run=True,
+        )  # fmt: skip
+    finally:
+        engine.close()
+
+    def answer(r: Any) -> list[tuple[str, float, float]]:
+        return [(a.action_id, a.priority, a.propensity) for a in r.actions]
+
+    assert [answer(r) for r in together] == [answer(r) for r in expected]
+    assert sum(bool(r.actions) for r in expected) > n // 2  # most customers get a proposal: the check has teeth
+    # without consent the customer gets no email marketing (a view reused from the first row would have allowed it)
+    assert _marketing(together[first].actions) and not _marketing(together[-1].actions)
+
+
 def test_the_command_runs_a_campaign_and_prints_its_summary(sim: SimRun, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 

@@ -245,7 +245,7 @@ def _propose_part(
     engine: DecisionEngine, actions: Sequence[str], rows: pa.Table, keys: Sequence[Any], cands: Sequence[Candidate]
 ) -> tuple[np.ndarray, ...]:
     """One chunk's proposals: per customer and candidate the best action's priority, index, propensity, price and
-    band."""
+    band. Every candidate's dry runs go in one batch, so each customer's facts and contact history are read once."""
     shape = (len(keys), len(cands))
     priority, action, propensity, price, band = (
         np.full(shape, np.nan),
@@ -255,35 +255,22 @@ def _propose_part(
         np.full(shape, "", dtype=object),
     )
     index = {a: i for i, a in enumerate(actions)}
+    n = len(keys)
     with gc_paused():
         features = rows.to_pylist()
-        for j, cand in enumerate(cands):
-            _propose_one(engine, actions, features, keys, cand, j, index, (priority, action, propensity, price, band))
+        requests = _requests(list(keys) * len(cands), [c.channel for c in cands for _ in range(n)], actions)
+        now = [c.at for c in cands for _ in range(n)]
+        answers = engine.decide_batch(requests, features=features * len(cands), now=now, dry_run=True)
+        for m, answer in enumerate(answers):
+            if answer.actions:
+                i, j = m % n, m // n
+                best = answer.actions[0]
+                priority[i, j] = best.priority
+                action[i, j] = index[best.action_id]
+                propensity[i, j] = best.propensity
+                if best.price is not None:
+                    price[i, j], band[i, j] = best.price, best.band
     return priority, action, propensity, price, band
-
-
-def _propose_one(
-    engine: DecisionEngine,
-    actions: Sequence[str],
-    features: list[dict[str, Any]],
-    keys: Sequence[Any],
-    cand: Candidate,
-    j: int,
-    index: dict[str, int],
-    out: tuple[np.ndarray, ...],
-) -> None:
-    """Column `j` of a chunk's proposals: the dry runs of one candidate."""
-    priority, action, propensity, price, band = out
-    requests = _requests(keys, [cand.channel] * len(keys), actions)
-    answers = engine.decide_batch(requests, features=features, now=[cand.at] * len(keys), dry_run=True)
-    for i, answer in enumerate(answers):
-        if answer.actions:
-            best = answer.actions[0]
-            priority[i, j] = best.priority
-            action[i, j] = index[best.action_id]
-            propensity[i, j] = best.propensity
-            if best.price is not None:
-                price[i, j], band[i, j] = best.price, best.band
 
 
 def propose(
