@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -273,9 +274,7 @@ class _SharedViews:
     """
 
     def __init__(self, items: Sequence[_Pending]) -> None:
-        counts: dict[Any, int] = {}
-        for it in items:
-            counts[it.req.customer_id] = counts.get(it.req.customer_id, 0) + 1
+        counts = Counter(it.req.customer_id for it in items)
         self._repeated = {k for k, n in counts.items() if n > 1}
         self._built: dict[Any, tuple[CustomerView, _Recording]] = {}
 
@@ -729,7 +728,8 @@ class DecisionEngine(ChampionLifecycle):
         the earlier ones (caps hold within a batch). Erased customers get the forgotten answer. ValueError names
         the first bad request (key type, channel, time); OverloadedError when the decision log is backlogged.
         `dry_run`: decide but deliver and log nothing (a campaign's proposal, re-decided for real once chosen; the
-        decisions of one customer in a dry run do not see each other's contacts; the answers carry no reason codes
+        decisions of one customer in a dry run do not see each other's contacts, so they go in one batch and the
+        customer's facts and contact history are read once; the answers carry no reason codes
         from the models' contributions, only the policy's own, e.g. churn risk). `campaign_id` is logged with each
         decision; `controls` marks the customers of the campaign's control group: decided and logged, sent nothing.
         """
@@ -778,8 +778,7 @@ class DecisionEngine(ChampionLifecycle):
             self._assigned(pending)
             # A customer asked twice waits for the first answer's contacts; in a dry run nothing is delivered, so
             # every request goes in the first wave (and a customer's facts are read once, `_profiles`).
-            wave = 0 if dry_run else seen.setdefault(str(req.customer_id), -1) + 1
-            seen[str(req.customer_id)] = wave
+            wave = seen[str(req.customer_id)] = 0 if dry_run else seen.get(str(req.customer_id), -1) + 1
             if wave == len(waves):
                 waves.append([])
             waves[wave].append((n, pending))

@@ -8,8 +8,8 @@ request applies it again):
 1. `audience_of`: the audience's features in one vectorized read of the offline tables (the latest row per entity
    as of the date, what materialization loads into the online store), the segment evaluated on them, erased
    customers left out, the universal holdout and the campaign's control drawn (`nextbest.assignment`);
-2. `propose`: per candidate (channel, send slot), `decide_batch(..., dry_run=True)` in chunks: each customer's best
-   allowed action and its priority, nothing delivered or logged;
+2. `propose`: every candidate (channel, send slot) of a chunk of customers in one `decide_batch(..., dry_run=True)`:
+   each customer's best allowed action and its priority per candidate, nothing delivered or logged;
 3. `nextbest.campaigns.allocate`: the candidate of highest net priority per customer under the channels' limits;
 4. `decide`: the chosen (customer, channel, send time) decided for real, `decide_batch(..., campaign_id=...,
    controls=...)`: the caps are checked again against the decision log the real-time path shares (a customer
