@@ -217,10 +217,10 @@ class Window:
     snapshot midnight (None: every day before it).
 
     `sum`: the total of the column (0 when nothing happened); `days_since`: days from the latest value of a timestamp
-    column to the midnight (NaN when never). The buckets come from this module's SQL (`_bucket_*`); the batch build
-    evaluates every window as a SQL window over the dense customer x day grid, the day-by-day build
-    (`nextbest.features.daily`) as running totals over the same buckets: one definition, two evaluators, tested to
-    agree.
+    column to the midnight (NaN when never, or, with finite `days`, when nothing happened in the window). The buckets
+    come from this module's SQL (`_bucket_*`); the batch build evaluates every window as a SQL window over the dense
+    customer x day grid, the day-by-day build (`nextbest.features.daily`) as running totals over the same buckets: one
+    definition, two evaluators, tested to agree.
     """
 
     feature: str
@@ -253,8 +253,10 @@ ACTIVITY_WINDOWS: tuple[Window, ...] = (
     *(Window(f"{p}_views_30d", f"pv_{p}", 30) for p in PAGE_VIEW_PAGES),
     Window("complaints_90d", "complaints", 90),
     Window("card_lost_90d", "card_lost", 90),
-    Window("days_since_complaint", "complaint_last", None, "days_since"),
-    Window("days_since_competitor_transfer", "competitor_transfer_last", None, "days_since"),
+    # Bounded to 90 days: what they measure decays within weeks (the simulated hazard's terms over 21 and 14 days), and
+    # an unbounded "days since" of a rare event grows with the age of the history (a drift alarm on a stationary world).
+    Window("days_since_complaint", "complaint_last", 90, "days_since"),
+    Window("days_since_competitor_transfer", "competitor_transfer_last", 90, "days_since"),
 )
 #: The contact-history view's windows over the daily buckets of contacts (by contact time) and outcomes (by when
 #: the bank learnt them).

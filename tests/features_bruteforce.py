@@ -102,9 +102,8 @@ def expected_snapshot(src: dict[str, pd.DataFrame], customer_id: int, c: pd.Time
     s90 = window(src["context_signals"], 90)
     out["complaints_90d"] = int((s90.signal == "complaint").sum())
     out["card_lost_90d"] = int((s90.signal == "card_lost").sum())
-    s_all = window(src["context_signals"], None)
-    out["days_since_complaint"] = _days(c, s_all[s_all.signal == "complaint"].ts)
-    out["days_since_competitor_transfer"] = _days(c, s_all[s_all.signal == "competitor_transfer"].ts)
+    out["days_since_complaint"] = _days(c, s90[s90.signal == "complaint"].ts)
+    out["days_since_competitor_transfer"] = _days(c, s90[s90.signal == "competitor_transfer"].ts)
     ct = src["contacts"]
     out["contacts_7d"] = len(window(ct, 7))
     out["contacts_30d"] = len(window(ct, 30))

@@ -8,7 +8,7 @@ added (`World.day_tables()`), without re-reading the past:
   `_bucket_signals`, `_bucket_contacts`) run on the day's rows only;
 - the windows are the pipeline's `ACTIVITY_WINDOWS` / `CONTACT_WINDOWS`, kept as running totals: a w-day sum adds
   the day's bucket and drops the bucket of w days before (a count of non-empty days keeps an empty window exactly
-  0); `days_since` keeps the latest timestamp;
+  0); `days_since` keeps the latest timestamp (over a finite window: missing once it is older than the window);
 - the profile (latest profile row, holdings open, `n_products`, ...) and the activity view's balances (the latest
   statement before the midnight and before 30 days earlier) are the pipeline's own SELECTs (`_build_profile`,
   `_activity_select`) run on the state: one row per customer, the holdings, the statements still needed;
@@ -87,8 +87,6 @@ class _Windows:
                 self.filled[w.feature] = np.zeros(self.n, dtype=np.int32)
                 longest[w.column] = max(longest.get(w.column, 0), w.days)
             else:
-                if w.days is not None:
-                    raise ValueError(f"{w.feature}: days_since is kept over all history only")
                 self.latest.setdefault(w.column, np.full(self.n, np.nan))
         self.past = {c: deque(maxlen=d) for c, d in longest.items()}
 
@@ -120,7 +118,10 @@ class _Windows:
             if w.agg == "sum":
                 out[w.feature] = np.where(self.filled[w.feature] > 0, self.sums[w.feature], 0.0)
             else:
-                out[w.feature] = (t_s - self.latest[w.column]) / DAY_S
+                latest = self.latest[w.column]
+                if w.days is not None:  # the window holds the buckets of the `days` UTC days before the midnight
+                    latest = np.where(latest >= t_s - w.days * DAY_S, latest, np.nan)
+                out[w.feature] = (t_s - latest) / DAY_S
         return out
 
 
