@@ -6,8 +6,12 @@ trains the full NBA model and the no-context stage-3 model in memory (same recip
 policy's share of the oracle: stage 3, stage 5 (model + decision policy), stage 5 without the feature-rule service
 triggers (event triggers kept), and the policy fed the true propensities; with the models' per-action
 over-prediction (mean predicted / mean true p, median over actions) and within-action Spearman vs the truth.
+`--ablate A+B` adds, per clip, the full model trained without features A and B (repeatable: one variant each),
+on the same split, trials and seed.
 
     uv run --frozen python -m benchmarks.ladder_ablations --clips 1,5 --trials 4
+    uv run --frozen python -m benchmarks.ladder_ablations --clips 1 \
+        --ablate relevance_signal_strength+relevance_page_views_30d --ablate relevance_signal_strength
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ def main() -> int:
     parser.add_argument("--clips", default="1,5", help="IPS clips to compare (1 = unweighted)")
     parser.add_argument("--trials", type=int, default=4, help="Optuna trials per model")
     parser.add_argument("--decisions", type=int, default=2000)
+    parser.add_argument("--ablate", action="append", default=[], help="features left out of a variant, A+B+...")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -59,6 +64,11 @@ def main() -> int:
     policy = DecisionPolicy(catalogue, load_policy(settings.serving.policy_path))
     values = {a.id: float(a.value) for a in catalogue.actions}
     nba_set = build_nba_training_set(settings)
+    ablations = [tuple(a.split("+")) for a in args.ablate]
+    for names in ablations:
+        unknown = [n for n in names if n not in nba_set.feature_names]
+        if unknown:
+            parser.error(f"--ablate: not features of the NBA set: {', '.join(unknown)}")
     splits = time_split(nba_set.frame)
     decisions = ev.sample_decisions(splits.test, args.decisions, 0)
     cands, train_contacts = ev.heldout_candidates(settings, decisions, splits.train, world, policy)
@@ -106,8 +116,17 @@ def main() -> int:
         row.update(
             over_prediction_median=round(_over_prediction(p5, cands), 3),
             spearman_within_action=round(_within_action_spearman(p5, cands), 3),
-            seconds=round(time.perf_counter() - started, 1),
         )
+        for names in ablations:
+            reduced = nba_set.without_features(list(names))
+            model = ev.fit_nba_in_memory(tuned, reduced, args.trials, settings.training.seed, name="nba_ablated")
+            p = model.predict_frame(cands)
+            label = "without " + "+".join(names)
+            row.update(
+                shares({f"5 model + policy, {label}": ev.stage5_choices(cands, decisions, policy, p, churn_risk)})
+            )
+            row[f"spearman_within_action, {label}"] = round(_within_action_spearman(p, cands), 3)
+        row["seconds"] = round(time.perf_counter() - started, 1)
         results[f"clip_{clip:g}"] = row
         print(
             f"IPS clip {clip:g}: " + ", ".join(f"{k} {v:.1%}" if k[0].isdigit() else f"{k} {v}" for k, v in row.items())

@@ -4,12 +4,21 @@ The NBA model is one binary model over (customer features x action) rows, so a n
 its attributes. Serving reads a customer's features once and tiles them against `action_features(catalogue)`;
 training joins the same attributes onto logged contacts with `add_action_features`. Attributes come from the
 catalogue (data, not code), so they exist in one place.
+
+Relevance features tie a customer's moment to one action: per (customer, action) row, the sum of the customer
+features the catalogue names for the action (`Action.signals`, `Action.interest`): a linear map from the customer's
+feature row, `relevance_weights`, applied by `relevance_values`. Training (`add_relevance_features` on the rows'
+own feature columns), the ladder's candidates and the service's scoring matrix (`serving.engine.action_rows`) use
+that one map, so a row gets the same relevance wherever it is scored. An action that names no feature of a family
+gets 0 for it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from nextbest.catalogue import PRODUCTS, Catalogue
@@ -59,3 +68,82 @@ def add_action_features(frame: pd.DataFrame, catalogue: Catalogue) -> pd.DataFra
     clash = [c for c in ACTION_FEATURES if c in frame.columns]
     base = frame.drop(columns=clash)
     return base.merge(action_features(catalogue), on="action_id", how="left", validate="many_to_one")
+
+
+#: relevance feature -> the `Action` field naming the customer features it sums
+RELEVANCE_FAMILIES: dict[str, str] = {
+    "relevance_signal_strength": "signals",
+    "relevance_page_views_30d": "interest",
+}
+RELEVANCE_FEATURES: list[str] = list(RELEVANCE_FAMILIES)
+
+
+def relevance_inputs(catalogue: Catalogue) -> list[str]:
+    """The customer features any action's relevance reads, in first-named order."""
+    names: dict[str, None] = {}
+    for action in catalogue.actions:
+        for field in RELEVANCE_FAMILIES.values():
+            names.update(dict.fromkeys(getattr(action, field)))
+    return list(names)
+
+
+def feature_group(group: str, catalogue: Catalogue) -> tuple[str, ...]:
+    """A named feature group of the feature repo (`specs.FEATURE_GROUPS`) with the relevance features that read
+    any of its features: a model "without real-time context" leaves out the relevance computed from it too."""
+    from feature_repo.specs import FEATURE_GROUPS
+
+    members = FEATURE_GROUPS[group]
+    reads = [
+        r
+        for r, field in RELEVANCE_FAMILIES.items()
+        if any(n in members for a in catalogue.actions for n in getattr(a, field))
+    ]
+    return (*members, *reads)
+
+
+def relevance_weights(catalogue: Catalogue, names: Sequence[str]) -> np.ndarray:
+    """(relevance features, catalogue actions, `names`) 0/1 weights: relevance = weights @ the customer's values."""
+    position = {n: j for j, n in enumerate(names)}
+    weights = np.zeros((len(RELEVANCE_FAMILIES), len(catalogue.actions), len(names)), dtype=np.float64)
+    for r, field in enumerate(RELEVANCE_FAMILIES.values()):
+        for a, action in enumerate(catalogue.actions):
+            for name in getattr(action, field):
+                if name not in position:
+                    raise DataError(f"action {action.id}: {field} names {name!r}, which is not a feature here")
+                weights[r, a, position[name]] = 1.0
+    return weights
+
+
+def relevance_values(values: np.ndarray, weights: np.ndarray, action_index: np.ndarray) -> np.ndarray:
+    """(rows, relevance features): each row's relevance for its action (`values`: rows x the weights' names; a
+    missing value counts 0, as an absent signal)."""
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    w = weights[:, np.asarray(action_index, dtype=np.intp), :]  # (relevance, rows, names)
+    return np.einsum("kj,rkj->kr", v, w)
+
+
+def add_relevance_features(frame: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
+    """`RELEVANCE_FEATURES` of each row for its `action_id`, from the row's own feature columns (row order kept)."""
+    if "action_id" not in frame.columns:
+        raise DataError("add_relevance_features needs an 'action_id' column")
+    names = relevance_inputs(catalogue)
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise DataError(f"relevance features need column(s) {missing[:10]} (named by the catalogue's actions)")
+    index = {a: i for i, a in enumerate(catalogue.action_ids)}
+    unknown = sorted(set(frame["action_id"]) - set(index), key=str)
+    if unknown:
+        raise DataError(f"action ids not in the catalogue: {unknown[:10]}; update the catalogue or the data")
+    action_index = frame["action_id"].map(index).to_numpy(dtype=np.intp)
+    weights = relevance_weights(catalogue, names)
+    out = frame.drop(columns=[c for c in RELEVANCE_FEATURES if c in frame.columns])
+    # In chunks: the per-row weights are (relevance x rows x names) floats.
+    step = max(1, 2_000_000 // max(1, len(names)))
+    values = frame[names].to_numpy(dtype=np.float64, na_value=np.nan) if names else np.zeros((len(frame), 0))
+    parts = [
+        relevance_values(values[i : i + step], weights, action_index[i : i + step]) for i in range(0, len(frame), step)
+    ]
+    block = np.concatenate(parts) if parts else np.zeros((0, len(RELEVANCE_FEATURES)))
+    for r, name in enumerate(RELEVANCE_FEATURES):
+        out[name] = block[:, r]
+    return out

@@ -123,9 +123,10 @@ def _action_attributes(project: Project) -> tuple[str, ...]:
     """The catalogue attributes an action-level model sees as inputs (the genome's `action_*` features)."""
     if project.kind != "genome":
         return ()
-    from nextbest.features import ACTION_FEATURES
+    from nextbest.features import ACTION_FEATURES, RELEVANCE_FEATURES
 
-    return tuple(ACTION_FEATURES)
+    # relevance is the customer's moment for the chosen action: it moves with the logging policy's choices too
+    return (*ACTION_FEATURES, *RELEVANCE_FEATURES)
 
 
 def score_column(model: str) -> str:

@@ -95,6 +95,11 @@ class Action(Frozen):
     channels: tuple[str, ...] = ()  # default: the channels that have a template
     eligibility: Eligibility = Eligibility()
     templates: dict[str, str] = Field(min_length=1)
+    # What ties a customer's moment to this action (`feature_repo.actions.RELEVANCE_FEATURES`): online features of
+    # the action model's service, summed per family. `signals`: the decayed strengths / intents of the real-time
+    # signals that announce the need (a property search for a mortgage); `interest`: the 30-day page views of it.
+    signals: tuple[str, ...] = ()
+    interest: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from feature_repo.actions import RELEVANCE_FEATURES, relevance_inputs, relevance_values, relevance_weights
 from nextbest.assignment import ArmSpec, Assigner
 from nextbest.batch_gc import gc_paused
 from nextbest.catalogue import Catalogue
@@ -97,6 +98,10 @@ class ModelLayout:
     customer_names: tuple[str, ...]  # the feature row names for those positions
     action_pos: np.ndarray
     action_matrix: np.ndarray  # (n catalogue actions, len(action_pos)) in catalogue order
+    # (customer, action) relevance inputs (`feature_repo.actions`): positions, the features they sum, the weights
+    relevance_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    relevance_names: tuple[str, ...] = ()
+    relevance_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
 
 
 @dataclass(frozen=True)
@@ -112,14 +117,19 @@ class ModelBundle:
 
 
 def build_layout(feature_names: Sequence[str], catalogue: Catalogue, action_table: Any | None) -> ModelLayout:
-    """Split a model's inputs into customer features and action attributes (`action_table`: one row per action)."""
+    """Split a model's inputs into customer features, action attributes (`action_table`: one row per action) and,
+    for an action model, the (customer, action) relevance features."""
     action_cols: set[str] = set(action_table.columns) if action_table is not None else set()
     action_cols.discard("action_id")
-    c_pos, c_names, a_pos, a_names = [], [], [], []
+    relevance = set(RELEVANCE_FEATURES) if action_table is not None else set()
+    c_pos, c_names, a_pos, a_names, r_pos, r_of = [], [], [], [], [], []
     for i, name in enumerate(feature_names):
         if name in action_cols:
             a_pos.append(i)
             a_names.append(name)
+        elif name in relevance:
+            r_pos.append(i)
+            r_of.append(RELEVANCE_FEATURES.index(name))
         else:
             c_pos.append(i)
             c_names.append(name)
@@ -131,20 +141,24 @@ def build_layout(feature_names: Sequence[str], catalogue: Catalogue, action_tabl
         matrix = table.loc[list(catalogue.action_ids), a_names].to_numpy(dtype=np.float32)
     else:
         matrix = np.zeros((len(catalogue.actions), 0), dtype=np.float32)
+    r_names = tuple(relevance_inputs(catalogue)) if r_pos else ()
     return ModelLayout(
         customer_pos=np.asarray(c_pos, dtype=np.intp),
         customer_names=tuple(c_names),
         action_pos=np.asarray(a_pos, dtype=np.intp),
         action_matrix=matrix,
+        relevance_pos=np.asarray(r_pos, dtype=np.intp),
+        relevance_names=r_names,
+        relevance_weights=relevance_weights(catalogue, r_names)[r_of] if r_pos else np.zeros((0, 0, 0)),
     )
 
 
 def customer_row(features: Mapping[str, object], layout: ModelLayout) -> np.ndarray:
-    return np.fromiter(
-        (online_number(features.get(n)) for n in layout.customer_names),
-        dtype=np.float32,
-        count=len(layout.customer_names),
-    )
+    return feature_row(features, layout.customer_names)
+
+
+def feature_row(features: Mapping[str, object], names: Sequence[str]) -> np.ndarray:
+    return np.fromiter((online_number(features.get(n)) for n in names), dtype=np.float32, count=len(names))
 
 
 #: value types `np.array(..., dtype=float)` converts exactly as `online_number` does (None: NaN)
@@ -154,21 +168,38 @@ _PLAIN = frozenset({float, int, bool, type(None), np.float64, np.float32, np.int
 def customer_matrix(rows: Sequence[Mapping[str, object]], layout: ModelLayout) -> np.ndarray:
     """`customer_row` of many feature rows, one (rows x customer features) float32 matrix: one conversion when
     every value is a number or None (the usual case), row by row otherwise (text and odd values become NaN)."""
-    names = layout.customer_names
+    return feature_matrix(rows, layout.customer_names)
+
+
+def feature_matrix(rows: Sequence[Mapping[str, object]], names: Sequence[str]) -> np.ndarray:
+    """`feature_row` of many feature rows (see `customer_matrix`)."""
     if not rows:
         return np.zeros((0, len(names)), dtype=np.float32)
     values = [list(map(f.get, names)) for f in rows]
     if set(map(type, chain.from_iterable(values))) <= _PLAIN:
         return np.array(values, dtype=np.float64).reshape(len(rows), len(names)).astype(np.float32)
-    return np.stack([customer_row(f, layout) for f in rows])
+    return np.stack([feature_row(f, names) for f in rows])
 
 
-def action_rows(model_width: int, layout: ModelLayout, customer: np.ndarray, action_index: Sequence[int]) -> np.ndarray:
-    """The (actions x features) matrix: the customer row broadcast, each action's attributes filled in."""
-    X = np.empty((len(action_index), model_width), dtype=np.float32)
+def action_rows(
+    model_width: int,
+    layout: ModelLayout,
+    customer: np.ndarray,
+    action_index: Sequence[int],
+    relevance_inputs: np.ndarray | None = None,
+) -> np.ndarray:
+    """The (actions x features) matrix: the customer row broadcast, each action's attributes filled in, and its
+    relevance for this customer (`relevance_inputs`: the customer's values of `layout.relevance_names`)."""
+    index = np.asarray(action_index, dtype=np.intp)
+    X = np.empty((len(index), model_width), dtype=np.float32)
     X[:, layout.customer_pos] = customer
     if layout.action_pos.size:
-        X[:, layout.action_pos] = layout.action_matrix[np.asarray(action_index, dtype=np.intp)]
+        X[:, layout.action_pos] = layout.action_matrix[index]
+    if layout.relevance_pos.size:
+        if relevance_inputs is None:
+            raise ValueError("this model scores relevance features: pass the customer's relevance inputs")
+        values = np.broadcast_to(relevance_inputs, (len(index), len(layout.relevance_names)))
+        X[:, layout.relevance_pos] = relevance_values(values, layout.relevance_weights, index)
     return X
 
 
@@ -493,7 +524,7 @@ class DecisionEngine(ChampionLifecycle):
             raise ConfigError(f"project {self.project.name!r}: the policy names feature(s) {missing} the read lacks")
         for name in self._entity_models():
             layout = self._bundle.layouts[name]
-            absent = sorted(set(layout.customer_names) - read)
+            absent = sorted({*layout.customer_names, *layout.relevance_names} - read)
             if absent:
                 raise ConfigError(f"model {name!r} needs feature(s) {absent[:10]} the served read does not return")
 
@@ -1183,11 +1214,14 @@ class DecisionEngine(ChampionLifecycle):
         model, layout = bundle.models[name], bundle.layouts[name]
         width = len(model.feature_names)
         matrices = []
-        customers = customer_matrix([items[n].got.features for n, _rows in parts], layout)
-        for (n, rows), customer in zip(parts, customers, strict=True):
+        rows_of = [items[n].got.features for n, _rows in parts]
+        customers = customer_matrix(rows_of, layout)
+        relevance = feature_matrix(rows_of, layout.relevance_names) if layout.relevance_pos.size else None
+        for k, ((n, rows), customer) in enumerate(zip(parts, customers, strict=True)):
             candidates = items[n].screening.candidates
             index = [self._action_index[candidates[i].id] for i in rows]
-            matrices.append(action_rows(width, layout, customer, index))
+            inputs = relevance[k] if relevance is not None else None
+            matrices.append(action_rows(width, layout, customer, index, inputs))
         p = self._predict(model, np.concatenate(matrices)) if len(matrices) > 1 else self._predict(model, matrices[0])
         start = 0
         for (n, rows), X in zip(parts, matrices, strict=True):

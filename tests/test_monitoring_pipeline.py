@@ -216,7 +216,12 @@ def test_monitoring_with_real_champions_rebuilds_their_training_rows_and_judges_
     uri = f"sqlite:///{tmp_path / 'decisions.db'}"
     log = DecisionLog(uri)
     log.start()
-    customer_inputs = [c for c in references["nba"].feature_names if not c.startswith("action_")]
+    from nextbest.features import RELEVANCE_FEATURES
+
+    # the customer's own features: action attributes and the (customer, action) relevance are not monitored
+    customer_inputs = [
+        c for c in references["nba"].feature_names if not c.startswith("action_") and c not in RELEVANCE_FEATURES
+    ]
     churn_risk = churn.predict_frame(recent)
     now = datetime(2026, 6, 1, tzinfo=UTC)
     feedback = []

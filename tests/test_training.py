@@ -405,7 +405,7 @@ def test_travel_card_propensity_is_higher_right_after_an_airport_checkin(world: 
     """Behavioural test: the same customers and moment, with and without a check-in 30 minutes earlier."""
     from feature_repo.context import context_features
     from nextbest.catalogue import load_catalogue
-    from nextbest.features import add_action_features
+    from nextbest.features import add_action_features, add_relevance_features
     from nextbest.models.artefact import load_model
     from training.datasets import build_nba_training_set
 
@@ -428,7 +428,7 @@ def test_travel_card_propensity_is_higher_right_after_an_airport_checkin(world: 
         for col in ("hours_since_airport_checkin", "airport_checkin_strength", *context.filter(like="location_")):
             out[col] = context[col]
         out[[c for c in context if c.startswith("channel_")]] = context.filter(like="channel_")
-        return out
+        return add_relevance_features(out, load_catalogue())  # the moment changed: so did its relevance
 
     after = model.predict_frame(with_context(True))
     without = model.predict_frame(with_context(False))

@@ -578,7 +578,8 @@ def nba_feature_rows(store: FeatureStore, entity: pd.DataFrame) -> pd.DataFrame:
     if LABEL not in frame.columns:
         frame = _attach_label(entity, frame, ["contact_id"])
     frame = _in_key_order(frame, ["contact_id"])
-    return nb_features.add_action_features(frame, load_catalogue())
+    catalogue = load_catalogue()
+    return nb_features.add_relevance_features(nb_features.add_action_features(frame, catalogue), catalogue)
 
 
 def build_nba_training_set(
@@ -601,12 +602,11 @@ def build_nba_training_set(
     # Raw request fields are inputs of the on-demand view, not features: the view's outputs (one-hots, recency,
     # decayed strength) are. A raw epoch `request_ts` as a feature would only teach the model the calendar.
     not_features = {"customer_id", TIMESTAMP, LABEL, *NBA_META, *request_fields}
-    declared = [*nb_features.service_features(nb_features.NBA_SERVICE), *nb_features.ACTION_FEATURES]
+    action_features = [*nb_features.ACTION_FEATURES, *nb_features.RELEVANCE_FEATURES]
+    declared = [*nb_features.service_features(nb_features.NBA_SERVICE), *action_features]
     features, dropped = _feature_columns(frame, exclude=not_features, declared=declared)
     lineage = _lineage(settings, nb_features.NBA_SERVICE, frame, dropped)
-    lineage.update(
-        action_features=list(nb_features.ACTION_FEATURES), request_fields=request_fields, warmup_days=warmup_days
-    )
+    lineage.update(action_features=action_features, request_fields=request_fields, warmup_days=warmup_days)
     logger.info(
         "nba training set: %d rows, %d features, acceptance %.4f", len(frame), len(features), frame[LABEL].mean()
     )

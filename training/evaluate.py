@@ -281,10 +281,11 @@ def candidate_features(decisions: pd.DataFrame, candidates: pd.DataFrame, catalo
     so any NBA model scores every candidate of a decision in one batch, exactly as the service does."""
     from nextbest import features as nb_features
 
-    action_cols = [c for c in nb_features.ACTION_FEATURES if c in decisions.columns]
+    attributes = [*nb_features.ACTION_FEATURES, *nb_features.RELEVANCE_FEATURES]
+    action_cols = [c for c in attributes if c in decisions.columns]
     base = decisions.drop(columns=[*action_cols, ladder.ACTION_ID], errors="ignore")
     frame = candidates.merge(base, on=ladder.DECISION_ID, how="left", validate="many_to_one")
-    return nb_features.add_action_features(frame, catalogue)
+    return nb_features.add_relevance_features(nb_features.add_action_features(frame, catalogue), catalogue)
 
 
 def attach_truth(candidates: pd.DataFrame, world: Any) -> pd.DataFrame:
@@ -660,10 +661,13 @@ def _models(settings: Settings, options: EvaluationOptions) -> tuple[LoadedModel
 
 
 def context_features(feature_names: list[str]) -> list[str]:
-    """The model inputs that carry the context of the moment (the feature repo's `MOMENT_FIELDS`)."""
-    from feature_repo.specs import MOMENT_FIELDS
+    """The model inputs that carry the context of the moment (the feature repo's `MOMENT_FIELDS` and the relevance
+    features computed from them)."""
+    from feature_repo.actions import feature_group
+    from nextbest.catalogue import load_catalogue
 
-    return [f for f in feature_names if f in MOMENT_FIELDS]
+    moment = feature_group("moment", load_catalogue())
+    return [f for f in feature_names if f in moment]
 
 
 def train_stage3_model(settings: Settings, nba_set: TrainingSet, trials: int, seed: int) -> LoadedModel:

@@ -133,7 +133,9 @@ def resolve_exclusions(patterns: Sequence[str], feature_names: Sequence[str]) ->
     """Feature names matched by the exclusion patterns (fnmatch, or `group:<name>` for a feature group of the feature
     repo, e.g. `group:moment`); a pattern matching nothing is an error (a typo would otherwise run a "without X"
     variant that still has X)."""
+    from feature_repo.actions import feature_group
     from feature_repo.specs import FEATURE_GROUPS
+    from nextbest.catalogue import load_catalogue
 
     excluded: list[str] = []
     for pattern in patterns:
@@ -141,7 +143,8 @@ def resolve_exclusions(patterns: Sequence[str], feature_names: Sequence[str]) ->
             group = pattern.removeprefix("group:")
             if group not in FEATURE_GROUPS:
                 raise ConfigError(f"exclude_features: unknown feature group {group!r}; known: {sorted(FEATURE_GROUPS)}")
-            matched = [f for f in feature_names if f in FEATURE_GROUPS[group]]
+            members = feature_group(group, load_catalogue())
+            matched = [f for f in feature_names if f in members]
         else:
             matched = [f for f in feature_names if fnmatch.fnmatchcase(f, pattern)]
         if not matched:

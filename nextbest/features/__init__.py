@@ -10,7 +10,13 @@ functions, so importing this package is cheap.
 
 from __future__ import annotations
 
-from feature_repo.actions import ACTION_FEATURES, action_features, add_action_features
+from feature_repo.actions import (
+    ACTION_FEATURES,
+    RELEVANCE_FEATURES,
+    action_features,
+    add_action_features,
+    add_relevance_features,
+)
 from feature_repo.specs import (
     CHURN_SERVICE,
     CONTEXT_FIELDS,
@@ -45,8 +51,10 @@ __all__ = [
     "GenomeFeatures",
     "MaterializeStats",
     "TableFeatures",
+    "RELEVANCE_FEATURES",
     "action_features",
     "add_action_features",
+    "add_relevance_features",
     "feature_project",
     "features_of",
     "get_store",
