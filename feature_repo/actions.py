@@ -7,10 +7,10 @@ catalogue (data, not code), so they exist in one place.
 
 Relevance features tie a customer's moment to one action: per (customer, action) row, the sum of the customer
 features the catalogue names for the action (`Action.signals`, `Action.interest`): a linear map from the customer's
-feature row, `relevance_weights`, applied by `relevance_values`. Training (`add_relevance_features` on the rows'
-own feature columns), the ladder's candidates and the service's scoring matrix (`serving.engine.action_rows`) use
-that one map, so a row gets the same relevance wherever it is scored. An action that names no feature of a family
-gets 0 for it.
+feature row, `relevance_weights`, applied by `relevance_all` (every action) and `relevance_values` (each row's own
+action). Training (`add_relevance_features` on the rows' own feature columns), the ladder's candidates and the
+service's scoring matrix (`serving.engine.action_rows`) use that one map, so a row gets the same relevance wherever
+it is scored. An action that names no feature of a family gets 0 for it.
 """
 
 from __future__ import annotations
@@ -114,12 +114,17 @@ def relevance_weights(catalogue: Catalogue, names: Sequence[str]) -> np.ndarray:
     return weights
 
 
-def relevance_values(values: np.ndarray, weights: np.ndarray, action_index: np.ndarray) -> np.ndarray:
-    """(rows, relevance features): each row's relevance for its action (`values`: rows x the weights' names; a
-    missing value counts 0, as an absent signal)."""
+def relevance_all(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(relevance features, rows, catalogue actions): every row's relevance for every action (`values`: rows x the
+    weights' names; a missing value counts 0, as an absent signal)."""
     v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
-    w = weights[:, np.asarray(action_index, dtype=np.intp), :]  # (relevance, rows, names)
-    return np.einsum("kj,rkj->kr", v, w)
+    return np.stack([v @ w.T for w in weights]) if len(weights) else np.zeros((0, len(v), 0))
+
+
+def relevance_values(values: np.ndarray, weights: np.ndarray, action_index: np.ndarray) -> np.ndarray:
+    """(rows, relevance features): each row's relevance for its own action (`relevance_all`, one action per row)."""
+    every = relevance_all(values, weights)
+    return every[:, np.arange(every.shape[1]), np.asarray(action_index, dtype=np.intp)].T
 
 
 def add_relevance_features(frame: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
@@ -135,15 +140,9 @@ def add_relevance_features(frame: pd.DataFrame, catalogue: Catalogue) -> pd.Data
     if unknown:
         raise DataError(f"action ids not in the catalogue: {unknown[:10]}; update the catalogue or the data")
     action_index = frame["action_id"].map(index).to_numpy(dtype=np.intp)
-    weights = relevance_weights(catalogue, names)
-    out = frame.drop(columns=[c for c in RELEVANCE_FEATURES if c in frame.columns])
-    # In chunks: the per-row weights are (relevance x rows x names) floats.
-    step = max(1, 2_000_000 // max(1, len(names)))
     values = frame[names].to_numpy(dtype=np.float64, na_value=np.nan) if names else np.zeros((len(frame), 0))
-    parts = [
-        relevance_values(values[i : i + step], weights, action_index[i : i + step]) for i in range(0, len(frame), step)
-    ]
-    block = np.concatenate(parts) if parts else np.zeros((0, len(RELEVANCE_FEATURES)))
+    block = relevance_values(values, relevance_weights(catalogue, names), action_index)
+    out = frame.drop(columns=[c for c in RELEVANCE_FEATURES if c in frame.columns])
     for r, name in enumerate(RELEVANCE_FEATURES):
         out[name] = block[:, r]
     return out

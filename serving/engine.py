@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from feature_repo.actions import RELEVANCE_FEATURES, relevance_inputs, relevance_values, relevance_weights
+from feature_repo.actions import RELEVANCE_FEATURES, relevance_all, relevance_inputs, relevance_weights
 from nextbest.assignment import ArmSpec, Assigner
 from nextbest.batch_gc import gc_paused
 from nextbest.catalogue import Catalogue
@@ -198,8 +198,8 @@ def action_rows(
     if layout.relevance_pos.size:
         if relevance_inputs is None:
             raise ValueError("this model scores relevance features: pass the customer's relevance inputs")
-        values = np.broadcast_to(relevance_inputs, (len(index), len(layout.relevance_names)))
-        X[:, layout.relevance_pos] = relevance_values(values, layout.relevance_weights, index)
+        every = relevance_all(relevance_inputs.reshape(1, -1), layout.relevance_weights)[:, 0, :]  # (rel, actions)
+        X[:, layout.relevance_pos] = every[:, index].T
     return X
 
 

@@ -35,7 +35,7 @@ REQUIRED_COLUMNS = ("action_id", "channel", "logging_propensity", "label")
 
 def candidate_scores(model: LoadedModel, frame: pd.DataFrame, catalogue: Catalogue) -> np.ndarray:
     """(rows, actions) calibrated acceptance probabilities: each row re-scored with every action's attributes."""
-    from feature_repo.actions import relevance_inputs, relevance_values, relevance_weights
+    from feature_repo.actions import relevance_all, relevance_inputs, relevance_weights
     from nextbest.features import ACTION_FEATURES, RELEVANCE_FEATURES, action_features
 
     table = action_features(catalogue).set_index("action_id").loc[list(catalogue.action_ids), ACTION_FEATURES]
@@ -46,17 +46,18 @@ def candidate_scores(model: LoadedModel, frame: pd.DataFrame, catalogue: Catalog
     relevance = [c for c in RELEVANCE_FEATURES if c in model.feature_names]
     if relevance:
         names = relevance_inputs(catalogue)
-        weights = relevance_weights(catalogue, names)
         inputs = frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
+        every = relevance_all(inputs, relevance_weights(catalogue, names))[
+            [RELEVANCE_FEATURES.index(c) for c in relevance]
+        ]  # (used relevance, rows, actions)
         rel_cols = [model.feature_names.index(c) for c in relevance]
-        rel_of = [RELEVANCE_FEATURES.index(c) for c in relevance]
     base = model.frame_to_matrix(frame)
     scores = np.empty((len(frame), len(table)), dtype=np.float64)
     for j, values in enumerate(table[used].to_numpy(dtype=np.float32)):
         X = base.copy()
         X[:, cols] = values
         if relevance:  # the row's relevance for action j, as the service computes it
-            X[:, rel_cols] = relevance_values(inputs, weights, np.full(len(frame), j))[:, rel_of]
+            X[:, rel_cols] = every[:, :, j].T
         scores[:, j] = model.predict_proba(X)
     return scores
 
