@@ -52,14 +52,21 @@ class EntitySpec(Frozen):
 
 
 class GateSpec(Frozen):
-    """How much better a challenger must be on the most recent holdout to replace the champion, and the floor every
-    version must clear (`training.registry.GateRule`): AUC - floor_z x SE above chance (null: no chance floor), and
-    at most `baseline_tolerance` below the plain XGBoost baseline's AUC (null: not checked)."""
+    """How much better a challenger must be on the most recent holdout to replace the champion (an action model: on
+    the value of its greedy policy; `training.registry`), and the floor every version must clear
+    (`training.registry.GateRule`): AUC - floor_z x SE above chance (null: no chance floor), and at most
+    `baseline_tolerance` below the plain XGBoost baseline's AUC (null: not checked)."""
 
     min_auc_gain: float = 0.002
     max_logloss_increase: float = 0.002
     floor_z: float | None = Field(1.96, ge=0)
     baseline_tolerance: float | None = Field(0.02, ge=0)
+    # A model that scores actions is judged on its greedy policy's value on the holdout's logged decisions
+    # (doubly robust, paired with the champion's): the gain must reach `min_value_z` standard errors, and pooled
+    # AUC may drop at most `max_auc_drop`. false: AUC and log-loss alone, as for an entity model.
+    policy_value: bool = True
+    min_value_z: float = Field(1.0, ge=0)
+    max_auc_drop: float = Field(0.01, ge=0)
 
 
 class ModelSpec(Frozen):

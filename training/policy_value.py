@@ -1,4 +1,5 @@
-"""Policy value of an NBA model from the logs alone: SNIPS of a greedy policy on the test split.
+"""Policy value of an NBA model from the logs alone: SNIPS of a greedy policy on the test split, and the paired
+doubly robust comparison of two models' greedy policies that the promotion gate judges (`compare_greedy_policies`).
 
 Training logs this as a model metric so runs can be compared on what matters (value per decision), not only AUC.
 The greedy policy scores every catalogue action for each logged decision (the customer's features once, the
@@ -11,11 +12,18 @@ candidate of a row goes out on the same channel, so the cost does not change the
 and prevented churn are not in the logs, so this is a gross, not an incremental, value. This is a training-time
 estimate with approximate eligibility; the evaluation ladder (`nextbest evaluate`) scores the full decision policy
 against the simulator's truth.
+
+`compare_greedy_policies` values a challenger's and a champion's greedy policies on the same logged decisions with
+doubly robust estimates (`training.ope.doubly_robust`) whose reward model is the mean of the two models' calibrated
+probabilities, and gives the paired difference per decision with its standard error: what the promotion gate
+(`training.registry`) compares for a model that scores actions, pooled AUC only guarding it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -77,39 +85,147 @@ def eligibility_mask(frame: pd.DataFrame, catalogue: Catalogue) -> np.ndarray:
     return mask
 
 
+@dataclass(frozen=True)
+class _Logged:
+    """The logged decisions of a frame, aligned: the logged action's index, its reward (EUR net of the contact's
+    cost), the contact cost, the acceptance, the logging propensity, and the (rows, actions) eligibility mask."""
+
+    values: np.ndarray
+    logged: np.ndarray
+    accepted: np.ndarray
+    cost: np.ndarray
+    reward: np.ndarray
+    propensity: np.ndarray
+    mask: np.ndarray
+
+
+def _logged(frame: pd.DataFrame, catalogue: Catalogue) -> _Logged:
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"policy value needs column(s) {', '.join(missing)} in the frame")
+    unknown = sorted(set(frame["action_id"].astype(str)) - set(catalogue.action_ids))
+    if unknown:
+        raise DataError(f"logged action(s) not in the catalogue: {unknown[:10]}")
+    values = np.array([a.value for a in catalogue.actions], dtype=float)
+    logged = np.array([catalogue.index(a) for a in frame["action_id"].astype(str)], dtype=int)
+    mask = eligibility_mask(frame, catalogue)
+    # The logged action was eligible when it was shown, whatever our approximate rules say.
+    mask[np.arange(len(frame)), logged] = True
+    cost = frame["channel"].astype(str).map({ch: catalogue.channel_cost(ch) for ch in catalogue.channels})
+    if cost.isna().any():
+        raise DataError(
+            f"logged rows on channel(s) the catalogue does not know: {sorted(set(frame['channel'][cost.isna()]))}"
+        )
+    cost_eur = cost.to_numpy(dtype=float)
+    accepted = frame["label"].to_numpy(dtype=float)
+    return _Logged(
+        values=values,
+        logged=logged,
+        accepted=accepted,
+        cost=cost_eur,
+        reward=accepted * values[logged] - cost_eur,
+        propensity=frame["logging_propensity"].to_numpy(dtype=float),
+        mask=mask,
+    )
+
+
+def greedy_actions(scores: np.ndarray, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per row, the index of the eligible action with the highest propensity x value (the greedy policy)."""
+    return np.where(mask, scores * values, -np.inf).argmax(axis=1)
+
+
 def greedy_policy_value(model: LoadedModel, frame: pd.DataFrame, catalogue: Catalogue) -> dict[str, float]:
     """SNIPS estimates (EUR net of contact cost, and acceptances, per decision) of the greedy policy, beside the
     logging policy's."""
     from training.ope import snips
 
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(f"policy value needs column(s) {', '.join(missing)} in the test frame")
-    values = np.array([a.value for a in catalogue.actions])
-    scores = candidate_scores(model, frame, catalogue)
-    mask = eligibility_mask(frame, catalogue)
-    logged = np.array([catalogue.index(a) for a in frame["action_id"]])
-    # The logged action was eligible when it was shown, whatever our approximate rules say.
-    mask[np.arange(len(frame)), logged] = True
-    priority = np.where(mask, scores * values, -np.inf)
-    greedy = priority.argmax(axis=1)
-    target = (greedy == logged).astype(float)
-    accepted = frame["label"].to_numpy(dtype=float)
-    cost = frame["channel"].astype(str).map({ch: catalogue.channel_cost(ch) for ch in catalogue.channels})
-    if cost.isna().any():
-        raise DataError(
-            f"test rows on channel(s) the catalogue does not know: {sorted(set(frame['channel'][cost.isna()]))}"
-        )
-    cost = cost.to_numpy(dtype=float)
-    reward_eur = accepted * values[logged] - cost
-    eur = snips(reward_eur, frame["logging_propensity"].to_numpy(dtype=float), target)
-    acc = snips(accepted, frame["logging_propensity"].to_numpy(dtype=float), target)
+    logs = _logged(frame, catalogue)
+    greedy = greedy_actions(candidate_scores(model, frame, catalogue), logs.mask, logs.values)
+    target = (greedy == logs.logged).astype(float)
+    eur = snips(logs.reward, logs.propensity, target)
+    acc = snips(logs.accepted, logs.propensity, target)
     return {
         "policy_value_snips_eur": eur.value,
         "policy_value_snips_eur_se": eur.std_error,
         "policy_accept_snips": acc.value,
         "policy_match_rate": float(target.mean()),
         "policy_ess": eur.effective_sample_size,
-        "logging_value_eur": float(reward_eur.mean()),
-        "logging_accept_rate": float(accepted.mean()),
+        "logging_value_eur": float(logs.reward.mean()),
+        "logging_accept_rate": float(logs.accepted.mean()),
     }
+
+
+@dataclass(frozen=True)
+class PolicyComparison:
+    """Two models' greedy policies valued on the same logged decisions (doubly robust, EUR net of the contact's
+    cost per decision), and their paired difference (challenger minus champion) with its standard error.
+
+    The reward model of both DR estimates is the mean of the two models' calibrated probabilities x the action's
+    value: one yardstick for both, so neither model grades its own policy. On a row where both policies pick the
+    same action the two DR terms are equal, so the difference's noise comes only from the rows where they disagree.
+    """
+
+    challenger_eur: float
+    champion_eur: float
+    difference_eur: float
+    difference_se: float
+    #: the same difference by plain IPS (no reward model), as a check on the DR figure
+    difference_ips_eur: float
+    difference_ips_se: float
+    challenger_ess: float
+    champion_ess: float
+    #: share of the decisions on which the two greedy policies pick the same action
+    agreement: float
+    logging_eur: float
+    rows: int
+
+    @property
+    def z(self) -> float:
+        if self.difference_se > 0:
+            return self.difference_eur / self.difference_se
+        return 0.0 if self.difference_eur == 0 else math.copysign(math.inf, self.difference_eur)
+
+    def to_dict(self) -> dict[str, float]:
+        return {**asdict(self), "z": self.z}
+
+
+def compare_greedy_policies(
+    challenger: LoadedModel, champion: LoadedModel, frame: pd.DataFrame, catalogue: Catalogue
+) -> PolicyComparison:
+    """The challenger's and the champion's greedy policies valued on the logged decisions of `frame` (a holdout of
+    NBA rows with `REQUIRED_COLUMNS`), by doubly robust estimates with a shared reward model (`PolicyComparison`)."""
+    from training.ope import doubly_robust, ips
+
+    logs = _logged(frame, catalogue)
+    s_c = candidate_scores(challenger, frame, catalogue)
+    s_k = candidate_scores(champion, frame, catalogue)
+    rows = np.arange(len(frame))
+    q = 0.5 * (s_c + s_k) * logs.values - logs.cost[:, None]  # the shared reward model, EUR per (row, action)
+    q_logged = q[rows, logs.logged]
+    terms, estimates = [], []
+    for scores in (s_c, s_k):
+        chosen = greedy_actions(scores, logs.mask, logs.values)
+        target = (chosen == logs.logged).astype(float)
+        estimates.append((chosen, doubly_robust(logs.reward, logs.propensity, target, q_logged, q[rows, chosen])))
+        terms.append(q[rows, chosen] + target / logs.propensity * (logs.reward - q_logged))
+    (chosen_c, dr_c), (chosen_k, dr_k) = estimates
+    diff = terms[0] - terms[1]
+    ips_c = ips(logs.reward, logs.propensity, (chosen_c == logs.logged).astype(float))
+    ips_k = ips(logs.reward, logs.propensity, (chosen_k == logs.logged).astype(float))
+    ips_diff = ((chosen_c == logs.logged).astype(float) - (chosen_k == logs.logged)) / logs.propensity * logs.reward
+    n = len(frame)
+    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    ips_se = float(ips_diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    return PolicyComparison(
+        challenger_eur=dr_c.value,
+        champion_eur=dr_k.value,
+        difference_eur=float(diff.mean()),
+        difference_se=se,
+        difference_ips_eur=ips_c.value - ips_k.value,
+        difference_ips_se=ips_se,
+        challenger_ess=dr_c.effective_sample_size,
+        champion_ess=dr_k.effective_sample_size,
+        agreement=float((chosen_c == chosen_k).mean()),
+        logging_eur=float(logs.reward.mean()),
+        rows=n,
+    )

@@ -9,8 +9,16 @@ the very first one included:
                rounds, fitted on the same rows as the challenger and scored on the same holdout; the training job
                passes its scores; DeLong's paired SE, so six positives cannot fail a model by one swapped pair).
 A version below the floor stays registered (as `challenger`, with the reason on it) and is not promoted. Above it,
-the first version is promoted; a later one moves `champion` only if it is better than the champion by a margin
-that is larger than noise and does not buy ranking with worse probabilities:
+the first version is promoted; a later one moves `champion` only if it is better than the champion. What "better"
+means depends on what the model decides:
+  - a model that scores actions (NBA), on a holdout of logged decisions (`action_id`, `channel`,
+    `logging_propensity`, `label`): the VALUE gate. Both versions' greedy policies are valued on the same logged
+    decisions by doubly robust estimates with one shared reward model (`training.policy_value.
+    compare_greedy_policies`); the challenger must earn more per decision, paired, at z >= 1.0, and pooled AUC only
+    guards it (at most 0.01 below the champion's; log-loss at most 0.002 higher). Pooled AUC alone rewards a model
+    that learns which action the logging policy showed, not who needs what;
+  - any other model (churn, default risk, a bank's table models), or a holdout without logged decisions: a margin
+    larger than noise that does not buy ranking with worse probabilities:
     challenger ROC-AUC >= champion ROC-AUC + 0.002   and   challenger log-loss <= champion log-loss + 0.002.
 Fairness (`nextbest.fairness`, docs/fairness.md): for a model that decides credit offers, the gate also compares the
 offer rate of its selection (the top `fairness.selection_share` of the holdout's credit rows by score) across age
@@ -19,9 +27,9 @@ champion does not have as low is refused, the ratios in the record. A first vers
 flagged ratios are recorded and logged as a flag for review and it is promoted on the floor alone, unless the
 project sets `fairness.refuse_first_version` (then every flagged ratio refuses it).
 Every decision, promoted or not, is appended to `<home>/promotions.jsonl` and written as tags on the challenger's
-model version (who, when, why, both metrics, the floor), so the MLflow UI and the file tell the same story. Serving
-follows the `champion` alias, never a version number. `unchanged_since` tells the trainer that the champion was
-made from the same data with the same recipe, so nothing new is registered.
+model version (who, when, why, both metrics, the floor, the value comparison), so the MLflow UI and the file tell
+the same story. Serving follows the `champion` alias, never a version number. `unchanged_since` tells the trainer
+that the champion was made from the same data with the same recipe, so nothing new is registered.
 `register_version` records the artefact's sha256 digest on the version and the run (`nextbest.models.integrity`);
 every load checks it, so the gate and a manual `promote` refuse a tampered or corrupt version as serving does.
 """
@@ -47,9 +55,11 @@ from training.tracking import who
 if TYPE_CHECKING:
     import pandas as pd
 
+    from nextbest.catalogue import Catalogue
     from nextbest.fairness import SelectionCheck
     from nextbest.models.integrity import ArtefactDigest
     from nextbest.project import GateSpec
+    from training.policy_value import PolicyComparison
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +81,12 @@ class GateRule:
     max_logloss_increase: float = 0.002
     floor_z: float | None = 1.96
     baseline_tolerance: float | None = 0.02
+    #: a model that scores actions, on a holdout of logged decisions, is judged on its greedy policy's value
+    policy_value: bool = True
+    #: the value gain (doubly robust, paired) must be positive and at least this many standard errors
+    min_value_z: float = 1.0
+    #: the pooled-AUC guard of the value gate: the challenger's AUC may be at most this much below the champion's
+    max_auc_drop: float = 0.01
 
 
 def gate_rule(spec: GateSpec) -> GateRule:
@@ -80,6 +96,9 @@ def gate_rule(spec: GateSpec) -> GateRule:
         max_logloss_increase=spec.max_logloss_increase,
         floor_z=spec.floor_z,
         baseline_tolerance=spec.baseline_tolerance,
+        policy_value=spec.policy_value,
+        min_value_z=spec.min_value_z,
+        max_auc_drop=spec.max_auc_drop,
     )
 
 
@@ -100,6 +119,8 @@ class PromotionDecision:
     floor: dict[str, Any] = field(default_factory=dict)
     #: the fairness check (challenger's and champion's reports, the refusals); empty when not checked
     fairness: dict[str, Any] = field(default_factory=dict)
+    #: the value gate's comparison (`training.policy_value.PolicyComparison`); empty when judged on AUC
+    policy_value: dict[str, Any] = field(default_factory=dict)
     when: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_record(self) -> dict[str, Any]:
@@ -365,13 +386,15 @@ def promote_if_better(
     base = baseline_on(y, p, np.asarray(baseline, dtype=float)) if baseline is not None else None
     cleared, floor = floor_verdict(challenger, rule, base)
     champion: dict[str, float] | None = None
+    value: dict[str, Any] = {}
     if champion_version == challenger_version:
         promoted, reason = False, f"version {challenger_version} already is the champion"
     elif champion_version is None:
         promoted, reason = True, "; ".join(filter(None, ["first version: no champion to beat", floor["reason"]]))
     else:  # the champion is scored even below the floor: the record shows both
-        compared = _against_champion(settings, name, champion_version, challenger, holdout, label, rule)
-        promoted, reason, champion = compared
+        compared = _against_champion(settings, name, (challenger_version, champion_version), challenger, holdout,
+                                     label, rule)  # fmt: skip
+        promoted, reason, champion, value = compared
     if not cleared and champion_version != challenger_version:
         first = "first version: " if champion_version is None else ""
         promoted, reason = False, f"{first}below the floor: {floor['reason']}; registered, not promoted"
@@ -403,6 +426,7 @@ def promote_if_better(
         rule=asdict(rule),
         floor={k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in floor.items()},
         fairness=fair,
+        policy_value=value,
     )
     _record(settings, decision, run_id=run_id)
     return decision
@@ -450,23 +474,66 @@ def _fairness_verdict(
 def _against_champion(
     settings: Settings,
     name: str,
-    champion_version: str,
+    versions: tuple[str, str],
     challenger: dict[str, float],
     holdout: pd.DataFrame,
     label: str,
     rule: GateRule,
-) -> tuple[bool, str, dict[str, float] | None]:
-    """(promoted, reason, the champion's metrics) of a challenger above the floor against the current champion."""
+) -> tuple[bool, str, dict[str, float] | None, dict[str, Any]]:
+    """(promoted, reason, the champion's metrics, the value comparison or {}) of a challenger above the floor against
+    the current champion (`versions`: challenger's, champion's)."""
+    challenger_version, champion_version = versions
     try:
         champion = _score(settings, name, champion_version, holdout, label)
     except DataError as exc:
         # A champion on another feature set cannot be scored on this holdout: a human decides (`promote`).
-        return False, f"champion v{champion_version} cannot be scored on this holdout ({exc})", None
+        return False, f"champion v{champion_version} cannot be scored on this holdout ({exc})", None, {}
     except ArtefactError as exc:
         # A refused champion (tampered, corrupt) is no yardstick: a human decides, with the reason on record.
-        return False, f"champion v{champion_version} cannot be loaded to compare ({exc})", None
-    promoted, reason = _verdict(challenger, champion, rule)
-    return promoted, reason, champion
+        return False, f"champion v{champion_version} cannot be loaded to compare ({exc})", None, {}
+    comparison, why_not = _policy_comparison(settings, name, versions, holdout, rule)
+    if comparison is None:
+        promoted, reason = _verdict(challenger, champion, rule)
+        return promoted, (f"{reason} (judged on AUC: {why_not})" if why_not else reason), champion, {}
+    promoted, reason = _value_verdict(challenger, champion, comparison, rule)
+    return promoted, reason, champion, comparison.to_dict()
+
+
+def _policy_comparison(
+    settings: Settings, name: str, versions: tuple[str, str], holdout: pd.DataFrame, rule: GateRule
+) -> tuple[PolicyComparison | None, str]:
+    """The two versions' greedy policies valued on the holdout's logged decisions, or None and why not (a model that
+    scores entities, a holdout without logged decisions, the value gate switched off: no reason given)."""
+    from feature_repo.actions import ACTION_FEATURES
+    from nextbest.models.artefact import load_model
+    from training.policy_value import REQUIRED_COLUMNS, compare_greedy_policies
+
+    if not rule.policy_value:
+        return None, ""
+    models = [load_model(name, settings=settings, version=v) for v in versions]
+    if not all(any(c in m.feature_names for c in ACTION_FEATURES) for m in models):
+        return None, ""  # an entity model (churn, default risk): no policy to value
+    missing = [c for c in REQUIRED_COLUMNS if c not in holdout.columns]
+    if missing:
+        return None, f"the holdout has no logged decisions (no {', '.join(missing)})"
+    try:
+        return compare_greedy_policies(models[0], models[1], holdout, _gate_catalogue(settings)), ""
+    except DataError as exc:
+        logger.warning("%s: no policy value comparison on this holdout: %s", name, exc)
+        return None, f"no policy value on this holdout: {exc}"
+
+
+def _gate_catalogue(settings: Settings) -> Catalogue:
+    """The settings' project's action catalogue (the simulated bank's when the project declares none)."""
+    from nextbest.catalogue import load_catalogue
+    from nextbest.errors import ConfigError
+    from nextbest.project import project_of
+
+    try:
+        catalogue = project_of(settings).catalogue
+    except ConfigError:
+        catalogue = None
+    return catalogue if catalogue is not None else load_catalogue()
 
 
 def _verdict(challenger: dict[str, float], champion: dict[str, float], rule: GateRule) -> tuple[bool, str]:
@@ -481,6 +548,31 @@ def _verdict(challenger: dict[str, float], champion: dict[str, float], rule: Gat
     if ll_change > rule.max_logloss_increase:
         return False, f"worse probabilities: {summary}; log-loss may rise at most {rule.max_logloss_increase}"
     return True, f"better: {summary}"
+
+
+def _value_verdict(
+    challenger: dict[str, float], champion: dict[str, float], comparison: PolicyComparison, rule: GateRule
+) -> tuple[bool, str]:
+    """The value gate: promoted when the challenger's greedy policy earns more than the champion's on the same
+    logged decisions (doubly robust, paired: gain > 0 and z >= `min_value_z`), and pooled AUC and log-loss guard
+    it (AUC at most `max_auc_drop` lower, log-loss at most `max_logloss_increase` higher)."""
+    c_auc, k_auc = challenger["roc_auc"], champion["roc_auc"]
+    c_ll, k_ll = challenger["log_loss"], champion["log_loss"]
+    value = (
+        f"policy value {comparison.challenger_eur:.2f} vs {comparison.champion_eur:.2f} EUR per decision "
+        f"({comparison.difference_eur:+.2f} +- {comparison.difference_se:.2f}, z {comparison.z:.1f}, doubly robust "
+        f"on {comparison.rows:,} logged decisions, {comparison.agreement:.0%} the same pick)"
+    )
+    guard = f"AUC {c_auc:.4f} vs {k_auc:.4f}, log-loss {c_ll:.4f} vs {k_ll:.4f}"
+    if not np.isfinite(comparison.difference_eur) or not np.isfinite(comparison.difference_se):
+        return False, f"policy value undefined on this holdout: {value}"
+    if np.isfinite(c_auc) and np.isfinite(k_auc) and c_auc < k_auc - rule.max_auc_drop:
+        return False, f"pooled AUC guard: {guard}; AUC may drop at most {rule.max_auc_drop} ({value})"
+    if c_ll - k_ll > rule.max_logloss_increase:
+        return False, f"worse probabilities: {guard}; log-loss may rise at most {rule.max_logloss_increase} ({value})"
+    if comparison.difference_eur <= 0 or comparison.z < rule.min_value_z:
+        return False, f"not better on policy value: {value}; needs a gain at z >= {rule.min_value_z} ({guard})"
+    return True, f"better policy value: {value} ({guard})"
 
 
 def _record(settings: Settings, decision: PromotionDecision, run_id: str | None = None) -> None:
@@ -509,6 +601,8 @@ def _record(settings: Settings, decision: PromotionDecision, run_id: str | None 
             "refusals": decision.fairness["refusals"],
         }
         tags["promotion.fairness"] = json.dumps(brief, default=_json_default)[:_TAG_LIMIT]
+    if decision.policy_value:
+        tags["promotion.policy_value"] = json.dumps(decision.policy_value, default=_json_default)[:_TAG_LIMIT]
     for key, value in tags.items():
         client.set_model_version_tag(decision.model, decision.challenger_version, key, value)
     logger.info(
