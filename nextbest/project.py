@@ -62,8 +62,9 @@ class GateSpec(Frozen):
     floor_z: float | None = Field(1.96, ge=0)
     baseline_tolerance: float | None = Field(0.02, ge=0)
     # A model that scores actions is judged on its greedy policy's value on the holdout's logged decisions
-    # (doubly robust, paired with the champion's): the gain must reach `min_value_z` standard errors, and pooled
-    # AUC may drop at most `max_auc_drop`. false: AUC and log-loss alone, as for an entity model.
+    # (doubly robust, paired with the champion's): the gain must reach `min_value_z` standard errors (a smaller,
+    # non-negative gain passes with an AUC gain >= `min_auc_gain`), and pooled AUC may drop at most `max_auc_drop`.
+    # false: AUC and log-loss alone, as for an entity model.
     policy_value: bool = True
     min_value_z: float = Field(1.0, ge=0)
     max_auc_drop: float = Field(0.01, ge=0)

@@ -168,6 +168,11 @@ def test_the_value_gate_refuses_what_the_auc_gate_would_promote() -> None:
     collapsed = {"roc_auc": 0.70, "log_loss": 0.200}
     promoted, reason = _value_verdict(collapsed, champion, better, rule)
     assert not promoted and reason.startswith("pooled AUC guard")
-    noisy = replace(better, difference_se=1.2)
+    noisy = replace(better, difference_se=1.2)  # a gain within noise: 0.75 SE < 1.0
+    level = {"roc_auc": 0.801, "log_loss": 0.200}
+    promoted, reason = _value_verdict(level, champion, noisy, rule)
+    assert not promoted and "z 0.8" in reason  # ... and no better AUC: refused
     promoted, reason = _value_verdict(challenger, champion, noisy, rule)
-    assert not promoted and "z 0.8" in reason  # a gain within noise: 0.75 SE < 1.0
+    assert promoted and reason.startswith("policy value within noise, not lower")  # AUC breaks the tie
+    slightly_worse = replace(noisy, difference_eur=-0.3)
+    assert not _value_verdict(challenger, champion, slightly_worse, rule)[0]  # a lower value never passes

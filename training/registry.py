@@ -14,9 +14,11 @@ means depends on what the model decides:
   - a model that scores actions (NBA), on a holdout of logged decisions (`action_id`, `channel`,
     `logging_propensity`, `label`): the VALUE gate. Both versions' greedy policies are valued on the same logged
     decisions by doubly robust estimates with one shared reward model (`training.policy_value.
-    compare_greedy_policies`); the challenger must earn more per decision, paired, at z >= 1.0, and pooled AUC only
-    guards it (at most 0.01 below the champion's; log-loss at most 0.002 higher). Pooled AUC alone rewards a model
-    that learns which action the logging policy showed, not who needs what;
+    compare_greedy_policies`); the challenger must earn more per decision, paired, at z >= 1.0 -- or, when the
+    value cannot tell the two apart (a gain >= 0 below 1.0 SE), be better on pooled AUC by 0.002 -- and is never
+    promoted with a lower estimated value; pooled AUC guards it (at most 0.01 below the champion's; log-loss at most
+    0.002 higher). Pooled AUC alone rewards a model that learns which action the logging policy showed, not who
+    needs what;
   - any other model (churn, default risk, a bank's table models), or a holdout without logged decisions: a margin
     larger than noise that does not buy ranking with worse probabilities:
     challenger ROC-AUC >= champion ROC-AUC + 0.002   and   challenger log-loss <= champion log-loss + 0.002.
@@ -554,8 +556,10 @@ def _value_verdict(
     challenger: dict[str, float], champion: dict[str, float], comparison: PolicyComparison, rule: GateRule
 ) -> tuple[bool, str]:
     """The value gate: promoted when the challenger's greedy policy earns more than the champion's on the same
-    logged decisions (doubly robust, paired: gain > 0 and z >= `min_value_z`), and pooled AUC and log-loss guard
-    it (AUC at most `max_auc_drop` lower, log-loss at most `max_logloss_increase` higher)."""
+    logged decisions (doubly robust, paired: gain > 0 and z >= `min_value_z`), or when value cannot tell them apart
+    (a gain >= 0 below `min_value_z` SEs) and pooled AUC is better by `min_auc_gain`; never when the estimated value
+    is lower. Pooled AUC and log-loss guard it (AUC at most `max_auc_drop` lower, log-loss at most
+    `max_logloss_increase` higher)."""
     c_auc, k_auc = challenger["roc_auc"], champion["roc_auc"]
     c_ll, k_ll = challenger["log_loss"], champion["log_loss"]
     value = (
@@ -570,9 +574,15 @@ def _value_verdict(
         return False, f"pooled AUC guard: {guard}; AUC may drop at most {rule.max_auc_drop} ({value})"
     if c_ll - k_ll > rule.max_logloss_increase:
         return False, f"worse probabilities: {guard}; log-loss may rise at most {rule.max_logloss_increase} ({value})"
-    if comparison.difference_eur <= 0 or comparison.z < rule.min_value_z:
-        return False, f"not better on policy value: {value}; needs a gain at z >= {rule.min_value_z} ({guard})"
-    return True, f"better policy value: {value} ({guard})"
+    if comparison.difference_eur > 0 and comparison.z >= rule.min_value_z:
+        return True, f"better policy value: {value} ({guard})"
+    if comparison.difference_eur >= 0 and c_auc - k_auc >= rule.min_auc_gain:
+        # Value cannot tell them apart (a gain under `min_value_z` SEs) and is not lower: pooled AUC breaks the tie.
+        return True, f"policy value within noise, not lower: {value}; better pooled AUC: {guard}"
+    return False, (
+        f"not better on policy value: {value}; needs a gain at z >= {rule.min_value_z}, or a gain within noise "
+        f"with an AUC gain >= {rule.min_auc_gain} ({guard})"
+    )
 
 
 def _record(settings: Settings, decision: PromotionDecision, run_id: str | None = None) -> None:
