@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -150,3 +151,58 @@ def test_retraining_set_is_cut_at_as_of_and_records_its_sources(
     horizon = pd.Timedelta(days=churn.lineage["horizon_days"])
     assert (pd.to_datetime(churn.frame["event_timestamp"], utc=True) + horizon <= as_of).all()
     assert churn.lineage["rows_served"] == 0
+
+
+def test_served_rows_carry_the_probability_the_service_logged_for_each_delivered_action(tmp_path: Path) -> None:
+    """An explored decision's delivered actions keep their logged choice probabilities, a greedy one 1.0, a decision
+    logged without probabilities 1.0; a probability outside (0, 1] in the log is refused, naming the decision."""
+    from nextbest.decision_log import DecisionLog, DecisionRecord
+    from nextbest.errors import DataError
+    from training.served import read_served_contacts
+
+    uri = f"sqlite:///{tmp_path / 'decisions.db'}"
+    ts = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    logged = {
+        "explored": {"travel_card": 0.55, "credit_card": 0.3},
+        "greedy": {"travel_card": 1.0},
+        "unrecorded": {},
+    }
+    log = DecisionLog(uri)
+    log.start()
+    try:
+        for i, (name, probabilities) in enumerate(logged.items()):
+            actions = list(probabilities) or ["savings_account"]
+            log.log_decision(
+                DecisionRecord(
+                    decision_id=name, ts=ts, customer_id=i, channel="app", context={}, features={},
+                    feature_service="nba_v1", model_versions={"nba": "1"}, policy_version="test", churn_risk=None,
+                    scores={a: 0.1 for a in actions}, rejected=[], choice_probabilities=probabilities,
+                    chosen=[{"rank": r, "action_id": a} for r, a in enumerate(actions, 1)],
+                )
+            )  # fmt: skip
+            log.record_contacts(name, i, "app", ts, [(a, "sales") for a in actions])
+        log.flush()
+    finally:
+        log.close()
+    contacts = read_served_contacts(uri)
+    got = {(r.decision_id, r.action_id): r.logging_propensity for r in contacts.itertuples()}
+    assert got == {
+        ("explored", "travel_card"): 0.55,
+        ("explored", "credit_card"): 0.3,
+        ("greedy", "travel_card"): 1.0,
+        ("unrecorded", "savings_account"): 1.0,
+    }
+    import sqlalchemy as sa
+
+    from nextbest.decision_log import decisions, make_engine
+
+    engine = make_engine(uri)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(decisions)
+            .where(decisions.c.decision_id == "greedy")
+            .values(choice_probabilities={"travel_card": 0})
+        )
+    engine.dispose()
+    with pytest.raises(DataError, match="decision greedy logged choice probability 0"):
+        read_served_contacts(uri)

@@ -13,10 +13,12 @@ actually delivered) joined with its feedback outcome:
   attributes: no feature logic here, and no feature value from after the decision can enter the row.
 - meta (never features): `source` = "served" (logged contacts get "logged"), `decision_id`, and `contact_id` =
   minus the decision_contacts row id (served rows never collide with the simulator's contact ids).
-- `logging_propensity`: the serving policy is a deterministic top-k, so the delivered action had choice
-  probability 1 given the features and every other action 0. We log 1.0 and say so: served rows support
-  supervised training and the direct method, but inverse-propensity estimates of a *different* policy need the
-  randomized logging policy's contacts (their known probabilities), not these rows.
+- `logging_propensity`: the probability with which the service served the delivered action, as the decision log
+  recorded it (`decisions.choice_probabilities`, set by the policy's `exploration`: (1 - share) x [greedy pick] +
+  share x [served when exploring]); 1.0 for a decision served greedily (or logged before probabilities were
+  recorded). A probability outside (0, 1] in the log is a data error. With exploration on, served rows support
+  inverse-propensity and doubly robust estimates of another policy (`training.ope`, the promotion gate); served
+  greedily, only supervised training and the direct method: a different policy's actions were never served.
 
 `build_retraining_set` is what `nextbest retrain` trains on, for any project (`nextbest.project`): the model's usual
 training set built through its project's kind (`training.datasets.build_project_training_set`: the genome's builders
@@ -73,6 +75,7 @@ SERVED_COLUMNS = [
     "outcome",
     "outcome_ts",
     "n_eligible",
+    "logging_propensity",
     LABEL,
 ]
 
@@ -119,7 +122,7 @@ def read_served_contacts(uri: str, as_of: datetime | None = None, key_type: str 
             c, d = decision_contacts.c, decisions.c
             stmt = sa.select(
                 c.id, c.decision_id, c.customer_id, c.ts, c.channel, c.action_id, c.rank, c.outcome, c.outcome_ts,
-                d.context, d.scores,
+                d.context, d.scores, d.choice_probabilities,
             ).select_from(decision_contacts.outerjoin(decisions, c.decision_id == d.decision_id))  # fmt: skip
             if as_of is not None:
                 stmt = stmt.where(c.ts < as_of)
@@ -130,6 +133,9 @@ def read_served_contacts(uri: str, as_of: datetime | None = None, key_type: str 
     for r in rows:
         context = r["context"] if not isinstance(r["context"], str) else json.loads(r["context"])
         scores = r["scores"] if not isinstance(r["scores"], str) else json.loads(r["scores"])
+        probabilities = r["choice_probabilities"]
+        if isinstance(probabilities, str):
+            probabilities = json.loads(probabilities)
         records.append(
             {
                 "contact_id": -int(r["id"]),
@@ -143,12 +149,30 @@ def read_served_contacts(uri: str, as_of: datetime | None = None, key_type: str 
                 "outcome": r["outcome"],
                 "outcome_ts": r["outcome_ts"],
                 "n_eligible": len(scores) if scores else np.nan,
+                "logging_propensity": _choice_probability(probabilities, r["action_id"], r["decision_id"]),
             }
         )
     frame = pd.DataFrame.from_records(records, columns=[c for c in SERVED_COLUMNS if c != LABEL])
     for col in ("ts", "outcome_ts"):
         frame[col] = _utc(frame[col])
     return frame
+
+
+def _choice_probability(probabilities: Any, action_id: str, decision_id: str) -> float:
+    """The probability with which decision `decision_id` served `action_id`, as the service logged it; 1.0 when it
+    logged none (a log from before exploration was recorded: such a decision was greedy)."""
+    if not probabilities or action_id not in probabilities:
+        return 1.0
+    try:
+        p = float(probabilities[action_id])
+    except (TypeError, ValueError):
+        p = float("nan")
+    if not 0.0 < p <= 1.0:  # NaN included
+        raise DataError(
+            f"decision log: decision {decision_id} logged choice probability {probabilities[action_id]!r} for "
+            f"{action_id!r}; a served action's probability lies in (0, 1]"
+        )
+    return p
 
 
 def build_served_nba_rows(
@@ -173,7 +197,7 @@ def build_served_nba_rows(
     for col in ("contact_id", DECISION_ID, "action_id", "channel", "location_type", "n_eligible"):
         if col not in entity.columns:
             entity[col] = labelled[col].to_numpy()
-    entity["logging_propensity"] = 1.0  # deterministic top-k: the delivered action had probability 1
+    entity["logging_propensity"] = labelled["logging_propensity"].to_numpy(dtype=float)
     entity[LABEL] = labelled[LABEL].to_numpy()
     frame = nba_feature_rows(store or nb_features.get_store(settings), entity)
     frame[SOURCE] = SERVED
@@ -297,13 +321,21 @@ def _served_lineage(
     out: dict[str, Any] = {
         "feedback_timeout_days": feedback_timeout_days if fold else None,
         "served_decision_log": _redact(project.decision_log_uri(settings)) if fold else None,
-        "served_logging_propensity": "1.0 (deterministic top-k; see training/served.py)" if len(served) else None,
+        "served_logging_propensity": _propensity_note(served) if len(served) else None,
     }
     if include_served and not fold:
         out["served_not_folded"] = (
             f"{project.name}/{model}: its label is not the offer's outcome (served feedback is another label)"
         )
     return out
+
+
+def _propensity_note(served: pd.DataFrame) -> str:
+    explored = int((served["logging_propensity"] < 1).sum()) if "logging_propensity" in served else 0
+    return (
+        f"the decision log's choice probability of each delivered action (1.0 when served greedily); "
+        f"{explored:,} of {len(served):,} served rows explored (< 1)"
+    )
 
 
 def _redact(uri: str) -> str:
