@@ -176,3 +176,21 @@ def test_the_value_gate_refuses_what_the_auc_gate_would_promote() -> None:
     assert promoted and reason.startswith("policy value within noise, not lower")  # AUC breaks the tie
     slightly_worse = replace(noisy, difference_eur=-0.3)
     assert not _value_verdict(challenger, champion, slightly_worse, rule)[0]  # a lower value never passes
+
+
+def test_the_log_loss_guard_of_the_value_gate_refuses_a_clear_loss_not_noise() -> None:
+    """A log-loss rise within 1.96 paired SEs on the holdout is noise; beyond it the guard refuses."""
+    from training.policy_value import PolicyComparison
+    from training.registry import GateRule, _value_verdict
+
+    champion = {"roc_auc": 0.80, "log_loss": 0.1240}
+    challenger = {"roc_auc": 0.80, "log_loss": 0.1288}  # +0.0048, more than the fixed 0.002
+    gain = PolicyComparison(
+        challenger_eur=5.9, champion_eur=5.0, difference_eur=0.9, difference_se=0.2, difference_ips_eur=1.0,
+        difference_ips_se=0.3, challenger_ess=300.0, champion_ess=320.0, agreement=0.8, logging_eur=2.0, rows=1_000,
+    )  # fmt: skip
+    noisy = replace(gain, logloss_difference_se=0.004)  # 1.96 x 0.004 = 0.0078 > 0.0048
+    assert _value_verdict(challenger, champion, noisy, GateRule())[0]
+    precise = replace(gain, logloss_difference_se=0.001)  # tolerance 0.002: a clear loss
+    promoted, reason = _value_verdict(challenger, champion, precise, GateRule())
+    assert not promoted and reason.startswith("worse probabilities") and "at most 0.0020" in reason

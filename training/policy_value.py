@@ -178,6 +178,9 @@ class PolicyComparison:
     agreement: float
     logging_eur: float
     rows: int
+    #: the SE of the paired per-decision log-loss difference (challenger minus champion) on the logged actions:
+    #: how much of a log-loss change is noise on this holdout
+    logloss_difference_se: float = 0.0
 
     @property
     def z(self) -> float:
@@ -215,6 +218,8 @@ def compare_greedy_policies(
     ips_diff = ((chosen_c == logs.logged).astype(float) - (chosen_k == logs.logged)) / logs.propensity * logs.reward
     n = len(frame)
     se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    loss = [_log_loss_terms(logs.accepted, scores[rows, logs.logged]) for scores in (s_c, s_k)]
+    loss_se = float((loss[0] - loss[1]).std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
     ips_se = float(ips_diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
     return PolicyComparison(
         challenger_eur=dr_c.value,
@@ -228,4 +233,10 @@ def compare_greedy_policies(
         agreement=float((chosen_c == chosen_k).mean()),
         logging_eur=float(logs.reward.mean()),
         rows=n,
+        logloss_difference_se=loss_se,
     )
+
+
+def _log_loss_terms(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))

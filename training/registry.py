@@ -17,8 +17,8 @@ means depends on what the model decides:
     compare_greedy_policies`); the challenger must earn more per decision, paired, at z >= 1.0 -- or, when the
     value cannot tell the two apart (a gain >= 0 below 1.0 SE), be better on pooled AUC by 0.002 -- and is never
     promoted with a lower estimated value; pooled AUC guards it (at most 0.01 below the champion's; log-loss at most
-    0.002 higher). Pooled AUC alone rewards a model that learns which action the logging policy showed, not who
-    needs what;
+    0.002 or 1.96 paired SEs of the per-decision difference higher, whichever is larger). Pooled AUC alone
+    rewards a model that learns which action the logging policy showed, not who needs what;
   - any other model (churn, default risk, a bank's table models), or a holdout without logged decisions: a margin
     larger than noise that does not buy ranking with worse probabilities:
     challenger ROC-AUC >= champion ROC-AUC + 0.002   and   challenger log-loss <= champion log-loss + 0.002.
@@ -559,7 +559,7 @@ def _value_verdict(
     logged decisions (doubly robust, paired: gain > 0 and z >= `min_value_z`), or when value cannot tell them apart
     (a gain >= 0 below `min_value_z` SEs) and pooled AUC is better by `min_auc_gain`; never when the estimated value
     is lower. Pooled AUC and log-loss guard it (AUC at most `max_auc_drop` lower, log-loss at most
-    `max_logloss_increase` higher)."""
+    `max_logloss_increase` or 1.96 paired SEs of the per-decision difference higher, whichever is larger)."""
     c_auc, k_auc = challenger["roc_auc"], champion["roc_auc"]
     c_ll, k_ll = challenger["log_loss"], champion["log_loss"]
     value = (
@@ -572,8 +572,11 @@ def _value_verdict(
         return False, f"policy value undefined on this holdout: {value}"
     if np.isfinite(c_auc) and np.isfinite(k_auc) and c_auc < k_auc - rule.max_auc_drop:
         return False, f"pooled AUC guard: {guard}; AUC may drop at most {rule.max_auc_drop} ({value})"
-    if c_ll - k_ll > rule.max_logloss_increase:
-        return False, f"worse probabilities: {guard}; log-loss may rise at most {rule.max_logloss_increase} ({value})"
+    # A guard refuses a clear loss, not noise: the log-loss may rise by max_logloss_increase or by 1.96 paired SEs
+    # of the per-decision difference on this holdout, whichever is larger (as the floor's baseline check).
+    tolerance = max(rule.max_logloss_increase, 1.96 * comparison.logloss_difference_se)
+    if c_ll - k_ll > tolerance:
+        return False, f"worse probabilities: {guard}; log-loss may rise at most {tolerance:.4f} ({value})"
     if comparison.difference_eur > 0 and comparison.z >= rule.min_value_z:
         return True, f"better policy value: {value} ({guard})"
     if comparison.difference_eur >= 0 and c_auc - k_auc >= rule.min_auc_gain:
