@@ -197,7 +197,7 @@ def compare_greedy_policies(
 ) -> PolicyComparison:
     """The challenger's and the champion's greedy policies valued on the logged decisions of `frame` (a holdout of
     NBA rows with `REQUIRED_COLUMNS`), by doubly robust estimates with a shared reward model (`PolicyComparison`)."""
-    from training.ope import doubly_robust, ips
+    from training.ope import doubly_robust
 
     logs = _logged(frame, catalogue)
     s_c = candidate_scores(challenger, frame, catalogue)
@@ -205,36 +205,35 @@ def compare_greedy_policies(
     rows = np.arange(len(frame))
     q = 0.5 * (s_c + s_k) * logs.values - logs.cost[:, None]  # the shared reward model, EUR per (row, action)
     q_logged = q[rows, logs.logged]
-    terms, estimates = [], []
-    for scores in (s_c, s_k):
-        chosen = greedy_actions(scores, logs.mask, logs.values)
-        target = (chosen == logs.logged).astype(float)
-        estimates.append((chosen, doubly_robust(logs.reward, logs.propensity, target, q_logged, q[rows, chosen])))
-        terms.append(q[rows, chosen] + target / logs.propensity * (logs.reward - q_logged))
-    (chosen_c, dr_c), (chosen_k, dr_k) = estimates
-    diff = terms[0] - terms[1]
-    ips_c = ips(logs.reward, logs.propensity, (chosen_c == logs.logged).astype(float))
-    ips_k = ips(logs.reward, logs.propensity, (chosen_k == logs.logged).astype(float))
-    ips_diff = ((chosen_c == logs.logged).astype(float) - (chosen_k == logs.logged)) / logs.propensity * logs.reward
-    n = len(frame)
-    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    chosen = [greedy_actions(scores, logs.mask, logs.values) for scores in (s_c, s_k)]
+    match = [(c == logs.logged).astype(float) for c in chosen]
+    pairs = list(zip(chosen, match, strict=True))
+    dr = [doubly_robust(logs.reward, logs.propensity, m, q_logged, q[rows, c]) for c, m in pairs]
+    # The per-decision DR terms of the two policies, paired: q(x, pi(x)) + [pi(x) = a] / p x (r - q(x, a)).
+    terms = [q[rows, c] + m / logs.propensity * (logs.reward - q_logged) for c, m in pairs]
+    difference, se = _mean_and_se(terms[0] - terms[1])
+    ips_difference, ips_se = _mean_and_se((match[0] - match[1]) / logs.propensity * logs.reward)
     loss = [_log_loss_terms(logs.accepted, scores[rows, logs.logged]) for scores in (s_c, s_k)]
-    loss_se = float((loss[0] - loss[1]).std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
-    ips_se = float(ips_diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
     return PolicyComparison(
-        challenger_eur=dr_c.value,
-        champion_eur=dr_k.value,
-        difference_eur=float(diff.mean()),
+        challenger_eur=dr[0].value,
+        champion_eur=dr[1].value,
+        difference_eur=difference,
         difference_se=se,
-        difference_ips_eur=ips_c.value - ips_k.value,
+        difference_ips_eur=ips_difference,
         difference_ips_se=ips_se,
-        challenger_ess=dr_c.effective_sample_size,
-        champion_ess=dr_k.effective_sample_size,
-        agreement=float((chosen_c == chosen_k).mean()),
+        challenger_ess=dr[0].effective_sample_size,
+        champion_ess=dr[1].effective_sample_size,
+        agreement=float((chosen[0] == chosen[1]).mean()),
         logging_eur=float(logs.reward.mean()),
-        rows=n,
-        logloss_difference_se=loss_se,
+        rows=len(frame),
+        logloss_difference_se=_mean_and_se(loss[0] - loss[1])[1],
     )
+
+
+def _mean_and_se(x: np.ndarray) -> tuple[float, float]:
+    """The mean of per-decision terms and its standard error (i.i.d. decisions)."""
+    n = len(x)
+    return float(x.mean()), (float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf)
 
 
 def _log_loss_terms(y: np.ndarray, p: np.ndarray) -> np.ndarray:
