@@ -6,8 +6,10 @@ What this module decides (and the feature repo does not): WHICH entity rows and 
   inside the world are kept, so no label is censored.
 - NBA: one row per logged contact at its decision time (customer, action, channel, context), label = accepted;
   `contact_id`, `logging_propensity` and `n_eligible` ride along (never features) for off-policy evaluation.
-Features come from `store.get_historical_features(entity_df, features=store.get_feature_service(...))`; this
-module never computes a feature itself (the NBA action attributes come from the feature repo's helper too).
+Features come from the model's Feast feature service at each row's time: `store.get_historical_features`, or by
+default the same join read from the Feast registry as DuckDB ASOF joins, which returns the same rows and is ~10x
+faster (`settings.features.offline_retrieval`, nextbest/features/point_in_time.py); this module never computes a
+feature itself (the NBA action attributes come from the feature repo's helper too).
 Erased customers (the project's tombstones, `nextbest.erasure`) are never entity rows.
 
 Splits are by time: train (oldest) / validation (early stopping + calibration) / test (most recent, the gate's
@@ -46,6 +48,8 @@ from nextbest.settings import Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+
+    from nextbest.features.point_in_time import RetrievalMethod
 
 logger = logging.getLogger(__name__)
 
@@ -399,15 +403,21 @@ def _feature_columns(
     return kept, dropped + non_numeric
 
 
-def _retrieve(store: FeatureStore, service_name: str, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time join through Feast with the model's feature service (the ONLY way features enter training)."""
+def _retrieve(
+    store: FeatureStore, service_name: str, entity_df: pd.DataFrame, method: RetrievalMethod = "asof"
+) -> pd.DataFrame:
+    """Point-in-time join of the model's Feast feature service (the ONLY way features enter training): by
+    `method` (`settings.features.offline_retrieval`), Feast's `get_historical_features` or the same join read from
+    the Feast registry as DuckDB ASOF joins, which gives the same rows (`nextbest.features.point_in_time`)."""
+    from nextbest.features.point_in_time import historical_features
+
     try:
         service = store.get_feature_service(service_name)
     except Exception as exc:  # feast raises its own not-found types, which vary by version
         raise NotReadyError(
             f"feature service {service_name!r} not in the Feast registry; run `nextbest features apply`"
         ) from exc
-    return store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    return historical_features(store, entity_df, service, method)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -477,7 +487,8 @@ def build_churn_training_set(
     entity = churn_entity_frame(customers, closures, start, end, horizon, snapshot_every_days, warmup_days)
     entity = without_erased(settings, entity)
     store = store or nb_features.get_store(settings)
-    frame = _retrieve(store, nb_features.CHURN_SERVICE, entity.drop(columns=[LABEL]))
+    retrieval = settings.features.offline_retrieval
+    frame = _retrieve(store, nb_features.CHURN_SERVICE, entity.drop(columns=[LABEL]), retrieval)
     frame = _in_key_order(_attach_label(entity, frame, ["customer_id", TIMESTAMP]), ["customer_id"])
     frame[LABEL_KNOWN] = frame[TIMESTAMP] + pd.Timedelta(days=horizon)  # the trainer's split keys on it
     declared = nb_features.service_features(nb_features.CHURN_SERVICE)
@@ -567,14 +578,14 @@ def nba_entity_frame(contacts: pd.DataFrame) -> pd.DataFrame:
     return entity.sort_values([TIMESTAMP, "contact_id"], ignore_index=True)
 
 
-def nba_feature_rows(store: FeatureStore, entity: pd.DataFrame) -> pd.DataFrame:
+def nba_feature_rows(store: FeatureStore, entity: pd.DataFrame, method: RetrievalMethod = "asof") -> pd.DataFrame:
     """NBA rows for an entity frame of contacts (one per `contact_id`, with label): Feast point-in-time features of
     the `nba_v1` service at each contact's time, in contact order, plus the action's catalogue features. Shared by
     the logged contacts and the served decisions (`training.served`), so both get their features the same way."""
     from nextbest import features as nb_features
     from nextbest.catalogue import load_catalogue
 
-    frame = _retrieve(store, nb_features.NBA_SERVICE, entity)
+    frame = _retrieve(store, nb_features.NBA_SERVICE, entity, method)
     if LABEL not in frame.columns:
         frame = _attach_label(entity, frame, ["contact_id"])
     frame = _in_key_order(frame, ["contact_id"])
@@ -598,7 +609,7 @@ def build_nba_training_set(
     contacts = without_erased(settings, contacts)
     request_fields = list(nb_features.REQUEST_FIELDS)
     entity = nba_entity_frame(contacts)
-    frame = nba_feature_rows(store or nb_features.get_store(settings), entity)
+    frame = nba_feature_rows(store or nb_features.get_store(settings), entity, settings.features.offline_retrieval)
     # Raw request fields are inputs of the on-demand view, not features: the view's outputs (one-hots, recency,
     # decayed strength) are. A raw epoch `request_ts` as a feature would only teach the model the calendar.
     not_features = {"customer_id", TIMESTAMP, LABEL, *NBA_META, *request_fields}

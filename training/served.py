@@ -199,7 +199,7 @@ def build_served_nba_rows(
             entity[col] = labelled[col].to_numpy()
     entity["logging_propensity"] = labelled["logging_propensity"].to_numpy(dtype=float)
     entity[LABEL] = labelled[LABEL].to_numpy()
-    frame = nba_feature_rows(store or nb_features.get_store(settings), entity)
+    frame = nba_feature_rows(store or nb_features.get_store(settings), entity, settings.features.offline_retrieval)
     frame[SOURCE] = SERVED
     logger.info(
         "served rows: %d delivered actions with known outcomes (acceptance %.4f)", len(frame), frame[LABEL].mean()
