@@ -99,6 +99,19 @@ def scale_tables(world: Path, home: Path, customers: int) -> int:
     return min(customers, base * reps)
 
 
+def scaled_world(root: Path, world_customers: int, customers: int) -> tuple[int, float, float]:
+    """`build_world` under `root / "world"` (once) and its tables scaled to `customers` under `root / "scaled"`:
+    (customers, seconds to build the world, seconds to scale), printed."""
+    t0 = time.perf_counter()
+    build_world(root / "world", world_customers)
+    world_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n = scale_tables(root / "world", root / "scaled", customers)
+    scale_s = time.perf_counter() - t0
+    print(f"world {world_customers:,} customers: {world_s:.0f} s; tables scaled to {n:,}: {scale_s:.0f} s")
+    return n, world_s, scale_s
+
+
 def campaign_spec(channels: str, slots: list[str], control: float) -> dict[str, Any]:
     out = []
     for part in channels.split(","):
@@ -138,13 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from nextbest.project import load_project
 
     root = load_settings().home / "bench" / "campaign"
-    t0 = time.perf_counter()
-    build_world(root / "world", args.world_customers)
-    world_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    customers = scale_tables(root / "world", root / "scaled", args.customers)
-    scale_s = time.perf_counter() - t0
-    print(f"world {args.world_customers:,} customers: {world_s:.0f} s; tables scaled to {customers:,}: {scale_s:.0f} s")
+    customers = scaled_world(root, args.world_customers, args.customers)[0]
     project = load_project()
     assert project.serving is not None
     assignment = AssignmentConfig.model_validate({"holdout": {"share": args.holdout}})

@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_campaign import build_world, scale_tables
+from benchmarks.bench_campaign import scaled_world
 from benchmarks.machine import python_reference_s
 from benchmarks.memory import PeakRss
 from nextbest.settings import Settings, load_settings
@@ -145,13 +145,7 @@ def main() -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     root = load_settings().home / "bench" / "materialize"
-    t0 = time.perf_counter()
-    build_world(root / "world", args.world_customers)
-    world_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    customers = scale_tables(root / "world", root / "scaled", args.customers)
-    scale_s = time.perf_counter() - t0
-    print(f"world {args.world_customers:,}: {world_s:.0f} s; tables scaled to {customers:,}: {scale_s:.0f} s")
+    customers = scaled_world(root, args.world_customers, args.customers)[0]
     sqlite_home = root / "scaled"
     (sqlite_home / "features" / "online_store.db").unlink(missing_ok=True)
     import nextbest.features as nbf
