@@ -191,15 +191,29 @@ def action_rows(
     """The (actions x features) matrix: the customer row broadcast, each action's attributes filled in, and its
     relevance for this customer (`relevance_inputs`: the customer's values of `layout.relevance_names`)."""
     index = np.asarray(action_index, dtype=np.intp)
-    X = np.empty((len(index), model_width), dtype=np.float32)
-    X[:, layout.customer_pos] = customer
+    inputs = None if relevance_inputs is None else relevance_inputs.reshape(1, -1)
+    return action_rows_many(model_width, layout, customer.reshape(1, -1), np.zeros(len(index), np.intp), index, inputs)
+
+
+def action_rows_many(
+    model_width: int,
+    layout: ModelLayout,
+    customers: np.ndarray,
+    customer_index: np.ndarray,
+    action_index: np.ndarray,
+    relevance_inputs: np.ndarray | None = None,
+) -> np.ndarray:
+    """`action_rows` of many customers in one matrix: row m is customer `customer_index[m]` (a row of `customers`,
+    and of `relevance_inputs`: their values of `layout.relevance_names`) against action `action_index[m]`."""
+    X = np.empty((len(action_index), model_width), dtype=np.float32)
+    X[:, layout.customer_pos] = customers[customer_index]
     if layout.action_pos.size:
-        X[:, layout.action_pos] = layout.action_matrix[index]
+        X[:, layout.action_pos] = layout.action_matrix[action_index]
     if layout.relevance_pos.size:
         if relevance_inputs is None:
             raise ValueError("this model scores relevance features: pass the customer's relevance inputs")
-        every = relevance_all(relevance_inputs.reshape(1, -1), layout.relevance_weights)[:, 0, :]  # (rel, actions)
-        X[:, layout.relevance_pos] = every[:, index].T
+        every = relevance_all(relevance_inputs, layout.relevance_weights)  # (relevance, customers, actions)
+        X[:, layout.relevance_pos] = every[:, customer_index, action_index].T
     return X
 
 
@@ -1212,22 +1226,24 @@ class DecisionEngine(ChampionLifecycle):
         out: list[_Scored],
     ) -> None:
         model, layout = bundle.models[name], bundle.layouts[name]
-        width = len(model.feature_names)
-        matrices = []
         rows_of = [items[n].got.features for n, _rows in parts]
         customers = customer_matrix(rows_of, layout)
         relevance = feature_matrix(rows_of, layout.relevance_names) if layout.relevance_pos.size else None
-        for k, ((n, rows), customer) in enumerate(zip(parts, customers, strict=True)):
-            candidates = items[n].screening.candidates
-            index = [self._action_index[candidates[i].id] for i in rows]
-            inputs = relevance[k] if relevance is not None else None
-            matrices.append(action_rows(width, layout, customer, index, inputs))
-        p = self._predict(model, np.concatenate(matrices)) if len(matrices) > 1 else self._predict(model, matrices[0])
+        # One matrix for the batch (customer k's candidates are its rows), one prediction, each customer's slice.
+        sizes = np.fromiter((len(rows) for _n, rows in parts), dtype=np.intp, count=len(parts))
+        action_index = np.fromiter(
+            (self._action_index[items[n].screening.candidates[i].id] for n, rows in parts for i in rows),
+            dtype=np.intp,
+            count=int(sizes.sum()),
+        )
+        customer_index = np.repeat(np.arange(len(parts)), sizes)
+        X = action_rows_many(len(model.feature_names), layout, customers, customer_index, action_index, relevance)
+        p = self._predict(model, X)
         start = 0
-        for (n, rows), X in zip(parts, matrices, strict=True):
+        for n, rows in parts:
             candidates = items[n].screening.candidates
             out[n].propensities[rows] = p[start : start + len(rows)]
-            out[n].matrices[name] = (X, {candidates[i].id: j for j, i in enumerate(rows)})
+            out[n].matrices[name] = (X[start : start + len(rows)], {candidates[i].id: j for j, i in enumerate(rows)})
             start += len(rows)
 
     def _score_profiles(
