@@ -7,8 +7,8 @@ What this module decides (and the feature repo does not): WHICH entity rows and 
 - NBA: one row per logged contact at its decision time (customer, action, channel, context), label = accepted;
   `contact_id`, `logging_propensity` and `n_eligible` ride along (never features) for off-policy evaluation.
 Features come from the model's Feast feature service at each row's time: `store.get_historical_features`, or by
-default the same join read from the Feast registry as DuckDB ASOF joins, which returns the same rows and is ~10x
-faster (`settings.features.offline_retrieval`, nextbest/features/point_in_time.py); this module never computes a
+default the same join read from the Feast registry as DuckDB ASOF joins, which returns the same rows faster
+(`settings.features.offline_retrieval`, nextbest/features/point_in_time.py, docs/benchmarks.md); it never computes a
 feature itself (the NBA action attributes come from the feature repo's helper too).
 Erased customers (the project's tombstones, `nextbest.erasure`) are never entity rows.
 

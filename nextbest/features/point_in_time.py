@@ -3,12 +3,13 @@
 Two methods, chosen by `settings.features.offline_retrieval`:
 - "feast": `store.get_historical_features(entity_df, features=service).to_df()`. Feast's DuckDB offline store
   (through ibis) joins every entity row with every feature row of its customer inside the view's TTL, then keeps
-  the latest per row with a window function: 22 s and +1.0 GB for 100k churn_v1 rows, ~4 min and ~10 GB at 1M.
+  the latest per row with a window function, so its cost grows with the feature rows per customer in the TTL.
 - "asof" (the default): the same join as one DuckDB query of ASOF LEFT JOINs, one per feature view, over the
-  same parquet files. Everything the query needs comes from the Feast registry, resolved by Feast's own helpers
-  exactly as `get_historical_features` resolves them (views, their batch sources, timestamp fields, join keys,
-  TTLs, and the source views an on-demand view needs); nothing is hard-coded. The result is a Feast
-  `RetrievalJob`, so `to_df()` runs Feast's own on-demand transformations and arrow-to-pandas conversion.
+  same parquet files (1M churn_v1 rows: 7.9 s on weekly tables where Feast took 12.7 s, 10.0 s on daily tables;
+  ~4.1-4.4 GB peak; docs/benchmarks.md). Everything the query needs comes from the Feast registry, resolved by
+  Feast's own helpers exactly as `get_historical_features` resolves them (views, their batch sources, timestamp
+  fields, join keys, TTLs, and the source views an on-demand view needs); nothing is hard-coded. The result is a
+  Feast `RetrievalJob`, so `to_df()` runs Feast's own on-demand transformations and arrow-to-pandas conversion.
 
 Same rows, values and dtypes as "feast" (tests/test_point_in_time.py compares both on a small world, with TTL
 expiry, unknown customers and timestamps equal to a feature row's): for each entity row and view, the feature row
@@ -16,7 +17,7 @@ of the same join keys with the latest timestamp <= the row's, and none when that
 row's timestamp minus the TTL (Feast's window is [t - ttl, t], both ends included; the latest row at or before t
 is in it exactly when any row is). Rows come back in the entity frame's order (Feast's order varies from run to
 run). Views whose source is not a parquet `FileSource`, sources with a created-timestamp column or field mapping,
-and substrait on-demand views go to Feast (logged), so "asof" never answers differently, only faster.
+and substrait on-demand views go to Feast (logged), so "asof" never answers differently.
 """
 
 from __future__ import annotations
