@@ -16,6 +16,7 @@ the same result per key. The configuration lives in the project file under `serv
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -116,7 +117,10 @@ def _key_text(key: Any) -> str:
     raise TypeError(f"a customer key is an int or a string, not {type(key).__name__} {key!r}")
 
 
+@functools.lru_cache(maxsize=256)
 def _hasher(salt: str) -> Any:
+    """The keyed BLAKE2b of a salt, built once per salt (a decision asks for its holdout draw): callers `copy()` it,
+    never update it."""
     key = hashlib.blake2b(salt.encode(), digest_size=32).digest()
     return hashlib.blake2b(key=key, digest_size=8)
 

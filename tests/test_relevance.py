@@ -98,3 +98,18 @@ def test_a_model_without_real_time_context_leaves_out_the_relevance_read_from_it
     names = ["age", "property_search_strength", *RELEVANCE_FEATURES]
     assert context_features(names) == ["property_search_strength", "relevance_signal_strength"]
     assert set(MOMENT_FIELDS) <= set(moment)
+
+
+@pytest.mark.parametrize("names", [["a", "b", "c"], ["b"], []], ids=["three", "one", "none"])
+def test_a_feature_matrix_is_its_rows_one_at_a_time(names: list[str]) -> None:
+    """The batch conversion (all names present, some missing, text among the values) equals `feature_row` per row."""
+    from serving.engine import feature_row
+
+    plain = [{"a": 1.5, "b": None, "c": 3, "z": "x"}, {"a": np.float32(0.25), "b": True, "c": np.int64(2**40)}]
+    missing = [*plain, {"a": 2.0}]
+    text = [*plain, {"a": "7", "b": "text", "c": 1.0}]
+    for rows in (plain, missing, text):
+        want = np.stack([feature_row(r, names) for r in rows])
+        got = feature_matrix(rows, names)
+        assert got.shape == (len(rows), len(names)) and got.dtype == np.float32
+        assert np.array_equal(got, want, equal_nan=True)
