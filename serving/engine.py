@@ -283,6 +283,10 @@ class _Pending:
     campaign_id: str | None = None
     campaign_control: bool = False
     screening: Screening = field(default_factory=lambda: Screening([], []))
+    # the feature row a batch brought (its `got.features` is a copy, plus the customer's key and the names the
+    # request's context set: `context`, None when unknown), else None
+    source: object | None = None
+    context: frozenset[str] | None = None
     chosen: list[RankedAction] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
@@ -329,23 +333,30 @@ class _SharedViews:
     def __init__(self, items: Sequence[_Pending]) -> None:
         counts = Counter(it.req.customer_id for it in items)
         self._repeated = {k for k, n in counts.items() if n > 1}
-        self._built: dict[Any, tuple[CustomerView, _Recording]] = {}
+        self._built: dict[Any, tuple[CustomerView, _Recording, _Pending]] = {}
 
-    def view(self, policy: DecisionPolicy, customer_id: int | str, features: dict[str, Any]) -> CustomerView:
+    def view(self, policy: DecisionPolicy, it: _Pending) -> CustomerView:
+        """The view of `it`'s customer. Two requests that copy one row the batch brought (`_Pending.source`) differ
+        at most in the names the request's context set (`_Pending.context`), so only those the view read are
+        compared."""
+        customer_id, features = it.req.customer_id, it.got.features
         if customer_id not in self._repeated:
             return policy.view(customer_id, features)
         built = self._built.get(customer_id)
         if built is not None:
-            first, read = built
+            first, read, by = built
             row = read.row
+            names = read.names
+            if it.source is not None and it.source is by.source and it.context is not None and by.context is not None:
+                names = names & (it.context | by.context)
             if not read.everything and all(
-                (a := row.get(n, _ABSENT)) is (b := features.get(n, _ABSENT)) or a == b for n in read.names
+                (a := row.get(n, _ABSENT)) is (b := features.get(n, _ABSENT)) or a == b for n in names
             ):
                 return replace(first, features=features)
         read = _Recording(features)
         view = policy.view(customer_id, read)
         view = replace(view, features=features)
-        self._built[customer_id] = (view, read)
+        self._built[customer_id] = (view, read, it)
         return view
 
 
@@ -837,7 +848,9 @@ class DecisionEngine(ChampionLifecycle):
             waves[wave].append((n, pending))
         if brought:
             assert self._reader is not None
-            self._reader.with_context_many([p.got.features for p, _r in brought], [r for _p, r in brought])
+            names = self._reader.with_context_many([p.got.features for p, _r in brought], [r for _p, r in brought])
+            for p, _r in brought:
+                p.context = names
         for wave in waves:
             decided = self._decide_arms([p for _n, p in wave], timings, commit=not dry_run)
             for (n, _pending), response in zip(wave, decided, strict=True):
@@ -865,7 +878,7 @@ class DecisionEngine(ChampionLifecycle):
         ctx = decision_context(req)
         if features is not None:
             request = self.features.request_row(req.channel, now, location_type=ctx.location_type)
-            pending = _Pending(req, ctx, now, DecisionInputs(features=dict(features)), t0)
+            pending = _Pending(req, ctx, now, DecisionInputs(features=dict(features)), t0, source=features)
             pending.got.decided_at = datetime.now(UTC)
             brought.append((pending, request))
             return pending
@@ -1070,7 +1083,7 @@ class DecisionEngine(ChampionLifecycle):
                 got.customer = CustomerView(customer_id=it.req.customer_id, known=False)
                 got.only = policy.config.degraded_actions
             else:
-                got.customer = views.view(policy, it.req.customer_id, got.features)
+                got.customer = views.view(policy, it)
                 live.append(it)
             if it.holdout or it.campaign_control:
                 got.customer = replace(got.customer, holdout=it.holdout, campaign_control=it.campaign_control)

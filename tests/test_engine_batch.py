@@ -222,3 +222,46 @@ def test_a_campaign_sized_batch_logs_what_one_request_at_a_time_logs(served_worl
                 ]
             same = {k: v for k, v in logged.items() if k not in _UNCOMPARABLE}
             assert {k: v for k, v in bulk.items() if k not in _UNCOMPARABLE} == same
+
+
+def test_a_shared_view_is_rebuilt_when_a_context_name_it_read_differs() -> None:
+    """Two requests copying one brought row share the first's view only when the context names the view read agree;
+    names outside the context are not compared again (they are the source's), names inside are."""
+    from types import SimpleNamespace
+
+    from nextbest.policy import CustomerView
+    from serving.engine import _SharedViews
+
+    class ReadsChannel:  # a view that reads a context feature (as a segment on the request's channel would)
+        calls = 0
+
+        def view(self, customer_id: int, features: Any) -> CustomerView:
+            ReadsChannel.calls += 1
+            return CustomerView(customer_id=customer_id, known=True, age=features.get("age"),
+                                segment=str(features.get("channel_email")))  # fmt: skip
+
+    source = {"age": 40}
+    context = frozenset({"channel_email", "channel_sms"})
+
+    def item(channel: str) -> Any:
+        row = {**source, "channel_email": int(channel == "email"), "channel_sms": int(channel == "sms")}
+        return SimpleNamespace(req=SimpleNamespace(customer_id=7), got=SimpleNamespace(features=row),
+                               source=source, context=context)  # fmt: skip
+
+    items = [item("email"), item("sms"), item("email")]
+    views = _SharedViews(items)  # type: ignore[arg-type]
+    policy = ReadsChannel()
+    got = [views.view(policy, it) for it in items]  # type: ignore[arg-type]
+    assert [v.segment for v in got] == ["1", "0", "1"]  # the sms request's view was built anew
+    assert all(v.features is it.got.features for v, it in zip(got, items, strict=True))
+    assert ReadsChannel.calls == 3  # the third differs from the last built (the sms one) and is rebuilt
+
+    class ReadsAge(ReadsChannel):
+        def view(self, customer_id: int, features: Any) -> CustomerView:
+            ReadsChannel.calls += 1
+            return CustomerView(customer_id=customer_id, known=True, age=features.get("age"))
+
+    ReadsChannel.calls = 0
+    views = _SharedViews(items)  # type: ignore[arg-type]
+    shared = [views.view(ReadsAge(), it) for it in items]  # type: ignore[arg-type]
+    assert ReadsChannel.calls == 1 and [v.age for v in shared] == [40, 40, 40]

@@ -257,22 +257,27 @@ class OnlineReader:
                 row[name] = column[0]
         return row
 
-    def with_context_many(self, rows: Sequence[dict[str, Any]], requests: Sequence[Mapping[str, Any]]) -> None:
+    def with_context_many(
+        self, rows: Sequence[dict[str, Any]], requests: Sequence[Mapping[str, Any]]
+    ) -> frozenset[str] | None:
         """`with_context` of many rows in one call of the context function (it computes column-wise): the same
-        values as row by row (rows whose requests name different fields are added row by row)."""
+        values as row by row (rows whose requests name different fields are added row by row). Returns the names
+        it set in every row (None when added row by row)."""
         if self._context is None or not rows:
-            return
+            return frozenset()
         fields = set(requests[0])
         if len(rows) == 1 or any(set(r) != fields for r in requests):
             for row, request in zip(rows, requests, strict=True):
                 self.with_context(row, request)
-            return
+            return None
         inputs_fields, fn = self._context
         inputs: dict[str, list[Any]] = {c: [row.get(c) for row in rows] for c in inputs_fields}
         inputs.update({k: [r[k] for r in requests] for k in requests[0]})
-        for name, column in fn(inputs).items():
+        written = fn(inputs)
+        for name, column in written.items():
             for row, value in zip(rows, column, strict=True):
                 row[name] = value
+        return frozenset(written)
 
     def read(self, value: object, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The entity's features (None for missing values), within the timeout; FeatureStoreUnavailable else.
