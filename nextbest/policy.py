@@ -528,6 +528,7 @@ class DecisionPolicy:
             self._triggers.setdefault(t.action, []).append(t)
         self.segments = segments
         self._holdings_by = holding_features(config.profile, catalogue.products)
+        self._rejections: dict[tuple[str, str, str], Rejection] = {}  # `_fixed`
         self.pricer = Pricer(catalogue, config.pricing, price_response)
         self._segment_rules: dict[str, list[SegmentRule]] = {}
         for rule in config.segment_rules:
@@ -573,16 +574,25 @@ class DecisionPolicy:
         """The controls uplift is measured against: no marketing to the universal holdout, nothing to a
         campaign's control group."""
         if customer.campaign_control:
-            return Rejection(action.id, "experiment.campaign_control", "in this campaign's control group")
+            return self._fixed(action.id, "experiment.campaign_control", "in this campaign's control group")
         if customer.holdout and action.kind in MARKETING_KINDS:
-            return Rejection(action.id, "experiment.holdout", "in the universal holdout: no marketing")
+            return self._fixed(action.id, "experiment.holdout", "in the universal holdout: no marketing")
         return None
+
+    def _fixed(self, action_id: str, rule: str, detail: str) -> Rejection:
+        """The one (immutable) Rejection of a rule whose detail does not depend on the customer, built once: a
+        decision rejects most of the catalogue, mostly by such rules (a campaign makes millions of them)."""
+        key = (action_id, rule, detail)
+        found = self._rejections.get(key)
+        if found is None:
+            found = self._rejections.setdefault(key, Rejection(action_id, rule, detail))
+        return found
 
     # ---- stage 1: eligibility
     def eligibility_rule(self, action: Action, customer: CustomerView, channel: str) -> Rejection | None:
         """The first catalogue rule that excludes this action for this customer on this channel, if any."""
         if channel not in action.channels:
-            return Rejection(action.id, "eligibility.channel", f"not offered on {channel}")
+            return self._fixed(action.id, "eligibility.channel", f"not offered on {channel}")
         if not customer.known:
             return self._cold_start_rule(action)
         e = action.eligibility
@@ -650,12 +660,12 @@ class DecisionPolicy:
             )
         ):
             # Opted out of every channel (or withdrew marketing altogether): no marketing anywhere, inbound included.
-            return Rejection(action.id, "consent.opted_out_everywhere", "no marketing consent on any channel")
+            return self._fixed(action.id, "consent.opted_out_everywhere", "no marketing consent on any channel")
         if channel in profile.consent_channels:
             if not customer.known:
                 return Rejection(action.id, "consent.unknown", f"no consent on record for {channel}")
             if not customer.consents.get(channel, False):
-                return Rejection(action.id, "consent.opted_out", f"no marketing consent for {channel}")
+                return self._fixed(action.id, "consent.opted_out", f"no marketing consent for {channel}")
         return None
 
     def with_consent_changes(self, customer: CustomerView, changes: Sequence[tuple[str, bool]]) -> CustomerView:
