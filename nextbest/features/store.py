@@ -10,11 +10,12 @@ Materialization (`materialize_views`, for any project's views: int64 or string e
 features) has two methods that land the same values:
 - "feast": `FeatureStore.materialize` per view over [end - ttl, end] (about 50k values/s here: Feast pulls the
   latest rows through its offline engine, then writes one SQL statement per feature value).
-- "fast": the latest row per entity is taken with DuckDB straight from the feature table. For SQLite its values
-  are serialized column-wise (vectorised) into exactly the bytes Feast writes, and upserted in key order with one
-  `executemany` transaction into the table Feast reads (tests compare both online tables row for row, for the
-  genome and for a string-keyed table project); for Redis the rows go through Feast's converter and its pipelined
-  writer. The registry records the materialized interval either way, so `feast materialize-incremental`
+- "fast": the latest row per entity is taken with DuckDB straight from the feature table and written in Feast's
+  own layout by `nextbest.features.online_write`: each distinct value encoded once into the bytes Feast writes,
+  SQLite tables rewritten whole (dropped and recreated with Feast's DDL in one transaction, carrying over the rows
+  Feast's upsert would keep) and Redis hashes written as raw pipelined HSETs under Feast's timestamp rule. Tests
+  compare both stores' raw contents with Feast's materialization byte for byte (genome and a string-keyed table
+  project). The registry records the materialized interval either way, so `feast materialize-incremental`
   continues from it.
 """
 
@@ -22,15 +23,13 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from feature_repo.specs import (
@@ -196,121 +195,64 @@ def feature_tables_end(settings: Settings) -> datetime:
     return newest.astimezone(UTC)
 
 
-def _encode_column(values: pd.Series, kind: str) -> tuple[list[bytes], list[str | None]]:
-    """Serialized Feast `Value` protos and their `value_text` for one column, vectorised.
+def _encoded(frame: pd.DataFrame, view: ViewTable) -> dict[str, Any]:
+    """The view's rows as the bulk writers take them: serialized keys, their byte order, stamps and columns."""
+    from nextbest.features.online_write import encode_column, entity_keys, key_order, unique_codes
 
-    Byte-for-byte what Feast's converter and SQLite writer produce (a test compares the online tables of both
-    paths): a double is its oneof tag plus 8 little-endian bytes, a missing value is an empty `Value`, and value_text
-    is `str()` of the Python value. Integer columns hold few distinct values, so each is encoded once.
-    """
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    if kind == "float64":
-        floats = values.to_numpy(dtype="float64", na_value=np.nan)
-        missing = np.isnan(floats)
-        packed = np.empty(len(floats), dtype=[("tag", "u1"), ("value", "<f8")])
-        packed["tag"] = Value(double_val=1.0).SerializeToString()[0]
-        packed["value"] = floats
-        buf = packed.tobytes()
-        encoded = [b"" if missing[i] else buf[9 * i : 9 * i + 9] for i in range(len(floats))]
-        text = [None if m else str(x) for x, m in zip(floats.tolist(), missing.tolist(), strict=True)]
-        return encoded, text
-    if kind == "int64":
-        ints = values.to_numpy(dtype="int64").tolist()
-        cache = {v: Value(int64_val=v).SerializeToString() for v in set(ints)}
-        return [cache[v] for v in ints], [str(v) for v in ints]
-    raise ConfigError(f"fast materialization supports int64 and float64 features, not {kind!r}")
-
-
-def entity_keys(values: pd.Series, key: str, key_type: KeyType, version: int = 3) -> list[bytes]:
-    """Feast's serialized entity keys (what its online stores key rows by) of one join-key column."""
-    from feast.infra.key_encoding_utils import serialize_entity_key
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    if key_type == "int":
-        protos = [Value(int64_val=k) for k in values.astype("int64").tolist()]
-    else:
-        protos = [Value(string_val=str(k)) for k in values.tolist()]
-    return [
-        serialize_entity_key(EntityKey(join_keys=[key], entity_values=[p]), entity_key_serialization_version=version)
-        for p in protos
-    ]
-
-
-_ONLINE_COLUMNS = ["entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"]
-_UPSERT = (
-    'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-    "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
-)
-
-
-def _row_stamps(timestamps: pd.Series) -> list[Any]:
-    """Each row's event time as Feast's SQLite writer stores it (naive UTC, through the adapter Feast registered)."""
-    from feast.utils import to_naive_utc
-
-    stamps: list[Any] = [to_naive_utc(t.to_pydatetime()) for t in pd.to_datetime(timestamps, utc=True)]
-    # Adapt each row's timestamp once (not once per feature value).
-    adapt = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol))
-    return [adapt(t) for t in stamps] if adapt is not None else stamps
-
-
-def _sqlite_bulk_write(db_path: str, table_name: str, frame: pd.DataFrame, view: ViewTable, version: int) -> None:
-    """Upsert the rows of `frame` (latest row per entity) into Feast's SQLite table in one transaction."""
-    # Wait for the service's readers rather than fail: a loaded machine serving traffic beside a materialization
-    # held the lock past sqlite3's default 5 s ("database is locked" in the closed loop, 2026-12-02).
-    con = sqlite3.connect(db_path, timeout=30)
-    try:
-        columns = [r[1] for r in con.execute(f'PRAGMA table_info("{table_name}")')]
-        # vector_value stays NULL for scalar features, as Feast leaves it when vector search is off.
-        if sorted(set(columns) - {"vector_value"}) != sorted(_ONLINE_COLUMNS):
-            raise ConfigError(
-                f"SQLite online table {table_name} has columns {columns}; fast path expects {_ONLINE_COLUMNS}"
-            )
-        keys = entity_keys(frame[view.key], view.key, view.key_type, version)
-        stamps = _row_stamps(frame[view.timestamp])
-        encoded = {name: _encode_column(frame[name], kind) for name, kind in view.fields.items()}
-        names = sorted(encoded)
-
-        def rows() -> Iterable[tuple[Any, ...]]:
-            # In primary-key order, so the upserts walk the B-tree instead of jumping around it.
-            for i in sorted(range(len(keys)), key=keys.__getitem__):
-                for name in names:
-                    values, texts = encoded[name]
-                    yield keys[i], name, values[i], texts[i], stamps[i], None
-
-        # The online store is a cache rebuilt from the offline tables: trade fsync durability for load speed
-        # (both settings last only for this connection).
-        con.execute("PRAGMA synchronous = OFF")
-        con.execute("PRAGMA journal_mode = MEMORY")
-        con.execute("PRAGMA cache_size = -262144")
-        with con:
-            con.executemany(_UPSERT.format(table=table_name), rows())
-    finally:
-        con.close()
+    keys = entity_keys(frame[view.key], view.key, view.key_type)
+    stamp_codes, stamps = unique_codes(frame[view.timestamp])
+    return {
+        "keys": keys,
+        "order": key_order(frame[view.key], keys, view.key_type),
+        "stamp_codes": stamp_codes,
+        "stamps": stamps,
+        "columns": {name: encode_column(frame[name], kind) for name, kind in view.fields.items()},
+    }
 
 
 def _write_fast(store: FeatureStore, fv: FeatureView, view: ViewTable, frame: pd.DataFrame) -> None:
-    """Write latest rows of one view to the online store: bulk SQLite upsert, or Feast's pipelined Redis writer."""
+    """Write the latest rows of one view to the online store (SQLite or Redis) in Feast's layout, in bulk."""
+    from nextbest.features import online_write
+
+    config = store.config
+    if config.entity_key_serialization_version != 3:
+        raise ConfigError("fast materialization writes entity keys of serialization version 3 only")
+    if frame[view.key].duplicated().any():
+        raise DataError(f"view {view.name} has several latest rows for one {view.key}")
+    encoded = _encoded(frame, view)
+    if config.online_store.type == "sqlite":
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore, _table_id
+
+        table = _table_id(config.project, fv, config.registry.enable_online_feature_view_versioning)
+        db_path = SqliteOnlineStore._get_db_path(config)
+        online_write.write_sqlite_view(db_path, table, **encoded)
+        return
+    from feast.infra.online_stores.redis import RedisType, _versioned_fv_name
+
+    online = config.online_store
+    if online.redis_type != RedisType.redis:  # cluster / sentinel: Feast's own pipelined writer
+        _write_through_feast(store, fv, view, frame)
+        return
+    client = store._get_provider().online_store._get_client(online)
+    del encoded["order"]
+    online_write.write_redis_view(
+        client, config.project, _versioned_fv_name(fv, config), **encoded,
+        key_ttl_seconds=online.key_ttl_seconds, skip_dedup=online.skip_dedup,
+    )  # fmt: skip
+
+
+def _write_through_feast(store: FeatureStore, fv: FeatureView, view: ViewTable, frame: pd.DataFrame) -> None:
+    """Feast's converter and provider writer, in batches (online stores the bulk writers do not cover)."""
     import pyarrow as pa
-    from feast.infra.online_stores.sqlite import SqliteOnlineStore, _table_id
     from feast.utils import _convert_arrow_to_proto
     from feast.value_type import ValueType
 
-    config = store.config
+    key_type = ValueType.INT64 if view.key_type == "int" else ValueType.STRING
     columns = [view.key, view.timestamp, *view.fields]
     for lo in range(0, len(frame), WRITE_BATCH_ROWS):
-        chunk = frame.iloc[lo : lo + WRITE_BATCH_ROWS]
-        if config.online_store.type == "sqlite":
-            table = _table_id(config.project, fv, config.registry.enable_online_feature_view_versioning)
-            db_path = SqliteOnlineStore._get_db_path(config)
-            _sqlite_bulk_write(db_path, table, chunk, view, config.entity_key_serialization_version)
-        else:
-            key_type = ValueType.INT64 if view.key_type == "int" else ValueType.STRING
-            arrow = pa.Table.from_pandas(chunk[columns], preserve_index=False)
-            rows = _convert_arrow_to_proto(arrow, fv, {view.key: key_type})
-            store._get_provider().online_write_batch(config, fv, rows, progress=None)
+        arrow = pa.Table.from_pandas(frame.iloc[lo : lo + WRITE_BATCH_ROWS][columns], preserve_index=False)
+        rows = _convert_arrow_to_proto(arrow, fv, {view.key: key_type})
+        store._get_provider().online_write_batch(store.config, fv, rows, progress=None)
 
 
 def _registered(store: FeatureStore, view: str) -> FeatureView:
