@@ -438,8 +438,8 @@ def insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
 
 
 def _decision_row_encoded(record: DecisionRecord) -> tuple[dict[str, Any], dict[str, str]]:
-    """A decision record's row (its JSON columns `clean`ed) and those columns' JSON text as SQLAlchemy's JSON type
-    would encode them, `json.dumps` (`json_column`: the text in the same pass, `clean` only where a value needs it)."""
+    """A decision record's row (its JSON columns `clean`ed) and those columns' JSON text, parsing to what
+    SQLAlchemy's JSON type would store (`json_column`: the text in the same pass, `clean` only where needed)."""
     row: dict[str, Any] = {
         "decision_id": record.decision_id,
         "ts": record.ts,
