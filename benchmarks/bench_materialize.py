@@ -13,7 +13,7 @@ interleaved (sqlite, redis, sqlite, redis): the first run of each loads an empty
 `--feast-sample` also times Feast's own `materialize` on the small world (SQLite), for its rate.
 
 Prints per run: values, seconds, values/s, peak RSS above the start, the 1-minute load average before and after
-(2 cores, shared), and per store "materialize 1M x N features within 60 s: MET / NOT MET" from the median seconds
+(2 cores, shared), and per store "materialize 1M x N features within 60 s: MET / NOT MET" from the slowest run's seconds
 (projected linearly to 1M below 1M customers); writes JSON to `<home>/bench/materialize.json`.
 """
 
@@ -113,20 +113,22 @@ def feast_sample(world: Path, home: Path) -> dict[str, Any]:
 
 
 def verdicts(runs: list[dict[str, Any]], customers: int, target_s: float) -> dict[str, dict[str, Any]]:
-    """Per store: the median seconds, projected to 1M customers below 1M, against the target."""
+    """Per store: the slowest run's seconds (empty or full store), projected to 1M below 1M, against the target."""
     out: dict[str, dict[str, Any]] = {}
     for store in dict.fromkeys(r["store"] for r in runs):
         mine = [r for r in runs if r["store"] == store]
         median = statistics.median(r["seconds"] for r in mine)
-        projected = median * 1_000_000 / customers
+        slowest = max(r["seconds"] for r in mine)  # an empty and a full store must both be within the target
+        projected = slowest * 1_000_000 / customers
         met = "MET" if projected <= target_s else "NOT MET"
         how = "measured" if customers >= 1_000_000 else f"projected from {customers:,}: {projected:.0f} s"
         features = mine[0]["features"]
         print(
-            f"{store}: median {median:.1f} s ({statistics.median(r['values_per_s'] for r in mine):,.0f} values/s); "
+            f"{store}: median {median:.1f} s, slowest {slowest:.1f} s "
+            f"({statistics.median(r['values_per_s'] for r in mine):,.0f} values/s median); "
             f"materialize 1M x {features} features within {target_s:.0f} s ({how}): {met}"
         )
-        out[store] = {"median_s": median, "projected_1m_s": round(projected, 1), "verdict": met}
+        out[store] = {"median_s": median, "slowest_s": slowest, "projected_1m_s": round(projected, 1), "verdict": met}
     return out
 
 

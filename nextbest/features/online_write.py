@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nextbest.errors import ConfigError, DataError
+from nextbest.errors import ConfigError
 
 #: Feature kinds the bulk encoder handles (a `ViewTable.fields` value), as Feast's value types.
 KINDS = ("float64", "float32", "int64", "int32", "bool", "string")
@@ -207,23 +207,27 @@ def _kept_rows(con: sqlite3.Connection, table: str, names: Sequence[str]) -> int
     """Copy into temp table `nb_kept` the stored rows the new rows do not overwrite; how many there are.
 
     Feast's upsert leaves those rows alone: rows of entities absent from the staged keys (`nb_keys`), and rows of
-    features that are not among `names`. Only the distinct stored keys are probed, not every stored row.
+    features that are not among `names`. Both checks read indexes only (the distinct stored keys, then each
+    stored (key, feature) pair); the rows are copied only when there are any.
     """
     t = _quote(table)
     marks = ", ".join("?" * len(names))
     con.execute(f"CREATE TEMP TABLE nb_kept AS SELECT * FROM {t} WHERE 0")
     con.execute(
         f"""
-        WITH stored AS MATERIALIZED (SELECT DISTINCT entity_key AS ek FROM {t}),
-             gone AS MATERIALIZED (SELECT ek FROM stored WHERE ek NOT IN (SELECT ek FROM temp.nb_keys))
-        INSERT INTO temp.nb_kept SELECT * FROM {t} WHERE entity_key IN (SELECT ek FROM gone)
+        CREATE TEMP TABLE nb_gone AS
+        WITH stored AS MATERIALIZED (SELECT DISTINCT entity_key AS ek FROM {t})
+        SELECT ek FROM stored WHERE ek NOT IN (SELECT ek FROM temp.nb_keys)
         """
     )
-    con.execute(
-        f"INSERT INTO temp.nb_kept SELECT * FROM {t} WHERE feature_name NOT IN ({marks}) "
-        "AND entity_key IN (SELECT ek FROM temp.nb_keys)",
-        list(names),
-    )
+    gone = int(con.execute("SELECT count(*) FROM temp.nb_gone").fetchone()[0])
+    stale = int(con.execute(f"SELECT count(*) FROM {t} WHERE feature_name NOT IN ({marks})", list(names)).fetchone()[0])
+    if gone or stale:
+        con.execute(
+            f"INSERT INTO temp.nb_kept SELECT * FROM {t} "
+            f"WHERE feature_name NOT IN ({marks}) OR entity_key IN (SELECT ek FROM temp.nb_gone)",
+            list(names),
+        )
     return int(con.execute("SELECT count(*) FROM temp.nb_kept").fetchone()[0])
 
 
@@ -384,21 +388,23 @@ def write_redis_view(
     written = skipped = 0
     conn = client.connection_pool.get_connection()
     try:
-        for lo in range(0, len(keys), REDIS_ROWS):
-            rows = np.arange(lo, min(lo + REDIS_ROWS, len(keys)))
-            redis_keys = [_bulk(k + suffix) for k in keys[lo : lo + REDIS_ROWS]]
-            new = ts_nanos[stamp_codes[rows]]
-            if not skip_dedup:  # Feast's rule: skip a row not newer than the stored event time
-                hget = b"*3\r\n$4\r\nHGET\r\n"
-                stored = _stored_nanos(_roundtrip(conn, b"".join(hget + k + ts_field for k in redis_keys), len(rows)))
-                write = (stored == 0) | (new > stored)
-            else:
-                write = np.ones(len(rows), dtype=bool)
-            chosen = rows[write]
-            skipped += int(len(rows) - len(chosen))
-            if not len(chosen):
-                continue
-            chosen_keys = [redis_keys[i] for i in (chosen - lo).tolist()]
+        # Feast's rule reads the stored event times before writing (it does so per batch); all of them, first.
+        if skip_dedup:
+            stored = np.zeros(len(keys), dtype=np.int64)
+        else:
+            hget = b"*3\r\n$4\r\nHGET\r\n"
+            replies: list[Any] = []
+            for lo in range(0, len(keys), REDIS_ROWS):
+                batch = keys[lo : lo + REDIS_ROWS]
+                replies += _roundtrip(conn, b"".join(hget + _bulk(k + suffix) + ts_field for k in batch), len(batch))
+            stored = _stored_nanos(replies)
+        new = ts_nanos[stamp_codes]
+        chosen_all = np.flatnonzero((stored == 0) | (new > stored))  # skip a row not newer than the stored one
+        skipped = len(keys) - len(chosen_all)
+        in_flight = 0  # replies of the batch Redis is still working on
+        for lo in range(0, len(chosen_all), REDIS_ROWS):
+            chosen = chosen_all[lo : lo + REDIS_ROWS]
+            chosen_keys = [_bulk(keys[i] + suffix) for i in chosen.tolist()]
             parts: list[list[Any]] = [chosen_keys, ts_pieces[stamp_codes[chosen]].tolist()]
             parts += [pieces[name][columns[name].codes[chosen]].tolist() for name in names]
             payload = _hset_payload(head, parts)
@@ -406,13 +412,24 @@ def write_redis_view(
             if ttl:
                 payload += b"".join(b"*3\r\n$6\r\nEXPIRE\r\n" + k + ttl for k in chosen_keys)
                 n *= 2
-            replies = _roundtrip(conn, payload, n)
-            if len(replies) != n:  # pragma: no cover - a protocol error raises before this
-                raise DataError(f"Redis answered {len(replies)} of {n} commands")
+            # Send this batch, then read the previous one's replies: Redis works while the next batch is built.
+            conn.send_packed_command([payload], check_health=False)
+            _read_replies(conn, in_flight)
+            in_flight = n
             written += len(chosen)
+        _read_replies(conn, in_flight)
     finally:
         client.connection_pool.release(conn)
-    return {"rows": written, "skipped": skipped}
+    return {"rows": written, "skipped": int(skipped)}
+
+
+def _read_replies(conn: Any, n: int) -> None:
+    from redis.exceptions import ResponseError
+
+    for _ in range(n):
+        reply = conn.read_response(disable_decoding=True)
+        if isinstance(reply, ResponseError):
+            raise reply
 
 
 def _hset_payload(head: bytes, parts: list[list[Any]]) -> bytes:
