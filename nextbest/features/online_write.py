@@ -35,8 +35,9 @@ from nextbest.errors import ConfigError
 KINDS = ("float64", "float32", "int64", "int32", "bool", "string")
 #: Entities per staging batch (bounds memory: 100k entities x 38 features is ~200 MB of Python objects).
 STAGE_ROWS = 100_000
-#: Entities per Redis round trip.
-REDIS_ROWS = 20_000
+#: Entities per Redis round trip: small enough that one batch (~2 MB) is sent and answered well within the
+#: store's socket timeout (settings.features.redis_timeout_s, 0.5 s), which bounds a whole `sendall`.
+REDIS_ROWS = 2_000
 
 _DOUBLE_TAG = 0x29  # field 5 (double_val), wire type 1 (64-bit)
 _FLOAT_TAG = 0x35  # field 6 (float_val), wire type 5 (32-bit)
@@ -412,9 +413,10 @@ def write_redis_view(
             if ttl:
                 payload += b"".join(b"*3\r\n$6\r\nEXPIRE\r\n" + k + ttl for k in chosen_keys)
                 n *= 2
-            # Send this batch, then read the previous one's replies: Redis works while the next batch is built.
-            conn.send_packed_command([payload], check_health=False)
+            # Redis works on the previous batch while this one is built; its replies are read before this batch is
+            # sent, so at most one batch is ever unanswered (a second one could stall on full socket buffers).
             _read_replies(conn, in_flight)
+            conn.send_packed_command([payload], check_health=False)
             in_flight = n
             written += len(chosen)
         _read_replies(conn, in_flight)
