@@ -35,17 +35,21 @@ def _redis_keys(project: str) -> int:
     return sum(1 for key in client.scan_iter(count=1000) if project.encode() in key)
 
 
-@pytest.fixture()
-def redis_world(tmp_path: Path):  # type: ignore[no-untyped-def]
-    project = f"nbtest_features_{uuid.uuid4().hex[:10]}"
+def _applied_world(home: Path, project: str, connection: str) -> Settings:
+    """A 30-customer world's feature tables built and applied to a Redis online store under its own project."""
     settings = Settings(
-        home=tmp_path,
-        features={"online_store": "redis", "redis_connection_string": "127.0.0.1:6379", "project": project},
+        home=home, features={"online_store": "redis", "redis_connection_string": connection, "project": project}
     )
     write_sources(settings.world_dir, customers=30, days=30, seed=5)
     features = features_of(settings)
     features.build()
     features.apply()
+    return settings
+
+
+@pytest.fixture()
+def redis_world(tmp_path: Path):  # type: ignore[no-untyped-def]
+    settings = _applied_world(tmp_path, f"nbtest_features_{uuid.uuid4().hex[:10]}", "127.0.0.1:6379")
     yield settings
     get_store(settings).teardown()
 
@@ -100,18 +104,7 @@ def _perturb(project: str) -> None:
 @pytest.fixture()
 def raw_world(tmp_path: Path):  # type: ignore[no-untyped-def]
     project = f"nbtest_raw_{uuid.uuid4().hex[:10]}"
-    settings = Settings(
-        home=tmp_path,
-        features={
-            "online_store": "redis",
-            "redis_connection_string": f"127.0.0.1:6379,db={RAW_DB}",
-            "project": project,
-        },
-    )
-    write_sources(settings.world_dir, customers=30, days=30, seed=5)
-    features = features_of(settings)
-    features.build()
-    features.apply()
+    settings = _applied_world(tmp_path, project, f"127.0.0.1:6379,db={RAW_DB}")
     yield settings
     get_store(settings).teardown()
     client = _client()
