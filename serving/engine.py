@@ -29,6 +29,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -176,13 +177,11 @@ def feature_matrix(rows: Sequence[Mapping[str, object]], names: Sequence[str]) -
     """`feature_row` of many feature rows (see `customer_matrix`)."""
     if not rows:
         return np.zeros((0, len(names)), dtype=np.float32)
-    values: list[Any]
-    if len(names) > 1:
-        try:  # every name in every row (the usual case): one C call per row, ~27% faster than a `get` per value
+    values: list[Any] | None = None
+    if len(names) > 1:  # every name in every row (the usual case): one C call per row, ~27% faster than a `get` each
+        with suppress(KeyError):
             values = list(map(itemgetter(*names), rows))
-        except KeyError:
-            values = [tuple(map(f.get, names)) for f in rows]
-    else:
+    if values is None:
         values = [tuple(map(f.get, names)) for f in rows]
     if set(map(type, chain.from_iterable(values))) <= _PLAIN:
         return np.array(values, dtype=np.float64).reshape(len(rows), len(names)).astype(np.float32)
